@@ -1,0 +1,168 @@
+//! The registry of live streams inside one process.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use crate::frame::FanoutEncoding;
+use crate::stream::{Publisher, Stream};
+use crate::viewer::Viewer;
+
+/// `app/name`, the identity of a stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamKey {
+    pub app: String,
+    pub name: String,
+}
+
+impl StreamKey {
+    pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
+        Self { app: app.into(), name: name.into() }
+    }
+}
+
+impl std::fmt::Display for StreamKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.app, self.name)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    pub encoding: FanoutEncoding,
+    /// Keep the frames since the last keyframe so new viewers start at once.
+    pub gop_cache: bool,
+    pub gop_max_bytes: usize,
+    pub gop_max_duration_ms: u64,
+    /// How far (in frames) a viewer may fall behind before it skips to a keyframe.
+    pub viewer_queue_frames: usize,
+    /// The same limit in bytes of wire data.
+    pub viewer_queue_bytes: usize,
+    /// Streams (live or with waiting viewers) the hub holds at most.
+    pub max_streams: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            encoding: FanoutEncoding::default(),
+            gop_cache: true,
+            gop_max_bytes: 32 * 1024 * 1024,
+            gop_max_duration_ms: 20_000,
+            viewer_queue_frames: 512,
+            viewer_queue_bytes: 16 * 1024 * 1024,
+            max_streams: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    #[error("stream {0} is already being published")]
+    AlreadyPublishing(StreamKey),
+    #[error("stream limit of {0} reached")]
+    TooManyStreams(usize),
+}
+
+/// A stream as listed by the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSummary {
+    pub key: StreamKey,
+    pub live: bool,
+    pub viewers: u64,
+    pub frames_in: u64,
+    pub bytes_in: u64,
+    pub frames_dropped: u64,
+}
+
+pub(crate) struct HubInner {
+    config: HubConfig,
+    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+}
+
+impl HubInner {
+    /// Forgets a stream nobody publishes or watches any more.
+    pub(crate) fn release(&self, stream: &Arc<Stream>) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let st = stream.lock();
+        if !st.live && st.viewers == 0
+            && streams.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream))
+        {
+            streams.remove(&stream.key);
+        }
+    }
+}
+
+/// All streams of this process. Cheap to clone.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<HubInner>,
+}
+
+impl Hub {
+    pub fn new(config: HubConfig) -> Self {
+        Self { inner: Arc::new(HubInner { config, streams: Mutex::new(HashMap::new()) }) }
+    }
+
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Takes the publisher slot of `key`; refused while another publisher holds it.
+    pub fn publish(&self, key: StreamKey) -> Result<Publisher, HubError> {
+        let stream = {
+            let mut streams = self.lock();
+            let stream = self.get_or_create(&mut streams, &key)?;
+            if stream.lock().live {
+                return Err(HubError::AlreadyPublishing(key));
+            }
+            // Marked live before the map lock is released, so two publishers cannot race.
+            Publisher::start(stream.clone(), self.inner.clone())
+        };
+        Ok(stream)
+    }
+
+    /// Joins `key` as a viewer; a stream with no publisher yet is created and waited on.
+    pub fn play(&self, key: StreamKey) -> Result<Viewer, HubError> {
+        let mut streams = self.lock();
+        let stream = self.get_or_create(&mut streams, &key)?;
+        Ok(Viewer::join(stream, self.inner.clone()))
+    }
+
+    pub fn streams(&self) -> Vec<StreamSummary> {
+        let streams: Vec<Arc<Stream>> = self.lock().values().cloned().collect();
+        let mut out: Vec<StreamSummary> = streams
+            .iter()
+            .map(|s| StreamSummary {
+                key: s.key.clone(),
+                live: s.lock().live,
+                viewers: s.stats.viewers.load(Ordering::Relaxed),
+                frames_in: s.stats.frames_in.load(Ordering::Relaxed),
+                bytes_in: s.stats.bytes_in.load(Ordering::Relaxed),
+                frames_dropped: s.stats.frames_dropped.load(Ordering::Relaxed),
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Arc<Stream>>> {
+        self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get_or_create(
+        &self,
+        streams: &mut HashMap<StreamKey, Arc<Stream>>,
+        key: &StreamKey,
+    ) -> Result<Arc<Stream>, HubError> {
+        if let Some(s) = streams.get(key) {
+            return Ok(s.clone());
+        }
+        if streams.len() >= self.inner.config.max_streams {
+            return Err(HubError::TooManyStreams(self.inner.config.max_streams));
+        }
+        let s = Arc::new(Stream::new(key.clone(), self.inner.config));
+        streams.insert(key.clone(), s.clone());
+        Ok(s)
+    }
+}

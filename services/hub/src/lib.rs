@@ -1,0 +1,21 @@
+//! The stream hub: where a publisher's frames meet every viewer of the same stream.
+//!
+//! Data flows one way: a [`Publisher`] pushes each media message once; it becomes a [`Frame`],
+//! chunked once into wire bytes that every viewer shares, and is appended to the stream's
+//! bounded [`ring`](stream). Each [`Viewer`] is only a cursor into that ring: it never copies a
+//! payload, and one that falls too far behind skips to the latest keyframe instead of slowing
+//! the publisher or holding memory. The hub knows nothing of sockets.
+
+mod frame;
+mod hub;
+mod stream;
+mod timeline;
+mod viewer;
+
+pub use frame::{FanoutEncoding, Frame};
+pub use hub::{Hub, HubConfig, HubError, StreamKey, StreamSummary};
+pub use stream::{Publisher, StreamStats};
+pub use viewer::{Viewer, ViewerItem};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,216 @@
+//! One live stream: its publisher slot, the ring of recent frames that viewers read from, the
+//! GOP cache inside that ring, and the sequence headers a new viewer needs first.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use liverelay_rtmp::{Media, MediaKind};
+use tokio::sync::watch;
+
+use crate::frame::{FanoutEncoding, Frame};
+use crate::hub::{HubConfig, HubInner, StreamKey};
+use crate::timeline::Timeline;
+
+/// Counters a stream keeps for metrics and the API; updated without taking the stream lock.
+#[derive(Debug, Default)]
+pub struct StreamStats {
+    pub frames_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    /// Frames viewers skipped because they fell behind (or joined between keyframes).
+    pub frames_dropped: AtomicU64,
+    pub viewers: AtomicU64,
+}
+
+pub(crate) struct Stream {
+    pub key: StreamKey,
+    pub state: Mutex<StreamState>,
+    /// Bumped on every change viewers must look at (new frame, publish, unpublish).
+    pub notify: watch::Sender<u64>,
+    pub stats: StreamStats,
+}
+
+pub(crate) struct StreamState {
+    pub config: HubConfig,
+    pub encoding: FanoutEncoding,
+    pub live: bool,
+    /// Incremented by every publish; frames carry it so viewers notice a republish in order.
+    pub generation: u64,
+    pub ring: VecDeque<Arc<Frame>>,
+    ring_bytes: usize,
+    /// Sequence number of `ring[0]`.
+    pub first_seq: u64,
+    /// Sequence number the next frame gets.
+    pub next_seq: u64,
+    /// Sequence number of the latest keyframe while the GOP since then fits the cache limits.
+    pub gop_start: Option<u64>,
+    gop_bytes: usize,
+    gop_start_ts: u64,
+    pub metadata: Option<Arc<Frame>>,
+    pub video_header: Option<Arc<Frame>>,
+    pub audio_header: Option<Arc<Frame>>,
+    /// Whether this publish has sent any video; audio-only streams need no keyframe to start.
+    pub has_video: bool,
+    /// Latest timestamp on the stream's timeline, where the next publish continues from.
+    last_timestamp: Option<u64>,
+    pub viewers: usize,
+}
+
+impl Stream {
+    pub fn new(key: StreamKey, config: HubConfig) -> Self {
+        Self {
+            key,
+            state: Mutex::new(StreamState {
+                encoding: config.encoding,
+                config,
+                live: false,
+                generation: 0,
+                ring: VecDeque::new(),
+                ring_bytes: 0,
+                first_seq: 0,
+                next_seq: 0,
+                gop_start: None,
+                gop_bytes: 0,
+                gop_start_ts: 0,
+                metadata: None,
+                video_header: None,
+                audio_header: None,
+                has_video: false,
+                last_timestamp: None,
+                viewers: 0,
+            }),
+            notify: watch::channel(0).0,
+            stats: StreamStats::default(),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, StreamState> {
+        // A panic while holding the lock leaves plain data behind, never a broken invariant
+        // worth taking the whole process down for.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake_viewers(&self) {
+        self.notify.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+impl StreamState {
+    fn start_publish(&mut self) {
+        self.live = true;
+        self.generation += 1;
+        self.gop_start = None;
+        self.metadata = None;
+        self.video_header = None;
+        self.audio_header = None;
+        self.has_video = false;
+    }
+
+    fn stop_publish(&mut self) {
+        self.live = false;
+        // Frames stay in the ring so viewers still drain what they have not sent yet; nothing
+        // of this publish may start a new viewer.
+        self.gop_start = None;
+    }
+
+    fn append(&mut self, frame: Arc<Frame>) {
+        match frame.kind {
+            MediaKind::Video if frame.sequence_header => self.video_header = Some(frame.clone()),
+            MediaKind::Audio if frame.sequence_header => self.audio_header = Some(frame.clone()),
+            MediaKind::Metadata => self.metadata = Some(frame.clone()),
+            _ => {}
+        }
+        if frame.kind == MediaKind::Video {
+            self.has_video = true;
+        }
+        self.last_timestamp = Some(self.last_timestamp.map_or(frame.timestamp, |l| l.max(frame.timestamp)));
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let size = frame.wire_len();
+        if frame.keyframe && self.config.gop_cache {
+            self.gop_start = Some(seq);
+            self.gop_bytes = 0;
+            self.gop_start_ts = frame.timestamp;
+        }
+        if self.gop_start.is_some() {
+            self.gop_bytes += size;
+            let too_long = frame.timestamp.saturating_sub(self.gop_start_ts) > self.config.gop_max_duration_ms;
+            if self.gop_bytes > self.config.gop_max_bytes || too_long {
+                self.gop_start = None;
+            }
+        }
+        self.ring_bytes += size;
+        self.ring.push_back(frame);
+        self.evict();
+    }
+
+    /// Keeps the ring within the viewer backlog limits, except for the cached GOP.
+    fn evict(&mut self) {
+        while let Some(front) = self.ring.front() {
+            let over = self.ring.len() > self.config.viewer_queue_frames
+                || self.ring_bytes > self.config.viewer_queue_bytes;
+            let protected = self.gop_start.is_some_and(|g| self.first_seq >= g);
+            if !over || protected {
+                break;
+            }
+            self.ring_bytes -= front.wire_len();
+            self.ring.pop_front();
+            self.first_seq += 1;
+        }
+    }
+
+    pub fn frame(&self, seq: u64) -> Option<&Arc<Frame>> {
+        let idx = seq.checked_sub(self.first_seq)?;
+        self.ring.get(usize::try_from(idx).ok()?)
+    }
+}
+
+/// The right to publish one stream. Dropping it ends the publish: viewers are told and stay
+/// connected for the next publisher.
+pub struct Publisher {
+    stream: Arc<Stream>,
+    hub: Arc<HubInner>,
+    timeline: Timeline,
+    generation: u64,
+    encoding: FanoutEncoding,
+}
+
+impl Publisher {
+    pub(crate) fn start(stream: Arc<Stream>, hub: Arc<HubInner>) -> Self {
+        let (timeline, generation, encoding) = {
+            let mut st = stream.lock();
+            st.start_publish();
+            (Timeline::continuing(st.last_timestamp), st.generation, st.encoding)
+        };
+        stream.wake_viewers();
+        Self { stream, hub, timeline, generation, encoding }
+    }
+
+    pub fn key(&self) -> &StreamKey {
+        &self.stream.key
+    }
+
+    pub fn stats(&self) -> &StreamStats {
+        &self.stream.stats
+    }
+
+    /// Adds one message of the publisher to the stream. The wire encoding is made here, once,
+    /// outside the stream lock.
+    pub fn push(&mut self, media: Media) {
+        let stats = &self.stream.stats;
+        stats.frames_in.fetch_add(1, Ordering::Relaxed);
+        stats.bytes_in.fetch_add(media.payload.len() as u64, Ordering::Relaxed);
+        let timestamp = self.timeline.map(media.timestamp);
+        let frame = Arc::new(Frame::new(media, timestamp, self.generation, self.encoding));
+        self.stream.lock().append(frame);
+        self.stream.wake_viewers();
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.stream.lock().stop_publish();
+        self.stream.wake_viewers();
+        self.hub.release(&self.stream);
+    }
+}

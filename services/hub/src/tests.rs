@@ -1,0 +1,213 @@
+use bytes::Bytes;
+use liverelay_rtmp::{Media, MediaKind};
+
+use crate::*;
+
+fn key() -> StreamKey {
+    StreamKey::new("live", "test")
+}
+
+fn video(ts: u64, keyframe: bool) -> Media {
+    let b0 = if keyframe { 0x17 } else { 0x27 };
+    Media { kind: MediaKind::Video, timestamp: ts, payload: Bytes::from(vec![b0, 1, 0, 0, 0, ts as u8]) }
+}
+
+fn video_header() -> Media {
+    Media { kind: MediaKind::Video, timestamp: 0, payload: Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64]) }
+}
+
+fn audio_header() -> Media {
+    Media { kind: MediaKind::Audio, timestamp: 0, payload: Bytes::from_static(&[0xAF, 0, 0x12, 0x10]) }
+}
+
+fn audio(ts: u64) -> Media {
+    Media { kind: MediaKind::Audio, timestamp: ts, payload: Bytes::from_static(&[0xAF, 1, 0x21]) }
+}
+
+fn metadata() -> Media {
+    Media { kind: MediaKind::Metadata, timestamp: 0, payload: Bytes::from_static(&[2, 0, 10, b'o', b'n', b'M', b'e', b't', b'a', b'D', b'a', b't', b'a']) }
+}
+
+fn frames(items: &[ViewerItem]) -> Vec<&Frame> {
+    items.iter().filter_map(|i| match i { ViewerItem::Frame(f) => Some(&**f), _ => None }).collect()
+}
+
+fn poll_all(v: &mut Viewer) -> Vec<ViewerItem> {
+    let mut out = Vec::new();
+    while v.poll(&mut out, 64) > 0 {}
+    out
+}
+
+#[test]
+fn late_joiner_starts_from_cached_gop_with_headers() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = hub.publish(key()).unwrap();
+    p.push(metadata());
+    p.push(video_header());
+    p.push(audio_header());
+    for i in 0..10u64 {
+        p.push(video(i * 33, i % 5 == 0));
+        p.push(audio(i * 33 + 5));
+    }
+    let mut v = hub.play(key()).unwrap();
+    let items = poll_all(&mut v);
+    let f = frames(&items);
+    assert_eq!(f[0].kind, MediaKind::Metadata);
+    assert!(f[1].sequence_header && f[1].kind == MediaKind::Video);
+    assert!(f[2].sequence_header && f[2].kind == MediaKind::Audio);
+    assert!(f[3].keyframe, "first picture is the last keyframe");
+    assert_eq!(f[3].timestamp, 5 * 33);
+    assert_eq!(f.len(), 3 + 10, "GOP of 5 video + 5 audio");
+    assert!(!items.iter().any(|i| matches!(i, ViewerItem::Published)), "Play.Start already says live");
+}
+
+#[test]
+fn viewers_share_one_encoding() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = hub.publish(key()).unwrap();
+    let mut a = hub.play(key()).unwrap();
+    let mut b = hub.play(key()).unwrap();
+    p.push(video(0, true));
+    let fa = poll_all(&mut a);
+    let fb = poll_all(&mut b);
+    let (wa, wb) = (frames(&fa)[0].wire(4096, 1), frames(&fb)[0].wire(4096, 1));
+    assert_eq!(wa.as_ptr(), wb.as_ptr(), "same bytes, not a copy per viewer");
+    assert_ne!(frames(&fa)[0].wire(128, 1).as_ptr(), wa.as_ptr());
+}
+
+#[test]
+fn viewer_before_publisher_waits_then_starts_on_keyframe() {
+    let hub = Hub::new(HubConfig::default());
+    let mut v = hub.play(key()).unwrap();
+    assert!(poll_all(&mut v).is_empty());
+    let mut p = hub.publish(key()).unwrap();
+    let items = poll_all(&mut v);
+    assert!(matches!(items.as_slice(), [ViewerItem::Published]));
+    p.push(video_header());
+    p.push(video(0, false)); // not decodable without a keyframe: skipped
+    p.push(video(33, true));
+    let items = poll_all(&mut v);
+    let f = frames(&items);
+    assert_eq!(f.len(), 2);
+    assert!(f[0].sequence_header && f[1].keyframe);
+    assert_eq!(v.dropped(), 1);
+}
+
+#[test]
+fn second_publisher_refused_first_keeps_going() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = hub.publish(key()).unwrap();
+    assert_eq!(hub.publish(key()).err(), Some(HubError::AlreadyPublishing(key())));
+    let mut v = hub.play(key()).unwrap();
+    p.push(video(0, true));
+    assert_eq!(frames(&poll_all(&mut v)).len(), 1);
+}
+
+#[test]
+fn unpublish_then_republish_keeps_time_monotonic() {
+    let hub = Hub::new(HubConfig::default());
+    let mut v = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video(1000, true));
+    p.push(video(2000, false));
+    drop(p);
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video(0, true));
+    let items = poll_all(&mut v);
+    let kinds: Vec<&str> = items
+        .iter()
+        .map(|i| match i {
+            ViewerItem::Published => "pub",
+            ViewerItem::Unpublished => "unpub",
+            ViewerItem::Frame(_) => "frame",
+        })
+        .collect();
+    assert_eq!(kinds, ["pub", "frame", "frame", "unpub", "pub", "frame"]);
+    let ts: Vec<u64> = frames(&items).iter().map(|f| f.timestamp).collect();
+    assert_eq!(ts, [0, 1000, 1001]);
+    drop(p);
+    assert!(matches!(poll_all(&mut v).as_slice(), [ViewerItem::Unpublished]));
+}
+
+#[test]
+fn slow_viewer_skips_to_keyframe_and_memory_stays_bounded() {
+    let config = HubConfig { viewer_queue_frames: 50, ..Default::default() };
+    let hub = Hub::new(config);
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video_header());
+    let mut slow = hub.play(key()).unwrap();
+    let mut fast = hub.play(key()).unwrap();
+    for i in 0..1000u64 {
+        p.push(video(i * 33, i % 30 == 0));
+        let mut out = Vec::new();
+        fast.poll(&mut out, 1000);
+    }
+    assert_eq!(fast.dropped(), 0, "a viewer that keeps up loses nothing");
+    let items = poll_all(&mut slow);
+    let f = frames(&items);
+    assert!(f[0].sequence_header, "headers are re-sent after a skip");
+    assert!(f[1].keyframe, "the skip lands on a keyframe");
+    assert_eq!(f[1].timestamp, 990 * 33);
+    assert!(slow.dropped() > 900);
+    let summary = &hub.streams()[0];
+    assert!(summary.frames_dropped >= slow.dropped());
+}
+
+#[test]
+fn gop_larger_than_cache_limit_is_not_cached() {
+    let config = HubConfig { gop_max_bytes: 100, viewer_queue_frames: 10, ..Default::default() };
+    let hub = Hub::new(config);
+    let mut p = hub.publish(key()).unwrap();
+    for i in 0..40u64 {
+        p.push(video(i * 33, i == 0));
+    }
+    let mut v = hub.play(key()).unwrap();
+    assert!(frames(&poll_all(&mut v)).is_empty(), "waits for the next keyframe instead");
+    p.push(video(40 * 33, true));
+    assert!(frames(&poll_all(&mut v))[0].keyframe);
+}
+
+#[test]
+fn audio_only_stream_plays_without_keyframes() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = hub.publish(key()).unwrap();
+    p.push(audio_header());
+    p.push(audio(0));
+    let mut v = hub.play(key()).unwrap();
+    p.push(audio(23));
+    p.push(audio(46));
+    let f = poll_all(&mut v);
+    assert_eq!(frames(&f).len(), 3, "header, then both frames");
+}
+
+#[test]
+fn empty_streams_are_forgotten() {
+    let hub = Hub::new(HubConfig { max_streams: 1, ..Default::default() });
+    let v = hub.play(key()).unwrap();
+    assert_eq!(hub.streams().len(), 1);
+    assert_eq!(hub.play(StreamKey::new("live", "other")).err(), Some(HubError::TooManyStreams(1)));
+    drop(v);
+    assert!(hub.streams().is_empty());
+    let p = hub.publish(StreamKey::new("live", "other")).unwrap();
+    drop(p);
+    assert!(hub.streams().is_empty());
+}
+
+#[tokio::test]
+async fn viewer_wakes_on_push() {
+    let hub = Hub::new(HubConfig::default());
+    let mut v = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    let mut out = Vec::new();
+    v.poll(&mut out, 10);
+    let waiter = tokio::spawn(async move {
+        v.changed().await;
+        let mut out = Vec::new();
+        v.poll(&mut out, 10);
+        out.len()
+    });
+    tokio::task::yield_now().await;
+    p.push(video(0, true));
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    assert_eq!(n, 1);
+}

@@ -1,0 +1,60 @@
+//! RTMP sessions: the server and client ends of one connection, as state machines.
+//!
+//! A session is fed received bytes ([`ServerSession::recv_buffer`] + `process`) and yields
+//! events and bytes to send. It never does I/O or reads a clock: the driver (a tokio task in the
+//! server crate, a test, a fuzzer) moves the bytes and decides what to accept.
+
+mod connection;
+mod server;
+
+pub use server::{
+    ConnectRequest, PlayRequest, PublishKind, PublishRequest, ServerConfig, ServerEvent, ServerSession,
+};
+
+use bytes::Bytes;
+
+use crate::amf::AmfError;
+use crate::chunk::ChunkError;
+use crate::command::CommandError;
+use crate::handshake::HandshakeError;
+
+/// A media message from a publisher, with its timestamp extended to 64 bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Media {
+    pub kind: MediaKind,
+    pub timestamp: u64,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Audio,
+    Video,
+    /// `onMetaData` (sent by publishers as `@setDataFrame`); the payload is the AMF0 body
+    /// starting at "onMetaData", ready for viewers.
+    Metadata,
+    /// Any other AMF0 data message (cue points, text), forwarded as is.
+    Data,
+}
+
+/// Why a session ended. Each variant names one protocol violation.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    #[error("chunk stream error: {0}")]
+    Chunk(#[from] ChunkError),
+    #[error("bad command: {0}")]
+    Command(#[from] CommandError),
+    #[error("bad AMF data: {0}")]
+    Amf(#[from] AmfError),
+    #[error("malformed {0} message")]
+    MalformedControl(&'static str),
+    #[error("'{0}' before connect")]
+    NotConnected(String),
+    #[error("too many streams on one connection (limit {0})")]
+    TooManyStreams(u32),
+}
+
+#[cfg(test)]
+mod tests;

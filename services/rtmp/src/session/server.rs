@@ -1,0 +1,540 @@
+//! The server end of an RTMP connection: answers the handshake, runs NetConnection and
+//! NetStream commands, and turns publishers' messages into [`Media`] events. Decisions that need
+//! the rest of the system (may this client connect, publish this name, play that stream) come
+//! out as events; the driver answers them with `accept_*`/`reject_*`.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::{Bytes, BytesMut};
+
+use super::connection::{ChunkConnection, Incoming};
+use super::{Media, MediaKind, SessionError};
+use crate::amf::{Amf0Decoder, Amf0Value};
+use crate::chunk::ChunkLimits;
+use crate::command::{self, Command, StatusLevel, code, encode_command, on_status, status_info};
+use crate::handshake::ServerHandshake;
+use crate::message::{self, LimitType, RawMessage, UserControl, type_id};
+use crate::timestamp::TimestampExtender;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServerConfig {
+    /// Chunk size for everything we send; announced right after connect.
+    pub chunk_size: u32,
+    /// Window Acknowledgement Size and Set Peer Bandwidth we announce.
+    pub ack_window: u32,
+    pub limits: ChunkLimits,
+    /// Message streams one connection may create.
+    pub max_streams: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            chunk_size: 4096,
+            ack_window: 5_000_000,
+            limits: ChunkLimits::default(),
+            max_streams: 16,
+        }
+    }
+}
+
+/// A client's `connect`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectRequest {
+    pub transaction_id: f64,
+    /// Application name with any query string removed.
+    pub app: String,
+    /// Query string given after the app name (or in tcUrl), kept raw for auth.
+    pub query: Option<String>,
+    pub tc_url: Option<String>,
+    pub flash_ver: Option<String>,
+    pub swf_url: Option<String>,
+    pub page_url: Option<String>,
+    pub object_encoding: f64,
+    pub command_object: Amf0Value,
+    /// Optional user arguments after the command object.
+    pub args: Vec<Amf0Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishKind {
+    Live,
+    Record,
+    Append,
+}
+
+impl PublishKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Live => "live",
+            Self::Record => "record",
+            Self::Append => "append",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishRequest {
+    pub stream_id: u32,
+    pub name: String,
+    pub query: Option<String>,
+    pub kind: PublishKind,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayRequest {
+    pub stream_id: u32,
+    pub name: String,
+    pub query: Option<String>,
+    /// Seconds; -2 live-or-recorded (default), -1 live only, >= 0 recorded from that point.
+    pub start: f64,
+    pub duration: f64,
+    pub reset: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerEvent {
+    /// Answer with [`ServerSession::accept_connect`] or [`ServerSession::reject_connect`].
+    Connect(ConnectRequest),
+    /// Answer with [`ServerSession::accept_publish`] or [`ServerSession::reject_publish`].
+    Publish(PublishRequest),
+    /// Answer with [`ServerSession::accept_play`] or [`ServerSession::reject_play`].
+    Play(PlayRequest),
+    /// A message from an accepted publisher.
+    Media { stream_id: u32, media: Media },
+    /// The publisher or player on this stream stopped (deleteStream, closeStream, FCUnpublish).
+    StreamClosed { stream_id: u32 },
+    Pause { stream_id: u32, paused: bool, position_ms: f64 },
+    ReceiveAudio { stream_id: u32, enabled: bool },
+    ReceiveVideo { stream_id: u32, enabled: bool },
+    /// The client sent NetConnection `close`.
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Role {
+    Idle,
+    Publishing(String),
+    Playing,
+}
+
+#[derive(Debug)]
+struct StreamSlot {
+    role: Role,
+    timestamps: TimestampExtender,
+}
+
+pub struct ServerSession {
+    config: ServerConfig,
+    handshake: Option<ServerHandshake>,
+    inbuf: BytesMut,
+    conn: ChunkConnection,
+    events: VecDeque<ServerEvent>,
+    connected: bool,
+    object_encoding: f64,
+    next_stream_id: u32,
+    streams: HashMap<u32, StreamSlot>,
+}
+
+impl ServerSession {
+    /// `random` seeds the handshake (see [`ServerHandshake::new`]); `epoch` is the server's
+    /// uptime in milliseconds.
+    pub fn new(config: ServerConfig, random: &[u8], epoch: u32) -> Self {
+        Self {
+            config,
+            handshake: Some(ServerHandshake::new(random, epoch)),
+            inbuf: BytesMut::with_capacity(8192),
+            conn: ChunkConnection::new(config.limits),
+            events: VecDeque::new(),
+            connected: false,
+            object_encoding: 0.0,
+            next_stream_id: 1,
+            streams: HashMap::new(),
+        }
+    }
+
+    /// Where the driver puts received bytes before calling [`process`](Self::process).
+    pub fn recv_buffer(&mut self) -> &mut BytesMut {
+        &mut self.inbuf
+    }
+
+    /// Appends `data` to the receive buffer and processes it (for tests and fuzzing).
+    pub fn feed(&mut self, data: &[u8]) -> Result<(), SessionError> {
+        self.inbuf.extend_from_slice(data);
+        self.process()
+    }
+
+    /// Runs the handshake and decodes every complete message in the receive buffer.
+    pub fn process(&mut self) -> Result<(), SessionError> {
+        if let Some(hs) = &mut self.handshake {
+            if !hs.read(&mut self.inbuf, &mut self.conn.out)? {
+                return Ok(());
+            }
+            self.handshake = None;
+        }
+        while let Some(incoming) = self.conn.next(&mut self.inbuf)? {
+            match incoming {
+                Incoming::Message(msg) => self.handle_message(msg)?,
+                Incoming::UserControl(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_handshake_done(&self) -> bool {
+        self.handshake.is_none()
+    }
+
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Bytes to send, if any.
+    pub fn poll_transmit(&mut self) -> Option<Bytes> {
+        (!self.conn.out.is_empty()).then(|| self.conn.out.split().freeze())
+    }
+
+    pub fn out_chunk_size(&self) -> u32 {
+        self.conn.out_chunk_size()
+    }
+
+    /// Message types our publisher-side handling turns into events. Everything else from the
+    /// client is either a command or ignored.
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
+                let body = command::amf0_body(&msg);
+                let cmd = Command::decode(&body)?;
+                self.handle_command(msg.stream_id, cmd)
+            }
+            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
+                self.handle_media(msg)
+            }
+            type_id::AGGREGATE => {
+                let parts = message::split_aggregate(&msg)
+                    .map_err(|_| SessionError::MalformedControl("Aggregate"))?;
+                for part in parts {
+                    if matches!(part.type_id, type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0) {
+                        self.handle_media(part)?;
+                    }
+                }
+                Ok(())
+            }
+            // Shared objects are not supported; ignoring them keeps the connection usable.
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        let Some(slot) = self.streams.get_mut(&msg.stream_id) else {
+            return Ok(());
+        };
+        if !matches!(slot.role, Role::Publishing(_)) {
+            return Ok(());
+        }
+        let (kind, payload) = match msg.type_id {
+            type_id::AUDIO => (MediaKind::Audio, msg.payload.clone()),
+            type_id::VIDEO => (MediaKind::Video, msg.payload.clone()),
+            _ => match classify_data(command::amf0_body(&msg))? {
+                Some(kind_payload) => kind_payload,
+                None => return Ok(()),
+            },
+        };
+        let timestamp = slot.timestamps.extend(msg.timestamp);
+        self.events.push_back(ServerEvent::Media {
+            stream_id: msg.stream_id,
+            media: Media { kind, timestamp, payload },
+        });
+        Ok(())
+    }
+
+    fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
+        let txn = cmd.transaction_id;
+        if cmd.name != "connect" && !self.connected {
+            return Err(SessionError::NotConnected(cmd.name));
+        }
+        match cmd.name.as_str() {
+            "connect" => self.on_connect(cmd),
+            "createStream" => {
+                if self.streams.len() as u32 >= self.config.max_streams {
+                    return Err(SessionError::TooManyStreams(self.config.max_streams));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.streams.insert(id, StreamSlot { role: Role::Idle, timestamps: Default::default() });
+                self.send_result(txn, Amf0Value::Null, Amf0Value::Number(f64::from(id)));
+            }
+            "releaseStream" | "FCSubscribe" | "_checkbw" | "getStreamLength" => {
+                let value = if cmd.name == "getStreamLength" { Amf0Value::Number(0.0) } else { Amf0Value::Undefined };
+                self.send_result(txn, Amf0Value::Null, value);
+            }
+            "FCPublish" => {
+                let name = cmd.arg_str(0).unwrap_or_default().to_owned();
+                let info = status_info(StatusLevel::Status, code::PUBLISH_START, &name);
+                self.conn.send_command(0, encode_command("onFCPublish", 0.0, &[Amf0Value::Null, info]));
+                self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
+            }
+            "FCUnpublish" => {
+                let (name, _) = command::split_query(cmd.arg_str(0).unwrap_or_default());
+                let info = status_info(StatusLevel::Status, code::UNPUBLISH_SUCCESS, &name);
+                self.conn.send_command(0, encode_command("onFCUnpublish", 0.0, &[Amf0Value::Null, info]));
+                self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
+                let publishing = self
+                    .streams
+                    .iter()
+                    .find(|(_, s)| s.role == Role::Publishing(name.clone()))
+                    .map(|(id, _)| *id);
+                if let Some(id) = publishing {
+                    self.stop_stream(id);
+                }
+            }
+            "publish" => self.on_publish(stream_id, &cmd),
+            "play" => self.on_play(stream_id, &cmd),
+            "play2" => self.on_play2(stream_id, &cmd),
+            "deleteStream" => {
+                let id = cmd.arg_f64(0).map_or(stream_id, |v| v as u32);
+                self.stop_stream(id);
+                self.streams.remove(&id);
+            }
+            "closeStream" => self.stop_stream(stream_id),
+            "receiveAudio" | "receiveVideo" => {
+                let enabled = cmd.arg(0).and_then(Amf0Value::as_bool).unwrap_or(true);
+                self.events.push_back(if cmd.name == "receiveAudio" {
+                    ServerEvent::ReceiveAudio { stream_id, enabled }
+                } else {
+                    ServerEvent::ReceiveVideo { stream_id, enabled }
+                });
+            }
+            "pause" | "pauseRaw" => {
+                let paused = cmd.arg(0).and_then(Amf0Value::as_bool).unwrap_or(true);
+                let position_ms = cmd.arg_f64(1).unwrap_or(0.0);
+                let (code, what) = if paused {
+                    (code::PAUSE_NOTIFY, "Paused live")
+                } else {
+                    (code::UNPAUSE_NOTIFY, "Unpaused live")
+                };
+                self.send_status(stream_id, StatusLevel::Status, code, what);
+                self.events.push_back(ServerEvent::Pause { stream_id, paused, position_ms });
+            }
+            "close" => self.events.push_back(ServerEvent::Close),
+            // Replies and notifications a client may send us; none needs an answer.
+            "_result" | "_error" | "onStatus" | "onBWDone" | "_onbwcheck" | "_onbwdone" | "seek" => {}
+            other => {
+                if txn > 0.0 {
+                    let info = status_info(
+                        StatusLevel::Error,
+                        code::CALL_FAILED,
+                        &format!("Method not found ({other})"),
+                    );
+                    self.conn.send_command(0, encode_command("_error", txn, &[Amf0Value::Null, info]));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn on_connect(&mut self, cmd: Command) {
+        let prop = |k: &str| cmd.command_object.get(k).and_then(Amf0Value::as_str).map(str::to_owned);
+        let (app, mut query) = command::split_query(prop("app").as_deref().unwrap_or_default());
+        let tc_url = prop("tcUrl");
+        if query.is_none() {
+            query = tc_url.as_deref().and_then(|u| u.split_once('?')).map(|(_, q)| q.to_owned());
+        }
+        let object_encoding = cmd.command_object.get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
+        self.events.push_back(ServerEvent::Connect(ConnectRequest {
+            transaction_id: cmd.transaction_id,
+            app: app.trim_end_matches('/').to_owned(),
+            query,
+            tc_url,
+            flash_ver: prop("flashVer"),
+            swf_url: prop("swfUrl"),
+            page_url: prop("pageUrl"),
+            object_encoding,
+            command_object: cmd.command_object,
+            args: cmd.args,
+        }));
+    }
+
+    fn on_publish(&mut self, stream_id: u32, cmd: &Command) {
+        let (name, query) = command::split_query(cmd.arg_str(0).unwrap_or_default());
+        let kind = match cmd.arg_str(1) {
+            Some("record") => PublishKind::Record,
+            Some("append") => PublishKind::Append,
+            _ => PublishKind::Live,
+        };
+        self.events.push_back(ServerEvent::Publish(PublishRequest { stream_id, name, query, kind }));
+    }
+
+    fn on_play(&mut self, stream_id: u32, cmd: &Command) {
+        let (name, query) = command::split_query(cmd.arg_str(0).unwrap_or_default());
+        let reset = match cmd.arg(3) {
+            Some(Amf0Value::Boolean(b)) => *b,
+            Some(v) => v.as_f64().is_some_and(|n| n != 0.0),
+            None => true,
+        };
+        self.events.push_back(ServerEvent::Play(PlayRequest {
+            stream_id,
+            name,
+            query,
+            start: cmd.arg_f64(1).unwrap_or(-2.0),
+            duration: cmd.arg_f64(2).unwrap_or(-1.0),
+            reset,
+        }));
+    }
+
+    /// play2 (stream switching) carries a NetStreamPlayOptions object; for live streams it is a
+    /// play of `streamName`.
+    fn on_play2(&mut self, stream_id: u32, cmd: &Command) {
+        let opts = cmd.arg(0);
+        let get_str = |k| opts.and_then(|o| o.get(k)).and_then(Amf0Value::as_str);
+        let get_f64 = |k| opts.and_then(|o| o.get(k)).and_then(Amf0Value::as_f64);
+        let (name, query) = command::split_query(get_str("streamName").unwrap_or_default());
+        self.events.push_back(ServerEvent::Play(PlayRequest {
+            stream_id,
+            name,
+            query,
+            start: get_f64("start").unwrap_or(-2.0),
+            duration: get_f64("len").unwrap_or(-1.0),
+            reset: true,
+        }));
+    }
+
+    /// Ends what the stream was doing; for a publisher this also says Unpublish.Success.
+    fn stop_stream(&mut self, stream_id: u32) {
+        let Some(slot) = self.streams.get_mut(&stream_id) else { return };
+        let role = std::mem::replace(&mut slot.role, Role::Idle);
+        match role {
+            Role::Idle => return,
+            Role::Publishing(name) => {
+                let info = status_info(StatusLevel::Status, code::UNPUBLISH_SUCCESS, &format!("{name} is now unpublished."));
+                self.conn.send_command(stream_id, on_status(info));
+            }
+            Role::Playing => {}
+        }
+        self.events.push_back(ServerEvent::StreamClosed { stream_id });
+    }
+
+    fn send_result(&mut self, txn: f64, props: Amf0Value, info: Amf0Value) {
+        self.conn.send_command(0, encode_command("_result", txn, &[props, info]));
+    }
+
+    /// Sends `onStatus` on a message stream.
+    pub fn send_status(&mut self, stream_id: u32, level: StatusLevel, code: &str, description: &str) {
+        self.conn.send_command(stream_id, on_status(status_info(level, code, description)));
+    }
+
+    pub fn accept_connect(&mut self, req: &ConnectRequest) {
+        self.connected = true;
+        self.object_encoding = req.object_encoding;
+        self.conn.send_window_ack_size(self.config.ack_window);
+        self.conn.send_peer_bandwidth(self.config.ack_window, LimitType::Dynamic);
+        self.conn.set_out_chunk_size(self.config.chunk_size);
+        let props = Amf0Value::object([
+            ("fmsVer", Amf0Value::String("FMS/3,0,1,123".into())),
+            ("capabilities", Amf0Value::Number(31.0)),
+        ]);
+        let info = Amf0Value::object([
+            ("level", Amf0Value::String("status".into())),
+            ("code", Amf0Value::String(code::CONNECT_SUCCESS.into())),
+            ("description", Amf0Value::String("Connection succeeded.".into())),
+            ("objectEncoding", Amf0Value::Number(req.object_encoding)),
+        ]);
+        self.send_result(req.transaction_id, props, info);
+    }
+
+    /// Refuses the connection; the driver should close it after sending the output.
+    pub fn reject_connect(&mut self, req: &ConnectRequest, description: &str) {
+        let info = status_info(StatusLevel::Error, code::CONNECT_REJECTED, description);
+        self.conn.send_command(0, encode_command("_error", req.transaction_id, &[Amf0Value::Null, info]));
+    }
+
+    pub fn accept_publish(&mut self, req: &PublishRequest) {
+        self.streams
+            .entry(req.stream_id)
+            .or_insert(StreamSlot { role: Role::Idle, timestamps: Default::default() })
+            .role = Role::Publishing(req.name.clone());
+        self.conn.send_user_control(UserControl::StreamBegin(req.stream_id));
+        self.send_status(req.stream_id, StatusLevel::Status, code::PUBLISH_START, &format!("{} is now published.", req.name));
+    }
+
+    /// Refuses a publish with a status `code` such as [`code::PUBLISH_BAD_NAME`].
+    pub fn reject_publish(&mut self, req: &PublishRequest, code: &str, description: &str) {
+        self.send_status(req.stream_id, StatusLevel::Error, code, description);
+    }
+
+    /// Starts playback on `req.stream_id`: StreamBegin, Play.Reset (if asked), Play.Start,
+    /// `|RtmpSampleAccess` and Data.Start, in the order Flash Media Server sends them. Media
+    /// then goes out through the driver's fan-out path, on this stream id.
+    pub fn accept_play(&mut self, req: &PlayRequest) {
+        self.streams
+            .entry(req.stream_id)
+            .or_insert(StreamSlot { role: Role::Idle, timestamps: Default::default() })
+            .role = Role::Playing;
+        let id = req.stream_id;
+        self.conn.send_user_control(UserControl::StreamBegin(id));
+        if req.reset {
+            self.send_status(id, StatusLevel::Status, code::PLAY_RESET, &format!("Playing and resetting {}.", req.name));
+        }
+        self.send_status(id, StatusLevel::Status, code::PLAY_START, &format!("Started playing {}.", req.name));
+        let access = encode_command_values(&[
+            Amf0Value::String("|RtmpSampleAccess".into()),
+            Amf0Value::Boolean(true),
+            Amf0Value::Boolean(true),
+        ]);
+        self.conn.send_data(id, access);
+        let data_start = encode_command_values(&[
+            Amf0Value::String("onStatus".into()),
+            Amf0Value::object([("code", Amf0Value::String(code::DATA_START.into()))]),
+        ]);
+        self.conn.send_data(id, data_start);
+    }
+
+    pub fn reject_play(&mut self, req: &PlayRequest, code: &str, description: &str) {
+        self.send_status(req.stream_id, StatusLevel::Error, code, description);
+    }
+
+    /// Tells a waiting or continuing player that a publisher started on its stream.
+    pub fn notify_publish(&mut self, stream_id: u32, name: &str) {
+        self.conn.send_user_control(UserControl::StreamBegin(stream_id));
+        self.send_status(stream_id, StatusLevel::Status, code::PLAY_PUBLISH_NOTIFY, &format!("{name} is now published."));
+    }
+
+    /// Tells a player its publisher stopped; the player stays connected for a republish.
+    pub fn notify_unpublish(&mut self, stream_id: u32, name: &str) {
+        self.send_status(stream_id, StatusLevel::Status, code::PLAY_UNPUBLISH_NOTIFY, &format!("{name} is now unpublished."));
+        self.conn.send_user_control(UserControl::StreamEof(stream_id));
+    }
+
+    /// Sends a ping; players answer with a PingResponse, which keeps idle detection honest.
+    pub fn ping(&mut self, timestamp: u32) {
+        self.conn.send_user_control(UserControl::PingRequest(timestamp));
+    }
+}
+
+fn encode_command_values(values: &[Amf0Value]) -> Bytes {
+    let mut out = BytesMut::new();
+    crate::amf::encode_all(values, &mut out);
+    out.freeze()
+}
+
+/// Sorts a data message into metadata or other data. `@setDataFrame` is stripped so viewers
+/// receive `onMetaData` as Flash Media Server sends it; `@clearDataFrame` is dropped.
+fn classify_data(body: Bytes) -> Result<Option<(MediaKind, Bytes)>, SessionError> {
+    let mut dec = Amf0Decoder::new(&body);
+    let first = dec.decode()?;
+    match first.as_str() {
+        Some("@setDataFrame") => {
+            let consumed = body.len() - dec.remaining().len();
+            let rest = body.slice(consumed..);
+            let mut peek = Amf0Decoder::new(&rest);
+            let kind = match peek.decode()?.as_str() {
+                Some("onMetaData") => MediaKind::Metadata,
+                _ => MediaKind::Data,
+            };
+            Ok(Some((kind, rest)))
+        }
+        Some("@clearDataFrame") => Ok(None),
+        Some("onMetaData") => Ok(Some((MediaKind::Metadata, body))),
+        _ => Ok(Some((MediaKind::Data, body))),
+    }
+}
