@@ -15,4 +15,4 @@ pub mod session;
 pub mod timestamp;
 
 pub use message::RawMessage;
-pub use session::{Media, MediaKind, ServerEvent, ServerSession, SessionError};
+pub use session::{ClientSession, Media, MediaKind, ServerEvent, ServerSession, SessionError};

@@ -51,7 +51,10 @@ pub enum Amf0Value {
     StrictArray(Vec<Amf0Value>),
     /// Milliseconds since the Unix epoch (UTC) and a timezone offset in
     /// minutes that the spec reserves and senders should set to 0.
-    Date { millis: f64, timezone: i16 },
+    Date {
+        millis: f64,
+        timezone: i16,
+    },
     TypedObject {
         class_name: String,
         properties: Vec<(String, Amf0Value)>,
@@ -174,9 +177,9 @@ impl Measure for Amf0Value {
                 class_name,
                 properties,
             } => props(Size::container(node).bytes(class_name.len()), properties),
-            Self::StrictArray(items) => items
-                .iter()
-                .fold(Size::container(node), |size, item| size.child(item.measure())),
+            Self::StrictArray(items) => items.iter().fold(Size::container(node), |size, item| {
+                size.child(item.measure())
+            }),
             // The wrapper adds no nesting level of its own.
             Self::Avmplus(inner) => {
                 let inner = inner.measure();
@@ -185,9 +188,11 @@ impl Measure for Amf0Value {
                     height: inner.height,
                 }
             }
-            Self::Number(_) | Self::Boolean(_) | Self::Null | Self::Undefined | Self::Date { .. } => {
-                Size::leaf(node)
-            }
+            Self::Number(_)
+            | Self::Boolean(_)
+            | Self::Null
+            | Self::Undefined
+            | Self::Date { .. } => Size::leaf(node),
         }
     }
 }
@@ -463,7 +468,11 @@ mod tests {
     fn decode_one(bytes: &[u8]) -> Result<Amf0Value, AmfError> {
         let mut decoder = Amf0Decoder::new(bytes);
         let value = decoder.decode()?;
-        assert!(decoder.is_empty(), "trailing bytes: {:02x?}", decoder.remaining());
+        assert!(
+            decoder.is_empty(),
+            "trailing bytes: {:02x?}",
+            decoder.remaining()
+        );
         Ok(value)
     }
 
@@ -512,8 +521,14 @@ mod tests {
         assert_eq!(encoded_all(&connect_command()), connect_bytes());
         let decoded = decode_all(&connect_bytes()).unwrap();
         assert_eq!(decoded, connect_command());
-        assert_eq!(decoded[2].get("tcUrl").and_then(Amf0Value::as_str), Some("rtmp://localhost:1935/live"));
-        assert_eq!(decoded[2].get("fpad").and_then(Amf0Value::as_bool), Some(false));
+        assert_eq!(
+            decoded[2].get("tcUrl").and_then(Amf0Value::as_str),
+            Some("rtmp://localhost:1935/live")
+        );
+        assert_eq!(
+            decoded[2].get("fpad").and_then(Amf0Value::as_bool),
+            Some(false)
+        );
         assert_eq!(decoded[1].as_f64(), Some(1.0));
     }
 
@@ -561,7 +576,10 @@ mod tests {
     #[test]
     fn ecma_array_count_is_only_a_hint() {
         for count in [0, 3, 200] {
-            assert_eq!(decode_all(&on_metadata_bytes(count)).unwrap(), on_metadata());
+            assert_eq!(
+                decode_all(&on_metadata_bytes(count)).unwrap(),
+                on_metadata()
+            );
         }
     }
 
@@ -579,7 +597,11 @@ mod tests {
         let inner = Amf0Value::object([("a", Amf0Value::StrictArray(vec![]))]);
         assert_eq!(
             decode_one(&bytes),
-            Ok(Amf0Value::StrictArray(vec![inner.clone(), inner, Amf0Value::StrictArray(vec![])]))
+            Ok(Amf0Value::StrictArray(vec![
+                inner.clone(),
+                inner,
+                Amf0Value::StrictArray(vec![])
+            ]))
         );
     }
 
@@ -590,7 +612,10 @@ mod tests {
             decode_one(&[0x0A, 0, 0, 0, 1, 0x07, 0x00, 0x00]),
             Err(AmfError::BadReference(0))
         );
-        assert_eq!(decode_one(&[0x07, 0x00, 0x05]), Err(AmfError::BadReference(5)));
+        assert_eq!(
+            decode_one(&[0x07, 0x00, 0x05]),
+            Err(AmfError::BadReference(5))
+        );
     }
 
     #[test]
@@ -615,7 +640,10 @@ mod tests {
         assert_eq!(encoded(&value), bytes);
         assert_eq!(decode_one(&bytes), Ok(value));
         // A count the input cannot back is refused before allocating.
-        assert_eq!(decode_one(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]), Err(AmfError::TooLarge));
+        assert_eq!(
+            decode_one(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+            Err(AmfError::TooLarge)
+        );
     }
 
     #[test]
@@ -625,7 +653,9 @@ mod tests {
             millis: 1_234_567_890_000.0,
             timezone: 0,
         };
-        let bytes = [0x0B, 0x42, 0x71, 0xF7, 0x1F, 0xB0, 0x45, 0x00, 0x00, 0x00, 0x00];
+        let bytes = [
+            0x0B, 0x42, 0x71, 0xF7, 0x1F, 0xB0, 0x45, 0x00, 0x00, 0x00, 0x00,
+        ];
         assert_eq!(encoded(&value), bytes);
         assert_eq!(decode_one(&bytes), Ok(value));
         let negative_tz = [0x0B, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xC4];
@@ -664,7 +694,10 @@ mod tests {
         assert_eq!(decode_one(&bytes), Ok(Amf0Value::String(text)));
 
         let max_short = "a".repeat(0xFFFF);
-        assert_eq!(encoded(&Amf0Value::String(max_short))[..3], [0x02, 0xFF, 0xFF]);
+        assert_eq!(
+            encoded(&Amf0Value::String(max_short))[..3],
+            [0x02, 0xFF, 0xFF]
+        );
         // A short text sent as long string decodes the same as a string.
         let bytes = [0x0C, 0, 0, 0, 2, b'h', b'i'];
         assert_eq!(decode_one(&bytes), Ok("hi".into()));
@@ -684,7 +717,10 @@ mod tests {
         let bytes = [0x11, 0x04, 0x7F, 0x05];
         assert_eq!(
             decode_all(&bytes),
-            Ok(vec![Amf0Value::Avmplus(Amf3Value::Integer(127)), Amf0Value::Null])
+            Ok(vec![
+                Amf0Value::Avmplus(Amf3Value::Integer(127)),
+                Amf0Value::Null
+            ])
         );
         assert_eq!(decode_all(&bytes).unwrap()[0].as_f64(), Some(127.0));
         // AMF3 string table is shared across avmplus values of one decoder.
@@ -702,8 +738,14 @@ mod tests {
         assert_eq!(decode_one(&[0x12]), Err(AmfError::UnknownMarker(0x12)));
         assert_eq!(decode_one(&[0x09]), Err(AmfError::UnexpectedObjectEnd));
         assert_eq!(decode_one(&[]), Err(AmfError::UnexpectedEof));
-        assert_eq!(decode_one(&[0x02, 0x00, 0x01, 0xC3]), Err(AmfError::InvalidUtf8));
-        assert_eq!(decode_one(&[0x02, 0x00, 0x05, b'a']), Err(AmfError::TooLarge));
+        assert_eq!(
+            decode_one(&[0x02, 0x00, 0x01, 0xC3]),
+            Err(AmfError::InvalidUtf8)
+        );
+        assert_eq!(
+            decode_one(&[0x02, 0x00, 0x05, b'a']),
+            Err(AmfError::TooLarge)
+        );
     }
 
     #[test]
@@ -770,7 +812,10 @@ mod tests {
         // The third value (the command object) starts after name and transaction id.
         let object = &bytes[10 + 9..];
         for cut in 0..object.len() {
-            assert!(Amf0Decoder::new(&object[..cut]).decode().is_err(), "prefix {cut}");
+            assert!(
+                Amf0Decoder::new(&object[..cut]).decode().is_err(),
+                "prefix {cut}"
+            );
         }
         assert!(decode_one(object).is_ok());
     }
@@ -779,7 +824,9 @@ mod tests {
         "[a-zA-Z0-9_]{0,8}|\\PC{0,4}"
     }
 
-    fn arb_props(inner: BoxedStrategy<Amf0Value>) -> impl Strategy<Value = Vec<(String, Amf0Value)>> {
+    fn arb_props(
+        inner: BoxedStrategy<Amf0Value>,
+    ) -> impl Strategy<Value = Vec<(String, Amf0Value)>> {
         prop::collection::vec((arb_key(), inner), 0..4)
     }
 
@@ -791,7 +838,8 @@ mod tests {
             "\\PC{0,16}".prop_map(Amf0Value::String),
             Just(Amf0Value::Null),
             Just(Amf0Value::Undefined),
-            (finite, any::<i16>()).prop_map(|(millis, timezone)| Amf0Value::Date { millis, timezone }),
+            (finite, any::<i16>())
+                .prop_map(|(millis, timezone)| Amf0Value::Date { millis, timezone }),
             "\\PC{0,16}".prop_map(Amf0Value::XmlDocument),
             super::amf3::tests::arb_value().prop_map(Amf0Value::Avmplus),
         ];

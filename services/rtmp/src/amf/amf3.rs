@@ -106,14 +106,20 @@ impl Measure for Amf3Value {
             })
         };
         match self {
-            Self::String(s) | Self::XmlDocument(s) | Self::Xml(s) => Size::leaf(node).bytes(s.len()),
+            Self::String(s) | Self::XmlDocument(s) | Self::Xml(s) => {
+                Size::leaf(node).bytes(s.len())
+            }
             Self::ByteArray(bytes) => Size::leaf(node).bytes(bytes.len()),
             Self::VectorInt { items, .. } => Size::leaf(node).bytes(size_of_val(items.as_slice())),
             Self::VectorUint { items, .. } => Size::leaf(node).bytes(size_of_val(items.as_slice())),
-            Self::VectorDouble { items, .. } => Size::leaf(node).bytes(size_of_val(items.as_slice())),
+            Self::VectorDouble { items, .. } => {
+                Size::leaf(node).bytes(size_of_val(items.as_slice()))
+            }
             Self::Array { assoc, dense } => {
                 let size = members(Size::container(node), assoc);
-                dense.iter().fold(size, |size, item| size.child(item.measure()))
+                dense
+                    .iter()
+                    .fold(size, |size, item| size.child(item.measure()))
             }
             Self::Object {
                 class_name,
@@ -130,13 +136,11 @@ impl Measure for Amf3Value {
                 Size::container(node).bytes(type_name.len()),
                 |size, item| size.child(item.measure()),
             ),
-            Self::Dictionary { entries, .. } => {
-                entries
-                    .iter()
-                    .fold(Size::container(node), |size, (key, value)| {
-                        size.child(key.measure()).child(value.measure())
-                    })
-            }
+            Self::Dictionary { entries, .. } => entries
+                .iter()
+                .fold(Size::container(node), |size, (key, value)| {
+                    size.child(key.measure()).child(value.measure())
+                }),
             Self::Undefined
             | Self::Null
             | Self::Boolean(_)
@@ -210,7 +214,11 @@ pub(super) struct Tables<'a> {
 
 impl<'a> Tables<'a> {
     /// Decodes one value whose containers start at nesting level `depth`.
-    pub(super) fn value(&mut self, r: &mut Reader<'a>, depth: usize) -> Result<Amf3Value, AmfError> {
+    pub(super) fn value(
+        &mut self,
+        r: &mut Reader<'a>,
+        depth: usize,
+    ) -> Result<Amf3Value, AmfError> {
         use Amf3Value as V;
         let value = match r.u8()? {
             marker::UNDEFINED => V::Undefined,
@@ -321,7 +329,12 @@ impl<'a> Tables<'a> {
         }
     }
 
-    fn values(&mut self, r: &mut Reader<'a>, count: usize, depth: usize) -> Result<Vec<Amf3Value>, AmfError> {
+    fn values(
+        &mut self,
+        r: &mut Reader<'a>,
+        count: usize,
+        depth: usize,
+    ) -> Result<Vec<Amf3Value>, AmfError> {
         let count = r.check_count(count, 1)?;
         let mut items = Vec::with_capacity(count);
         for _ in 0..count {
@@ -330,14 +343,24 @@ impl<'a> Tables<'a> {
         Ok(items)
     }
 
-    fn array(&mut self, r: &mut Reader<'a>, header: u32, depth: usize) -> Result<Amf3Value, AmfError> {
+    fn array(
+        &mut self,
+        r: &mut Reader<'a>,
+        header: u32,
+        depth: usize,
+    ) -> Result<Amf3Value, AmfError> {
         check_depth(depth)?;
         let assoc = self.named_members(r, depth)?;
         let dense = self.values(r, len(header), depth)?;
         Ok(Amf3Value::Array { assoc, dense })
     }
 
-    fn object(&mut self, r: &mut Reader<'a>, header: u32, depth: usize) -> Result<Amf3Value, AmfError> {
+    fn object(
+        &mut self,
+        r: &mut Reader<'a>,
+        header: u32,
+        depth: usize,
+    ) -> Result<Amf3Value, AmfError> {
         check_depth(depth)?;
         let traits = self.traits(r, header)?;
         let class_name = match traits.class_name {
@@ -398,7 +421,12 @@ impl<'a> Tables<'a> {
         Ok(traits)
     }
 
-    fn object_vector(&mut self, r: &mut Reader<'a>, header: u32, depth: usize) -> Result<Amf3Value, AmfError> {
+    fn object_vector(
+        &mut self,
+        r: &mut Reader<'a>,
+        header: u32,
+        depth: usize,
+    ) -> Result<Amf3Value, AmfError> {
         check_depth(depth)?;
         let fixed = r.u8()? != 0;
         let type_name = self.string(r)?;
@@ -410,7 +438,12 @@ impl<'a> Tables<'a> {
         })
     }
 
-    fn dictionary(&mut self, r: &mut Reader<'a>, header: u32, depth: usize) -> Result<Amf3Value, AmfError> {
+    fn dictionary(
+        &mut self,
+        r: &mut Reader<'a>,
+        header: u32,
+        depth: usize,
+    ) -> Result<Amf3Value, AmfError> {
         check_depth(depth)?;
         let weak_keys = r.u8()? != 0;
         let count = r.check_count(len(header), 2)?;
@@ -595,7 +628,9 @@ pub fn encode_amf3(value: &Amf3Value, out: &mut BytesMut) {
             out.put_u8(marker::ARRAY);
             let count = put_len(out, dense.len());
             put_named_members(out, assoc);
-            dense[..count].iter().for_each(|item| encode_amf3(item, out));
+            dense[..count]
+                .iter()
+                .for_each(|item| encode_amf3(item, out));
         }
         V::Object {
             class_name,
@@ -608,13 +643,19 @@ pub fn encode_amf3(value: &Amf3Value, out: &mut BytesMut) {
             out.put_slice(&bytes[..count]);
         }
         V::VectorInt { fixed, items } => {
-            put_numeric_vector(out, marker::VECTOR_INT, *fixed, items, |out, v| out.put_i32(*v));
+            put_numeric_vector(out, marker::VECTOR_INT, *fixed, items, |out, v| {
+                out.put_i32(*v)
+            });
         }
         V::VectorUint { fixed, items } => {
-            put_numeric_vector(out, marker::VECTOR_UINT, *fixed, items, |out, v| out.put_u32(*v));
+            put_numeric_vector(out, marker::VECTOR_UINT, *fixed, items, |out, v| {
+                out.put_u32(*v)
+            });
         }
         V::VectorDouble { fixed, items } => {
-            put_numeric_vector(out, marker::VECTOR_DOUBLE, *fixed, items, |out, v| out.put_f64(*v));
+            put_numeric_vector(out, marker::VECTOR_DOUBLE, *fixed, items, |out, v| {
+                out.put_f64(*v)
+            });
         }
         V::VectorObject {
             fixed,
@@ -625,7 +666,9 @@ pub fn encode_amf3(value: &Amf3Value, out: &mut BytesMut) {
             let count = put_len(out, items.len());
             out.put_u8(u8::from(*fixed));
             put_str(out, type_name);
-            items[..count].iter().for_each(|item| encode_amf3(item, out));
+            items[..count]
+                .iter()
+                .for_each(|item| encode_amf3(item, out));
         }
         V::Dictionary { weak_keys, entries } => {
             out.put_u8(marker::DICTIONARY);
@@ -653,7 +696,11 @@ pub(super) mod tests {
     fn decode_one(bytes: &[u8]) -> Result<Amf3Value, AmfError> {
         let mut decoder = Amf3Decoder::new(bytes);
         let value = decoder.decode()?;
-        assert!(decoder.is_empty(), "trailing bytes: {:02x?}", decoder.remaining());
+        assert!(
+            decoder.is_empty(),
+            "trailing bytes: {:02x?}",
+            decoder.remaining()
+        );
         Ok(value)
     }
 
@@ -717,7 +764,10 @@ pub(super) mod tests {
         let bytes = [
             0x09, 0x07, 0x01, 0x06, 0x07, b'a', b'b', b'c', 0x06, 0x01, 0x06, 0x00,
         ];
-        assert_eq!(decode_one(&bytes), Ok(dense(vec![s("abc"), s(""), s("abc")])));
+        assert_eq!(
+            decode_one(&bytes),
+            Ok(dense(vec![s("abc"), s(""), s("abc")]))
+        );
         assert_eq!(decode_one(&[0x06, 0x02]), Err(AmfError::BadReference(1)));
     }
 
@@ -744,9 +794,36 @@ pub(super) mod tests {
     }
 
     #[test]
+    fn trait_references_index_in_definition_order() {
+        let typed = |class: &str, key: &str, x| Amf3Value::Object {
+            class_name: Some(class.into()),
+            sealed: members(&[(key, int(x))]),
+            dynamic: vec![],
+        };
+        #[rustfmt::skip]
+        let bytes = [
+            0x09, 0x07, 0x01,                                           // 3 dense items
+            0x0A, 0x13, 0x07, b'F', b'o', b'o', 0x03, b'x', 0x04, 0x01, // traits #0: Foo { x }
+            0x0A, 0x13, 0x07, b'B', b'a', b'r', 0x03, b'y', 0x04, 0x02, // traits #1: Bar { y }
+            0x0A, 0x05, 0x04, 0x03,                                     // traits ref #1
+        ];
+        assert_eq!(
+            decode_one(&bytes),
+            Ok(dense(vec![
+                typed("Foo", "x", 1),
+                typed("Bar", "y", 2),
+                typed("Bar", "y", 3)
+            ]))
+        );
+    }
+
+    #[test]
     fn bad_object_and_trait_references() {
         // Self reference of the array still being decoded.
-        assert_eq!(decode_one(&[0x09, 0x03, 0x01, 0x09, 0x00]), Err(AmfError::BadReference(0)));
+        assert_eq!(
+            decode_one(&[0x09, 0x03, 0x01, 0x09, 0x00]),
+            Err(AmfError::BadReference(0))
+        );
         assert_eq!(decode_one(&[0x0A, 0x04]), Err(AmfError::BadReference(2)));
         assert_eq!(decode_one(&[0x0A, 0x05]), Err(AmfError::BadReference(1)));
     }
@@ -767,12 +844,28 @@ pub(super) mod tests {
         };
         assert_eq!(decode_one(&bytes), Ok(value.clone()));
         assert_eq!(encoded(&value), bytes);
+
+        // Anonymous objects are written as dynamic, typed ones only when needed.
+        let anonymous = Amf3Value::Object {
+            class_name: None,
+            sealed: vec![],
+            dynamic: vec![],
+        };
+        assert_eq!(encoded(&anonymous), [0x0A, 0x0B, 0x01, 0x01]);
+        let typed = Amf3Value::Object {
+            class_name: Some("Foo".into()),
+            sealed: vec![],
+            dynamic: vec![],
+        };
+        assert_eq!(encoded(&typed), [0x0A, 0x03, 0x07, b'F', b'o', b'o']);
     }
 
     #[test]
     fn externalizable_object_is_unsupported() {
         let bytes = [0x0A, 0x07, 0x07, b'F', b'o', b'o'];
-        assert!(matches!(decode_one(&bytes), Err(AmfError::Unsupported(msg)) if msg.contains("Foo")));
+        assert!(
+            matches!(decode_one(&bytes), Err(AmfError::Unsupported(msg)) if msg.contains("Foo"))
+        );
     }
 
     #[test]
@@ -792,7 +885,10 @@ pub(super) mod tests {
     fn byte_array_and_reference_to_it() {
         let bytes = [0x09, 0x05, 0x01, 0x0C, 0x07, 1, 2, 3, 0x0C, 0x02];
         let blob = Amf3Value::ByteArray(vec![1, 2, 3]);
-        assert_eq!(decode_one(&bytes), Ok(dense(vec![blob.clone(), blob.clone()])));
+        assert_eq!(
+            decode_one(&bytes),
+            Ok(dense(vec![blob.clone(), blob.clone()]))
+        );
         assert_eq!(encoded(&blob), [0x0C, 0x07, 1, 2, 3]);
     }
 
@@ -823,9 +919,18 @@ pub(super) mod tests {
     #[test]
     fn declared_lengths_beyond_input_are_rejected_without_allocating() {
         // Byte array claiming 2^28 - 1 bytes; vector claiming as many ints.
-        assert_eq!(decode_one(&[0x0C, 0xBF, 0xFF, 0xFF, 0xFF]), Err(AmfError::TooLarge));
-        assert_eq!(decode_one(&[0x0D, 0xBF, 0xFF, 0xFF, 0xFF, 0x00]), Err(AmfError::TooLarge));
-        assert_eq!(decode_one(&[0x09, 0xBF, 0xFF, 0xFF, 0xFF, 0x01]), Err(AmfError::TooLarge));
+        assert_eq!(
+            decode_one(&[0x0C, 0xBF, 0xFF, 0xFF, 0xFF]),
+            Err(AmfError::TooLarge)
+        );
+        assert_eq!(
+            decode_one(&[0x0D, 0xBF, 0xFF, 0xFF, 0xFF, 0x00]),
+            Err(AmfError::TooLarge)
+        );
+        assert_eq!(
+            decode_one(&[0x09, 0xBF, 0xFF, 0xFF, 0xFF, 0x01]),
+            Err(AmfError::TooLarge)
+        );
     }
 
     #[test]
@@ -873,7 +978,9 @@ pub(super) mod tests {
         "[a-z0-9_]{1,6}|\\PC{1,4}"
     }
 
-    fn arb_members(inner: BoxedStrategy<Amf3Value>) -> impl Strategy<Value = Vec<(String, Amf3Value)>> {
+    fn arb_members(
+        inner: BoxedStrategy<Amf3Value>,
+    ) -> impl Strategy<Value = Vec<(String, Amf3Value)>> {
         prop::collection::vec((arb_key(), inner), 0..4)
     }
 
@@ -901,7 +1008,10 @@ pub(super) mod tests {
         ];
         leaf.prop_recursive(4, 32, 4, |inner| {
             prop_oneof![
-                (arb_members(inner.clone()), prop::collection::vec(inner.clone(), 0..4))
+                (
+                    arb_members(inner.clone()),
+                    prop::collection::vec(inner.clone(), 0..4)
+                )
                     .prop_map(|(assoc, dense)| Amf3Value::Array { assoc, dense }),
                 (
                     prop::option::of(arb_key()),
@@ -913,14 +1023,22 @@ pub(super) mod tests {
                         sealed,
                         dynamic,
                     }),
-                (any::<bool>(), "\\PC{0,6}", prop::collection::vec(inner.clone(), 0..4)).prop_map(
-                    |(fixed, type_name, items)| Amf3Value::VectorObject {
-                        fixed,
-                        type_name,
-                        items,
-                    }
-                ),
-                (any::<bool>(), prop::collection::vec((inner.clone(), inner), 0..3))
+                (
+                    any::<bool>(),
+                    "\\PC{0,6}",
+                    prop::collection::vec(inner.clone(), 0..4)
+                )
+                    .prop_map(|(fixed, type_name, items)| {
+                        Amf3Value::VectorObject {
+                            fixed,
+                            type_name,
+                            items,
+                        }
+                    }),
+                (
+                    any::<bool>(),
+                    prop::collection::vec((inner.clone(), inner), 0..3)
+                )
                     .prop_map(|(weak_keys, entries)| Amf3Value::Dictionary { weak_keys, entries }),
             ]
         })

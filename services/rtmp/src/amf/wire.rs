@@ -76,10 +76,7 @@ impl<'a> Reader<'a> {
 
     /// Takes `len` bytes whose length came from the peer.
     pub(super) fn bytes(&mut self, len: usize) -> Result<&'a [u8], AmfError> {
-        let (head, rest) = self
-            .rest
-            .split_at_checked(len)
-            .ok_or(AmfError::TooLarge)?;
+        let (head, rest) = self.rest.split_at_checked(len).ok_or(AmfError::TooLarge)?;
         self.rest = rest;
         Ok(head)
     }
@@ -100,10 +97,7 @@ impl<'a> Reader<'a> {
 
     /// Accounts for memory that does not correspond one-to-one to input bytes.
     pub(super) fn charge(&mut self, weight: usize) -> Result<(), AmfError> {
-        self.budget = self
-            .budget
-            .checked_sub(weight)
-            .ok_or(AmfError::TooLarge)?;
+        self.budget = self.budget.checked_sub(weight).ok_or(AmfError::TooLarge)?;
         Ok(())
     }
 }

@@ -4,9 +4,11 @@
 //! events and bytes to send. It never does I/O or reads a clock: the driver (a tokio task in the
 //! server crate, a test, a fuzzer) moves the bytes and decides what to accept.
 
+mod client;
 mod connection;
 mod server;
 
+pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use server::{
     ConnectRequest, PlayRequest, PublishKind, PublishRequest, ServerConfig, ServerEvent, ServerSession,
 };
@@ -54,6 +56,8 @@ pub enum SessionError {
     NotConnected(String),
     #[error("too many streams on one connection (limit {0})")]
     TooManyStreams(u32),
+    #[error("unexpected reply: {0}")]
+    UnexpectedReply(String),
 }
 
 #[cfg(test)]

@@ -462,9 +462,10 @@ impl ServerSession {
         self.send_status(req.stream_id, StatusLevel::Error, code, description);
     }
 
-    /// Starts playback on `req.stream_id`: StreamBegin, Play.Reset (if asked), Play.Start,
-    /// `|RtmpSampleAccess` and Data.Start, in the order Flash Media Server sends them. Media
-    /// then goes out through the driver's fan-out path, on this stream id.
+    /// Starts playback on `req.stream_id`: StreamBegin, Play.Reset (if asked), Play.Start and
+    /// `|RtmpSampleAccess`, in the order Flash Media Server sends them. FMS's data message
+    /// `onStatus(NetStream.Data.Start)` is left out: ffmpeg's FLV demuxer turns it into a bogus
+    /// data stream. Media then goes out through the driver's fan-out path, on this stream id.
     pub fn accept_play(&mut self, req: &PlayRequest) {
         self.streams
             .entry(req.stream_id)
@@ -482,11 +483,6 @@ impl ServerSession {
             Amf0Value::Boolean(true),
         ]);
         self.conn.send_data(id, access);
-        let data_start = encode_command_values(&[
-            Amf0Value::String("onStatus".into()),
-            Amf0Value::object([("code", Amf0Value::String(code::DATA_START.into()))]),
-        ]);
-        self.conn.send_data(id, data_start);
     }
 
     pub fn reject_play(&mut self, req: &PlayRequest, code: &str, description: &str) {
@@ -519,7 +515,7 @@ fn encode_command_values(values: &[Amf0Value]) -> Bytes {
 
 /// Sorts a data message into metadata or other data. `@setDataFrame` is stripped so viewers
 /// receive `onMetaData` as Flash Media Server sends it; `@clearDataFrame` is dropped.
-fn classify_data(body: Bytes) -> Result<Option<(MediaKind, Bytes)>, SessionError> {
+pub(super) fn classify_data(body: Bytes) -> Result<Option<(MediaKind, Bytes)>, SessionError> {
     let mut dec = Amf0Decoder::new(&body);
     let first = dec.decode()?;
     match first.as_str() {

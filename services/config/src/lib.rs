@@ -1,0 +1,266 @@
+//! Settings shared by every role, loaded through the `config` crate in this order (later wins):
+//! built-in defaults, the TOML file given with `--config`, `LIVERELAY_*` environment variables
+//! (`LIVERELAY_RTMP__CHUNK_SIZE=8192`: sections and keys joined by a double underscore), and
+//! command-line flags.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use liverelay_hub::{FanoutEncoding, HubConfig};
+use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE};
+use liverelay_rtmp::session::ServerConfig;
+use liverelay_rtmp_server::RtmpServerConfig;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    pub rtmp: RtmpSettings,
+    pub http: HttpSettings,
+    pub hub: HubSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtmpSettings {
+    pub listen: SocketAddr,
+    /// Chunk size we send with (announced to every peer).
+    pub chunk_size: u32,
+    /// Largest chunk size a peer may set.
+    pub max_chunk_size: u32,
+    pub max_message_size: u32,
+    pub ack_window: u32,
+    pub handshake_timeout_secs: u64,
+    pub ping_interval_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub tcp_nodelay: bool,
+}
+
+impl Default for RtmpSettings {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:1935".parse().expect("valid address"),
+            chunk_size: 4096,
+            max_chunk_size: MAX_CHUNK_SIZE,
+            max_message_size: 8 * 1024 * 1024,
+            ack_window: 5_000_000,
+            handshake_timeout_secs: 10,
+            ping_interval_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 10_000,
+            tcp_nodelay: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { listen: "0.0.0.0:8080".parse().expect("valid address") }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HubSettings {
+    pub gop_cache: bool,
+    pub gop_max_bytes: usize,
+    pub gop_max_duration_ms: u64,
+    pub viewer_queue_frames: usize,
+    pub viewer_queue_bytes: usize,
+    pub max_streams: usize,
+}
+
+impl Default for HubSettings {
+    fn default() -> Self {
+        let d = HubConfig::default();
+        Self {
+            gop_cache: d.gop_cache,
+            gop_max_bytes: d.gop_max_bytes,
+            gop_max_duration_ms: d.gop_max_duration_ms,
+            viewer_queue_frames: d.viewer_queue_frames,
+            viewer_queue_bytes: d.viewer_queue_bytes,
+            max_streams: d.max_streams,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Readable lines for a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// `tracing` filter directives (e.g. "info,liverelay_rtmp_server=debug"); RUST_LOG wins.
+    pub filter: Option<String>,
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub rtmp_listen: Option<SocketAddr>,
+    pub http_listen: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Loads settings from the file (if any), the process environment and the flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Self, SettingsError> {
+        Self::load_from(file, Environment::with_prefix("LIVERELAY"), overrides)
+    }
+
+    fn load_from(file: Option<&Path>, env: Environment, overrides: &Overrides) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        builder = builder.add_source(env.prefix_separator("_").separator("__").try_parsing(true));
+        if let Some(addr) = overrides.rtmp_listen {
+            builder = builder.set_override("rtmp.listen", addr.to_string())?;
+        }
+        if let Some(addr) = overrides.http_listen {
+            builder = builder.set_override("http.listen", addr.to_string())?;
+        }
+        if let Some(format) = overrides.log_format {
+            let name = match format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            };
+            builder = builder.set_override("log.format", name)?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let r = &self.rtmp;
+        let invalid = |m: String| Err(SettingsError::Invalid(m));
+        if r.chunk_size == 0 || r.chunk_size > MAX_CHUNK_SIZE {
+            return invalid(format!("rtmp.chunk_size must be 1..={MAX_CHUNK_SIZE}"));
+        }
+        if r.max_chunk_size < 128 || r.max_chunk_size > MAX_CHUNK_SIZE {
+            return invalid(format!("rtmp.max_chunk_size must be 128..={MAX_CHUNK_SIZE}"));
+        }
+        if r.max_message_size == 0 {
+            return invalid("rtmp.max_message_size must be positive".into());
+        }
+        if r.ping_interval_secs == 0 || r.idle_timeout_secs < r.ping_interval_secs {
+            return invalid("rtmp.idle_timeout_secs must be >= rtmp.ping_interval_secs > 0".into());
+        }
+        if self.hub.viewer_queue_frames == 0 {
+            return invalid("hub.viewer_queue_frames must be positive".into());
+        }
+        Ok(())
+    }
+
+    pub fn rtmp_server(&self) -> RtmpServerConfig {
+        let r = &self.rtmp;
+        RtmpServerConfig {
+            session: ServerConfig {
+                chunk_size: r.chunk_size,
+                ack_window: r.ack_window,
+                limits: ChunkLimits {
+                    max_chunk_size: r.max_chunk_size,
+                    max_message_size: r.max_message_size,
+                    ..ChunkLimits::default()
+                },
+                ..ServerConfig::default()
+            },
+            handshake_timeout: Duration::from_secs(r.handshake_timeout_secs),
+            ping_interval: Duration::from_secs(r.ping_interval_secs),
+            idle_timeout: Duration::from_secs(r.idle_timeout_secs),
+            max_connections: r.max_connections,
+            tcp_nodelay: r.tcp_nodelay,
+            ..RtmpServerConfig::default()
+        }
+    }
+
+    pub fn hub(&self) -> HubConfig {
+        let h = &self.hub;
+        HubConfig {
+            encoding: FanoutEncoding { chunk_size: self.rtmp.chunk_size, stream_id: 1 },
+            gop_cache: h.gop_cache,
+            gop_max_bytes: h.gop_max_bytes,
+            gop_max_duration_ms: h.gop_max_duration_ms,
+            viewer_queue_frames: h.viewer_queue_frames,
+            viewer_queue_bytes: h.viewer_queue_bytes,
+            max_streams: h.max_streams,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> Environment {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Environment::with_prefix("LIVERELAY").source(Some(map))
+    }
+
+    #[test]
+    fn defaults() {
+        let s = Settings::load_from(None, env(&[]), &Overrides::default()).unwrap();
+        assert_eq!(s, Settings::default());
+        assert_eq!(s.rtmp.listen.to_string(), "0.0.0.0:1935");
+        assert_eq!(s.http.listen.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let dir = std::env::temp_dir().join(format!("liverelay-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("liverelay.toml");
+        std::fs::write(
+            &path,
+            "[rtmp]\nlisten = \"127.0.0.1:1000\"\nchunk_size = 8192\nmax_connections = 5\n[hub]\ngop_cache = false\n",
+        )
+        .unwrap();
+        let vars = env(&[("LIVERELAY_RTMP__CHUNK_SIZE", "60000"), ("LIVERELAY_LOG__FORMAT", "json")]);
+        let flags = Overrides { rtmp_listen: Some("127.0.0.1:2000".parse().unwrap()), ..Default::default() };
+        let s = Settings::load_from(Some(&path), vars, &flags).unwrap();
+        assert_eq!(s.rtmp.listen.to_string(), "127.0.0.1:2000", "flag beats file");
+        assert_eq!(s.rtmp.chunk_size, 60000, "env beats file");
+        assert_eq!(s.rtmp.max_connections, 5, "file beats default");
+        assert!(!s.hub.gop_cache);
+        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.hub().encoding.chunk_size, 60000);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_are_reported() {
+        let err = Settings::load_from(None, env(&[("LIVERELAY_RTMP__CHUNK_SIZE", "0")]), &Overrides::default());
+        assert!(matches!(err, Err(SettingsError::Invalid(m)) if m.contains("chunk_size")));
+        let err = Settings::load_from(None, env(&[("LIVERELAY_RTMP__LISTEN", "nowhere")]), &Overrides::default());
+        assert!(matches!(err, Err(SettingsError::Load(_))));
+    }
+}

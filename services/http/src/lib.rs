@@ -1,0 +1,98 @@
+//! The HTTP side of every role: `/healthz` (the process runs), `/readyz` (it accepts work) and
+//! `GET /v1/streams` (what is live here). Later issues add `/metrics` and the control API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use liverelay_hub::Hub;
+use serde::Serialize;
+use tokio::net::TcpListener;
+
+/// Whether the process should receive traffic; flipped on once listeners are up.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::SeqCst);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    ready: Readiness,
+    hub: Hub,
+}
+
+#[derive(Serialize)]
+struct StreamView {
+    app: String,
+    name: String,
+    live: bool,
+    viewers: u64,
+    frames_in: u64,
+    bytes_in: u64,
+    frames_dropped: u64,
+}
+
+pub fn router(ready: Readiness, hub: Hub) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/v1/streams", get(streams))
+        .with_state(AppState { ready, hub })
+}
+
+async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+    if s.ready.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn streams(State(s): State<AppState>) -> Json<serde_json::Value> {
+    let list: Vec<StreamView> = s
+        .hub
+        .streams()
+        .into_iter()
+        .map(|st| StreamView {
+            app: st.key.app,
+            name: st.key.name,
+            live: st.live,
+            viewers: st.viewers,
+            frames_in: st.frames_in,
+            bytes_in: st.bytes_in,
+            frames_dropped: st.frames_dropped,
+        })
+        .collect();
+    Json(serde_json::json!({ "streams": list }))
+}
+
+pub struct HttpServer {
+    listener: TcpListener,
+    router: Router,
+}
+
+impl HttpServer {
+    pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
+        Ok(Self { listener: TcpListener::bind(addr).await?, router })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run(self) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router).await
+    }
+}

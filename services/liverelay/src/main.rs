@@ -1,0 +1,131 @@
+//! The `liverelay` binary: parses flags, loads settings, sets up logging and runs one role.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use liverelay_config::{LogFormat, Overrides, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "liverelay", version, about = "Clustered RTMP live-streaming relay")]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
+}
+
+#[derive(Subcommand)]
+enum Role {
+    /// Everything in one process, state in memory (no Redis).
+    Standalone(Common),
+    /// Cluster ingest: accepts publishers, registers streams in Redis, serves edges over gRPC.
+    Ingest(Common),
+    /// Cluster edge: serves viewers, pulling streams from ingests over gRPC.
+    Edge(Common),
+    /// Control service: stream keys, auth callbacks, routing.
+    Control(Common),
+}
+
+#[derive(Args)]
+struct Common {
+    /// TOML configuration file.
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// RTMP listen address [default: 0.0.0.0:1935].
+    #[arg(long, value_name = "ADDR")]
+    rtmp_listen: Option<SocketAddr>,
+    /// HTTP listen address for /healthz, /readyz and the API [default: 0.0.0.0:8080].
+    #[arg(long, value_name = "ADDR")]
+    http_listen: Option<SocketAddr>,
+    /// Log format: text (default) or json.
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("unknown log format '{other}' (text or json)")),
+    }
+}
+
+impl Common {
+    fn settings(&self) -> anyhow::Result<Settings> {
+        let overrides = Overrides {
+            rtmp_listen: self.rtmp_listen,
+            http_listen: self.http_listen,
+            log_format: self.log_format,
+        };
+        Ok(Settings::load(self.config.as_deref(), &overrides)?)
+    }
+}
+
+fn init_logging(settings: &Settings) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(settings.log.filter.as_deref().unwrap_or("info")))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match settings.log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (common, role) = match &cli.role {
+        Role::Standalone(c) => (c, "standalone"),
+        Role::Ingest(c) => (c, "ingest"),
+        Role::Edge(c) => (c, "edge"),
+        Role::Control(c) => (c, "control"),
+    };
+    let settings = match common.settings() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("liverelay: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if role != "standalone" {
+        eprintln!("liverelay {role}: not available yet in this build (see the cluster issues); use `liverelay standalone`");
+        return ExitCode::from(2);
+    }
+    init_logging(&settings);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("liverelay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(liverelay_standalone::run(settings, shutdown_signal())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

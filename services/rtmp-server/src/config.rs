@@ -1,0 +1,33 @@
+use std::time::Duration;
+
+use liverelay_rtmp::session::ServerConfig;
+
+/// Limits and timeouts of the RTMP listener.
+#[derive(Debug, Clone)]
+pub struct RtmpServerConfig {
+    pub session: ServerConfig,
+    /// The handshake must finish within this time.
+    pub handshake_timeout: Duration,
+    /// A peer we received nothing from for this long is pinged...
+    pub ping_interval: Duration,
+    /// ...and closed after this long. Also bounds how long one write may block.
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub tcp_nodelay: bool,
+    /// Frames written to a viewer in one vectored write at most.
+    pub max_batch_frames: usize,
+}
+
+impl Default for RtmpServerConfig {
+    fn default() -> Self {
+        Self {
+            session: ServerConfig::default(),
+            handshake_timeout: Duration::from_secs(10),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 10_000,
+            tcp_nodelay: true,
+            max_batch_frames: 256,
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! One client connection: feeds the socket into the session, answers the session's requests
+//! against the hub, and writes a viewer's frames.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use liverelay_hub::{Hub, HubError, Publisher, StreamKey, Viewer, ViewerItem};
+use liverelay_rtmp::command::code;
+use liverelay_rtmp::session::{PlayRequest, PublishRequest};
+use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+use tracing::{Span, info, warn};
+
+use crate::config::RtmpServerConfig;
+use crate::write::write_all_vectored;
+
+/// Random bytes the handshake needs (S1 and S2 bodies).
+const HANDSHAKE_RANDOM: usize = 3072;
+
+/// Why a connection ended; logged once per connection.
+#[derive(Debug)]
+pub enum CloseReason {
+    PeerClosed,
+    ClientClose,
+    HandshakeTimeout,
+    IdleTimeout,
+    WriteTimeout,
+    Io(std::io::Error),
+    Protocol(SessionError),
+    Refused(&'static str),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::PeerClosed => f.write_str("peer closed the connection"),
+            Self::ClientClose => f.write_str("client sent close"),
+            Self::HandshakeTimeout => f.write_str("handshake timed out"),
+            Self::IdleTimeout => f.write_str("nothing received within the idle timeout"),
+            Self::WriteTimeout => f.write_str("peer did not read within the idle timeout"),
+            Self::Io(e) => write!(f, "socket error: {e}"),
+            Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::Refused(why) => write!(f, "refused: {why}"),
+        }
+    }
+}
+
+struct Publishing {
+    stream_id: u32,
+    publisher: Publisher,
+}
+
+struct Playing {
+    stream_id: u32,
+    name: String,
+    viewer: Viewer,
+    paused: bool,
+    audio: bool,
+    video: bool,
+    /// Frames known to be waiting beyond the last batch.
+    pending: u64,
+}
+
+pub struct Connection {
+    socket: TcpStream,
+    config: Arc<RtmpServerConfig>,
+    hub: Hub,
+    session: ServerSession,
+    app: Option<String>,
+    publishing: Option<Publishing>,
+    playing: Option<Playing>,
+    closing: Option<CloseReason>,
+    last_read: Instant,
+    out: VecDeque<Bytes>,
+    items: Vec<ViewerItem>,
+}
+
+enum Wake {
+    Read(std::io::Result<usize>),
+    Viewer,
+    Tick,
+}
+
+impl Connection {
+    pub fn new(socket: TcpStream, config: Arc<RtmpServerConfig>, hub: Hub, started: Instant) -> Self {
+        let mut random = vec![0u8; HANDSHAKE_RANDOM];
+        rand::fill(&mut random[..]);
+        let epoch = started.elapsed().as_millis() as u32;
+        let session = ServerSession::new(config.session, &random, epoch);
+        Self {
+            socket,
+            config,
+            hub,
+            session,
+            app: None,
+            publishing: None,
+            playing: None,
+            closing: None,
+            last_read: Instant::now(),
+            out: VecDeque::new(),
+            items: Vec::new(),
+        }
+    }
+
+    pub async fn run(mut self) -> CloseReason {
+        let timeout = self.config.handshake_timeout;
+        match tokio::time::timeout(timeout, self.handshake()).await {
+            Err(_) => return CloseReason::HandshakeTimeout,
+            Ok(Err(reason)) => return reason,
+            Ok(Ok(())) => {}
+        }
+        let every = self.config.ping_interval;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            if let Err(reason) = self.flush().await {
+                return reason;
+            }
+            if let Some(reason) = self.closing.take() {
+                return reason;
+            }
+            if self.playing.as_ref().is_some_and(|p| p.pending > 0 && !p.paused) {
+                if let Err(reason) = self.pump_viewer().await {
+                    return reason;
+                }
+                continue;
+            }
+            let wake = {
+                let recv = self.session.recv_buffer();
+                let viewer = self.playing.as_mut().filter(|p| !p.paused).map(|p| &mut p.viewer);
+                tokio::select! {
+                    r = self.socket.read_buf(recv) => Wake::Read(r),
+                    _ = async { match viewer { Some(v) => v.changed().await, None => std::future::pending().await } } => Wake::Viewer,
+                    _ = tick.tick() => Wake::Tick,
+                }
+            };
+            let step = match wake {
+                Wake::Read(r) => self.on_read(r),
+                Wake::Viewer => self.pump_viewer().await,
+                Wake::Tick => self.on_tick(),
+            };
+            if let Err(reason) = step {
+                // Whatever the session queued (an _error, a status) still goes out first.
+                let _ = self.flush().await;
+                return reason;
+            }
+        }
+    }
+
+    async fn handshake(&mut self) -> Result<(), CloseReason> {
+        while !self.session.is_handshake_done() {
+            let n = self.socket.read_buf(self.session.recv_buffer()).await.map_err(CloseReason::Io)?;
+            if n == 0 {
+                return Err(CloseReason::PeerClosed);
+            }
+            self.session.process().map_err(CloseReason::Protocol)?;
+            self.flush().await?;
+        }
+        self.last_read = Instant::now();
+        // Chunks that arrived together with C2 have been decoded already.
+        self.handle_events();
+        Ok(())
+    }
+
+    fn on_read(&mut self, r: std::io::Result<usize>) -> Result<(), CloseReason> {
+        match r {
+            Ok(0) => Err(CloseReason::PeerClosed),
+            Err(e) => Err(CloseReason::Io(e)),
+            Ok(_) => {
+                self.last_read = Instant::now();
+                let result = self.session.process();
+                // Events decoded before a protocol error are still acted on.
+                self.handle_events();
+                result.map_err(CloseReason::Protocol)
+            }
+        }
+    }
+
+    fn on_tick(&mut self) -> Result<(), CloseReason> {
+        let quiet = self.last_read.elapsed();
+        if quiet >= self.config.idle_timeout {
+            return Err(CloseReason::IdleTimeout);
+        }
+        if quiet >= self.config.ping_interval {
+            self.session.ping(quiet.as_millis() as u32);
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), CloseReason> {
+        if let Some(bytes) = self.session.poll_transmit() {
+            self.out.push_back(bytes);
+        }
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let limit = self.config.idle_timeout.max(Duration::from_secs(1));
+        match tokio::time::timeout(limit, write_all_vectored(&mut self.socket, &mut self.out)).await {
+            Err(_) => Err(CloseReason::WriteTimeout),
+            Ok(Err(e)) => Err(CloseReason::Io(e)),
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    fn handle_events(&mut self) {
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                ServerEvent::Connect(req) => {
+                    Span::current().record("app", req.app.as_str());
+                    info!(app = %req.app, tc_url = req.tc_url.as_deref().unwrap_or(""), flash_ver = req.flash_ver.as_deref().unwrap_or(""), "connect");
+                    self.session.accept_connect(&req);
+                    self.app = Some(req.app);
+                }
+                ServerEvent::Publish(req) => self.on_publish(req),
+                ServerEvent::Play(req) => self.on_play(req),
+                ServerEvent::Media { stream_id, media } => {
+                    if let Some(p) = self.publishing.as_mut().filter(|p| p.stream_id == stream_id) {
+                        p.publisher.push(media);
+                    }
+                }
+                ServerEvent::StreamClosed { stream_id } => {
+                    if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                        self.publishing = None;
+                        info!("unpublished");
+                    }
+                    if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                        self.playing = None;
+                        info!("play stopped");
+                    }
+                }
+                ServerEvent::Pause { stream_id, paused, .. } => {
+                    if let Some(p) = self.playing.as_mut().filter(|p| p.stream_id == stream_id) {
+                        p.paused = paused;
+                        // Resuming re-reads the ring; a long pause lands on a keyframe.
+                        p.pending = u64::from(!paused);
+                    }
+                }
+                ServerEvent::ReceiveAudio { stream_id, enabled } => {
+                    if let Some(p) = self.playing.as_mut().filter(|p| p.stream_id == stream_id) {
+                        p.audio = enabled;
+                    }
+                }
+                ServerEvent::ReceiveVideo { stream_id, enabled } => {
+                    if let Some(p) = self.playing.as_mut().filter(|p| p.stream_id == stream_id) {
+                        p.video = enabled;
+                    }
+                }
+                ServerEvent::Close => self.closing = Some(CloseReason::ClientClose),
+            }
+        }
+    }
+
+    fn key(&self, name: &str) -> StreamKey {
+        StreamKey::new(self.app.clone().unwrap_or_default(), name)
+    }
+
+    fn on_publish(&mut self, req: PublishRequest) {
+        if req.name.is_empty() {
+            return self.refuse_publish(&req, code::PUBLISH_BAD_NAME, "stream name is empty", "empty stream name");
+        }
+        if self.publishing.is_some() {
+            return self.refuse_publish(&req, code::PUBLISH_BAD_NAME, "already publishing on this connection", "second publish on one connection");
+        }
+        let key = self.key(&req.name);
+        match self.hub.publish(key.clone()) {
+            Ok(publisher) => {
+                Span::current().record("stream", req.name.as_str());
+                info!(stream = %key, kind = req.kind.as_str(), "publish started");
+                self.session.accept_publish(&req);
+                self.publishing = Some(Publishing { stream_id: req.stream_id, publisher });
+            }
+            Err(HubError::AlreadyPublishing(_)) => {
+                self.refuse_publish(&req, code::PUBLISH_BAD_NAME, &format!("{key} is already being published"), "stream is already live")
+            }
+            Err(e @ HubError::TooManyStreams(_)) => {
+                self.refuse_publish(&req, code::PUBLISH_DENIED, &e.to_string(), "stream limit reached")
+            }
+        }
+    }
+
+    fn refuse_publish(&mut self, req: &PublishRequest, code: &str, description: &str, why: &'static str) {
+        warn!(stream = %req.name, status = code, "publish refused: {description}");
+        self.session.reject_publish(req, code, description);
+        self.closing = Some(CloseReason::Refused(why));
+    }
+
+    fn on_play(&mut self, req: PlayRequest) {
+        if req.name.is_empty() {
+            warn!("play refused: empty stream name");
+            self.session.reject_play(&req, code::PLAY_STREAM_NOT_FOUND, "stream name is empty");
+            self.closing = Some(CloseReason::Refused("empty stream name"));
+            return;
+        }
+        let key = self.key(&req.name);
+        match self.hub.play(key.clone()) {
+            Ok(viewer) => {
+                Span::current().record("stream", req.name.as_str());
+                info!(stream = %key, live = viewer.is_live(), "play started");
+                self.session.accept_play(&req);
+                self.playing = Some(Playing {
+                    stream_id: req.stream_id,
+                    name: req.name,
+                    viewer,
+                    paused: false,
+                    audio: true,
+                    video: true,
+                    pending: 1,
+                });
+            }
+            Err(e) => {
+                warn!(stream = %key, "play refused: {e}");
+                self.session.reject_play(&req, code::PLAY_FAILED, &e.to_string());
+                self.closing = Some(CloseReason::Refused("stream limit reached"));
+            }
+        }
+    }
+
+    /// Sends the viewer its next batch: everything pending, up to the batch limit, in one
+    /// vectored write together with any status messages that belong between the frames.
+    async fn pump_viewer(&mut self) -> Result<(), CloseReason> {
+        let Some(p) = self.playing.as_mut() else { return Ok(()) };
+        self.items.clear();
+        p.pending = p.viewer.poll(&mut self.items, self.config.max_batch_frames);
+        let chunk_size = self.session.out_chunk_size();
+        for item in self.items.drain(..) {
+            match item {
+                ViewerItem::Frame(frame) => {
+                    let wanted = match frame.kind {
+                        MediaKind::Audio => p.audio,
+                        MediaKind::Video => p.video,
+                        MediaKind::Metadata | MediaKind::Data => true,
+                    };
+                    if wanted {
+                        self.out.push_back(frame.wire(chunk_size, p.stream_id));
+                    }
+                }
+                ViewerItem::Published => {
+                    info!("publisher arrived");
+                    self.session.notify_publish(p.stream_id, &p.name);
+                    self.out.extend(self.session.poll_transmit());
+                }
+                ViewerItem::Unpublished => {
+                    info!("publisher left");
+                    self.session.notify_unpublish(p.stream_id, &p.name);
+                    self.out.extend(self.session.poll_transmit());
+                }
+            }
+        }
+        self.flush().await
+    }
+}

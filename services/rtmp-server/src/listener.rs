@@ -1,0 +1,67 @@
+//! Accepting connections, within the connection limit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use liverelay_hub::Hub;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::config::RtmpServerConfig;
+use crate::connection::Connection;
+
+pub struct RtmpServer {
+    listener: TcpListener,
+    config: Arc<RtmpServerConfig>,
+    hub: Hub,
+}
+
+impl RtmpServer {
+    pub async fn bind(addr: SocketAddr, config: RtmpServerConfig, hub: Hub) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Self { listener, config: Arc::new(config), hub })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts connections until the task is dropped.
+    pub async fn run(self) {
+        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let next_id = AtomicU64::new(1);
+        let started = Instant::now();
+        loop {
+            let (socket, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                warn!(conn = id, %peer, limit = self.config.max_connections, "connection refused: limit reached");
+                continue;
+            };
+            if let Err(e) = socket.set_nodelay(self.config.tcp_nodelay) {
+                warn!(conn = id, %peer, error = %e, "set TCP_NODELAY failed");
+            }
+            let conn = Connection::new(socket, self.config.clone(), self.hub.clone(), started);
+            let span = info_span!("rtmp", conn = id, %peer, app = tracing::field::Empty, stream = tracing::field::Empty);
+            tokio::spawn(
+                async move {
+                    let reason = conn.run().await;
+                    info!(reason = %reason, "connection closed");
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+    }
+}
