@@ -65,7 +65,9 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { listen: "0.0.0.0:8080".parse().expect("valid address") }
+        Self {
+            listen: "0.0.0.0:8080".parse().expect("valid address"),
+        }
     }
 }
 
@@ -134,7 +136,11 @@ impl Settings {
         Self::load_from(file, Environment::with_prefix("LIVERELAY"), overrides)
     }
 
-    fn load_from(file: Option<&Path>, env: Environment, overrides: &Overrides) -> Result<Self, SettingsError> {
+    fn load_from(
+        file: Option<&Path>,
+        env: Environment,
+        overrides: &Overrides,
+    ) -> Result<Self, SettingsError> {
         let mut builder = Config::builder();
         if let Some(path) = file {
             builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
@@ -165,7 +171,9 @@ impl Settings {
             return invalid(format!("rtmp.chunk_size must be 1..={MAX_CHUNK_SIZE}"));
         }
         if r.max_chunk_size < 128 || r.max_chunk_size > MAX_CHUNK_SIZE {
-            return invalid(format!("rtmp.max_chunk_size must be 128..={MAX_CHUNK_SIZE}"));
+            return invalid(format!(
+                "rtmp.max_chunk_size must be 128..={MAX_CHUNK_SIZE}"
+            ));
         }
         if r.max_message_size == 0 {
             return invalid("rtmp.max_message_size must be positive".into());
@@ -204,7 +212,10 @@ impl Settings {
     pub fn hub(&self) -> HubConfig {
         let h = &self.hub;
         HubConfig {
-            encoding: FanoutEncoding { chunk_size: self.rtmp.chunk_size, stream_id: 1 },
+            encoding: FanoutEncoding {
+                chunk_size: self.rtmp.chunk_size,
+                stream_id: 1,
+            },
             gop_cache: h.gop_cache,
             gop_max_bytes: h.gop_max_bytes,
             gop_max_duration_ms: h.gop_max_duration_ms,
@@ -222,7 +233,10 @@ mod tests {
     use super::*;
 
     fn env(vars: &[(&str, &str)]) -> Environment {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Environment::with_prefix("LIVERELAY").source(Some(map))
     }
 
@@ -236,7 +250,8 @@ mod tests {
 
     #[test]
     fn file_then_env_then_flags() {
-        let dir = std::env::temp_dir().join(format!("liverelay-config-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("liverelay-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("liverelay.toml");
         std::fs::write(
@@ -244,10 +259,20 @@ mod tests {
             "[rtmp]\nlisten = \"127.0.0.1:1000\"\nchunk_size = 8192\nmax_connections = 5\n[hub]\ngop_cache = false\n",
         )
         .unwrap();
-        let vars = env(&[("LIVERELAY_RTMP__CHUNK_SIZE", "60000"), ("LIVERELAY_LOG__FORMAT", "json")]);
-        let flags = Overrides { rtmp_listen: Some("127.0.0.1:2000".parse().unwrap()), ..Default::default() };
+        let vars = env(&[
+            ("LIVERELAY_RTMP__CHUNK_SIZE", "60000"),
+            ("LIVERELAY_LOG__FORMAT", "json"),
+        ]);
+        let flags = Overrides {
+            rtmp_listen: Some("127.0.0.1:2000".parse().unwrap()),
+            ..Default::default()
+        };
         let s = Settings::load_from(Some(&path), vars, &flags).unwrap();
-        assert_eq!(s.rtmp.listen.to_string(), "127.0.0.1:2000", "flag beats file");
+        assert_eq!(
+            s.rtmp.listen.to_string(),
+            "127.0.0.1:2000",
+            "flag beats file"
+        );
         assert_eq!(s.rtmp.chunk_size, 60000, "env beats file");
         assert_eq!(s.rtmp.max_connections, 5, "file beats default");
         assert!(!s.hub.gop_cache);
@@ -258,9 +283,17 @@ mod tests {
 
     #[test]
     fn bad_values_are_reported() {
-        let err = Settings::load_from(None, env(&[("LIVERELAY_RTMP__CHUNK_SIZE", "0")]), &Overrides::default());
+        let err = Settings::load_from(
+            None,
+            env(&[("LIVERELAY_RTMP__CHUNK_SIZE", "0")]),
+            &Overrides::default(),
+        );
         assert!(matches!(err, Err(SettingsError::Invalid(m)) if m.contains("chunk_size")));
-        let err = Settings::load_from(None, env(&[("LIVERELAY_RTMP__LISTEN", "nowhere")]), &Overrides::default());
+        let err = Settings::load_from(
+            None,
+            env(&[("LIVERELAY_RTMP__LISTEN", "nowhere")]),
+            &Overrides::default(),
+        );
         assert!(matches!(err, Err(SettingsError::Load(_))));
     }
 }

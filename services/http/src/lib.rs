@@ -85,7 +85,10 @@ pub struct HttpServer {
 
 impl HttpServer {
     pub async fn bind(addr: SocketAddr, router: Router) -> std::io::Result<Self> {
-        Ok(Self { listener: TcpListener::bind(addr).await?, router })
+        Ok(Self {
+            listener: TcpListener::bind(addr).await?,
+            router,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -18,7 +18,10 @@ pub struct FanoutEncoding {
 
 impl Default for FanoutEncoding {
     fn default() -> Self {
-        Self { chunk_size: 4096, stream_id: 1 }
+        Self {
+            chunk_size: 4096,
+            stream_id: 1,
+        }
     }
 }
 
@@ -42,7 +45,9 @@ impl Frame {
         let (keyframe, sequence_header) = match media.kind {
             MediaKind::Video => parse_video(&media.payload)
                 .map_or((false, false), |v| (v.keyframe, v.sequence_header)),
-            MediaKind::Audio => parse_audio(&media.payload).map_or((false, false), |a| (false, a.sequence_header)),
+            MediaKind::Audio => {
+                parse_audio(&media.payload).map_or((false, false), |a| (false, a.sequence_header))
+            }
             MediaKind::Metadata => (false, true),
             MediaKind::Data => (false, false),
         };
@@ -63,7 +68,12 @@ impl Frame {
     /// The frame's chunks for a viewer with this chunk size and stream id: shared bytes in the
     /// common case, a fresh encoding otherwise.
     pub fn wire(&self, chunk_size: u32, stream_id: u32) -> Bytes {
-        if self.encoding == (FanoutEncoding { chunk_size, stream_id }) {
+        if self.encoding
+            == (FanoutEncoding {
+                chunk_size,
+                stream_id,
+            })
+        {
             self.wire.clone()
         } else {
             self.encode(chunk_size, stream_id)

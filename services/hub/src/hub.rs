@@ -17,7 +17,10 @@ pub struct StreamKey {
 
 impl StreamKey {
     pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
-        Self { app: app.into(), name: name.into() }
+        Self {
+            app: app.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -85,8 +88,11 @@ impl HubInner {
     pub(crate) fn release(&self, stream: &Arc<Stream>) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         let st = stream.lock();
-        if !st.live && st.viewers == 0
-            && streams.get(&stream.key).is_some_and(|s| Arc::ptr_eq(s, stream))
+        if !st.live
+            && st.viewers == 0
+            && streams
+                .get(&stream.key)
+                .is_some_and(|s| Arc::ptr_eq(s, stream))
         {
             streams.remove(&stream.key);
         }
@@ -101,7 +107,12 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(config: HubConfig) -> Self {
-        Self { inner: Arc::new(HubInner { config, streams: Mutex::new(HashMap::new()) }) }
+        Self {
+            inner: Arc::new(HubInner {
+                config,
+                streams: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
     pub fn config(&self) -> &HubConfig {

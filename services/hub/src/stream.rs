@@ -49,8 +49,6 @@ pub(crate) struct StreamState {
     pub metadata: Option<Arc<Frame>>,
     pub video_header: Option<Arc<Frame>>,
     pub audio_header: Option<Arc<Frame>>,
-    /// Whether this publish has sent any video; audio-only streams need no keyframe to start.
-    pub has_video: bool,
     /// Latest timestamp on the stream's timeline, where the next publish continues from.
     last_timestamp: Option<u64>,
     pub viewers: usize,
@@ -75,7 +73,6 @@ impl Stream {
                 metadata: None,
                 video_header: None,
                 audio_header: None,
-                has_video: false,
                 last_timestamp: None,
                 viewers: 0,
             }),
@@ -103,7 +100,6 @@ impl StreamState {
         self.metadata = None;
         self.video_header = None;
         self.audio_header = None;
-        self.has_video = false;
     }
 
     fn stop_publish(&mut self) {
@@ -120,10 +116,10 @@ impl StreamState {
             MediaKind::Metadata => self.metadata = Some(frame.clone()),
             _ => {}
         }
-        if frame.kind == MediaKind::Video {
-            self.has_video = true;
-        }
-        self.last_timestamp = Some(self.last_timestamp.map_or(frame.timestamp, |l| l.max(frame.timestamp)));
+        self.last_timestamp = Some(
+            self.last_timestamp
+                .map_or(frame.timestamp, |l| l.max(frame.timestamp)),
+        );
         let seq = self.next_seq;
         self.next_seq += 1;
         let size = frame.wire_len();
@@ -134,7 +130,8 @@ impl StreamState {
         }
         if self.gop_start.is_some() {
             self.gop_bytes += size;
-            let too_long = frame.timestamp.saturating_sub(self.gop_start_ts) > self.config.gop_max_duration_ms;
+            let too_long =
+                frame.timestamp.saturating_sub(self.gop_start_ts) > self.config.gop_max_duration_ms;
             if self.gop_bytes > self.config.gop_max_bytes || too_long {
                 self.gop_start = None;
             }
@@ -180,10 +177,20 @@ impl Publisher {
         let (timeline, generation, encoding) = {
             let mut st = stream.lock();
             st.start_publish();
-            (Timeline::continuing(st.last_timestamp), st.generation, st.encoding)
+            (
+                Timeline::continuing(st.last_timestamp),
+                st.generation,
+                st.encoding,
+            )
         };
         stream.wake_viewers();
-        Self { stream, hub, timeline, generation, encoding }
+        Self {
+            stream,
+            hub,
+            timeline,
+            generation,
+            encoding,
+        }
     }
 
     pub fn key(&self) -> &StreamKey {
@@ -199,7 +206,9 @@ impl Publisher {
     pub fn push(&mut self, media: Media) {
         let stats = &self.stream.stats;
         stats.frames_in.fetch_add(1, Ordering::Relaxed);
-        stats.bytes_in.fetch_add(media.payload.len() as u64, Ordering::Relaxed);
+        stats
+            .bytes_in
+            .fetch_add(media.payload.len() as u64, Ordering::Relaxed);
         let timestamp = self.timeline.map(media.timestamp);
         let frame = Arc::new(Frame::new(media, timestamp, self.generation, self.encoding));
         self.stream.lock().append(frame);

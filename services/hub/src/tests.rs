@@ -9,27 +9,55 @@ fn key() -> StreamKey {
 
 fn video(ts: u64, keyframe: bool) -> Media {
     let b0 = if keyframe { 0x17 } else { 0x27 };
-    Media { kind: MediaKind::Video, timestamp: ts, payload: Bytes::from(vec![b0, 1, 0, 0, 0, ts as u8]) }
+    Media {
+        kind: MediaKind::Video,
+        timestamp: ts,
+        payload: Bytes::from(vec![b0, 1, 0, 0, 0, ts as u8]),
+    }
 }
 
 fn video_header() -> Media {
-    Media { kind: MediaKind::Video, timestamp: 0, payload: Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64]) }
+    Media {
+        kind: MediaKind::Video,
+        timestamp: 0,
+        payload: Bytes::from_static(&[0x17, 0, 0, 0, 0, 1, 0x64]),
+    }
 }
 
 fn audio_header() -> Media {
-    Media { kind: MediaKind::Audio, timestamp: 0, payload: Bytes::from_static(&[0xAF, 0, 0x12, 0x10]) }
+    Media {
+        kind: MediaKind::Audio,
+        timestamp: 0,
+        payload: Bytes::from_static(&[0xAF, 0, 0x12, 0x10]),
+    }
 }
 
 fn audio(ts: u64) -> Media {
-    Media { kind: MediaKind::Audio, timestamp: ts, payload: Bytes::from_static(&[0xAF, 1, 0x21]) }
+    Media {
+        kind: MediaKind::Audio,
+        timestamp: ts,
+        payload: Bytes::from_static(&[0xAF, 1, 0x21]),
+    }
 }
 
 fn metadata() -> Media {
-    Media { kind: MediaKind::Metadata, timestamp: 0, payload: Bytes::from_static(&[2, 0, 10, b'o', b'n', b'M', b'e', b't', b'a', b'D', b'a', b't', b'a']) }
+    Media {
+        kind: MediaKind::Metadata,
+        timestamp: 0,
+        payload: Bytes::from_static(&[
+            2, 0, 10, b'o', b'n', b'M', b'e', b't', b'a', b'D', b'a', b't', b'a',
+        ]),
+    }
 }
 
 fn frames(items: &[ViewerItem]) -> Vec<&Frame> {
-    items.iter().filter_map(|i| match i { ViewerItem::Frame(f) => Some(&**f), _ => None }).collect()
+    items
+        .iter()
+        .filter_map(|i| match i {
+            ViewerItem::Frame(f) => Some(&**f),
+            _ => None,
+        })
+        .collect()
 }
 
 fn poll_all(v: &mut Viewer) -> Vec<ViewerItem> {
@@ -58,7 +86,10 @@ fn late_joiner_starts_from_cached_gop_with_headers() {
     assert!(f[3].keyframe, "first picture is the last keyframe");
     assert_eq!(f[3].timestamp, 5 * 33);
     assert_eq!(f.len(), 3 + 10, "GOP of 5 video + 5 audio");
-    assert!(!items.iter().any(|i| matches!(i, ViewerItem::Published)), "Play.Start already says live");
+    assert!(
+        !items.iter().any(|i| matches!(i, ViewerItem::Published)),
+        "Play.Start already says live"
+    );
 }
 
 #[test]
@@ -71,7 +102,11 @@ fn viewers_share_one_encoding() {
     let fa = poll_all(&mut a);
     let fb = poll_all(&mut b);
     let (wa, wb) = (frames(&fa)[0].wire(4096, 1), frames(&fb)[0].wire(4096, 1));
-    assert_eq!(wa.as_ptr(), wb.as_ptr(), "same bytes, not a copy per viewer");
+    assert_eq!(
+        wa.as_ptr(),
+        wb.as_ptr(),
+        "same bytes, not a copy per viewer"
+    );
     assert_ne!(frames(&fa)[0].wire(128, 1).as_ptr(), wa.as_ptr());
 }
 
@@ -97,7 +132,10 @@ fn viewer_before_publisher_waits_then_starts_on_keyframe() {
 fn second_publisher_refused_first_keeps_going() {
     let hub = Hub::new(HubConfig::default());
     let mut p = hub.publish(key()).unwrap();
-    assert_eq!(hub.publish(key()).err(), Some(HubError::AlreadyPublishing(key())));
+    assert_eq!(
+        hub.publish(key()).err(),
+        Some(HubError::AlreadyPublishing(key()))
+    );
     let mut v = hub.play(key()).unwrap();
     p.push(video(0, true));
     assert_eq!(frames(&poll_all(&mut v)).len(), 1);
@@ -126,12 +164,18 @@ fn unpublish_then_republish_keeps_time_monotonic() {
     let ts: Vec<u64> = frames(&items).iter().map(|f| f.timestamp).collect();
     assert_eq!(ts, [0, 1000, 1001]);
     drop(p);
-    assert!(matches!(poll_all(&mut v).as_slice(), [ViewerItem::Unpublished]));
+    assert!(matches!(
+        poll_all(&mut v).as_slice(),
+        [ViewerItem::Unpublished]
+    ));
 }
 
 #[test]
 fn slow_viewer_skips_to_keyframe_and_memory_stays_bounded() {
-    let config = HubConfig { viewer_queue_frames: 50, ..Default::default() };
+    let config = HubConfig {
+        viewer_queue_frames: 50,
+        ..Default::default()
+    };
     let hub = Hub::new(config);
     let mut p = hub.publish(key()).unwrap();
     p.push(video_header());
@@ -155,14 +199,21 @@ fn slow_viewer_skips_to_keyframe_and_memory_stays_bounded() {
 
 #[test]
 fn gop_larger_than_cache_limit_is_not_cached() {
-    let config = HubConfig { gop_max_bytes: 100, viewer_queue_frames: 10, ..Default::default() };
+    let config = HubConfig {
+        gop_max_bytes: 100,
+        viewer_queue_frames: 10,
+        ..Default::default()
+    };
     let hub = Hub::new(config);
     let mut p = hub.publish(key()).unwrap();
     for i in 0..40u64 {
         p.push(video(i * 33, i == 0));
     }
     let mut v = hub.play(key()).unwrap();
-    assert!(frames(&poll_all(&mut v)).is_empty(), "waits for the next keyframe instead");
+    assert!(
+        frames(&poll_all(&mut v)).is_empty(),
+        "waits for the next keyframe instead"
+    );
     p.push(video(40 * 33, true));
     assert!(frames(&poll_all(&mut v))[0].keyframe);
 }
@@ -182,10 +233,16 @@ fn audio_only_stream_plays_without_keyframes() {
 
 #[test]
 fn empty_streams_are_forgotten() {
-    let hub = Hub::new(HubConfig { max_streams: 1, ..Default::default() });
+    let hub = Hub::new(HubConfig {
+        max_streams: 1,
+        ..Default::default()
+    });
     let v = hub.play(key()).unwrap();
     assert_eq!(hub.streams().len(), 1);
-    assert_eq!(hub.play(StreamKey::new("live", "other")).err(), Some(HubError::TooManyStreams(1)));
+    assert_eq!(
+        hub.play(StreamKey::new("live", "other")).err(),
+        Some(HubError::TooManyStreams(1))
+    );
     drop(v);
     assert!(hub.streams().is_empty());
     let p = hub.publish(StreamKey::new("live", "other")).unwrap();
@@ -208,6 +265,9 @@ async fn viewer_wakes_on_push() {
     });
     tokio::task::yield_now().await;
     p.push(video(0, true));
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), waiter).await.unwrap().unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(n, 1);
 }

@@ -13,7 +13,10 @@ pub struct Timeline {
 impl Timeline {
     /// A publish continues just after the last timestamp viewers saw (`None`: a new stream).
     pub fn continuing(last: Option<u64>) -> Self {
-        Self { offset: last.map_or(0, |l| l + 1), base: None }
+        Self {
+            offset: last.map_or(0, |l| l + 1),
+            base: None,
+        }
     }
 
     pub fn map(&mut self, ts: u64) -> u64 {

@@ -31,7 +31,7 @@ pub struct Viewer {
     /// Publish generation the viewer is following, and whether it was told it is live.
     generation: u64,
     live: bool,
-    /// Skip frames until a keyframe (joined between keyframes, or fell behind).
+    /// Skip video until a keyframe (joined between keyframes, or fell behind).
     waiting_key: bool,
     /// Send the stream's metadata and sequence headers before the next frame.
     needs_headers: bool,
@@ -99,7 +99,9 @@ impl Viewer {
         self.catch_up(&st);
         let start_len = out.len();
         while out.len() - start_len < max && self.cursor < st.next_seq {
-            let Some(frame) = st.frame(self.cursor).cloned() else { break };
+            let Some(frame) = st.frame(self.cursor).cloned() else {
+                break;
+            };
             self.cursor += 1;
             if frame.generation != self.generation {
                 if self.live {
@@ -111,18 +113,21 @@ impl Viewer {
                 self.waiting_key = true;
                 self.needs_headers = false;
             }
-            if self.waiting_key && !self.starts_playback(&frame, &st) {
-                if !frame.sequence_header {
+            if self.waiting_key && frame.kind == MediaKind::Video && !frame.sequence_header {
+                if !frame.keyframe {
+                    // Undecodable without the keyframe it refers to.
                     self.dropped += 1;
                     stream.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }
-            } else {
                 self.waiting_key = false;
             }
             if self.needs_headers && !frame.sequence_header {
                 self.needs_headers = false;
-                for header in [&st.metadata, &st.video_header, &st.audio_header].into_iter().flatten() {
+                for header in [&st.metadata, &st.video_header, &st.audio_header]
+                    .into_iter()
+                    .flatten()
+                {
                     if header.generation == self.generation {
                         out.push(ViewerItem::Frame(header.clone()));
                     }
@@ -152,14 +157,12 @@ impl Viewer {
         };
         let skipped = target.saturating_sub(self.cursor);
         self.dropped += skipped;
-        self.stream.stats.frames_dropped.fetch_add(skipped, Ordering::Relaxed);
+        self.stream
+            .stats
+            .frames_dropped
+            .fetch_add(skipped, Ordering::Relaxed);
         self.cursor = target;
         self.needs_headers = true;
-    }
-
-    /// Video streams start on a keyframe; a stream with no video yet starts on anything.
-    fn starts_playback(&self, frame: &Frame, st: &StreamState) -> bool {
-        frame.keyframe || (frame.kind != MediaKind::Video && !st.has_video && !frame.sequence_header)
     }
 
     /// Publish and unpublish that have no frame of their own yet to carry them.

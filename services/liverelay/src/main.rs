@@ -9,7 +9,11 @@ use liverelay_config::{LogFormat, Overrides, Settings};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "liverelay", version, about = "Clustered RTMP live-streaming relay")]
+#[command(
+    name = "liverelay",
+    version,
+    about = "Clustered RTMP live-streaming relay"
+)]
 struct Cli {
     #[command(subcommand)]
     role: Role,
@@ -69,7 +73,11 @@ fn init_logging(settings: &Settings) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match settings.log.format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .init(),
     }
 }
 
@@ -110,7 +118,9 @@ fn main() -> ExitCode {
         }
     };
     if role != "standalone" {
-        eprintln!("liverelay {role}: not available yet in this build (see the cluster issues); use `liverelay standalone`");
+        eprintln!(
+            "liverelay {role}: not available yet in this build (see the cluster issues); use `liverelay standalone`"
+        );
         return ExitCode::from(2);
     }
     init_logging(&settings);

@@ -86,7 +86,12 @@ enum Wake {
 }
 
 impl Connection {
-    pub fn new(socket: TcpStream, config: Arc<RtmpServerConfig>, hub: Hub, started: Instant) -> Self {
+    pub fn new(
+        socket: TcpStream,
+        config: Arc<RtmpServerConfig>,
+        hub: Hub,
+        started: Instant,
+    ) -> Self {
         let mut random = vec![0u8; HANDSHAKE_RANDOM];
         rand::fill(&mut random[..]);
         let epoch = started.elapsed().as_millis() as u32;
@@ -122,7 +127,11 @@ impl Connection {
             if let Some(reason) = self.closing.take() {
                 return reason;
             }
-            if self.playing.as_ref().is_some_and(|p| p.pending > 0 && !p.paused) {
+            if self
+                .playing
+                .as_ref()
+                .is_some_and(|p| p.pending > 0 && !p.paused)
+            {
                 if let Err(reason) = self.pump_viewer().await {
                     return reason;
                 }
@@ -130,7 +139,11 @@ impl Connection {
             }
             let wake = {
                 let recv = self.session.recv_buffer();
-                let viewer = self.playing.as_mut().filter(|p| !p.paused).map(|p| &mut p.viewer);
+                let viewer = self
+                    .playing
+                    .as_mut()
+                    .filter(|p| !p.paused)
+                    .map(|p| &mut p.viewer);
                 tokio::select! {
                     r = self.socket.read_buf(recv) => Wake::Read(r),
                     _ = async { match viewer { Some(v) => v.changed().await, None => std::future::pending().await } } => Wake::Viewer,
@@ -152,7 +165,11 @@ impl Connection {
 
     async fn handshake(&mut self) -> Result<(), CloseReason> {
         while !self.session.is_handshake_done() {
-            let n = self.socket.read_buf(self.session.recv_buffer()).await.map_err(CloseReason::Io)?;
+            let n = self
+                .socket
+                .read_buf(self.session.recv_buffer())
+                .await
+                .map_err(CloseReason::Io)?;
             if n == 0 {
                 return Err(CloseReason::PeerClosed);
             }
@@ -198,7 +215,8 @@ impl Connection {
             return Ok(());
         }
         let limit = self.config.idle_timeout.max(Duration::from_secs(1));
-        match tokio::time::timeout(limit, write_all_vectored(&mut self.socket, &mut self.out)).await {
+        match tokio::time::timeout(limit, write_all_vectored(&mut self.socket, &mut self.out)).await
+        {
             Err(_) => Err(CloseReason::WriteTimeout),
             Ok(Err(e)) => Err(CloseReason::Io(e)),
             Ok(Ok(())) => Ok(()),
@@ -210,28 +228,48 @@ impl Connection {
             match event {
                 ServerEvent::Connect(req) => {
                     Span::current().record("app", req.app.as_str());
-                    info!(app = %req.app, tc_url = req.tc_url.as_deref().unwrap_or(""), flash_ver = req.flash_ver.as_deref().unwrap_or(""), "connect");
+                    info!(
+                        app = %req.app,
+                        tc_url = req.tc_url.as_deref().unwrap_or(""),
+                        flash_ver = req.flash_ver.as_deref().unwrap_or(""),
+                        handshake = ?self.session.handshake_kind(),
+                        "connect"
+                    );
                     self.session.accept_connect(&req);
                     self.app = Some(req.app);
                 }
                 ServerEvent::Publish(req) => self.on_publish(req),
                 ServerEvent::Play(req) => self.on_play(req),
                 ServerEvent::Media { stream_id, media } => {
-                    if let Some(p) = self.publishing.as_mut().filter(|p| p.stream_id == stream_id) {
+                    if let Some(p) = self
+                        .publishing
+                        .as_mut()
+                        .filter(|p| p.stream_id == stream_id)
+                    {
                         p.publisher.push(media);
                     }
                 }
                 ServerEvent::StreamClosed { stream_id } => {
-                    if self.publishing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                    if self
+                        .publishing
+                        .as_ref()
+                        .is_some_and(|p| p.stream_id == stream_id)
+                    {
                         self.publishing = None;
                         info!("unpublished");
                     }
-                    if self.playing.as_ref().is_some_and(|p| p.stream_id == stream_id) {
+                    if self
+                        .playing
+                        .as_ref()
+                        .is_some_and(|p| p.stream_id == stream_id)
+                    {
                         self.playing = None;
                         info!("play stopped");
                     }
                 }
-                ServerEvent::Pause { stream_id, paused, .. } => {
+                ServerEvent::Pause {
+                    stream_id, paused, ..
+                } => {
                     if let Some(p) = self.playing.as_mut().filter(|p| p.stream_id == stream_id) {
                         p.paused = paused;
                         // Resuming re-reads the ring; a long pause lands on a keyframe.
@@ -259,10 +297,20 @@ impl Connection {
 
     fn on_publish(&mut self, req: PublishRequest) {
         if req.name.is_empty() {
-            return self.refuse_publish(&req, code::PUBLISH_BAD_NAME, "stream name is empty", "empty stream name");
+            return self.refuse_publish(
+                &req,
+                code::PUBLISH_BAD_NAME,
+                "stream name is empty",
+                "empty stream name",
+            );
         }
         if self.publishing.is_some() {
-            return self.refuse_publish(&req, code::PUBLISH_BAD_NAME, "already publishing on this connection", "second publish on one connection");
+            return self.refuse_publish(
+                &req,
+                code::PUBLISH_BAD_NAME,
+                "already publishing on this connection",
+                "second publish on one connection",
+            );
         }
         let key = self.key(&req.name);
         match self.hub.publish(key.clone()) {
@@ -270,18 +318,33 @@ impl Connection {
                 Span::current().record("stream", req.name.as_str());
                 info!(stream = %key, kind = req.kind.as_str(), "publish started");
                 self.session.accept_publish(&req);
-                self.publishing = Some(Publishing { stream_id: req.stream_id, publisher });
+                self.publishing = Some(Publishing {
+                    stream_id: req.stream_id,
+                    publisher,
+                });
             }
-            Err(HubError::AlreadyPublishing(_)) => {
-                self.refuse_publish(&req, code::PUBLISH_BAD_NAME, &format!("{key} is already being published"), "stream is already live")
-            }
-            Err(e @ HubError::TooManyStreams(_)) => {
-                self.refuse_publish(&req, code::PUBLISH_DENIED, &e.to_string(), "stream limit reached")
-            }
+            Err(HubError::AlreadyPublishing(_)) => self.refuse_publish(
+                &req,
+                code::PUBLISH_BAD_NAME,
+                &format!("{key} is already being published"),
+                "stream is already live",
+            ),
+            Err(e @ HubError::TooManyStreams(_)) => self.refuse_publish(
+                &req,
+                code::PUBLISH_DENIED,
+                &e.to_string(),
+                "stream limit reached",
+            ),
         }
     }
 
-    fn refuse_publish(&mut self, req: &PublishRequest, code: &str, description: &str, why: &'static str) {
+    fn refuse_publish(
+        &mut self,
+        req: &PublishRequest,
+        code: &str,
+        description: &str,
+        why: &'static str,
+    ) {
         warn!(stream = %req.name, status = code, "publish refused: {description}");
         self.session.reject_publish(req, code, description);
         self.closing = Some(CloseReason::Refused(why));
@@ -290,7 +353,8 @@ impl Connection {
     fn on_play(&mut self, req: PlayRequest) {
         if req.name.is_empty() {
             warn!("play refused: empty stream name");
-            self.session.reject_play(&req, code::PLAY_STREAM_NOT_FOUND, "stream name is empty");
+            self.session
+                .reject_play(&req, code::PLAY_STREAM_NOT_FOUND, "stream name is empty");
             self.closing = Some(CloseReason::Refused("empty stream name"));
             return;
         }
@@ -312,7 +376,8 @@ impl Connection {
             }
             Err(e) => {
                 warn!(stream = %key, "play refused: {e}");
-                self.session.reject_play(&req, code::PLAY_FAILED, &e.to_string());
+                self.session
+                    .reject_play(&req, code::PLAY_FAILED, &e.to_string());
                 self.closing = Some(CloseReason::Refused("stream limit reached"));
             }
         }
@@ -321,7 +386,9 @@ impl Connection {
     /// Sends the viewer its next batch: everything pending, up to the batch limit, in one
     /// vectored write together with any status messages that belong between the frames.
     async fn pump_viewer(&mut self) -> Result<(), CloseReason> {
-        let Some(p) = self.playing.as_mut() else { return Ok(()) };
+        let Some(p) = self.playing.as_mut() else {
+            return Ok(());
+        };
         self.items.clear();
         p.pending = p.viewer.poll(&mut self.items, self.config.max_batch_frames);
         let chunk_size = self.session.out_chunk_size();

@@ -20,9 +20,17 @@ pub struct RtmpServer {
 }
 
 impl RtmpServer {
-    pub async fn bind(addr: SocketAddr, config: RtmpServerConfig, hub: Hub) -> std::io::Result<Self> {
+    pub async fn bind(
+        addr: SocketAddr,
+        config: RtmpServerConfig,
+        hub: Hub,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Self { listener, config: Arc::new(config), hub })
+        Ok(Self {
+            listener,
+            config: Arc::new(config),
+            hub,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -11,7 +11,10 @@ use tokio::net::TcpStream;
 const MAX_IOV: usize = 512;
 
 /// Writes all of `bufs` (draining it), one `writev` per round.
-pub async fn write_all_vectored(socket: &mut TcpStream, bufs: &mut VecDeque<Bytes>) -> io::Result<()> {
+pub async fn write_all_vectored(
+    socket: &mut TcpStream,
+    bufs: &mut VecDeque<Bytes>,
+) -> io::Result<()> {
     while !bufs.is_empty() {
         let slices: Vec<IoSlice<'_>> = bufs.iter().take(MAX_IOV).map(|b| IoSlice::new(b)).collect();
         let mut written = socket.write_vectored(&slices).await?;

@@ -42,13 +42,26 @@ impl Command {
             _ => return Err(CommandError::MissingName),
         };
         // Some clients end a command after its name or transaction id; missing parts are Null.
-        let transaction_id = if dec.is_empty() { 0.0 } else { dec.decode()?.as_f64().unwrap_or(0.0) };
-        let command_object = if dec.is_empty() { Amf0Value::Null } else { dec.decode()? };
+        let transaction_id = if dec.is_empty() {
+            0.0
+        } else {
+            dec.decode()?.as_f64().unwrap_or(0.0)
+        };
+        let command_object = if dec.is_empty() {
+            Amf0Value::Null
+        } else {
+            dec.decode()?
+        };
         let mut args = Vec::new();
         while !dec.is_empty() {
             args.push(dec.decode()?);
         }
-        Ok(Self { name, transaction_id, command_object, args })
+        Ok(Self {
+            name,
+            transaction_id,
+            command_object,
+            args,
+        })
     }
 
     pub fn arg(&self, i: usize) -> Option<&Amf0Value> {
@@ -144,14 +157,23 @@ mod tests {
         let obj = Amf0Value::object([
             ("app", Amf0Value::String("live".into())),
             ("type", Amf0Value::String("nonprivate".into())),
-            ("flashVer", Amf0Value::String("FMLE/3.0 (compatible; Lavf59.27.100)".into())),
-            ("tcUrl", Amf0Value::String("rtmp://localhost:1935/live".into())),
+            (
+                "flashVer",
+                Amf0Value::String("FMLE/3.0 (compatible; Lavf59.27.100)".into()),
+            ),
+            (
+                "tcUrl",
+                Amf0Value::String("rtmp://localhost:1935/live".into()),
+            ),
         ]);
         let body = encode_command("connect", 1.0, &[obj.clone()]);
         let cmd = Command::decode(&body).unwrap();
         assert_eq!(cmd.name, "connect");
         assert_eq!(cmd.transaction_id, 1.0);
-        assert_eq!(cmd.command_object.get("app").and_then(Amf0Value::as_str), Some("live"));
+        assert_eq!(
+            cmd.command_object.get("app").and_then(Amf0Value::as_str),
+            Some("live")
+        );
         assert!(cmd.args.is_empty());
     }
 
@@ -160,7 +182,11 @@ mod tests {
         let body = encode_command(
             "publish",
             5.0,
-            &[Amf0Value::Null, Amf0Value::String("test?key=1".into()), Amf0Value::String("live".into())],
+            &[
+                Amf0Value::Null,
+                Amf0Value::String("test?key=1".into()),
+                Amf0Value::String("live".into()),
+            ],
         );
         let cmd = Command::decode(&body).unwrap();
         assert_eq!(cmd.arg_str(0), Some("test?key=1"));
@@ -169,13 +195,22 @@ mod tests {
         amf::encode(&Amf0Value::String("close".into()), &mut only_name);
         let cmd = Command::decode(&only_name).unwrap();
         assert_eq!((cmd.name.as_str(), cmd.transaction_id), ("close", 0.0));
-        assert_eq!(Command::decode(&[0x00, 0, 0, 0, 0, 0, 0, 0, 0]), Err(CommandError::MissingName));
-        assert!(matches!(Command::decode(&[0x02, 0x00, 0x10, b'a']), Err(CommandError::Amf(_))));
+        assert_eq!(
+            Command::decode(&[0x00, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(CommandError::MissingName)
+        );
+        assert!(matches!(
+            Command::decode(&[0x02, 0x00, 0x10, b'a']),
+            Err(CommandError::Amf(_))
+        ));
     }
 
     #[test]
     fn query_split() {
-        assert_eq!(split_query("live?a=1&b=2"), ("live".into(), Some("a=1&b=2".into())));
+        assert_eq!(
+            split_query("live?a=1&b=2"),
+            ("live".into(), Some("a=1&b=2".into()))
+        );
         assert_eq!(split_query("stream"), ("stream".into(), None));
     }
 }

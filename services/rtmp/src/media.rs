@@ -47,7 +47,9 @@ pub fn parse_video(payload: &[u8]) -> Option<VideoTag> {
         // Enhanced RTMP: [IsExHeader:1][FrameType:3][PacketType:4][FourCC:4]...
         let frame_type = (b0 >> 4) & 0x07;
         let packet_type = b0 & 0x0F;
-        let fourcc = payload.get(1..5).map_or(0, |f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]));
+        let fourcc = payload
+            .get(1..5)
+            .map_or(0, |f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]));
         let codec = match &fourcc.to_be_bytes() {
             b"avc1" => VideoCodec::Avc,
             b"hvc1" => VideoCodec::Hevc,
@@ -123,7 +125,9 @@ pub fn parse_audio(payload: &[u8]) -> Option<AudioTag> {
     let format = b0 >> 4;
     if format == 9 {
         // Enhanced RTMP audio: [SoundFormat=9:4][PacketType:4][FourCC:4]; 0 = SequenceStart.
-        let fourcc = payload.get(1..5).map_or(0, |f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]));
+        let fourcc = payload
+            .get(1..5)
+            .map_or(0, |f| u32::from_be_bytes([f[0], f[1], f[2], f[3]]));
         let codec = match &fourcc.to_be_bytes() {
             b"mp4a" => AudioCodec::Aac,
             b"Opus" => AudioCodec::Opus,
@@ -133,7 +137,10 @@ pub fn parse_audio(payload: &[u8]) -> Option<AudioTag> {
             b".mp3" => AudioCodec::Mp3,
             _ => AudioCodec::Other(fourcc),
         };
-        return Some(AudioTag { codec, sequence_header: b0 & 0x0F == 0 });
+        return Some(AudioTag {
+            codec,
+            sequence_header: b0 & 0x0F == 0,
+        });
     }
     let codec = match format {
         2 | 14 => AudioCodec::Mp3,
@@ -178,7 +185,11 @@ mod tests {
         let inter = parse_video(&[0xA1, b'v', b'p', b'0', b'9']).unwrap();
         assert_eq!(inter.codec, VideoCodec::Vp9);
         assert!(!inter.keyframe);
-        assert!(parse_video(&[0x92, b'h', b'v', b'c', b'1']).unwrap().info_only);
+        assert!(
+            parse_video(&[0x92, b'h', b'v', b'c', b'1'])
+                .unwrap()
+                .info_only
+        );
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub enum UserControl {
     StreamBegin(u32),
     StreamEof(u32),
     StreamDry(u32),
-    SetBufferLength { stream_id: u32, millis: u32 },
+    SetBufferLength {
+        stream_id: u32,
+        millis: u32,
+    },
     StreamIsRecorded(u32),
     PingRequest(u32),
     PingResponse(u32),
@@ -67,7 +70,10 @@ impl UserControl {
             2 => Self::StreamDry(arg()?),
             3 => {
                 let stream_id = arg()?;
-                Self::SetBufferLength { stream_id, millis: arg()? }
+                Self::SetBufferLength {
+                    stream_id,
+                    millis: arg()?,
+                }
             }
             4 => Self::StreamIsRecorded(arg()?),
             6 => Self::PingRequest(arg()?),
@@ -114,7 +120,9 @@ pub(crate) fn u32_payload(v: u32) -> Bytes {
 }
 
 pub(crate) fn read_u32(payload: &[u8]) -> Option<u32> {
-    payload.get(..4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    payload
+        .get(..4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
 
 /// Splits an aggregate message (type 22) into its sub-messages. Each sub-message is an FLV tag
@@ -165,7 +173,10 @@ mod tests {
             UserControl::StreamBegin(1),
             UserControl::StreamEof(7),
             UserControl::StreamDry(2),
-            UserControl::SetBufferLength { stream_id: 1, millis: 3000 },
+            UserControl::SetBufferLength {
+                stream_id: 1,
+                millis: 3000,
+            },
             UserControl::StreamIsRecorded(1),
             UserControl::PingRequest(123456),
             UserControl::PingResponse(u32::MAX),

@@ -33,7 +33,11 @@ mod tests {
         assert_eq!(t.extend(u32::MAX - 10), u64::from(u32::MAX - 10));
         assert_eq!(t.extend(5), (1u64 << 32) + 5);
         assert_eq!(t.extend(2), (1u64 << 32) + 2);
-        assert_eq!(t.extend(u32::MAX - 1), u64::from(u32::MAX - 1), "step back across the wrap");
+        assert_eq!(
+            t.extend(u32::MAX - 1),
+            u64::from(u32::MAX - 1),
+            "step back across the wrap"
+        );
         assert_eq!(t.extend(20), (1u64 << 32) + 20);
     }
 

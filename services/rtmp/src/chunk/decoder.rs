@@ -90,7 +90,10 @@ impl ChunkDecoder {
                 if n == 0 {
                     return Ok(None);
                 }
-                let state = self.streams.get_mut(&csid).expect("current chunk stream exists");
+                let state = self
+                    .streams
+                    .get_mut(&csid)
+                    .expect("current chunk stream exists");
                 let partial = state.partial.as_mut().expect("current chunk has a message");
                 partial.extend_from_slice(&buf[..n]);
                 buf.advance(n);
@@ -147,7 +150,9 @@ impl ChunkDecoder {
                 return Err(ChunkError::MissingHeader { csid, fmt });
             }
             if self.streams.len() >= self.limits.max_chunk_streams {
-                return Err(ChunkError::TooManyChunkStreams(self.limits.max_chunk_streams));
+                return Err(ChunkError::TooManyChunkStreams(
+                    self.limits.max_chunk_streams,
+                ));
             }
         }
         let prev = self.streams.get(&csid);
@@ -230,7 +235,11 @@ impl ChunkDecoder {
                     limit: self.limits.max_message_size,
                 });
             }
-            state.timestamp = if h.fmt == 0 { h.ts } else { state.timestamp.wrapping_add(h.ts) };
+            state.timestamp = if h.fmt == 0 {
+                h.ts
+            } else {
+                state.timestamp.wrapping_add(h.ts)
+            };
             state.ts_field = h.ts;
             state.length = h.length;
             state.type_id = h.type_id;

@@ -53,7 +53,10 @@ impl ChunkEncoder {
         let (fmt, field, delta) = match prev {
             Some(p) if p.stream_id == msg.stream_id && msg.timestamp >= p.timestamp => {
                 let delta = msg.timestamp - p.timestamp;
-                match (p.length == length && p.type_id == msg.type_id, p.delta == Some(delta)) {
+                match (
+                    p.length == length && p.type_id == msg.type_id,
+                    p.delta == Some(delta),
+                ) {
                     (true, true) => (3, delta, Some(delta)),
                     (true, false) => (2, delta, Some(delta)),
                     (false, _) => (1, delta, Some(delta)),
@@ -88,7 +91,11 @@ pub fn encode_message(csid: u32, msg: &RawMessage, chunk_size: u32) -> Bytes {
 pub fn encoded_len(csid: u32, msg: &RawMessage, chunk_size: u32) -> usize {
     let len = msg.payload.len();
     let chunks = len.div_ceil(chunk_size.max(1) as usize).max(1);
-    let ext = if msg.timestamp >= EXTENDED_TIMESTAMP { 4 } else { 0 };
+    let ext = if msg.timestamp >= EXTENDED_TIMESTAMP {
+        4
+    } else {
+        0
+    };
     let basic = basic_header_len(csid);
     (basic + 11 + ext) + (chunks - 1) * (basic + ext) + len
 }
@@ -117,7 +124,14 @@ fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
     }
 }
 
-fn write_chunks(out: &mut BytesMut, csid: u32, fmt: u8, ts_field: u32, msg: &RawMessage, chunk_size: u32) {
+fn write_chunks(
+    out: &mut BytesMut,
+    csid: u32,
+    fmt: u8,
+    ts_field: u32,
+    msg: &RawMessage,
+    chunk_size: u32,
+) {
     let extended = ts_field >= EXTENDED_TIMESTAMP;
     let ts24 = ts_field.min(EXTENDED_TIMESTAMP);
     let length = msg.payload.len() as u32;

@@ -5,7 +5,12 @@ use super::*;
 use crate::message::RawMessage;
 
 fn msg(ts: u32, type_id: u8, stream_id: u32, payload: &[u8]) -> RawMessage {
-    RawMessage { timestamp: ts, type_id, stream_id, payload: Bytes::copy_from_slice(payload) }
+    RawMessage {
+        timestamp: ts,
+        type_id,
+        stream_id,
+        payload: Bytes::copy_from_slice(payload),
+    }
 }
 
 fn decode_all(dec: &mut ChunkDecoder, buf: &mut BytesMut) -> Vec<RawMessage> {
@@ -21,7 +26,9 @@ fn spec_example_1_audio_with_compressed_headers() {
     // RTMP 1.0 §5.3.2.1: four 32-byte audio messages, delta 33, fmt 0 then 2 then 3, 3.
     let mut wire = BytesMut::new();
     let payload = [0xAFu8; 32];
-    wire.put_slice(&[0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x20, 0x08, 0x39, 0x30, 0x00, 0x00]);
+    wire.put_slice(&[
+        0x03, 0x00, 0x03, 0xE8, 0x00, 0x00, 0x20, 0x08, 0x39, 0x30, 0x00, 0x00,
+    ]);
     wire.put_slice(&payload);
     wire.put_slice(&[0x83, 0x00, 0x00, 0x21]);
     wire.put_slice(&payload);
@@ -33,7 +40,10 @@ fn spec_example_1_audio_with_compressed_headers() {
     let msgs = decode_all(&mut dec, &mut wire);
     let ts: Vec<u32> = msgs.iter().map(|m| m.timestamp).collect();
     assert_eq!(ts, [1000, 1033, 1066, 1099]);
-    assert!(msgs.iter().all(|m| m.stream_id == 12345 && m.type_id == 8 && m.payload.len() == 32));
+    assert!(
+        msgs.iter()
+            .all(|m| m.stream_id == 12345 && m.type_id == 8 && m.payload.len() == 32)
+    );
     assert!(wire.is_empty());
 
     // Our encoder compresses the same messages to exactly the spec's bytes.
@@ -106,7 +116,10 @@ fn extended_timestamp_repeated_or_omitted_on_continuations() {
     // Spec form: ext timestamp repeated on each fmt 3 chunk.
     assert_eq!(spec.len(), 16 + 300 + 2 * 5);
     let mut dec = ChunkDecoder::new(ChunkLimits::default());
-    assert_eq!(decode_all(&mut dec, &mut BytesMut::from(&spec[..])), vec![m.clone()]);
+    assert_eq!(
+        decode_all(&mut dec, &mut BytesMut::from(&spec[..])),
+        vec![m.clone()]
+    );
 
     // Omitted form (some encoders): the continuation chunks carry no ext timestamp.
     let mut omitted = BytesMut::new();
@@ -149,7 +162,10 @@ fn basic_header_sizes() {
         };
         assert_eq!(wire.len(), expected_basic + 11 + 5, "csid {csid}");
         let mut dec = ChunkDecoder::new(ChunkLimits::default());
-        assert_eq!(decode_all(&mut dec, &mut BytesMut::from(&wire[..])), vec![m]);
+        assert_eq!(
+            decode_all(&mut dec, &mut BytesMut::from(&wire[..])),
+            vec![m]
+        );
     }
 }
 
@@ -167,15 +183,28 @@ fn abort_discards_partial_message() {
 
 #[test]
 fn limits_are_enforced() {
-    let limits = ChunkLimits { max_chunk_size: 65536, max_message_size: 1000, max_chunk_streams: 2 };
+    let limits = ChunkLimits {
+        max_chunk_size: 65536,
+        max_message_size: 1000,
+        max_chunk_streams: 2,
+    };
     let mut dec = ChunkDecoder::new(limits);
-    assert_eq!(dec.set_chunk_size(0), Err(ChunkError::BadChunkSize(0, 65536)));
-    assert_eq!(dec.set_chunk_size(65537), Err(ChunkError::BadChunkSize(65537, 65536)));
+    assert_eq!(
+        dec.set_chunk_size(0),
+        Err(ChunkError::BadChunkSize(0, 65536))
+    );
+    assert_eq!(
+        dec.set_chunk_size(65537),
+        Err(ChunkError::BadChunkSize(65537, 65536))
+    );
     assert!(dec.set_chunk_size(65536).is_ok());
     let big = encode_message(6, &msg(0, 9, 1, &[0; 1001]), 65536);
     assert_eq!(
         dec.decode(&mut BytesMut::from(&big[..])),
-        Err(ChunkError::MessageTooLarge { length: 1001, limit: 1000 })
+        Err(ChunkError::MessageTooLarge {
+            length: 1001,
+            limit: 1000
+        })
     );
     let mut dec = ChunkDecoder::new(limits);
     let mut buf = BytesMut::new();
@@ -184,7 +213,10 @@ fn limits_are_enforced() {
     }
     assert!(dec.decode(&mut buf).unwrap().is_some());
     assert!(dec.decode(&mut buf).unwrap().is_some());
-    assert_eq!(dec.decode(&mut buf), Err(ChunkError::TooManyChunkStreams(2)));
+    assert_eq!(
+        dec.decode(&mut buf),
+        Err(ChunkError::TooManyChunkStreams(2))
+    );
     // A continuation header on a chunk stream that never had a full one.
     let mut dec = ChunkDecoder::new(limits);
     assert_eq!(

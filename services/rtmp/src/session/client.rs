@@ -64,37 +64,64 @@ impl Default for ClientConfig {
 
 impl ClientConfig {
     pub fn new(app: impl Into<String>, tc_url: impl Into<String>) -> Self {
-        Self { app: app.into(), tc_url: tc_url.into(), ..Self::default() }
+        Self {
+            app: app.into(),
+            tc_url: tc_url.into(),
+            ..Self::default()
+        }
     }
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientEvent {
     /// The server accepted `connect` (`_result`): its properties and info objects.
-    Connected { properties: Amf0Value, info: Amf0Value },
+    Connected {
+        properties: Amf0Value,
+        info: Amf0Value,
+    },
     /// The server refused `connect` (`_error`); the connection is useless after this.
-    ConnectFailed { info: Amf0Value },
+    ConnectFailed {
+        info: Amf0Value,
+    },
     /// `createStream` succeeded. A refused `createStream` comes out as a [`CallResult`]
     /// named `_error`.
     ///
     /// [`CallResult`]: ClientEvent::CallResult
-    StreamCreated { stream_id: u32 },
+    StreamCreated {
+        stream_id: u32,
+    },
     /// Any `onStatus`, as an AMF command or as a data message (NetStream.Data.Start). Also an
     /// `_error` answering our `publish` or `play`, whose info object has the same fields.
-    Status { stream_id: u32, level: String, code: String, description: String },
+    Status {
+        stream_id: u32,
+        level: String,
+        code: String,
+        description: String,
+    },
     /// NetStream.Publish.Start arrived on `stream_id` (after its [`Status`](ClientEvent::Status)).
-    PublishStarted { stream_id: u32 },
+    PublishStarted {
+        stream_id: u32,
+    },
     /// NetStream.Play.Start arrived on `stream_id` (after its [`Status`](ClientEvent::Status)).
-    PlayStarted { stream_id: u32 },
+    PlayStarted {
+        stream_id: u32,
+    },
     /// Audio, video or data from the server, timestamps extended to 64 bits per stream.
     /// `onMetaData` comes as [`MediaKind::Metadata`] with the body starting at "onMetaData".
-    Media { stream_id: u32, media: Media },
+    Media {
+        stream_id: u32,
+        media: Media,
+    },
     StreamBegin(u32),
     StreamEof(u32),
     StreamDry(u32),
     /// The reply to a [`ClientSession::call`] (or to a failed `createStream`): `name` is
     /// `_result` or `_error`, `values` everything after the transaction id.
-    CallResult { transaction_id: f64, name: String, values: Vec<Amf0Value> },
+    CallResult {
+        transaction_id: f64,
+        name: String,
+        values: Vec<Amf0Value>,
+    },
 }
 
 /// What a transaction id we sent is waiting for.
@@ -147,7 +174,9 @@ impl ClientSession {
             timestamps: HashMap::new(),
         };
         // Queued in `conn.out`, which goes out only after the handshake.
-        session.conn.set_out_chunk_size(session.config.chunk_size.clamp(1, MAX_CHUNK_SIZE));
+        session
+            .conn
+            .set_out_chunk_size(session.config.chunk_size.clamp(1, MAX_CHUNK_SIZE));
         let txn = session.track(Pending::Connect);
         let body = encode_command("connect", txn, &[session.connect_object()]);
         session.conn.send_command(0, body);
@@ -195,7 +224,11 @@ impl ClientSession {
 
     /// Runs the handshake and decodes every complete message in the receive buffer.
     pub fn process(&mut self) -> Result<(), SessionError> {
-        if !self.handshake.is_done() && !self.handshake.read(&mut self.inbuf, &mut self.handshake_out)? {
+        if !self.handshake.is_done()
+            && !self
+                .handshake
+                .read(&mut self.inbuf, &mut self.handshake_out)?
+        {
             return Ok(());
         }
         while let Some(incoming) = self.conn.next(&mut self.inbuf)? {
@@ -231,7 +264,8 @@ impl ClientSession {
         if !self.handshake_out.is_empty() {
             return Some(self.handshake_out.split().freeze());
         }
-        (self.handshake.is_done() && !self.conn.out.is_empty()).then(|| self.conn.out.split().freeze())
+        (self.handshake.is_done() && !self.conn.out.is_empty())
+            .then(|| self.conn.out.split().freeze())
     }
 
     pub fn out_chunk_size(&self) -> u32 {
@@ -256,7 +290,11 @@ impl ClientSession {
     /// [`ClientEvent::PublishStarted`], refusal as a [`ClientEvent::Status`] with level error.
     pub fn publish(&mut self, stream_id: u32, name: &str, kind: PublishKind) {
         let txn = self.track(Pending::StreamCommand(stream_id));
-        let args = [Amf0Value::Null, Amf0Value::String(name.into()), Amf0Value::String(kind.as_str().into())];
+        let args = [
+            Amf0Value::Null,
+            Amf0Value::String(name.into()),
+            Amf0Value::String(kind.as_str().into()),
+        ];
         self.command(stream_id, encode_command("publish", txn, &args));
     }
 
@@ -268,7 +306,14 @@ impl ClientSession {
 
     /// `play` with explicit start (seconds; -2 live or recorded, -1 live only), duration and
     /// reset.
-    pub fn play_with(&mut self, stream_id: u32, name: &str, start: f64, duration: f64, reset: bool) {
+    pub fn play_with(
+        &mut self,
+        stream_id: u32,
+        name: &str,
+        start: f64,
+        duration: f64,
+        reset: bool,
+    ) {
         let txn = self.track(Pending::StreamCommand(stream_id));
         let args = [
             Amf0Value::Null,
@@ -278,8 +323,17 @@ impl ClientSession {
             Amf0Value::Boolean(reset),
         ];
         self.command(stream_id, encode_command("play", txn, &args));
-        let buffer = UserControl::SetBufferLength { stream_id, millis: PLAY_BUFFER_MS };
-        self.queue(csid::PROTOCOL_CONTROL, type_id::USER_CONTROL, 0, 0, buffer.encode());
+        let buffer = UserControl::SetBufferLength {
+            stream_id,
+            millis: PLAY_BUFFER_MS,
+        };
+        self.queue(
+            csid::PROTOCOL_CONTROL,
+            type_id::USER_CONTROL,
+            0,
+            0,
+            buffer.encode(),
+        );
     }
 
     /// Sends one media message on `stream_id` (which must be publishing). Only the lower 32
@@ -291,7 +345,11 @@ impl ClientSession {
         let (csid, type_id, payload) = match media.kind {
             MediaKind::Audio => (out_csid::AUDIO, type_id::AUDIO, media.payload.clone()),
             MediaKind::Video => (out_csid::VIDEO, type_id::VIDEO, media.payload.clone()),
-            MediaKind::Metadata => (out_csid::DATA, type_id::DATA_AMF0, with_set_data_frame(&media.payload)),
+            MediaKind::Metadata => (
+                out_csid::DATA,
+                type_id::DATA_AMF0,
+                with_set_data_frame(&media.payload),
+            ),
             MediaKind::Data => (out_csid::DATA, type_id::DATA_AMF0, media.payload.clone()),
         };
         self.queue(csid, type_id, stream_id, timestamp, payload);
@@ -299,14 +357,23 @@ impl ClientSession {
 
     /// Sends `deleteStream(stream_id)`; no reply is expected.
     pub fn delete_stream(&mut self, stream_id: u32) {
-        self.pending.retain(|_, p| *p != Pending::StreamCommand(stream_id));
+        self.pending
+            .retain(|_, p| *p != Pending::StreamCommand(stream_id));
         self.timestamps.remove(&stream_id);
-        self.untracked_command(0, "deleteStream", &[Amf0Value::Null, Amf0Value::Number(f64::from(stream_id))]);
+        self.untracked_command(
+            0,
+            "deleteStream",
+            &[Amf0Value::Null, Amf0Value::Number(f64::from(stream_id))],
+        );
     }
 
     /// Sends `FCUnpublish(name)`; whatever the server answers is ignored.
     pub fn fc_unpublish(&mut self, name: &str) {
-        self.untracked_command(0, "FCUnpublish", &[Amf0Value::Null, Amf0Value::String(name.into())]);
+        self.untracked_command(
+            0,
+            "FCUnpublish",
+            &[Amf0Value::Null, Amf0Value::String(name.into())],
+        );
     }
 
     /// Calls `name` on the NetConnection with a null command object and `args`; the reply
@@ -348,7 +415,15 @@ impl ClientSession {
         if self.connected {
             self.conn.send(csid, type_id, stream_id, timestamp, payload);
         } else {
-            self.held.push((csid, RawMessage { timestamp, type_id, stream_id, payload }));
+            self.held.push((
+                csid,
+                RawMessage {
+                    timestamp,
+                    type_id,
+                    stream_id,
+                    payload,
+                },
+            ));
         }
     }
 
@@ -369,12 +444,17 @@ impl ClientSession {
                 let cmd = Command::decode(&command::amf0_body(&msg))?;
                 self.handle_command(msg.stream_id, cmd)
             }
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => self.handle_media(msg),
+            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
+                self.handle_media(msg)
+            }
             type_id::AGGREGATE => {
-                let parts =
-                    message::split_aggregate(&msg).map_err(|_| SessionError::MalformedControl("Aggregate"))?;
+                let parts = message::split_aggregate(&msg)
+                    .map_err(|_| SessionError::MalformedControl("Aggregate"))?;
                 for part in parts {
-                    if matches!(part.type_id, type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0) {
+                    if matches!(
+                        part.type_id,
+                        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0
+                    ) {
                         self.handle_media(part)?;
                     }
                 }
@@ -404,10 +484,18 @@ impl ClientSession {
                 }
             }
         };
-        let timestamp = self.timestamps.entry(msg.stream_id).or_default().extend(msg.timestamp);
+        let timestamp = self
+            .timestamps
+            .entry(msg.stream_id)
+            .or_default()
+            .extend(msg.timestamp);
         self.events.push_back(ClientEvent::Media {
             stream_id: msg.stream_id,
-            media: Media { kind, timestamp, payload },
+            media: Media {
+                kind,
+                timestamp,
+                payload,
+            },
         });
         Ok(())
     }
@@ -418,7 +506,10 @@ impl ClientSession {
             "onStatus" => {
                 // The info object is the first argument; tolerate servers that put it where
                 // the command object belongs.
-                let info = cmd.arg(0).filter(|v| v.properties().is_some()).unwrap_or(&cmd.command_object);
+                let info = cmd
+                    .arg(0)
+                    .filter(|v| v.properties().is_some())
+                    .unwrap_or(&cmd.command_object);
                 self.push_status(stream_id, info);
                 Ok(())
             }
@@ -444,9 +535,13 @@ impl ClientSession {
             Pending::Connect if ok => {
                 self.connected = true;
                 for (csid, msg) in std::mem::take(&mut self.held) {
-                    self.conn.send(csid, msg.type_id, msg.stream_id, msg.timestamp, msg.payload);
+                    self.conn
+                        .send(csid, msg.type_id, msg.stream_id, msg.timestamp, msg.payload);
                 }
-                self.events.push_back(ClientEvent::Connected { properties: cmd.command_object, info });
+                self.events.push_back(ClientEvent::Connected {
+                    properties: cmd.command_object,
+                    info,
+                });
             }
             Pending::Connect => {
                 self.held.clear();
@@ -456,8 +551,14 @@ impl ClientSession {
                 let stream_id = info
                     .as_f64()
                     .filter(|id| id.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(id))
-                    .ok_or_else(|| SessionError::UnexpectedReply("createStream _result without a stream id".into()))?;
-                self.events.push_back(ClientEvent::StreamCreated { stream_id: stream_id as u32 });
+                    .ok_or_else(|| {
+                        SessionError::UnexpectedReply(
+                            "createStream _result without a stream id".into(),
+                        )
+                    })?;
+                self.events.push_back(ClientEvent::StreamCreated {
+                    stream_id: stream_id as u32,
+                });
             }
             Pending::StreamCommand(stream_id) if !ok => self.push_status(stream_id, &info),
             // Servers do not normally answer publish/play with _result; nothing to do.
@@ -477,7 +578,12 @@ impl ClientSession {
     }
 
     fn push_status(&mut self, stream_id: u32, info: &Amf0Value) {
-        let field = |k: &str| info.get(k).and_then(Amf0Value::as_str).unwrap_or_default().to_owned();
+        let field = |k: &str| {
+            info.get(k)
+                .and_then(Amf0Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        };
         let code = field("code");
         let started = match code.as_str() {
             code::PUBLISH_START => Some(ClientEvent::PublishStarted { stream_id }),
@@ -506,7 +612,11 @@ enum DataMessage {
 fn data_message(body: &[u8]) -> Result<DataMessage, SessionError> {
     let mut dec = Amf0Decoder::new(body);
     Ok(match dec.decode()?.as_str() {
-        Some("onStatus") => DataMessage::Status(if dec.is_empty() { Amf0Value::Null } else { dec.decode()? }),
+        Some("onStatus") => DataMessage::Status(if dec.is_empty() {
+            Amf0Value::Null
+        } else {
+            dec.decode()?
+        }),
         Some("|RtmpSampleAccess") => DataMessage::SampleAccess,
         _ => DataMessage::Other,
     })

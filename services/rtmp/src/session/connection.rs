@@ -46,7 +46,12 @@ impl ChunkConnection {
     }
 
     pub fn send(&mut self, csid: u32, type_id: u8, stream_id: u32, timestamp: u32, payload: Bytes) {
-        let msg = RawMessage { timestamp, type_id, stream_id, payload };
+        let msg = RawMessage {
+            timestamp,
+            type_id,
+            stream_id,
+            payload,
+        };
         self.encoder.write(csid, &msg, &mut self.out);
     }
 
@@ -68,7 +73,10 @@ impl ChunkConnection {
 
     /// Announces and starts using an outgoing chunk size.
     pub fn set_out_chunk_size(&mut self, size: u32) {
-        self.send_control(type_id::SET_CHUNK_SIZE, message::u32_payload(size & 0x7FFF_FFFF));
+        self.send_control(
+            type_id::SET_CHUNK_SIZE,
+            message::u32_payload(size & 0x7FFF_FFFF),
+        );
         self.encoder.set_chunk_size(size);
     }
 
@@ -104,7 +112,10 @@ impl ChunkConnection {
         {
             self.acked = self.received;
             // The sequence number is the byte count modulo 2^32.
-            self.send_control(type_id::ACKNOWLEDGEMENT, message::u32_payload(self.received as u32));
+            self.send_control(
+                type_id::ACKNOWLEDGEMENT,
+                message::u32_payload(self.received as u32),
+            );
         }
     }
 
@@ -116,11 +127,13 @@ impl ChunkConnection {
                 self.decoder.set_chunk_size(size & 0x7FFF_FFFF)?;
             }
             type_id::ABORT => {
-                self.decoder.abort(arg().ok_or(SessionError::MalformedControl("Abort"))?);
+                self.decoder
+                    .abort(arg().ok_or(SessionError::MalformedControl("Abort"))?);
             }
             type_id::ACKNOWLEDGEMENT => {}
             type_id::WINDOW_ACK_SIZE => {
-                self.peer_window = Some(arg().ok_or(SessionError::MalformedControl("Window Ack Size"))?);
+                self.peer_window =
+                    Some(arg().ok_or(SessionError::MalformedControl("Window Ack Size"))?);
             }
             type_id::SET_PEER_BANDWIDTH => {
                 let window = arg().ok_or(SessionError::MalformedControl("Set Peer Bandwidth"))?;

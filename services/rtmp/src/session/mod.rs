@@ -10,7 +10,8 @@ mod server;
 
 pub use client::{ClientConfig, ClientEvent, ClientSession};
 pub use server::{
-    ConnectRequest, PlayRequest, PublishKind, PublishRequest, ServerConfig, ServerEvent, ServerSession,
+    ConnectRequest, PlayRequest, PublishKind, PublishRequest, ServerConfig, ServerEvent,
+    ServerSession,
 };
 
 use bytes::Bytes;

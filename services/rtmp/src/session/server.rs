@@ -12,7 +12,7 @@ use super::{Media, MediaKind, SessionError};
 use crate::amf::{Amf0Decoder, Amf0Value};
 use crate::chunk::ChunkLimits;
 use crate::command::{self, Command, StatusLevel, code, encode_command, on_status, status_info};
-use crate::handshake::ServerHandshake;
+use crate::handshake::{HandshakeKind, ServerHandshake};
 use crate::message::{self, LimitType, RawMessage, UserControl, type_id};
 use crate::timestamp::TimestampExtender;
 
@@ -101,12 +101,27 @@ pub enum ServerEvent {
     /// Answer with [`ServerSession::accept_play`] or [`ServerSession::reject_play`].
     Play(PlayRequest),
     /// A message from an accepted publisher.
-    Media { stream_id: u32, media: Media },
+    Media {
+        stream_id: u32,
+        media: Media,
+    },
     /// The publisher or player on this stream stopped (deleteStream, closeStream, FCUnpublish).
-    StreamClosed { stream_id: u32 },
-    Pause { stream_id: u32, paused: bool, position_ms: f64 },
-    ReceiveAudio { stream_id: u32, enabled: bool },
-    ReceiveVideo { stream_id: u32, enabled: bool },
+    StreamClosed {
+        stream_id: u32,
+    },
+    Pause {
+        stream_id: u32,
+        paused: bool,
+        position_ms: f64,
+    },
+    ReceiveAudio {
+        stream_id: u32,
+        enabled: bool,
+    },
+    ReceiveVideo {
+        stream_id: u32,
+        enabled: bool,
+    },
     /// The client sent NetConnection `close`.
     Close,
 }
@@ -127,6 +142,7 @@ struct StreamSlot {
 pub struct ServerSession {
     config: ServerConfig,
     handshake: Option<ServerHandshake>,
+    handshake_kind: Option<HandshakeKind>,
     inbuf: BytesMut,
     conn: ChunkConnection,
     events: VecDeque<ServerEvent>,
@@ -143,6 +159,7 @@ impl ServerSession {
         Self {
             config,
             handshake: Some(ServerHandshake::new(random, epoch)),
+            handshake_kind: None,
             inbuf: BytesMut::with_capacity(8192),
             conn: ChunkConnection::new(config.limits),
             events: VecDeque::new(),
@@ -170,6 +187,7 @@ impl ServerSession {
             if !hs.read(&mut self.inbuf, &mut self.conn.out)? {
                 return Ok(());
             }
+            self.handshake_kind = hs.kind();
             self.handshake = None;
         }
         while let Some(incoming) = self.conn.next(&mut self.inbuf)? {
@@ -183,6 +201,11 @@ impl ServerSession {
 
     pub fn is_handshake_done(&self) -> bool {
         self.handshake.is_none()
+    }
+
+    /// Which handshake the client used (simple, or digest with its scheme), once done.
+    pub fn handshake_kind(&self) -> Option<HandshakeKind> {
+        self.handshake_kind
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
@@ -214,7 +237,10 @@ impl ServerSession {
                 let parts = message::split_aggregate(&msg)
                     .map_err(|_| SessionError::MalformedControl("Aggregate"))?;
                 for part in parts {
-                    if matches!(part.type_id, type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0) {
+                    if matches!(
+                        part.type_id,
+                        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0
+                    ) {
                         self.handle_media(part)?;
                     }
                 }
@@ -243,7 +269,11 @@ impl ServerSession {
         let timestamp = slot.timestamps.extend(msg.timestamp);
         self.events.push_back(ServerEvent::Media {
             stream_id: msg.stream_id,
-            media: Media { kind, timestamp, payload },
+            media: Media {
+                kind,
+                timestamp,
+                payload,
+            },
         });
         Ok(())
     }
@@ -261,23 +291,39 @@ impl ServerSession {
                 }
                 let id = self.next_stream_id;
                 self.next_stream_id += 1;
-                self.streams.insert(id, StreamSlot { role: Role::Idle, timestamps: Default::default() });
+                self.streams.insert(
+                    id,
+                    StreamSlot {
+                        role: Role::Idle,
+                        timestamps: Default::default(),
+                    },
+                );
                 self.send_result(txn, Amf0Value::Null, Amf0Value::Number(f64::from(id)));
             }
             "releaseStream" | "FCSubscribe" | "_checkbw" | "getStreamLength" => {
-                let value = if cmd.name == "getStreamLength" { Amf0Value::Number(0.0) } else { Amf0Value::Undefined };
+                let value = if cmd.name == "getStreamLength" {
+                    Amf0Value::Number(0.0)
+                } else {
+                    Amf0Value::Undefined
+                };
                 self.send_result(txn, Amf0Value::Null, value);
             }
             "FCPublish" => {
                 let name = cmd.arg_str(0).unwrap_or_default().to_owned();
                 let info = status_info(StatusLevel::Status, code::PUBLISH_START, &name);
-                self.conn.send_command(0, encode_command("onFCPublish", 0.0, &[Amf0Value::Null, info]));
+                self.conn.send_command(
+                    0,
+                    encode_command("onFCPublish", 0.0, &[Amf0Value::Null, info]),
+                );
                 self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
             }
             "FCUnpublish" => {
                 let (name, _) = command::split_query(cmd.arg_str(0).unwrap_or_default());
                 let info = status_info(StatusLevel::Status, code::UNPUBLISH_SUCCESS, &name);
-                self.conn.send_command(0, encode_command("onFCUnpublish", 0.0, &[Amf0Value::Null, info]));
+                self.conn.send_command(
+                    0,
+                    encode_command("onFCUnpublish", 0.0, &[Amf0Value::Null, info]),
+                );
                 self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
                 let publishing = self
                     .streams
@@ -314,11 +360,16 @@ impl ServerSession {
                     (code::UNPAUSE_NOTIFY, "Unpaused live")
                 };
                 self.send_status(stream_id, StatusLevel::Status, code, what);
-                self.events.push_back(ServerEvent::Pause { stream_id, paused, position_ms });
+                self.events.push_back(ServerEvent::Pause {
+                    stream_id,
+                    paused,
+                    position_ms,
+                });
             }
             "close" => self.events.push_back(ServerEvent::Close),
             // Replies and notifications a client may send us; none needs an answer.
-            "_result" | "_error" | "onStatus" | "onBWDone" | "_onbwcheck" | "_onbwdone" | "seek" => {}
+            "_result" | "_error" | "onStatus" | "onBWDone" | "_onbwcheck" | "_onbwdone"
+            | "seek" => {}
             other => {
                 if txn > 0.0 {
                     let info = status_info(
@@ -326,7 +377,8 @@ impl ServerSession {
                         code::CALL_FAILED,
                         &format!("Method not found ({other})"),
                     );
-                    self.conn.send_command(0, encode_command("_error", txn, &[Amf0Value::Null, info]));
+                    self.conn
+                        .send_command(0, encode_command("_error", txn, &[Amf0Value::Null, info]));
                 }
             }
         }
@@ -334,13 +386,25 @@ impl ServerSession {
     }
 
     fn on_connect(&mut self, cmd: Command) {
-        let prop = |k: &str| cmd.command_object.get(k).and_then(Amf0Value::as_str).map(str::to_owned);
+        let prop = |k: &str| {
+            cmd.command_object
+                .get(k)
+                .and_then(Amf0Value::as_str)
+                .map(str::to_owned)
+        };
         let (app, mut query) = command::split_query(prop("app").as_deref().unwrap_or_default());
         let tc_url = prop("tcUrl");
         if query.is_none() {
-            query = tc_url.as_deref().and_then(|u| u.split_once('?')).map(|(_, q)| q.to_owned());
+            query = tc_url
+                .as_deref()
+                .and_then(|u| u.split_once('?'))
+                .map(|(_, q)| q.to_owned());
         }
-        let object_encoding = cmd.command_object.get("objectEncoding").and_then(Amf0Value::as_f64).unwrap_or(0.0);
+        let object_encoding = cmd
+            .command_object
+            .get("objectEncoding")
+            .and_then(Amf0Value::as_f64)
+            .unwrap_or(0.0);
         self.events.push_back(ServerEvent::Connect(ConnectRequest {
             transaction_id: cmd.transaction_id,
             app: app.trim_end_matches('/').to_owned(),
@@ -362,7 +426,12 @@ impl ServerSession {
             Some("append") => PublishKind::Append,
             _ => PublishKind::Live,
         };
-        self.events.push_back(ServerEvent::Publish(PublishRequest { stream_id, name, query, kind }));
+        self.events.push_back(ServerEvent::Publish(PublishRequest {
+            stream_id,
+            name,
+            query,
+            kind,
+        }));
     }
 
     fn on_play(&mut self, stream_id: u32, cmd: &Command) {
@@ -401,33 +470,49 @@ impl ServerSession {
 
     /// Ends what the stream was doing; for a publisher this also says Unpublish.Success.
     fn stop_stream(&mut self, stream_id: u32) {
-        let Some(slot) = self.streams.get_mut(&stream_id) else { return };
+        let Some(slot) = self.streams.get_mut(&stream_id) else {
+            return;
+        };
         let role = std::mem::replace(&mut slot.role, Role::Idle);
         match role {
             Role::Idle => return,
             Role::Publishing(name) => {
-                let info = status_info(StatusLevel::Status, code::UNPUBLISH_SUCCESS, &format!("{name} is now unpublished."));
+                let info = status_info(
+                    StatusLevel::Status,
+                    code::UNPUBLISH_SUCCESS,
+                    &format!("{name} is now unpublished."),
+                );
                 self.conn.send_command(stream_id, on_status(info));
             }
             Role::Playing => {}
         }
-        self.events.push_back(ServerEvent::StreamClosed { stream_id });
+        self.events
+            .push_back(ServerEvent::StreamClosed { stream_id });
     }
 
     fn send_result(&mut self, txn: f64, props: Amf0Value, info: Amf0Value) {
-        self.conn.send_command(0, encode_command("_result", txn, &[props, info]));
+        self.conn
+            .send_command(0, encode_command("_result", txn, &[props, info]));
     }
 
     /// Sends `onStatus` on a message stream.
-    pub fn send_status(&mut self, stream_id: u32, level: StatusLevel, code: &str, description: &str) {
-        self.conn.send_command(stream_id, on_status(status_info(level, code, description)));
+    pub fn send_status(
+        &mut self,
+        stream_id: u32,
+        level: StatusLevel,
+        code: &str,
+        description: &str,
+    ) {
+        self.conn
+            .send_command(stream_id, on_status(status_info(level, code, description)));
     }
 
     pub fn accept_connect(&mut self, req: &ConnectRequest) {
         self.connected = true;
         self.object_encoding = req.object_encoding;
         self.conn.send_window_ack_size(self.config.ack_window);
-        self.conn.send_peer_bandwidth(self.config.ack_window, LimitType::Dynamic);
+        self.conn
+            .send_peer_bandwidth(self.config.ack_window, LimitType::Dynamic);
         self.conn.set_out_chunk_size(self.config.chunk_size);
         let props = Amf0Value::object([
             ("fmsVer", Amf0Value::String("FMS/3,0,1,123".into())),
@@ -436,7 +521,10 @@ impl ServerSession {
         let info = Amf0Value::object([
             ("level", Amf0Value::String("status".into())),
             ("code", Amf0Value::String(code::CONNECT_SUCCESS.into())),
-            ("description", Amf0Value::String("Connection succeeded.".into())),
+            (
+                "description",
+                Amf0Value::String("Connection succeeded.".into()),
+            ),
             ("objectEncoding", Amf0Value::Number(req.object_encoding)),
         ]);
         self.send_result(req.transaction_id, props, info);
@@ -445,16 +533,28 @@ impl ServerSession {
     /// Refuses the connection; the driver should close it after sending the output.
     pub fn reject_connect(&mut self, req: &ConnectRequest, description: &str) {
         let info = status_info(StatusLevel::Error, code::CONNECT_REJECTED, description);
-        self.conn.send_command(0, encode_command("_error", req.transaction_id, &[Amf0Value::Null, info]));
+        self.conn.send_command(
+            0,
+            encode_command("_error", req.transaction_id, &[Amf0Value::Null, info]),
+        );
     }
 
     pub fn accept_publish(&mut self, req: &PublishRequest) {
         self.streams
             .entry(req.stream_id)
-            .or_insert(StreamSlot { role: Role::Idle, timestamps: Default::default() })
+            .or_insert(StreamSlot {
+                role: Role::Idle,
+                timestamps: Default::default(),
+            })
             .role = Role::Publishing(req.name.clone());
-        self.conn.send_user_control(UserControl::StreamBegin(req.stream_id));
-        self.send_status(req.stream_id, StatusLevel::Status, code::PUBLISH_START, &format!("{} is now published.", req.name));
+        self.conn
+            .send_user_control(UserControl::StreamBegin(req.stream_id));
+        self.send_status(
+            req.stream_id,
+            StatusLevel::Status,
+            code::PUBLISH_START,
+            &format!("{} is now published.", req.name),
+        );
     }
 
     /// Refuses a publish with a status `code` such as [`code::PUBLISH_BAD_NAME`].
@@ -469,14 +569,27 @@ impl ServerSession {
     pub fn accept_play(&mut self, req: &PlayRequest) {
         self.streams
             .entry(req.stream_id)
-            .or_insert(StreamSlot { role: Role::Idle, timestamps: Default::default() })
+            .or_insert(StreamSlot {
+                role: Role::Idle,
+                timestamps: Default::default(),
+            })
             .role = Role::Playing;
         let id = req.stream_id;
         self.conn.send_user_control(UserControl::StreamBegin(id));
         if req.reset {
-            self.send_status(id, StatusLevel::Status, code::PLAY_RESET, &format!("Playing and resetting {}.", req.name));
+            self.send_status(
+                id,
+                StatusLevel::Status,
+                code::PLAY_RESET,
+                &format!("Playing and resetting {}.", req.name),
+            );
         }
-        self.send_status(id, StatusLevel::Status, code::PLAY_START, &format!("Started playing {}.", req.name));
+        self.send_status(
+            id,
+            StatusLevel::Status,
+            code::PLAY_START,
+            &format!("Started playing {}.", req.name),
+        );
         let access = encode_command_values(&[
             Amf0Value::String("|RtmpSampleAccess".into()),
             Amf0Value::Boolean(true),
@@ -491,19 +604,32 @@ impl ServerSession {
 
     /// Tells a waiting or continuing player that a publisher started on its stream.
     pub fn notify_publish(&mut self, stream_id: u32, name: &str) {
-        self.conn.send_user_control(UserControl::StreamBegin(stream_id));
-        self.send_status(stream_id, StatusLevel::Status, code::PLAY_PUBLISH_NOTIFY, &format!("{name} is now published."));
+        self.conn
+            .send_user_control(UserControl::StreamBegin(stream_id));
+        self.send_status(
+            stream_id,
+            StatusLevel::Status,
+            code::PLAY_PUBLISH_NOTIFY,
+            &format!("{name} is now published."),
+        );
     }
 
     /// Tells a player its publisher stopped; the player stays connected for a republish.
     pub fn notify_unpublish(&mut self, stream_id: u32, name: &str) {
-        self.send_status(stream_id, StatusLevel::Status, code::PLAY_UNPUBLISH_NOTIFY, &format!("{name} is now unpublished."));
-        self.conn.send_user_control(UserControl::StreamEof(stream_id));
+        self.send_status(
+            stream_id,
+            StatusLevel::Status,
+            code::PLAY_UNPUBLISH_NOTIFY,
+            &format!("{name} is now unpublished."),
+        );
+        self.conn
+            .send_user_control(UserControl::StreamEof(stream_id));
     }
 
     /// Sends a ping; players answer with a PingResponse, which keeps idle detection honest.
     pub fn ping(&mut self, timestamp: u32) {
-        self.conn.send_user_control(UserControl::PingRequest(timestamp));
+        self.conn
+            .send_user_control(UserControl::PingRequest(timestamp));
     }
 }
 

@@ -1,0 +1,1370 @@
+//! A [`ServerSession`] and a [`ClientSession`] driven against each other in memory: a pump
+//! moves each side's output into the other's input until both are quiet, and the test answers
+//! the server's decisions with `accept_*`/`reject_*`. Taps decode both directions of the wire so
+//! tests can check exactly what was sent.
+
+use bytes::{Bytes, BytesMut};
+use proptest::prelude::*;
+
+use super::*;
+use crate::amf::{self, Amf0Value};
+use crate::chunk::{ChunkDecoder, ChunkLimits, encode_message};
+use crate::command::{Command, CommandError, StatusLevel, code, encode_command};
+use crate::handshake::{ClientKind, HANDSHAKE_SIZE, HandshakeKind};
+use crate::message::{self, RawMessage, UserControl, type_id};
+
+const TWO_32: u64 = 1 << 32;
+
+fn random(seed: u32) -> Vec<u8> {
+    (0..3072u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761).wrapping_add(seed) >> 13) as u8)
+        .collect()
+}
+
+/// The only element of `v`.
+fn one<T: std::fmt::Debug>(v: Vec<T>) -> T {
+    assert_eq!(v.len(), 1, "expected exactly one: {v:?}");
+    v.into_iter().next().unwrap()
+}
+
+fn s(v: &str) -> Amf0Value {
+    Amf0Value::String(v.into())
+}
+
+fn amf_body(values: &[Amf0Value]) -> Bytes {
+    let mut out = BytesMut::new();
+    amf::encode_all(values, &mut out);
+    out.freeze()
+}
+
+fn status_event(stream_id: u32, level: &str, code: &str, description: &str) -> ClientEvent {
+    ClientEvent::Status {
+        stream_id,
+        level: level.into(),
+        code: code.into(),
+        description: description.into(),
+    }
+}
+
+/// Decodes one direction of the connection after the handshake, following its Set Chunk Size.
+struct Tap {
+    skip: usize,
+    buf: BytesMut,
+    decoder: ChunkDecoder,
+    msgs: Vec<RawMessage>,
+    /// Bytes seen after the handshake.
+    bytes: usize,
+}
+
+impl Tap {
+    fn new() -> Self {
+        Self {
+            skip: 1 + 2 * HANDSHAKE_SIZE,
+            buf: BytesMut::new(),
+            decoder: ChunkDecoder::new(ChunkLimits::default()),
+            msgs: Vec::new(),
+            bytes: 0,
+        }
+    }
+
+    fn observe(&mut self, mut data: &[u8]) {
+        let skip = self.skip.min(data.len());
+        self.skip -= skip;
+        data = &data[skip..];
+        self.bytes += data.len();
+        self.buf.extend_from_slice(data);
+        while let Some(msg) = self.decoder.decode(&mut self.buf).expect("tap decodes") {
+            if msg.type_id == type_id::SET_CHUNK_SIZE {
+                self.decoder
+                    .set_chunk_size(message::read_u32(&msg.payload).unwrap())
+                    .unwrap();
+            }
+            self.msgs.push(msg);
+        }
+    }
+
+    /// Names and transaction ids of the AMF0 commands seen.
+    fn commands(&self) -> Vec<(String, f64)> {
+        self.msgs
+            .iter()
+            .filter(|m| m.type_id == type_id::COMMAND_AMF0)
+            .map(|m| {
+                let cmd = Command::decode(&m.payload).unwrap();
+                (cmd.name, cmd.transaction_id)
+            })
+            .collect()
+    }
+
+    fn of_type(&self, type_id: u8) -> Vec<&RawMessage> {
+        self.msgs.iter().filter(|m| m.type_id == type_id).collect()
+    }
+}
+
+struct Pair {
+    server: ServerSession,
+    client: ClientSession,
+    server_events: Vec<ServerEvent>,
+    client_events: Vec<ClientEvent>,
+    c2s: Tap,
+    s2c: Tap,
+}
+
+impl Pair {
+    fn new(server_config: ServerConfig, client_config: ClientConfig) -> Self {
+        Self {
+            server: ServerSession::new(server_config, &random(1), 1000),
+            client: ClientSession::new(client_config, &random(2), 2000),
+            server_events: Vec::new(),
+            client_events: Vec::new(),
+            c2s: Tap::new(),
+            s2c: Tap::new(),
+        }
+    }
+
+    fn default_pair() -> Self {
+        Self::new(ServerConfig::default(), client_config())
+    }
+
+    /// Moves bytes both ways until neither side has anything to send.
+    fn pump(&mut self) {
+        loop {
+            let mut moved = false;
+            while let Some(bytes) = self.client.poll_transmit() {
+                self.c2s.observe(&bytes);
+                self.server
+                    .feed(&bytes)
+                    .expect("server accepts the client's bytes");
+                moved = true;
+            }
+            while let Some(bytes) = self.server.poll_transmit() {
+                self.s2c.observe(&bytes);
+                self.client
+                    .feed(&bytes)
+                    .expect("client accepts the server's bytes");
+                moved = true;
+            }
+            self.server_events
+                .extend(std::iter::from_fn(|| self.server.poll_event()));
+            self.client_events
+                .extend(std::iter::from_fn(|| self.client.poll_event()));
+            if !moved {
+                break;
+            }
+        }
+    }
+
+    fn take_server(&mut self) -> Vec<ServerEvent> {
+        std::mem::take(&mut self.server_events)
+    }
+
+    fn take_client(&mut self) -> Vec<ClientEvent> {
+        std::mem::take(&mut self.client_events)
+    }
+
+    /// Runs the handshake and `connect`, returning the server's view of the request.
+    fn connect(&mut self) -> ConnectRequest {
+        self.pump();
+        let req = match self.take_server().as_slice() {
+            [ServerEvent::Connect(req)] => req.clone(),
+            other => panic!("expected one Connect, got {other:?}"),
+        };
+        self.server.accept_connect(&req);
+        self.pump();
+        match self.take_client().as_slice() {
+            [ClientEvent::Connected { info, .. }] => {
+                assert_eq!(
+                    info.get("code").and_then(Amf0Value::as_str),
+                    Some(code::CONNECT_SUCCESS)
+                );
+            }
+            other => panic!("expected Connected, got {other:?}"),
+        }
+        req
+    }
+
+    fn create_stream(&mut self) -> u32 {
+        self.client.create_stream();
+        self.pump();
+        match self.take_client().as_slice() {
+            [ClientEvent::StreamCreated { stream_id }] => *stream_id,
+            other => panic!("expected StreamCreated, got {other:?}"),
+        }
+    }
+
+    /// ffmpeg's publish sequence, accepted; returns the stream id.
+    fn start_publish(&mut self, name: &str) -> u32 {
+        self.client.prepare_publish(name);
+        let id = self.create_stream();
+        self.client.publish(id, name, PublishKind::Live);
+        self.pump();
+        let req = match self.take_server().as_slice() {
+            [ServerEvent::Publish(req)] => req.clone(),
+            other => panic!("expected Publish, got {other:?}"),
+        };
+        self.server.accept_publish(&req);
+        self.pump();
+        assert!(
+            self.take_client()
+                .contains(&ClientEvent::PublishStarted { stream_id: id })
+        );
+        id
+    }
+
+    fn start_play(&mut self, name: &str) -> u32 {
+        let id = self.create_stream();
+        self.client.play(id, name);
+        self.pump();
+        let req = match self.take_server().as_slice() {
+            [ServerEvent::Play(req)] => req.clone(),
+            other => panic!("expected Play, got {other:?}"),
+        };
+        self.server.accept_play(&req);
+        self.pump();
+        assert!(
+            self.take_client()
+                .contains(&ClientEvent::PlayStarted { stream_id: id })
+        );
+        id
+    }
+
+    /// Feeds the client a message as a self-contained fmt 0 run on a chunk stream the server
+    /// never uses, as the driver's fan-out path would.
+    fn inject_to_client(&mut self, csid: u32, msg: &RawMessage) {
+        let bytes = encode_message(csid, msg, self.server.out_chunk_size());
+        self.client
+            .feed(&bytes)
+            .expect("client accepts injected message");
+        self.pump();
+    }
+
+    fn inject_to_server(&mut self, csid: u32, msg: &RawMessage) -> Result<(), SessionError> {
+        let bytes = encode_message(csid, msg, self.client.out_chunk_size());
+        self.server.feed(&bytes)
+    }
+}
+
+fn client_config() -> ClientConfig {
+    ClientConfig::new("live", "rtmp://127.0.0.1:1935/live")
+}
+
+fn metadata_body() -> Bytes {
+    amf_body(&[
+        s("onMetaData"),
+        Amf0Value::ecma_array([
+            ("width", Amf0Value::Number(1280.0)),
+            ("height", Amf0Value::Number(720.0)),
+            ("videocodecid", Amf0Value::Number(7.0)),
+            ("encoder", s("Lavf61.7.100")),
+        ]),
+    ])
+}
+
+fn avc_sequence_header() -> Bytes {
+    Bytes::from_static(&[
+        0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1F, 0xFF, 0xE1, 0x00, 0x04, 0x67, 0x64, 0x00, 0x1F,
+    ])
+}
+
+fn keyframe(len: usize) -> Bytes {
+    let mut v = vec![0x17, 0x01, 0x00, 0x00, 0x21];
+    v.extend((0..len).map(|i| (i * 7 + 3) as u8));
+    Bytes::from(v)
+}
+
+fn aac(raw: bool, len: usize) -> Bytes {
+    let mut v = vec![0xAF, u8::from(raw)];
+    v.extend((0..len).map(|i| (i * 13) as u8));
+    Bytes::from(v)
+}
+
+fn media(kind: MediaKind, timestamp: u64, payload: Bytes) -> Media {
+    Media {
+        kind,
+        timestamp,
+        payload,
+    }
+}
+
+fn server_media(events: &[ServerEvent]) -> Vec<Media> {
+    events
+        .iter()
+        .map(|e| match e {
+            ServerEvent::Media {
+                stream_id: 1,
+                media,
+            } => media.clone(),
+            other => panic!("expected media on stream 1, got {other:?}"),
+        })
+        .collect()
+}
+
+fn client_media(events: &[ClientEvent]) -> Vec<(u32, Media)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            ClientEvent::Media { stream_id, media } => Some((*stream_id, media.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---- handshake and connect ----
+
+#[test]
+fn simple_and_digest_handshakes_complete() {
+    for (kind, expected) in [
+        (ClientKind::Simple, HandshakeKind::Simple),
+        (ClientKind::Digest, HandshakeKind::Digest { scheme: 0 }),
+    ] {
+        let mut pair = Pair::new(
+            ServerConfig::default(),
+            ClientConfig {
+                handshake: kind,
+                ..client_config()
+            },
+        );
+        assert!(!pair.client.is_handshake_done());
+        let c0c1 = pair.client.poll_transmit().unwrap();
+        assert_eq!(c0c1.len(), 1 + HANDSHAKE_SIZE, "C0+C1 written at once");
+        assert_eq!(
+            pair.client.poll_transmit(),
+            None,
+            "nothing else before the handshake is done"
+        );
+        pair.c2s.observe(&c0c1);
+        pair.server.feed(&c0c1).unwrap();
+        pair.pump();
+        assert!(pair.client.is_handshake_done() && pair.server.is_handshake_done());
+        assert_eq!(pair.client.handshake_kind(), Some(expected));
+        // After the handshake: Set Chunk Size, then connect with transaction id 1.
+        assert_eq!(pair.c2s.msgs[0].type_id, type_id::SET_CHUNK_SIZE);
+        assert_eq!(&pair.c2s.msgs[0].payload[..], &4096u32.to_be_bytes());
+        assert_eq!(pair.c2s.commands(), [("connect".to_string(), 1.0)]);
+        assert_eq!(pair.client.out_chunk_size(), 4096);
+        assert!(matches!(
+            pair.take_server().as_slice(),
+            [ServerEvent::Connect(_)]
+        ));
+    }
+}
+
+#[test]
+fn connect_object_like_ffmpeg_and_accept() {
+    let config = ClientConfig {
+        connect_args: vec![
+            ("flashVer".into(), s("FMLE/3.0 (compatible; test)")),
+            ("custom".into(), s("x")),
+        ],
+        ..ClientConfig::new("live?token=abc", "rtmp://example.com/live?token=abc")
+    };
+    let mut pair = Pair::new(ServerConfig::default(), config);
+    pair.pump();
+    let ServerEvent::Connect(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    assert_eq!(req.transaction_id, 1.0);
+    assert_eq!(req.app, "live");
+    assert_eq!(req.query.as_deref(), Some("token=abc"));
+    assert_eq!(
+        req.tc_url.as_deref(),
+        Some("rtmp://example.com/live?token=abc")
+    );
+    assert_eq!(
+        req.flash_ver.as_deref(),
+        Some("FMLE/3.0 (compatible; test)"),
+        "connect_args override"
+    );
+    assert_eq!(req.object_encoding, 0.0);
+    let keys: Vec<&str> = req
+        .command_object
+        .properties()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            "app",
+            "type",
+            "flashVer",
+            "tcUrl",
+            "fpad",
+            "capabilities",
+            "audioCodecs",
+            "videoCodecs",
+            "videoFunction",
+            "objectEncoding",
+            "custom"
+        ]
+    );
+    let num = |k| req.command_object.get(k).and_then(Amf0Value::as_f64);
+    assert_eq!(
+        (
+            num("capabilities"),
+            num("audioCodecs"),
+            num("videoCodecs"),
+            num("videoFunction")
+        ),
+        (Some(15.0), Some(4071.0), Some(252.0), Some(1.0))
+    );
+    assert_eq!(
+        req.command_object.get("fpad"),
+        Some(&Amf0Value::Boolean(false))
+    );
+    assert_eq!(req.command_object.get("type"), Some(&s("nonprivate")));
+
+    pair.server.accept_connect(&req);
+    pair.pump();
+    let ClientEvent::Connected { properties, info } = one(pair.take_client()) else {
+        panic!()
+    };
+    assert_eq!(properties.get("fmsVer"), Some(&s("FMS/3,0,1,123")));
+    assert_eq!(info.get("code"), Some(&s(code::CONNECT_SUCCESS)));
+    assert_eq!(info.get("level"), Some(&s("status")));
+    assert!(pair.client.is_connected());
+    // The client answered Set Peer Bandwidth with its Window Acknowledgement Size.
+    let was = pair.c2s.of_type(type_id::WINDOW_ACK_SIZE);
+    assert_eq!(was.len(), 1);
+    assert_eq!(&was[0].payload[..], &5_000_000u32.to_be_bytes());
+}
+
+#[test]
+fn default_flash_ver_is_ffmpegs() {
+    let mut pair = Pair::default_pair();
+    pair.pump();
+    let ServerEvent::Connect(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    assert_eq!(req.flash_ver.as_deref(), Some("LNX 9,0,124,2"));
+}
+
+#[test]
+fn reject_connect_fails_and_drops_held_commands() {
+    let mut pair = Pair::default_pair();
+    // Issued before the handshake: held until connect succeeds.
+    pair.client.create_stream();
+    pair.pump();
+    assert_eq!(
+        pair.c2s.commands(),
+        [("connect".to_string(), 1.0)],
+        "createStream waits for connect"
+    );
+    let ServerEvent::Connect(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    pair.server.reject_connect(&req, "bad token");
+    pair.pump();
+    let ClientEvent::ConnectFailed { info } = one(pair.take_client()) else {
+        panic!()
+    };
+    assert_eq!(info.get("level"), Some(&s("error")));
+    assert_eq!(info.get("code"), Some(&s(code::CONNECT_REJECTED)));
+    assert_eq!(info.get("description"), Some(&s("bad token")));
+    assert!(!pair.client.is_connected());
+    assert_eq!(
+        pair.c2s.commands().len(),
+        1,
+        "held createStream is never sent"
+    );
+    assert!(pair.take_server().is_empty());
+}
+
+#[test]
+fn commands_issued_early_are_sent_after_connect_in_order() {
+    let mut pair = Pair::default_pair();
+    pair.client.prepare_publish("early");
+    pair.client.create_stream();
+    pair.connect();
+    pair.pump();
+    let names: Vec<String> = pair.c2s.commands().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        ["connect", "releaseStream", "FCPublish", "createStream"]
+    );
+    assert_eq!(
+        pair.take_client(),
+        [ClientEvent::StreamCreated { stream_id: 1 }]
+    );
+}
+
+// ---- publishing ----
+
+#[test]
+fn publisher_flow_like_ffmpeg() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    pair.client.prepare_publish("test?key=abc");
+    pair.client.create_stream();
+    pair.pump();
+    // releaseStream/FCPublish _result and onFCPublish are absorbed; only createStream shows.
+    assert_eq!(
+        pair.take_client(),
+        [ClientEvent::StreamCreated { stream_id: 1 }]
+    );
+    assert!(pair.take_server().is_empty());
+
+    pair.client.publish(1, "test?key=abc", PublishKind::Live);
+    pair.pump();
+    let ServerEvent::Publish(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    assert_eq!(
+        req,
+        PublishRequest {
+            stream_id: 1,
+            name: "test".into(),
+            query: Some("key=abc".into()),
+            kind: PublishKind::Live
+        }
+    );
+    pair.server.accept_publish(&req);
+    pair.pump();
+    assert_eq!(
+        pair.take_client(),
+        [
+            ClientEvent::StreamBegin(1),
+            status_event(1, "status", code::PUBLISH_START, "test is now published."),
+            ClientEvent::PublishStarted { stream_id: 1 },
+        ]
+    );
+    assert_eq!(
+        pair.c2s.commands(),
+        [
+            ("connect".to_string(), 1.0),
+            ("releaseStream".to_string(), 2.0),
+            ("FCPublish".to_string(), 3.0),
+            ("createStream".to_string(), 4.0),
+            ("publish".to_string(), 5.0),
+        ]
+    );
+    let publish = pair.c2s.of_type(type_id::COMMAND_AMF0)[4].clone();
+    assert_eq!(publish.stream_id, 1);
+    let cmd = Command::decode(&publish.payload).unwrap();
+    assert_eq!(cmd.args, [s("test?key=abc"), s("live")]);
+
+    let sent = [
+        media(MediaKind::Metadata, 0, metadata_body()),
+        media(MediaKind::Video, 0, avc_sequence_header()),
+        media(MediaKind::Audio, 0, aac(false, 2)),
+        media(MediaKind::Video, 40, keyframe(9000)),
+        media(MediaKind::Audio, 23, aac(true, 300)),
+        media(MediaKind::Audio, 46, aac(true, 301)),
+        media(
+            MediaKind::Video,
+            80,
+            Bytes::from_static(&[0x27, 0x01, 0, 0, 0, 1, 2, 3]),
+        ),
+    ];
+    for m in &sent {
+        pair.client.send_media(1, m);
+    }
+    pair.pump();
+    assert_eq!(server_media(&pair.take_server()), sent);
+
+    // On the wire metadata is "@setDataFrame", "onMetaData", {...}; audio on csid 4 and video
+    // on csid 6 do not matter here, but the data message must carry the prefix.
+    let data = pair.c2s.of_type(type_id::DATA_AMF0);
+    assert_eq!(data.len(), 1);
+    let values = amf::decode_all(&data[0].payload).unwrap();
+    assert_eq!(values[0], s("@setDataFrame"));
+    assert_eq!(values[1], s("onMetaData"));
+    assert_eq!(data[0].stream_id, 1);
+}
+
+#[test]
+fn metadata_already_prefixed_is_not_prefixed_twice_and_other_data_passes() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.start_publish("s");
+    let mut prefixed = BytesMut::new();
+    amf::encode(&s("@setDataFrame"), &mut prefixed);
+    prefixed.extend_from_slice(&metadata_body());
+    let cue = amf_body(&[s("onCuePoint"), Amf0Value::object([("name", s("ad"))])]);
+    pair.client
+        .send_media(id, &media(MediaKind::Metadata, 5, prefixed.freeze()));
+    pair.client
+        .send_media(id, &media(MediaKind::Data, 6, cue.clone()));
+    pair.pump();
+    assert_eq!(
+        server_media(&pair.take_server()),
+        [
+            media(MediaKind::Metadata, 5, metadata_body()),
+            media(MediaKind::Data, 6, cue)
+        ]
+    );
+}
+
+#[test]
+fn publisher_timestamps_wrap_past_2_pow_32() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.start_publish("wrap");
+    let sent = [
+        media(MediaKind::Video, TWO_32 - 100, keyframe(10)),
+        media(MediaKind::Audio, TWO_32 - 90, aac(true, 10)),
+        media(MediaKind::Video, TWO_32 - 20, keyframe(10)),
+        media(MediaKind::Audio, TWO_32 + 3, aac(true, 10)),
+        media(MediaKind::Video, TWO_32 + 20, keyframe(300)),
+        media(MediaKind::Audio, TWO_32 + 26, aac(true, 10)),
+        media(MediaKind::Video, TWO_32 + 0x0100_0000, keyframe(10)),
+    ];
+    for m in &sent {
+        pair.client.send_media(id, m);
+    }
+    pair.pump();
+    assert_eq!(server_media(&pair.take_server()), sent);
+}
+
+#[test]
+fn reject_publish_bad_name_reaches_client_as_error_status() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.create_stream();
+    pair.client.publish(id, "taken", PublishKind::Live);
+    pair.pump();
+    let ServerEvent::Publish(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    pair.server
+        .reject_publish(&req, code::PUBLISH_BAD_NAME, "taken is already published");
+    pair.pump();
+    assert_eq!(
+        pair.take_client(),
+        [status_event(
+            id,
+            "error",
+            code::PUBLISH_BAD_NAME,
+            "taken is already published"
+        )]
+    );
+}
+
+#[test]
+fn publish_kinds_and_fc_unpublish_delete_stream() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.create_stream();
+    pair.client.publish(id, "rec", PublishKind::Record);
+    pair.pump();
+    let ServerEvent::Publish(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    assert_eq!(req.kind, PublishKind::Record);
+    pair.server.accept_publish(&req);
+    pair.pump();
+    pair.take_client();
+    pair.client.fc_unpublish("rec");
+    pair.client.delete_stream(id);
+    pair.pump();
+    assert_eq!(
+        pair.take_server(),
+        [ServerEvent::StreamClosed { stream_id: id }]
+    );
+    assert_eq!(
+        pair.take_client(),
+        [status_event(
+            id,
+            "status",
+            code::UNPUBLISH_SUCCESS,
+            "rec is now unpublished."
+        )]
+    );
+    let names: Vec<String> = pair.c2s.commands().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names[names.len() - 2..], ["FCUnpublish", "deleteStream"]);
+    let delete = pair
+        .c2s
+        .of_type(type_id::COMMAND_AMF0)
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        Command::decode(&delete.payload).unwrap().args,
+        [Amf0Value::Number(f64::from(id))]
+    );
+}
+
+// ---- playing ----
+
+#[test]
+fn player_flow() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.create_stream();
+    pair.client.play(id, "cam?token=x");
+    pair.pump();
+    let ServerEvent::Play(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    assert_eq!(
+        req,
+        PlayRequest {
+            stream_id: id,
+            name: "cam".into(),
+            query: Some("token=x".into()),
+            start: -2.0,
+            duration: -1.0,
+            reset: true,
+        }
+    );
+    // SetBufferLength (3000 ms) follows play, as ffmpeg sends it.
+    let last = pair.c2s.msgs.last().unwrap();
+    assert_eq!(last.type_id, type_id::USER_CONTROL);
+    assert_eq!(
+        UserControl::parse(&last.payload),
+        Some(UserControl::SetBufferLength {
+            stream_id: id,
+            millis: 3000
+        })
+    );
+
+    pair.server.accept_play(&req);
+    pair.pump();
+    assert_eq!(
+        pair.take_client(),
+        [
+            ClientEvent::StreamBegin(id),
+            status_event(id, "status", code::PLAY_RESET, "Playing and resetting cam."),
+            status_event(id, "status", code::PLAY_START, "Started playing cam."),
+            ClientEvent::PlayStarted { stream_id: id },
+            // Data.Start comes as a data message without level or description.
+            status_event(id, "", code::DATA_START, ""),
+        ]
+    );
+
+    pair.server.notify_unpublish(id, "cam");
+    pair.pump();
+    assert_eq!(
+        pair.take_client(),
+        [
+            status_event(
+                id,
+                "status",
+                code::PLAY_UNPUBLISH_NOTIFY,
+                "cam is now unpublished."
+            ),
+            ClientEvent::StreamEof(id)
+        ]
+    );
+}
+
+#[test]
+fn play_with_explicit_arguments() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.create_stream();
+    pair.client.play_with(id, "vod", 12.5, 30.0, false);
+    pair.pump();
+    let ServerEvent::Play(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    assert_eq!(
+        (req.name.as_str(), req.start, req.duration, req.reset),
+        ("vod", 12.5, 30.0, false)
+    );
+    pair.server.accept_play(&req);
+    pair.pump();
+    let events = pair.take_client();
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ClientEvent::Status { code, .. } if code == code::PLAY_RESET))
+    );
+    assert!(events.contains(&ClientEvent::PlayStarted { stream_id: id }));
+}
+
+#[test]
+fn player_receives_media_metadata_aggregates_and_wrapping_timestamps() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.start_play("cam");
+    let raw = |ts: u32, type_id: u8, payload: Bytes| RawMessage {
+        timestamp: ts,
+        type_id,
+        stream_id: id,
+        payload,
+    };
+
+    // onMetaData as nginx-rtmp sends it, and with @setDataFrame left in.
+    pair.inject_to_client(20, &raw(u32::MAX - 20, type_id::DATA_AMF0, metadata_body()));
+    let mut prefixed = BytesMut::new();
+    amf::encode(&s("@setDataFrame"), &mut prefixed);
+    prefixed.extend_from_slice(&metadata_body());
+    pair.inject_to_client(20, &raw(u32::MAX - 20, type_id::DATA_AMF0, prefixed.freeze()));
+    // |RtmpSampleAccess is not media.
+    pair.inject_to_client(
+        20,
+        &raw(
+            0,
+            type_id::DATA_AMF0,
+            amf_body(&[s("|RtmpSampleAccess"), true.into(), true.into()]),
+        ),
+    );
+    pair.inject_to_client(21, &raw(u32::MAX - 10, type_id::VIDEO, keyframe(5000)));
+    pair.inject_to_client(22, &raw(u32::MAX - 5, type_id::AUDIO, aac(true, 5)));
+    pair.inject_to_client(21, &raw(5, type_id::VIDEO, keyframe(10)));
+
+    // An aggregate of two FLV tags, rebased onto the aggregate's timestamp.
+    fn tag(type_id: u8, ts: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = vec![type_id];
+        v.extend_from_slice(&(payload.len() as u32).to_be_bytes()[1..]);
+        v.extend_from_slice(&ts.to_be_bytes()[1..]);
+        v.push((ts >> 24) as u8);
+        v.extend_from_slice(&[0, 0, 0]);
+        v.extend_from_slice(payload);
+        v.extend_from_slice(&(11 + payload.len() as u32).to_be_bytes());
+        v
+    }
+    let mut agg = tag(9, 1000, b"\x27\x01video");
+    agg.extend(tag(8, 1023, b"\xaf\x01aud"));
+    pair.inject_to_client(23, &raw(100, type_id::AGGREGATE, Bytes::from(agg)));
+
+    let events = pair.take_client();
+    let got = client_media(&events);
+    assert_eq!(
+        got,
+        [
+            (id, media(MediaKind::Metadata, u64::from(u32::MAX - 20), metadata_body())),
+            (id, media(MediaKind::Metadata, u64::from(u32::MAX - 20), metadata_body())),
+            (
+                id,
+                media(MediaKind::Video, u64::from(u32::MAX - 10), keyframe(5000))
+            ),
+            (
+                id,
+                media(MediaKind::Audio, u64::from(u32::MAX - 5), aac(true, 5))
+            ),
+            (id, media(MediaKind::Video, TWO_32 + 5, keyframe(10))),
+            (
+                id,
+                media(
+                    MediaKind::Video,
+                    TWO_32 + 100,
+                    Bytes::from_static(b"\x27\x01video")
+                )
+            ),
+            (
+                id,
+                media(
+                    MediaKind::Audio,
+                    TWO_32 + 123,
+                    Bytes::from_static(b"\xaf\x01aud")
+                )
+            ),
+        ]
+    );
+    assert_eq!(events.len(), got.len(), "nothing but media: {events:?}");
+}
+
+// ---- server notifications the client must cope with ----
+
+#[test]
+fn status_as_amf3_command_and_data_message() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.create_stream();
+    let info = crate::command::status_info(StatusLevel::Status, code::PLAY_START, "amf3 start");
+    let mut amf3 = vec![0u8];
+    amf3.extend_from_slice(&encode_command("onStatus", 0.0, &[Amf0Value::Null, info]));
+    pair.inject_to_client(
+        20,
+        &RawMessage {
+            timestamp: 0,
+            type_id: type_id::COMMAND_AMF3,
+            stream_id: id,
+            payload: Bytes::from(amf3),
+        },
+    );
+    let data = amf_body(&[
+        s("onStatus"),
+        Amf0Value::object([
+            ("level", s("status")),
+            ("code", s(code::PLAY_STOP)),
+            ("description", s("stopped")),
+        ]),
+    ]);
+    pair.inject_to_client(
+        20,
+        &RawMessage {
+            timestamp: 0,
+            type_id: type_id::DATA_AMF0,
+            stream_id: id,
+            payload: data,
+        },
+    );
+    assert_eq!(
+        pair.take_client(),
+        [
+            status_event(id, "status", code::PLAY_START, "amf3 start"),
+            ClientEvent::PlayStarted { stream_id: id },
+            status_event(id, "status", code::PLAY_STOP, "stopped"),
+        ]
+    );
+}
+
+#[test]
+fn bandwidth_check_and_fc_notifications() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let before = pair.c2s.commands().len();
+    let cmd = |name: &str, txn: f64| RawMessage {
+        timestamp: 0,
+        type_id: type_id::COMMAND_AMF0,
+        stream_id: 0,
+        payload: encode_command(name, txn, &[Amf0Value::Null]),
+    };
+    // onBWDone is answered with _checkbw, as ffmpeg does; the server's _result is absorbed.
+    pair.inject_to_client(20, &cmd("onBWDone", 0.0));
+    let commands = pair.c2s.commands();
+    assert_eq!(commands.len(), before + 1);
+    assert_eq!(commands.last().unwrap().0, "_checkbw");
+    // _onbwcheck, _onbwdone, onFCPublish, onFCUnpublish, close: no events, nothing sent.
+    for name in [
+        "_onbwcheck",
+        "_onbwdone",
+        "onFCPublish",
+        "onFCUnpublish",
+        "close",
+    ] {
+        pair.inject_to_client(20, &cmd(name, 7.0));
+    }
+    // A _result for a transaction we never sent is ignored.
+    pair.inject_to_client(20, &cmd("_result", 999.0));
+    assert_eq!(pair.c2s.commands().len(), before + 1);
+    assert!(pair.take_client().is_empty());
+}
+
+#[test]
+fn create_stream_error_is_a_call_result() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    pair.client.create_stream(); // transaction 2, not pumped yet
+    let info = crate::command::status_info(StatusLevel::Error, code::CALL_FAILED, "no streams");
+    let reply = encode_command("_error", 2.0, &[Amf0Value::Null, info.clone()]);
+    pair.inject_to_client(
+        20,
+        &RawMessage {
+            timestamp: 0,
+            type_id: type_id::COMMAND_AMF0,
+            stream_id: 0,
+            payload: reply,
+        },
+    );
+    // The server's own _result for transaction 2 arrives after and is ignored.
+    assert_eq!(
+        pair.take_client(),
+        [ClientEvent::CallResult {
+            transaction_id: 2.0,
+            name: "_error".into(),
+            values: vec![Amf0Value::Null, info]
+        }]
+    );
+}
+
+#[test]
+fn create_stream_result_without_id_is_an_error() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    pair.client.create_stream();
+    let reply = encode_command("_result", 2.0, &[Amf0Value::Null, s("one")]);
+    let bytes = encode_message(
+        20,
+        &RawMessage {
+            timestamp: 0,
+            type_id: type_id::COMMAND_AMF0,
+            stream_id: 0,
+            payload: reply,
+        },
+        pair.server.out_chunk_size(),
+    );
+    assert!(matches!(
+        pair.client.feed(&bytes),
+        Err(SessionError::UnexpectedReply(_))
+    ));
+}
+
+#[test]
+fn unknown_call_gets_error_and_known_calls_get_result() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let t1 = pair.client.call("fooBar", &[Amf0Value::Number(1.0)]);
+    let t2 = pair.client.call("_checkbw", &[]);
+    let t3 = pair.client.call("getStreamLength", &[s("cam")]);
+    assert_eq!((t1, t2, t3), (2.0, 3.0, 4.0));
+    pair.pump();
+    assert_eq!(
+        pair.take_client(),
+        [
+            ClientEvent::CallResult {
+                transaction_id: 2.0,
+                name: "_error".into(),
+                values: vec![
+                    Amf0Value::Null,
+                    crate::command::status_info(
+                        StatusLevel::Error,
+                        code::CALL_FAILED,
+                        "Method not found (fooBar)"
+                    ),
+                ],
+            },
+            ClientEvent::CallResult {
+                transaction_id: 3.0,
+                name: "_result".into(),
+                values: vec![Amf0Value::Null, Amf0Value::Undefined],
+            },
+            ClientEvent::CallResult {
+                transaction_id: 4.0,
+                name: "_result".into(),
+                values: vec![Amf0Value::Null, Amf0Value::Number(0.0)],
+            },
+        ]
+    );
+}
+
+// ---- protocol control ----
+
+/// Acknowledgement sequence numbers in `tap`, checked against the window and the byte count.
+fn check_acks(tap: &Tap, window: u32, peer_bytes: usize) -> usize {
+    let acks: Vec<u64> = tap
+        .of_type(type_id::ACKNOWLEDGEMENT)
+        .iter()
+        .map(|m| u64::from(message::read_u32(&m.payload).unwrap()))
+        .collect();
+    let mut last = 0;
+    for &ack in &acks {
+        assert!(
+            ack - last >= u64::from(window),
+            "acks {acks:?} closer than the window {window}"
+        );
+        last = ack;
+    }
+    assert!(
+        peer_bytes as u64 - last < u64::from(window),
+        "unacknowledged {peer_bytes} - {last} >= {window}"
+    );
+    acks.len()
+}
+
+#[test]
+fn server_acknowledges_per_window_and_pings_are_answered() {
+    let window = 3000;
+    let mut pair = Pair::new(
+        ServerConfig {
+            ack_window: window,
+            ..ServerConfig::default()
+        },
+        client_config(),
+    );
+    pair.connect();
+    let id = pair.start_publish("acks");
+    for i in 0..20u64 {
+        pair.client
+            .send_media(id, &media(MediaKind::Video, i * 40, keyframe(1000)));
+    }
+    pair.pump();
+    assert_eq!(pair.take_server().len(), 20);
+    assert!(pair.c2s.bytes > 20_000);
+    let n = check_acks(&pair.s2c, window, pair.c2s.bytes);
+    assert!(n >= 6, "only {n} acks for {} bytes", pair.c2s.bytes);
+
+    pair.server.ping(0xDEAD_BEEF);
+    pair.pump();
+    let last = pair.c2s.msgs.last().unwrap();
+    assert_eq!(last.type_id, type_id::USER_CONTROL);
+    assert_eq!(
+        UserControl::parse(&last.payload),
+        Some(UserControl::PingResponse(0xDEAD_BEEF))
+    );
+    assert!(pair.take_client().is_empty(), "pings are not events");
+
+    // The server answers a client's ping too.
+    let ping = RawMessage {
+        timestamp: 0,
+        type_id: type_id::USER_CONTROL,
+        stream_id: 0,
+        payload: UserControl::PingRequest(77).encode(),
+    };
+    pair.inject_to_server(30, &ping).unwrap();
+    pair.pump();
+    let last = pair.s2c.msgs.last().unwrap();
+    assert_eq!(
+        UserControl::parse(&last.payload),
+        Some(UserControl::PingResponse(77))
+    );
+}
+
+#[test]
+fn client_acknowledges_per_server_window() {
+    let window = 2500;
+    let mut pair = Pair::new(
+        ServerConfig {
+            ack_window: window,
+            ..ServerConfig::default()
+        },
+        client_config(),
+    );
+    pair.connect();
+    let id = pair.start_play("cam");
+    let mut injected = 0;
+    for i in 0..10u32 {
+        let msg = RawMessage {
+            timestamp: i * 40,
+            type_id: type_id::VIDEO,
+            stream_id: id,
+            payload: keyframe(1500),
+        };
+        let bytes = encode_message(21, &msg, pair.server.out_chunk_size());
+        injected += bytes.len();
+        pair.client.feed(&bytes).unwrap();
+        pair.pump();
+    }
+    assert_eq!(client_media(&pair.take_client()).len(), 10);
+    check_acks(&pair.c2s, window, pair.s2c.bytes + injected);
+    assert!(pair.c2s.of_type(type_id::ACKNOWLEDGEMENT).len() >= 6);
+}
+
+#[test]
+fn chunk_sizes_both_ways_with_large_messages() {
+    let mut pair = Pair::new(
+        ServerConfig {
+            chunk_size: 100,
+            ..ServerConfig::default()
+        },
+        ClientConfig {
+            chunk_size: 60,
+            ..client_config()
+        },
+    );
+    pair.connect();
+    assert_eq!(
+        (pair.client.out_chunk_size(), pair.server.out_chunk_size()),
+        (60, 100)
+    );
+    let set = pair.s2c.of_type(type_id::SET_CHUNK_SIZE);
+    assert_eq!(&set[0].payload[..], &100u32.to_be_bytes());
+
+    // Client -> server: a 20 kB keyframe and a long metadata object in 60-byte chunks.
+    let id = pair.start_publish("big");
+    let big_meta = amf_body(&[
+        s("onMetaData"),
+        Amf0Value::ecma_array([("description", s(&"x".repeat(3000)))]),
+    ]);
+    let sent = [
+        media(MediaKind::Video, 0, keyframe(20_000)),
+        media(MediaKind::Metadata, 1, big_meta),
+    ];
+    for m in &sent {
+        pair.client.send_media(id, m);
+    }
+    let before = pair.c2s.bytes;
+    pair.pump();
+    assert!(
+        pair.c2s.bytes - before > 20_000 + 20_000 / 60,
+        "sent in 60-byte chunks"
+    );
+    assert_eq!(server_media(&pair.take_server()), sent);
+
+    // Server -> client: a long command reply and large media in 100-byte chunks.
+    let mut play = Pair::new(
+        ServerConfig {
+            chunk_size: 100,
+            ..ServerConfig::default()
+        },
+        ClientConfig {
+            chunk_size: 60,
+            ..client_config()
+        },
+    );
+    play.connect();
+    let id = play.start_play("big");
+    play.server
+        .send_status(id, StatusLevel::Status, "Custom.Code", &"d".repeat(1000));
+    play.pump();
+    assert_eq!(
+        play.take_client(),
+        [status_event(id, "status", "Custom.Code", &"d".repeat(1000))]
+    );
+    let msg = RawMessage {
+        timestamp: 7,
+        type_id: type_id::VIDEO,
+        stream_id: id,
+        payload: keyframe(12_345),
+    };
+    play.inject_to_client(21, &msg);
+    assert_eq!(
+        client_media(&play.take_client()),
+        [(id, media(MediaKind::Video, 7, keyframe(12_345)))]
+    );
+}
+
+// ---- malformed input ----
+
+#[test]
+fn garbage_after_handshake_is_an_error() {
+    let mut pair = Pair::default_pair();
+    pair.pump();
+    // fmt 1 on a chunk stream that never had a full header.
+    let garbage = [0x45u8, 0x13, 0x37, 0x00, 0xFF, 0xFF, 0xFF, 0x14, 0xAB, 0xCD];
+    assert_eq!(
+        pair.server.feed(&garbage),
+        Err(SessionError::Chunk(
+            crate::chunk::ChunkError::MissingHeader { csid: 5, fmt: 1 }
+        ))
+    );
+}
+
+#[test]
+fn broken_amf_command_is_a_command_error() {
+    let mut pair = Pair::default_pair();
+    pair.pump();
+    let bad = RawMessage {
+        timestamp: 0,
+        type_id: type_id::COMMAND_AMF0,
+        stream_id: 0,
+        payload: Bytes::from_static(&[0x02, 0x00, 0x10, b'a']),
+    };
+    assert!(matches!(
+        pair.inject_to_server(8, &bad),
+        Err(SessionError::Command(CommandError::Amf(_)))
+    ));
+    let mut pair = Pair::default_pair();
+    pair.pump();
+    let nameless = RawMessage {
+        payload: amf_body(&[Amf0Value::Number(1.0)]),
+        ..bad
+    };
+    assert_eq!(
+        pair.inject_to_server(8, &nameless),
+        Err(SessionError::Command(CommandError::MissingName))
+    );
+}
+
+#[test]
+fn publish_before_connect_is_not_connected() {
+    let mut pair = Pair::default_pair();
+    pair.pump();
+    assert!(matches!(
+        pair.take_server().as_slice(),
+        [ServerEvent::Connect(_)]
+    ));
+    // The client holds commands until connect succeeds, so send a raw publish as a broken
+    // client would.
+    let publish = RawMessage {
+        timestamp: 0,
+        type_id: type_id::COMMAND_AMF0,
+        stream_id: 1,
+        payload: encode_command("publish", 2.0, &[Amf0Value::Null, s("x"), s("live")]),
+    };
+    assert_eq!(
+        pair.inject_to_server(8, &publish),
+        Err(SessionError::NotConnected("publish".into()))
+    );
+}
+
+#[test]
+fn client_rejects_garbage_without_panicking() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    assert!(matches!(
+        pair.client.feed(&[0x7F, 0, 0]),
+        Err(SessionError::Chunk(_))
+    ));
+}
+
+// ---- property tests ----
+
+fn arb_media() -> impl Strategy<Value = Vec<(u8, i64, usize)>> {
+    proptest::collection::vec((0u8..4, -50i64..100_000, 0usize..6000), 1..24)
+}
+
+fn build_media(start: u64, spec: &[(u8, i64, usize)]) -> Vec<Media> {
+    let mut ts = start;
+    spec.iter()
+        .enumerate()
+        .map(|(i, &(kind, delta, len))| {
+            ts = ts.saturating_add_signed(delta);
+            let filler =
+                |n: usize| Bytes::from((0..n).map(|j| (i * 31 + j * 7) as u8).collect::<Vec<_>>());
+            match kind {
+                0 => media(MediaKind::Audio, ts, filler(len)),
+                1 => media(MediaKind::Video, ts, filler(len)),
+                2 => media(
+                    MediaKind::Metadata,
+                    ts,
+                    amf_body(&[
+                        s("onMetaData"),
+                        Amf0Value::ecma_array([("n", Amf0Value::Number(i as f64))]),
+                    ]),
+                ),
+                _ => media(
+                    MediaKind::Data,
+                    ts,
+                    amf_body(&[s("onTextData"), s(&"t".repeat(len % 300))]),
+                ),
+            }
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn published_media_arrives_identical_whatever_the_splits(
+        start in prop_oneof![0u64..1000, (TWO_32 - 300_000)..TWO_32],
+        spec in arb_media(),
+        cuts in proptest::collection::vec(1usize..3000, 1..200),
+        chunk_size in prop_oneof![Just(128u32), Just(4096), 1u32..300],
+    ) {
+        let mut pair = Pair::new(ServerConfig::default(), ClientConfig { chunk_size, ..client_config() });
+        pair.connect();
+        let id = pair.start_publish("prop");
+        let sent = build_media(start, &spec);
+        for m in &sent {
+            pair.client.send_media(id, m);
+        }
+        let mut wire = BytesMut::new();
+        while let Some(b) = pair.client.poll_transmit() {
+            wire.extend_from_slice(&b);
+        }
+        let mut cuts = cuts.into_iter().cycle();
+        while !wire.is_empty() {
+            let n = cuts.next().unwrap().min(wire.len());
+            let piece = wire.split_to(n);
+            pair.server.feed(&piece).unwrap();
+        }
+        let got: Vec<Media> = std::iter::from_fn(|| pair.server.poll_event())
+            .map(|e| match e {
+                ServerEvent::Media { stream_id, media } if stream_id == id => media,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        prop_assert_eq!(got, sent);
+    }
+
+    #[test]
+    fn garbage_after_handshake_never_panics(garbage in proptest::collection::vec(any::<u8>(), 1..2000)) {
+        let mut pair = Pair::default_pair();
+        pair.connect();
+        let _ = pair.server.feed(&garbage);
+        let _ = pair.client.feed(&garbage);
+    }
+}
+
+#[test]
+fn debug_tmp() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.create_stream();
+    pair.client.play(id, "cam");
+    pair.pump();
+    let req = match one(pair.take_server()) { ServerEvent::Play(r) => r, _ => panic!() };
+    pair.server.accept_play(&req);
+    let bytes = pair.server.poll_transmit().unwrap();
+    pair.s2c.observe(&bytes);
+    eprintln!("tail {:?}", &bytes[bytes.len()-90..]);
+    for m in &pair.s2c.msgs { eprintln!("{} {} {:?}", m.type_id, m.stream_id, &m.payload[..m.payload.len().min(40)]); }
+    pair.client.feed(&bytes).unwrap();
+    eprintln!("{:?}", std::iter::from_fn(|| pair.client.poll_event()).collect::<Vec<_>>());
+    eprintln!("{:?}", pair.client.recv_buffer().len());
+}

@@ -1,0 +1,415 @@
+//! What the whole-process tests share: free ports, child processes that are always cleaned up,
+//! a running `liverelay standalone`, real ffmpeg/ffprobe, and a small RTMP client built on the
+//! protocol core for checks that need to see individual messages.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod rtmp_client;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A child process killed (and reaped) when dropped, and killed by the kernel if the test
+/// process itself dies first.
+pub struct ChildGuard {
+    child: Child,
+    name: String,
+}
+
+impl ChildGuard {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let name = format!("{:?}", cmd.get_program());
+        // SAFETY: prctl is async-signal-safe and only affects the child being set up.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            panic!("cannot start {name}: {e} (run `make test`, which installs it)")
+        });
+        Self { child, name }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit by itself; `None` if it is still running at `limit`.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A scratch directory for one test, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "liverelay-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `liverelay standalone` on free ports.
+pub struct Server {
+    child: ChildGuard,
+    pub rtmp: SocketAddr,
+    pub http: SocketAddr,
+    log: PathBuf,
+    _dir: TempDir,
+}
+
+impl Server {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts the server with extra `LIVERELAY_*` environment settings.
+    pub fn start_with(env: &[(&str, &str)]) -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(env) {
+                return server;
+            }
+        }
+        panic!("liverelay standalone did not become ready");
+    }
+
+    fn try_start(env: &[(&str, &str)]) -> Option<Self> {
+        let dir = TempDir::new("server");
+        let log = dir.path("liverelay.log");
+        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_liverelay"));
+        cmd.args([
+            "standalone",
+            "--rtmp-listen",
+            &rtmp.to_string(),
+            "--http-listen",
+            &http.to_string(),
+        ])
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut server = Self {
+            child: ChildGuard::spawn(&mut cmd),
+            rtmp,
+            http,
+            log,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !server.child.is_running() {
+                // Most likely a port taken between free_port() and bind: try other ports.
+                return None;
+            }
+            if server.http_get("/readyz").map(|(s, _)| s) == Some(200) {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        None
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("rtmp://{}/{path}", self.rtmp)
+    }
+
+    /// `GET path` over HTTP/1.0: (status, body).
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// The stream's entry in `GET /v1/streams`, if listed.
+    pub fn stream_info(&self, app: &str, name: &str) -> Option<serde_json::Value> {
+        let (_, body) = self.http_get("/v1/streams")?;
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        v["streams"]
+            .as_array()?
+            .iter()
+            .find(|s| s["app"] == app && s["name"] == name)
+            .cloned()
+    }
+
+    /// Waits until `app/name` has a live publisher.
+    pub fn wait_live(&self, app: &str, name: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self
+                .stream_info(app, name)
+                .is_some_and(|s| s["live"] == true)
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{app}/{name} did not go live; server log:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_running()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("---- liverelay log ----\n{}", self.log());
+        }
+    }
+}
+
+/// Seconds of media in [`sample_flv`].
+pub const SAMPLE_SECONDS: u32 = 6;
+pub const SAMPLE_FPS: u32 = 25;
+
+/// An FLV file made once per test run with ffmpeg: 320x240 H.264 at 25 fps with a keyframe
+/// every 2 s, and 44.1 kHz AAC; the same thing a publisher sends with `-c copy`.
+pub fn sample_flv() -> &'static Path {
+    static SAMPLE: OnceLock<PathBuf> = OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("liverelay-sample-{}.flv", std::process::id()));
+        let status = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+            ])
+            .arg(format!("testsrc=size=320x240:rate={SAMPLE_FPS}"))
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+            .args([
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .args([
+                "-g",
+                &(2 * SAMPLE_FPS).to_string(),
+                "-keyint_min",
+                &(2 * SAMPLE_FPS).to_string(),
+                "-sc_threshold",
+                "0",
+            ])
+            .args([
+                "-c:a",
+                "aac",
+                "-b:a",
+                "64k",
+                "-t",
+                &SAMPLE_SECONDS.to_string(),
+            ])
+            .arg(&path)
+            .status()
+            .expect("ffmpeg is installed (make test installs it)");
+        assert!(status.success(), "generating the sample FLV failed");
+        path
+    })
+}
+
+/// `ffmpeg -re -i FILE -c copy -f flv URL`, the publisher every user starts with.
+pub fn ffmpeg_publish(file: &Path, url: &str, log: &Path) -> ChildGuard {
+    let out = std::fs::File::create(log).unwrap();
+    ChildGuard::spawn(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-re", "-i"])
+            .arg(file)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(out),
+    )
+}
+
+/// `ffmpeg -i URL -c copy OUT.flv`: a player that records exactly what it received.
+pub fn ffmpeg_record(url: &str, out: &Path, log: &Path) -> ChildGuard {
+    let err = std::fs::File::create(log).unwrap();
+    ChildGuard::spawn(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                url,
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+            ])
+            .arg(out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err),
+    )
+}
+
+/// One packet as ffprobe reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Packet {
+    pub video: bool,
+    pub keyframe: bool,
+    pub dts_ms: i64,
+}
+
+/// Packets of a media file or URL, in file order.
+pub fn probe_packets(input: &str) -> Vec<Packet> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "packet=codec_type,flags,dts_time",
+            "-of",
+            "csv=p=0",
+            input,
+        ])
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Packet {
+                video: f[0] == "video",
+                dts_ms: (f[1].parse::<f64>().unwrap_or(0.0) * 1000.0).round() as i64,
+                keyframe: f[2].starts_with('K'),
+            }
+        })
+        .collect()
+}
+
+/// `codec_name,width,height` of each stream, as ffprobe reports them.
+pub fn probe_streams(input: &str) -> Vec<String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+            input,
+        ])
+        .output()
+        .expect("ffprobe runs");
+    assert!(
+        out.status.success(),
+        "ffprobe {input}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut streams: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_end_matches(',').to_owned())
+        .collect();
+    streams.sort();
+    streams
+}
+
+/// Decodes a whole file; returns ffmpeg's error output (empty when decoding was clean).
+pub fn decode_errors(file: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg runs");
+    assert!(
+        out.status.success(),
+        "decoding {} failed: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
