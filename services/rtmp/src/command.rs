@@ -166,7 +166,7 @@ mod tests {
                 Amf0Value::String("rtmp://localhost:1935/live".into()),
             ),
         ]);
-        let body = encode_command("connect", 1.0, &[obj.clone()]);
+        let body = encode_command("connect", 1.0, std::slice::from_ref(&obj));
         let cmd = Command::decode(&body).unwrap();
         assert_eq!(cmd.name, "connect");
         assert_eq!(cmd.transaction_id, 1.0);

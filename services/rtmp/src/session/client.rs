@@ -249,6 +249,12 @@ impl ClientSession {
         self.handshake.kind()
     }
 
+    /// Whether the server signed S2 correctly for our digest C1; `None` unless both sides did
+    /// a digest handshake. A bad signature is not fatal (many servers get it wrong).
+    pub fn server_signature_valid(&self) -> Option<bool> {
+        self.handshake.server_signature_valid()
+    }
+
     /// Whether the server accepted `connect`.
     pub fn is_connected(&self) -> bool {
         self.connected
