@@ -1,0 +1,81 @@
+//! The stream registry: which pod owns each live stream, and how to reach it.
+//!
+//! One trait, [`StreamRegistry`], with an in-memory implementation (standalone) and a Redis one
+//! (cluster). Ownership is a lease: a record with a time to live that the owner renews; a
+//! fencing `generation` makes every claim distinguishable, so an old owner can never renew or
+//! delete a newer owner's record. Publish and unpublish are announced as [`RegistryEvent`]s.
+
+mod lease;
+mod memory;
+mod record;
+mod redis_registry;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use liverelay_hub::StreamKey;
+use tokio::sync::broadcast;
+
+pub use lease::{Lease, LeaseState};
+pub use memory::MemoryRegistry;
+pub use record::{RegistryEvent, StreamRecord};
+pub use redis_registry::{RedisRegistry, RedisRegistryConfig};
+
+/// Proof of ownership returned by [`StreamRegistry::claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub record: StreamRecord,
+}
+
+impl Claim {
+    pub fn key(&self) -> StreamKey {
+        self.record.key()
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.record.generation
+    }
+}
+
+/// What a renewal found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    Renewed,
+    /// The record is gone (expired while the registry was unreachable, or lost with it); the
+    /// owner may claim again.
+    Missing,
+    /// Another owner holds the stream now.
+    Superseded { owner: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    #[error("stream is live on {owner}")]
+    Owned { owner: String },
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+    #[error("registry holds a malformed record: {0}")]
+    Corrupt(String),
+}
+
+pub trait StreamRegistry: Send + Sync + 'static {
+    /// Takes ownership of `record`'s stream unless another owner holds a live lease on it. The
+    /// claim's record carries a new generation.
+    fn claim(&self, record: StreamRecord) -> BoxFuture<'_, Result<Claim, RegistryError>>;
+
+    /// Extends the lease (and replaces the record's details, e.g. its codecs, if given).
+    fn renew<'a>(&'a self, claim: &'a Claim, details: Option<&'a StreamRecord>) -> BoxFuture<'a, Result<Renewal, RegistryError>>;
+
+    /// Removes the record if it is still this claim's (compare-and-delete).
+    fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), RegistryError>>;
+
+    fn lookup<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>>;
+
+    /// Every live stream.
+    fn list(&self) -> BoxFuture<'_, Result<Vec<StreamRecord>, RegistryError>>;
+
+    /// Publish and unpublish announcements from every pod, as they happen.
+    fn events(&self) -> broadcast::Receiver<RegistryEvent>;
+
+    fn lease_ttl(&self) -> Duration;
+}

@@ -1,0 +1,53 @@
+use liverelay_hub::StreamKey;
+use serde::{Deserialize, Serialize};
+
+/// A live stream as the cluster knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamRecord {
+    pub app: String,
+    pub name: String,
+    /// Pod id of the ingest that owns the stream.
+    pub owner: String,
+    /// Where edges subscribe to it (host:port of the owner's relay gRPC server).
+    pub grpc_addr: String,
+    /// Milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Fencing number: set by the registry on every claim, strictly increasing per stream.
+    #[serde(default)]
+    pub generation: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub video_codec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_codec: Option<String>,
+}
+
+impl StreamRecord {
+    pub fn key(&self) -> StreamKey {
+        StreamKey::new(self.app.clone(), self.name.clone())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum RegistryEvent {
+    Published { app: String, name: String, owner: String, generation: u64 },
+    Unpublished { app: String, name: String, owner: String, generation: u64 },
+}
+
+impl RegistryEvent {
+    pub fn key(&self) -> StreamKey {
+        match self {
+            Self::Published { app, name, .. } | Self::Unpublished { app, name, .. } => {
+                StreamKey::new(app.clone(), name.clone())
+            }
+        }
+    }
+
+    pub(crate) fn published(r: &StreamRecord) -> Self {
+        Self::Published { app: r.app.clone(), name: r.name.clone(), owner: r.owner.clone(), generation: r.generation }
+    }
+
+    pub(crate) fn unpublished(r: &StreamRecord) -> Self {
+        Self::Unpublished { app: r.app.clone(), name: r.name.clone(), owner: r.owner.clone(), generation: r.generation }
+    }
+}
