@@ -140,6 +140,18 @@ impl Hub {
         Ok(Viewer::join(stream, self.inner.clone()))
     }
 
+    /// Whether `key` has a publisher here.
+    pub fn is_live(&self, key: &StreamKey) -> bool {
+        let stream = self.lock().get(key).cloned();
+        stream.is_some_and(|s| s.lock().live)
+    }
+
+    /// Viewers of `key` here (RTMP players and relay subscribers).
+    pub fn viewer_count(&self, key: &StreamKey) -> u64 {
+        let stream = self.lock().get(key).cloned();
+        stream.map_or(0, |s| s.stats.viewers.load(Ordering::Relaxed))
+    }
+
     pub fn streams(&self) -> Vec<StreamSummary> {
         let streams: Vec<Arc<Stream>> = self.lock().values().cloned().collect();
         let mut out: Vec<StreamSummary> = streams

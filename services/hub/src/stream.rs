@@ -216,6 +216,17 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// The source behind this publisher changed (an edge's upstream failed over to another
+    /// ingest): its timestamps start over and new sequence headers follow. Viewers stay on
+    /// and see time go on; new viewers wait for the new source's first keyframe.
+    pub fn restart_source(&mut self) {
+        let mut st = self.stream.lock();
+        st.gop_start = None;
+        self.timeline = Timeline::continuing(st.last_timestamp);
+    }
+}
+
 impl Drop for Publisher {
     fn drop(&mut self) {
         self.stream.lock().stop_publish();

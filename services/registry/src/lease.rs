@@ -11,9 +11,13 @@ use crate::{Claim, RegistryError, Renewal, StreamRecord, StreamRegistry};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseState {
-    Held { generation: u64 },
+    Held {
+        generation: u64,
+    },
     /// Another owner claimed the stream (our lease had expired); the publish must end.
-    Lost { owner: String },
+    Lost {
+        owner: String,
+    },
 }
 
 pub struct Lease {
@@ -27,11 +31,24 @@ pub struct Lease {
 impl Lease {
     /// Starts renewing `claim` every third of the lease time.
     pub fn hold(registry: Arc<dyn StreamRegistry>, claim: Claim) -> Self {
-        let (tx, state) = watch::channel(LeaseState::Held { generation: claim.generation() });
+        let (tx, state) = watch::channel(LeaseState::Held {
+            generation: claim.generation(),
+        });
         let claim = Arc::new(Mutex::new(claim));
         let details = Arc::new(Mutex::new(None));
-        let heartbeat = tokio::spawn(heartbeat(registry.clone(), claim.clone(), details.clone(), tx));
-        Self { registry, claim, details, state, heartbeat }
+        let heartbeat = tokio::spawn(heartbeat(
+            registry.clone(),
+            claim.clone(),
+            details.clone(),
+            tx,
+        ));
+        Self {
+            registry,
+            claim,
+            details,
+            state,
+            heartbeat,
+        }
     }
 
     /// Publishes new details (e.g. codecs once known) with the next renewal.
@@ -40,7 +57,11 @@ impl Lease {
     }
 
     pub fn record(&self) -> StreamRecord {
-        self.claim.lock().unwrap_or_else(|e| e.into_inner()).record.clone()
+        self.claim
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record
+            .clone()
     }
 
     /// Resolves when another owner took the stream.
@@ -94,7 +115,9 @@ async fn heartbeat(
                 match registry.claim(record).await {
                     Ok(new) => {
                         info!(stream = %new.key(), generation = new.generation(), "stream re-registered");
-                        let _ = state.send(LeaseState::Held { generation: new.generation() });
+                        let _ = state.send(LeaseState::Held {
+                            generation: new.generation(),
+                        });
                         *claim.lock().unwrap_or_else(|e| e.into_inner()) = new;
                     }
                     Err(RegistryError::Owned { owner }) => {
@@ -102,7 +125,9 @@ async fn heartbeat(
                         let _ = state.send(LeaseState::Lost { owner });
                         return;
                     }
-                    Err(e) => warn!(stream = %current.key(), error = %e, "re-registering stream failed; will retry"),
+                    Err(e) => {
+                        warn!(stream = %current.key(), error = %e, "re-registering stream failed; will retry")
+                    }
                 }
             }
             Ok(Renewal::Superseded { owner }) => {
@@ -113,7 +138,10 @@ async fn heartbeat(
             Err(e) => {
                 if let Some(u) = update {
                     // Keep the details for the next try.
-                    details.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(u);
+                    details
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(u);
                 }
                 warn!(stream = %current.key(), error = %e, "renewing stream lease failed; stream keeps flowing");
             }
@@ -143,12 +171,20 @@ mod tests {
 
     #[tokio::test]
     async fn renews_and_releases_on_drop() {
-        let reg: Arc<dyn StreamRegistry> = Arc::new(MemoryRegistry::new(Duration::from_millis(150)));
+        let reg: Arc<dyn StreamRegistry> =
+            Arc::new(MemoryRegistry::new(Duration::from_millis(150)));
         let claim = reg.claim(record("a")).await.unwrap();
         let lease = Lease::hold(reg.clone(), claim.clone());
-        lease.set_details(StreamRecord { video_codec: Some("h264".into()), ..record("a") });
+        lease.set_details(StreamRecord {
+            video_codec: Some("h264".into()),
+            ..record("a")
+        });
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let live = reg.lookup(&claim.key()).await.unwrap().expect("renewed past the ttl");
+        let live = reg
+            .lookup(&claim.key())
+            .await
+            .unwrap()
+            .expect("renewed past the ttl");
         assert_eq!(live.video_codec.as_deref(), Some("h264"));
         assert_eq!(live.generation, claim.generation());
         drop(lease);

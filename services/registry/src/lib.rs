@@ -45,7 +45,9 @@ pub enum Renewal {
     /// owner may claim again.
     Missing,
     /// Another owner holds the stream now.
-    Superseded { owner: String },
+    Superseded {
+        owner: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -64,12 +66,19 @@ pub trait StreamRegistry: Send + Sync + 'static {
     fn claim(&self, record: StreamRecord) -> BoxFuture<'_, Result<Claim, RegistryError>>;
 
     /// Extends the lease (and replaces the record's details, e.g. its codecs, if given).
-    fn renew<'a>(&'a self, claim: &'a Claim, details: Option<&'a StreamRecord>) -> BoxFuture<'a, Result<Renewal, RegistryError>>;
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        details: Option<&'a StreamRecord>,
+    ) -> BoxFuture<'a, Result<Renewal, RegistryError>>;
 
     /// Removes the record if it is still this claim's (compare-and-delete).
     fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), RegistryError>>;
 
-    fn lookup<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>>;
+    fn lookup<'a>(
+        &'a self,
+        key: &'a StreamKey,
+    ) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>>;
 
     /// Every live stream.
     fn list(&self) -> BoxFuture<'_, Result<Vec<StreamRecord>, RegistryError>>;

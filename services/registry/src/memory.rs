@@ -31,7 +31,11 @@ struct State {
 
 impl MemoryRegistry {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, state: Mutex::new(State::default()), events: broadcast::channel(1024).0 }
+        Self {
+            ttl,
+            state: Mutex::new(State::default()),
+            events: broadcast::channel(1024).0,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -56,12 +60,20 @@ impl StreamRegistry for MemoryRegistry {
             let mut st = self.lock();
             let key = record.key();
             match self.live(&mut st, &key) {
-                Some(cur) if cur.owner != record.owner => Err(RegistryError::Owned { owner: cur.owner }),
+                Some(cur) if cur.owner != record.owner => {
+                    Err(RegistryError::Owned { owner: cur.owner })
+                }
                 _ => {
                     let generation = st.generations.entry(key.clone()).or_insert(0);
                     *generation += 1;
                     record.generation = *generation;
-                    st.streams.insert(key, Entry { record: record.clone(), expires: Instant::now() + self.ttl });
+                    st.streams.insert(
+                        key,
+                        Entry {
+                            record: record.clone(),
+                            expires: Instant::now() + self.ttl,
+                        },
+                    );
                     Ok(Claim { record })
                 }
             }
@@ -72,16 +84,25 @@ impl StreamRegistry for MemoryRegistry {
         async move { result }.boxed()
     }
 
-    fn renew<'a>(&'a self, claim: &'a Claim, details: Option<&'a StreamRecord>) -> BoxFuture<'a, Result<Renewal, RegistryError>> {
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        details: Option<&'a StreamRecord>,
+    ) -> BoxFuture<'a, Result<Renewal, RegistryError>> {
         let mut st = self.lock();
         let renewal = match self.live(&mut st, &claim.key()) {
             None => Renewal::Missing,
-            Some(cur) if cur.generation != claim.generation() => Renewal::Superseded { owner: cur.owner },
+            Some(cur) if cur.generation != claim.generation() => {
+                Renewal::Superseded { owner: cur.owner }
+            }
             Some(_) => {
                 let entry = st.streams.get_mut(&claim.key()).expect("live above");
                 entry.expires = Instant::now() + self.ttl;
                 if let Some(d) = details {
-                    entry.record = StreamRecord { generation: claim.generation(), ..d.clone() };
+                    entry.record = StreamRecord {
+                        generation: claim.generation(),
+                        ..d.clone()
+                    };
                 }
                 Renewal::Renewed
             }
@@ -94,7 +115,9 @@ impl StreamRegistry for MemoryRegistry {
             let mut st = self.lock();
             let key = claim.key();
             match st.streams.get(&key) {
-                Some(e) if e.record.generation == claim.generation() => st.streams.remove(&key).is_some(),
+                Some(e) if e.record.generation == claim.generation() => {
+                    st.streams.remove(&key).is_some()
+                }
                 _ => false,
             }
         };
@@ -104,7 +127,10 @@ impl StreamRegistry for MemoryRegistry {
         async { Ok(()) }.boxed()
     }
 
-    fn lookup<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>> {
+    fn lookup<'a>(
+        &'a self,
+        key: &'a StreamKey,
+    ) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>> {
         let found = self.live(&mut self.lock(), key);
         async move { Ok(found) }.boxed()
     }
@@ -150,18 +176,37 @@ mod tests {
         let mut events = reg.events();
         let a = reg.claim(record("a")).await.unwrap();
         assert_eq!(a.generation(), 1);
-        assert_eq!(reg.claim(record("b")).await, Err(RegistryError::Owned { owner: "a".into() }));
+        assert_eq!(
+            reg.claim(record("b")).await,
+            Err(RegistryError::Owned { owner: "a".into() })
+        );
         assert_eq!(reg.renew(&a, None).await, Ok(Renewal::Renewed));
         tokio::time::sleep(Duration::from_millis(250)).await;
         let b = reg.claim(record("b")).await.unwrap();
         assert_eq!(b.generation(), 2, "a new claim gets a new fencing number");
-        assert_eq!(reg.renew(&a, None).await, Ok(Renewal::Superseded { owner: "b".into() }));
+        assert_eq!(
+            reg.renew(&a, None).await,
+            Ok(Renewal::Superseded { owner: "b".into() })
+        );
         reg.release(&a).await.unwrap();
-        assert_eq!(reg.lookup(&b.key()).await.unwrap().unwrap().owner, "b", "an old owner cannot delete");
+        assert_eq!(
+            reg.lookup(&b.key()).await.unwrap().unwrap().owner,
+            "b",
+            "an old owner cannot delete"
+        );
         reg.release(&b).await.unwrap();
         assert_eq!(reg.lookup(&b.key()).await, Ok(None));
-        assert!(matches!(events.recv().await.unwrap(), RegistryEvent::Published { generation: 1, .. }));
-        assert!(matches!(events.recv().await.unwrap(), RegistryEvent::Published { generation: 2, .. }));
-        assert!(matches!(events.recv().await.unwrap(), RegistryEvent::Unpublished { generation: 2, .. }));
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            RegistryEvent::Published { generation: 1, .. }
+        ));
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            RegistryEvent::Published { generation: 2, .. }
+        ));
+        assert!(matches!(
+            events.recv().await.unwrap(),
+            RegistryEvent::Unpublished { generation: 2, .. }
+        ));
     }
 }

@@ -30,8 +30,18 @@ impl StreamRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum RegistryEvent {
-    Published { app: String, name: String, owner: String, generation: u64 },
-    Unpublished { app: String, name: String, owner: String, generation: u64 },
+    Published {
+        app: String,
+        name: String,
+        owner: String,
+        generation: u64,
+    },
+    Unpublished {
+        app: String,
+        name: String,
+        owner: String,
+        generation: u64,
+    },
 }
 
 impl RegistryEvent {
@@ -44,10 +54,20 @@ impl RegistryEvent {
     }
 
     pub(crate) fn published(r: &StreamRecord) -> Self {
-        Self::Published { app: r.app.clone(), name: r.name.clone(), owner: r.owner.clone(), generation: r.generation }
+        Self::Published {
+            app: r.app.clone(),
+            name: r.name.clone(),
+            owner: r.owner.clone(),
+            generation: r.generation,
+        }
     }
 
     pub(crate) fn unpublished(r: &StreamRecord) -> Self {
-        Self::Unpublished { app: r.app.clone(), name: r.name.clone(), owner: r.owner.clone(), generation: r.generation }
+        Self::Unpublished {
+            app: r.app.clone(),
+            name: r.name.clone(),
+            owner: r.owner.clone(),
+            generation: r.generation,
+        }
     }
 }

@@ -104,7 +104,12 @@ impl ConnectionLike for Conn {
         }
     }
 
-    fn req_packed_commands<'a>(&'a mut self, p: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
         match self {
             Self::Single(c) => c.req_packed_commands(p, offset, count),
             Self::Cluster(c) => c.req_packed_commands(p, offset, count),
@@ -140,9 +145,14 @@ impl RedisRegistry {
     /// Sets up the connection; a single-node client connects lazily and reconnects by itself,
     /// so the process starts (and keeps serving what it can) while Redis is down.
     pub async fn connect(config: RedisRegistryConfig) -> Result<Self, RegistryError> {
-        let first = config.urls.first().ok_or_else(|| unavailable("no Redis URL configured"))?.clone();
+        let first = config
+            .urls
+            .first()
+            .ok_or_else(|| unavailable("no Redis URL configured"))?
+            .clone();
         let conn = if config.cluster {
-            let client = redis::cluster::ClusterClient::new(config.urls.clone()).map_err(unavailable)?;
+            let client =
+                redis::cluster::ClusterClient::new(config.urls.clone()).map_err(unavailable)?;
             Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
         } else {
             let client = redis::Client::open(first.as_str()).map_err(unavailable)?;
@@ -151,12 +161,25 @@ impl RedisRegistry {
                 .set_response_timeout(Some(config.op_timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
-            Conn::Single(client.get_connection_manager_lazy(manager).map_err(unavailable)?)
+            Conn::Single(
+                client
+                    .get_connection_manager_lazy(manager)
+                    .map_err(unavailable)?,
+            )
         };
         let events = broadcast::channel(1024).0;
         // Any node of a cluster sees every PUBLISH, so one subscription on the first seed does.
-        let subscriber = tokio::spawn(subscribe_loop(first, channel(&config.key_prefix), events.clone()));
-        Ok(Self { conn, config, events, subscriber })
+        let subscriber = tokio::spawn(subscribe_loop(
+            first,
+            channel(&config.key_prefix),
+            events.clone(),
+        ));
+        Ok(Self {
+            conn,
+            config,
+            events,
+            subscriber,
+        })
     }
 
     fn record_key(&self, key: &StreamKey) -> String {
@@ -176,7 +199,10 @@ impl RedisRegistry {
     }
 
     /// Runs one operation within the operation timeout.
-    async fn run<T>(&self, op: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, RegistryError> {
+    async fn run<T>(
+        &self,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RegistryError> {
         match tokio::time::timeout(self.config.op_timeout, op).await {
             Err(_) => Err(unavailable("Redis did not answer in time")),
             Ok(r) => r.map_err(unavailable),
@@ -191,7 +217,13 @@ impl RedisRegistry {
 
     async fn announce(&self, event: &RegistryEvent) {
         let json = serde_json::to_string(event).expect("events serialize");
-        let publish = self.query::<i64>(redis::cmd("PUBLISH").arg(channel(&self.config.key_prefix)).arg(json)).await;
+        let publish = self
+            .query::<i64>(
+                redis::cmd("PUBLISH")
+                    .arg(channel(&self.config.key_prefix))
+                    .arg(json),
+            )
+            .await;
         if let Err(e) = publish {
             warn!(error = %e, "could not announce registry event");
         }
@@ -222,7 +254,9 @@ async fn subscribe_loop(url: String, channel: String, events: broadcast::Sender<
                 delay = Duration::from_millis(100);
                 let mut messages = pubsub.into_on_message();
                 while let Some(msg) = messages.next().await {
-                    let Ok(payload) = msg.get_payload::<String>() else { continue };
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
                     match serde_json::from_str::<RegistryEvent>(&payload) {
                         Ok(event) => {
                             let _ = events.send(event);
@@ -247,34 +281,61 @@ impl StreamRegistry for RedisRegistry {
             let json = serde_json::to_string(&record).expect("records serialize");
             let mut conn = self.conn.clone();
             let mut invocation = CLAIM.key(self.record_key(&key));
-            invocation.key(self.gen_key(&key)).arg(json).arg(self.ttl_ms()).arg(&record.owner);
+            invocation
+                .key(self.gen_key(&key))
+                .arg(json)
+                .arg(self.ttl_ms())
+                .arg(&record.owner);
             let (won, stored): (i64, String) = self.run(invocation.invoke_async(&mut conn)).await?;
             let stored = parse(&stored)?;
             if won == 0 {
-                return Err(RegistryError::Owned { owner: stored.owner });
+                return Err(RegistryError::Owned {
+                    owner: stored.owner,
+                });
             }
-            self.query::<i64>(redis::cmd("SADD").arg(self.index_key()).arg(key.to_string())).await?;
+            self.query::<i64>(
+                redis::cmd("SADD")
+                    .arg(self.index_key())
+                    .arg(key.to_string()),
+            )
+            .await?;
             self.announce(&RegistryEvent::published(&stored)).await;
             Ok(Claim { record: stored })
         }
         .boxed()
     }
 
-    fn renew<'a>(&'a self, claim: &'a Claim, details: Option<&'a StreamRecord>) -> BoxFuture<'a, Result<Renewal, RegistryError>> {
+    fn renew<'a>(
+        &'a self,
+        claim: &'a Claim,
+        details: Option<&'a StreamRecord>,
+    ) -> BoxFuture<'a, Result<Renewal, RegistryError>> {
         async move {
-            let update = details.map(|d| serde_json::to_string(d).expect("records serialize")).unwrap_or_default();
+            let update = details
+                .map(|d| serde_json::to_string(d).expect("records serialize"))
+                .unwrap_or_default();
             let mut conn = self.conn.clone();
             let mut invocation = RENEW.key(self.record_key(&claim.key()));
-            invocation.arg(claim.generation()).arg(self.ttl_ms()).arg(update);
+            invocation
+                .arg(claim.generation())
+                .arg(self.ttl_ms())
+                .arg(update);
             let reply: Value = self.run(invocation.invoke_async(&mut conn)).await?;
             Ok(match reply {
                 Value::Int(1) => Renewal::Renewed,
                 Value::Int(0) => Renewal::Missing,
                 Value::Array(parts) => {
-                    let owner = parts.get(1).and_then(|v| redis::from_redis_value_ref::<String>(v).ok()).unwrap_or_default();
+                    let owner = parts
+                        .get(1)
+                        .and_then(|v| redis::from_redis_value_ref::<String>(v).ok())
+                        .unwrap_or_default();
                     Renewal::Superseded { owner }
                 }
-                other => return Err(RegistryError::Corrupt(format!("unexpected renew reply {other:?}"))),
+                other => {
+                    return Err(RegistryError::Corrupt(format!(
+                        "unexpected renew reply {other:?}"
+                    )));
+                }
             })
         }
         .boxed()
@@ -288,17 +349,28 @@ impl StreamRegistry for RedisRegistry {
             invocation.arg(claim.generation());
             let removed: i64 = self.run(invocation.invoke_async(&mut conn)).await?;
             if removed == 1 {
-                self.query::<i64>(redis::cmd("SREM").arg(self.index_key()).arg(key.to_string())).await?;
-                self.announce(&RegistryEvent::unpublished(&claim.record)).await;
+                self.query::<i64>(
+                    redis::cmd("SREM")
+                        .arg(self.index_key())
+                        .arg(key.to_string()),
+                )
+                .await?;
+                self.announce(&RegistryEvent::unpublished(&claim.record))
+                    .await;
             }
             Ok(())
         }
         .boxed()
     }
 
-    fn lookup<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>> {
+    fn lookup<'a>(
+        &'a self,
+        key: &'a StreamKey,
+    ) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>> {
         async move {
-            let json: Option<String> = self.query(redis::cmd("GET").arg(self.record_key(key))).await?;
+            let json: Option<String> = self
+                .query(redis::cmd("GET").arg(self.record_key(key)))
+                .await?;
             json.as_deref().map(parse).transpose()
         }
         .boxed()
@@ -306,16 +378,21 @@ impl StreamRegistry for RedisRegistry {
 
     fn list(&self) -> BoxFuture<'_, Result<Vec<StreamRecord>, RegistryError>> {
         async move {
-            let mut names: Vec<String> = self.query(redis::cmd("SMEMBERS").arg(self.index_key())).await?;
+            let mut names: Vec<String> = self
+                .query(redis::cmd("SMEMBERS").arg(self.index_key()))
+                .await?;
             names.sort();
             let mut out = Vec::new();
             for name in names {
-                let Some((app, stream)) = name.split_once('/') else { continue };
+                let Some((app, stream)) = name.split_once('/') else {
+                    continue;
+                };
                 match self.lookup(&StreamKey::new(app, stream)).await? {
                     Some(record) => out.push(record),
                     None => {
                         // Its lease expired without a release (owner died): drop it from the index.
-                        self.query::<i64>(redis::cmd("SREM").arg(self.index_key()).arg(&name)).await?;
+                        self.query::<i64>(redis::cmd("SREM").arg(self.index_key()).arg(&name))
+                            .await?;
                     }
                 }
             }

@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tracing::{Span, info, warn};
 
 use crate::config::RtmpServerConfig;
+use crate::policy::{StreamPolicy, Ticket};
 use crate::write::write_all_vectored;
 
 /// Random bytes the handshake needs (S1 and S2 bodies).
@@ -32,6 +33,7 @@ pub enum CloseReason {
     Io(std::io::Error),
     Protocol(SessionError),
     Refused(&'static str),
+    Revoked(String),
 }
 
 impl fmt::Display for CloseReason {
@@ -45,6 +47,7 @@ impl fmt::Display for CloseReason {
             Self::Io(e) => write!(f, "socket error: {e}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::Refused(why) => write!(f, "refused: {why}"),
+            Self::Revoked(why) => write!(f, "publish revoked: {why}"),
         }
     }
 }
@@ -52,12 +55,14 @@ impl fmt::Display for CloseReason {
 struct Publishing {
     stream_id: u32,
     publisher: Publisher,
+    ticket: Box<dyn Ticket>,
 }
 
 struct Playing {
     stream_id: u32,
     name: String,
     viewer: Viewer,
+    _ticket: Box<dyn Ticket>,
     paused: bool,
     audio: bool,
     video: bool,
@@ -69,6 +74,7 @@ pub struct Connection {
     socket: TcpStream,
     config: Arc<RtmpServerConfig>,
     hub: Hub,
+    policy: Arc<dyn StreamPolicy>,
     session: ServerSession,
     app: Option<String>,
     publishing: Option<Publishing>,
@@ -83,6 +89,7 @@ enum Wake {
     Read(std::io::Result<usize>),
     Viewer,
     Tick,
+    Revoked(String),
 }
 
 impl Connection {
@@ -90,6 +97,7 @@ impl Connection {
         socket: TcpStream,
         config: Arc<RtmpServerConfig>,
         hub: Hub,
+        policy: Arc<dyn StreamPolicy>,
         started: Instant,
     ) -> Self {
         let mut random = vec![0u8; HANDSHAKE_RANDOM];
@@ -100,6 +108,7 @@ impl Connection {
             socket,
             config,
             hub,
+            policy,
             session,
             app: None,
             publishing: None,
@@ -144,16 +153,19 @@ impl Connection {
                     .as_mut()
                     .filter(|p| !p.paused)
                     .map(|p| &mut p.viewer);
+                let ticket = self.publishing.as_mut().map(|p| &mut p.ticket);
                 tokio::select! {
                     r = self.socket.read_buf(recv) => Wake::Read(r),
                     _ = async { match viewer { Some(v) => v.changed().await, None => std::future::pending().await } } => Wake::Viewer,
+                    why = async { match ticket { Some(t) => t.revoked().await, None => std::future::pending().await } } => Wake::Revoked(why),
                     _ = tick.tick() => Wake::Tick,
                 }
             };
             let step = match wake {
-                Wake::Read(r) => self.on_read(r),
+                Wake::Read(r) => self.on_read(r).await,
                 Wake::Viewer => self.pump_viewer().await,
                 Wake::Tick => self.on_tick(),
+                Wake::Revoked(why) => Err(CloseReason::Revoked(why)),
             };
             if let Err(reason) = step {
                 // Whatever the session queued (an _error, a status) still goes out first.
@@ -178,11 +190,11 @@ impl Connection {
         }
         self.last_read = Instant::now();
         // Chunks that arrived together with C2 have been decoded already.
-        self.handle_events();
+        self.handle_events().await;
         Ok(())
     }
 
-    fn on_read(&mut self, r: std::io::Result<usize>) -> Result<(), CloseReason> {
+    async fn on_read(&mut self, r: std::io::Result<usize>) -> Result<(), CloseReason> {
         match r {
             Ok(0) => Err(CloseReason::PeerClosed),
             Err(e) => Err(CloseReason::Io(e)),
@@ -190,7 +202,7 @@ impl Connection {
                 self.last_read = Instant::now();
                 let result = self.session.process();
                 // Events decoded before a protocol error are still acted on.
-                self.handle_events();
+                self.handle_events().await;
                 result.map_err(CloseReason::Protocol)
             }
         }
@@ -223,7 +235,7 @@ impl Connection {
         }
     }
 
-    fn handle_events(&mut self) {
+    async fn handle_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             match event {
                 ServerEvent::Connect(req) => {
@@ -238,8 +250,8 @@ impl Connection {
                     self.session.accept_connect(&req);
                     self.app = Some(req.app);
                 }
-                ServerEvent::Publish(req) => self.on_publish(req),
-                ServerEvent::Play(req) => self.on_play(req),
+                ServerEvent::Publish(req) => self.on_publish(req).await,
+                ServerEvent::Play(req) => self.on_play(req).await,
                 ServerEvent::Media { stream_id, media } => {
                     if let Some(p) = self
                         .publishing
@@ -295,7 +307,7 @@ impl Connection {
         StreamKey::new(self.app.clone().unwrap_or_default(), name)
     }
 
-    fn on_publish(&mut self, req: PublishRequest) {
+    async fn on_publish(&mut self, req: PublishRequest) {
         if req.name.is_empty() {
             return self.refuse_publish(
                 &req,
@@ -313,16 +325,30 @@ impl Connection {
             );
         }
         let key = self.key(&req.name);
+        // The local hub first (one publisher per name here), then the role's policy (one per
+        // name in the cluster), so a local duplicate never touches the registry.
         match self.hub.publish(key.clone()) {
-            Ok(publisher) => {
-                Span::current().record("stream", req.name.as_str());
-                info!(stream = %key, kind = req.kind.as_str(), "publish started");
-                self.session.accept_publish(&req);
-                self.publishing = Some(Publishing {
-                    stream_id: req.stream_id,
-                    publisher,
-                });
-            }
+            Ok(publisher) => match self.policy.publish(key.clone()).await {
+                Ok(ticket) => {
+                    Span::current().record("stream", req.name.as_str());
+                    info!(stream = %key, kind = req.kind.as_str(), "publish started");
+                    self.session.accept_publish(&req);
+                    self.publishing = Some(Publishing {
+                        stream_id: req.stream_id,
+                        publisher,
+                        ticket,
+                    });
+                }
+                Err(refusal) => {
+                    drop(publisher);
+                    self.refuse_publish(
+                        &req,
+                        refusal.code,
+                        &refusal.description,
+                        "refused by policy",
+                    );
+                }
+            },
             Err(HubError::AlreadyPublishing(_)) => self.refuse_publish(
                 &req,
                 code::PUBLISH_BAD_NAME,
@@ -350,7 +376,7 @@ impl Connection {
         self.closing = Some(CloseReason::Refused(why));
     }
 
-    fn on_play(&mut self, req: PlayRequest) {
+    async fn on_play(&mut self, req: PlayRequest) {
         if req.name.is_empty() {
             warn!("play refused: empty stream name");
             self.session
@@ -359,6 +385,16 @@ impl Connection {
             return;
         }
         let key = self.key(&req.name);
+        let ticket = match self.policy.play(key.clone()).await {
+            Ok(ticket) => ticket,
+            Err(refusal) => {
+                warn!(stream = %key, status = refusal.code, "play refused: {}", refusal.description);
+                self.session
+                    .reject_play(&req, refusal.code, &refusal.description);
+                self.closing = Some(CloseReason::Refused("refused by policy"));
+                return;
+            }
+        };
         match self.hub.play(key.clone()) {
             Ok(viewer) => {
                 Span::current().record("stream", req.name.as_str());
@@ -368,6 +404,7 @@ impl Connection {
                     stream_id: req.stream_id,
                     name: req.name,
                     viewer,
+                    _ticket: ticket,
                     paused: false,
                     audio: true,
                     video: true,

@@ -7,7 +7,9 @@
 mod config;
 mod connection;
 mod listener;
+mod policy;
 mod write;
 
 pub use config::RtmpServerConfig;
 pub use listener::RtmpServer;
+pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};

@@ -12,11 +12,13 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::RtmpServerConfig;
 use crate::connection::Connection;
+use crate::policy::StreamPolicy;
 
 pub struct RtmpServer {
     listener: TcpListener,
     config: Arc<RtmpServerConfig>,
     hub: Hub,
+    policy: Arc<dyn StreamPolicy>,
 }
 
 impl RtmpServer {
@@ -24,12 +26,14 @@ impl RtmpServer {
         addr: SocketAddr,
         config: RtmpServerConfig,
         hub: Hub,
+        policy: Arc<dyn StreamPolicy>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
             listener,
             config: Arc::new(config),
             hub,
+            policy,
         })
     }
 
@@ -60,7 +64,13 @@ impl RtmpServer {
             if let Err(e) = socket.set_nodelay(self.config.tcp_nodelay) {
                 warn!(conn = id, %peer, error = %e, "set TCP_NODELAY failed");
             }
-            let conn = Connection::new(socket, self.config.clone(), self.hub.clone(), started);
+            let conn = Connection::new(
+                socket,
+                self.config.clone(),
+                self.hub.clone(),
+                self.policy.clone(),
+                started,
+            );
             let span = info_span!("rtmp", conn = id, %peer, app = tracing::field::Empty, stream = tracing::field::Empty);
             tokio::spawn(
                 async move {

@@ -1,0 +1,58 @@
+//! The edge side: open a subscription to the ingest that owns a stream.
+
+use std::time::Duration;
+
+use liverelay_hub::StreamKey;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Streaming};
+
+use crate::auth::ClusterToken;
+use crate::pb::relay_client::RelayClient;
+use crate::pb::{RelayMessage, SubscribeRequest};
+
+#[derive(Clone)]
+pub struct RelayClientConfig {
+    pub token: ClusterToken,
+    /// Pod id of this edge, for the ingest's logs.
+    pub subscriber: String,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("bad relay address {0}")]
+    BadAddress(String),
+    #[error("cannot reach {0}: {1}")]
+    Connect(String, String),
+    #[error("subscribe refused: {0}")]
+    Refused(#[from] tonic::Status),
+}
+
+/// Subscribes to `key` on the ingest at `addr` (host:port).
+pub async fn subscribe(
+    addr: &str,
+    key: &StreamKey,
+    config: &RelayClientConfig,
+) -> Result<Streaming<RelayMessage>, RelayError> {
+    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|_| RelayError::BadAddress(addr.to_owned()))?
+        .connect_timeout(config.connect_timeout)
+        .tcp_nodelay(true)
+        // A dead ingest (kill -9, lost node) must be noticed without waiting for TCP timeouts.
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2));
+    let channel: Channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| RelayError::Connect(addr.to_owned(), e.to_string()))?;
+    let mut request = Request::new(SubscribeRequest {
+        app: key.app.clone(),
+        name: key.name.clone(),
+        subscriber: config.subscriber.clone(),
+    });
+    config.token.attach(&mut request)?;
+    Ok(RelayClient::new(channel)
+        .subscribe(request)
+        .await?
+        .into_inner())
+}

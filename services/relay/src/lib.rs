@@ -1,0 +1,21 @@
+//! The relay between pods over gRPC (`proto/liverelay/relay/v1/relay.proto`).
+//!
+//! An ingest serves each of its live streams with [`RelayService`]: a subscriber is a hub
+//! viewer like any RTMP player, so it starts from the GOP cache and a slow subscriber skips to
+//! a keyframe instead of slowing the ingest. An edge calls [`subscribe`] and feeds what arrives
+//! into its own hub. Every call carries the cluster token.
+
+mod auth;
+mod client;
+mod convert;
+mod server;
+
+/// Generated protobuf and gRPC code.
+pub mod pb {
+    tonic::include_proto!("liverelay.relay.v1");
+}
+
+pub use auth::ClusterToken;
+pub use client::{RelayClientConfig, RelayError, subscribe};
+pub use convert::{from_frame, to_media};
+pub use server::RelayService;

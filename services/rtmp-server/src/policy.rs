@@ -1,0 +1,43 @@
+//! What a role decides about publishes and plays beyond the local hub: the ingest claims the
+//! stream in the cluster registry, the edge starts pulling it, standalone allows everything.
+
+use futures::future::BoxFuture;
+use liverelay_hub::StreamKey;
+
+/// Why a publish or play was refused, as the RTMP status the client receives.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// `onStatus` code, e.g. `NetStream.Publish.BadName`.
+    pub code: &'static str,
+    pub description: String,
+}
+
+/// Held for as long as the publish or play lasts; dropping it undoes what the policy did
+/// (releases the registry claim, lets the upstream linger and close).
+pub trait Ticket: Send {
+    /// Resolves with a reason when the right to go on is withdrawn (e.g. another pod took
+    /// over the stream). Never resolves by default.
+    fn revoked(&mut self) -> BoxFuture<'_, String> {
+        Box::pin(std::future::pending())
+    }
+}
+
+impl Ticket for () {}
+
+pub trait StreamPolicy: Send + Sync + 'static {
+    fn publish(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
+    fn play(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
+}
+
+/// Standalone: the hub's own rules (one publisher per name) are all there is.
+pub struct OpenPolicy;
+
+impl StreamPolicy for OpenPolicy {
+    fn publish(&self, _: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+        Box::pin(async { Ok(Box::new(()) as Box<dyn Ticket>) })
+    }
+
+    fn play(&self, _: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+        Box::pin(async { Ok(Box::new(()) as Box<dyn Ticket>) })
+    }
+}
