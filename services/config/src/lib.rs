@@ -9,18 +9,115 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use liverelay_hub::{FanoutEncoding, HubConfig};
+use liverelay_registry::RedisRegistryConfig;
 use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE};
 use liverelay_rtmp::session::ServerConfig;
 use liverelay_rtmp_server::RtmpServerConfig;
 use serde::Deserialize;
 
+// Unknown top-level keys are tolerated (unlike inside sections): every `LIVERELAY_*` variable
+// lands here, including ones meant for flags such as `LIVERELAY_CLUSTER_TOKEN`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct Settings {
     pub rtmp: RtmpSettings,
     pub http: HttpSettings,
     pub hub: HubSettings,
     pub log: LogSettings,
+    pub redis: RedisSettings,
+    pub cluster: ClusterSettings,
+}
+
+/// The cluster registry (ingest and edge roles).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://[:password@]host:port[/db]` or `rediss://...`; for Redis Cluster, the seed
+    /// nodes separated by commas. Also `--redis-url`.
+    pub url: String,
+    /// Use the Redis Cluster client.
+    pub cluster: bool,
+    pub key_prefix: String,
+    /// How long a stream's ownership lasts without a heartbeat (renewed every third of it).
+    pub lease_ttl_ms: u64,
+    /// Each Redis operation fails after this long.
+    pub op_timeout_ms: u64,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            cluster: false,
+            key_prefix: "liverelay".into(),
+            lease_ttl_ms: 5000,
+            op_timeout_ms: 1000,
+        }
+    }
+}
+
+/// How pods of a cluster find and trust each other.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// Shared secret every relay call carries (`--cluster-token`, `LIVERELAY_CLUSTER_TOKEN`).
+    pub token: Option<String>,
+    /// This pod's id in the registry; defaults to `POD_NAME`, then `HOSTNAME`.
+    pub pod_id: Option<String>,
+    /// Where an ingest serves the relay (`--grpc-listen`).
+    pub grpc_listen: SocketAddr,
+    /// Address edges use to reach this ingest; defaults to `POD_IP` (or 127.0.0.1) with the
+    /// port of `grpc_listen` when that listens on all interfaces.
+    pub advertise_addr: Option<String>,
+    /// How long an edge keeps pulling a stream after its last viewer left.
+    pub upstream_linger_secs: u64,
+    /// Let RTMP players play from an ingest directly.
+    pub ingest_allow_play: bool,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            token: None,
+            pod_id: None,
+            grpc_listen: "0.0.0.0:50051".parse().expect("valid address"),
+            advertise_addr: None,
+            upstream_linger_secs: 10,
+            ingest_allow_play: false,
+        }
+    }
+}
+
+impl ClusterSettings {
+    pub fn pod_id(&self) -> String {
+        self.pod_id
+            .clone()
+            .or_else(|| std::env::var("POD_NAME").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| format!("liverelay-{}", std::process::id()))
+    }
+
+    pub fn advertise_addr(&self) -> String {
+        if let Some(addr) = &self.advertise_addr {
+            return addr.clone();
+        }
+        if self.grpc_listen.ip().is_unspecified() {
+            let host = std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into());
+            format!("{host}:{}", self.grpc_listen.port())
+        } else {
+            self.grpc_listen.to_string()
+        }
+    }
+
+    /// The token, which cluster roles cannot run without.
+    pub fn require_token(&self) -> Result<&str, SettingsError> {
+        match self.token.as_deref() {
+            Some(t) if !t.is_empty() => Ok(t),
+            _ => Err(SettingsError::Invalid(
+                "cluster.token is required for cluster roles (--cluster-token or LIVERELAY_CLUSTER_TOKEN)".into(),
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -120,6 +217,9 @@ pub struct Overrides {
     pub rtmp_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
+    pub redis_url: Option<String>,
+    pub grpc_listen: Option<SocketAddr>,
+    pub cluster_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +252,15 @@ impl Settings {
         if let Some(addr) = overrides.http_listen {
             builder = builder.set_override("http.listen", addr.to_string())?;
         }
+        if let Some(url) = &overrides.redis_url {
+            builder = builder.set_override("redis.url", url.as_str())?;
+        }
+        if let Some(addr) = overrides.grpc_listen {
+            builder = builder.set_override("cluster.grpc_listen", addr.to_string())?;
+        }
+        if let Some(token) = &overrides.cluster_token {
+            builder = builder.set_override("cluster.token", token.as_str())?;
+        }
         if let Some(format) = overrides.log_format {
             let name = match format {
                 LogFormat::Text => "text",
@@ -181,6 +290,9 @@ impl Settings {
         if r.ping_interval_secs == 0 || r.idle_timeout_secs < r.ping_interval_secs {
             return invalid("rtmp.idle_timeout_secs must be >= rtmp.ping_interval_secs > 0".into());
         }
+        if self.redis.lease_ttl_ms < 300 {
+            return invalid("redis.lease_ttl_ms must be at least 300".into());
+        }
         if self.hub.viewer_queue_frames == 0 {
             return invalid("hub.viewer_queue_frames must be positive".into());
         }
@@ -206,6 +318,22 @@ impl Settings {
             max_connections: r.max_connections,
             tcp_nodelay: r.tcp_nodelay,
             ..RtmpServerConfig::default()
+        }
+    }
+
+    pub fn redis_registry(&self) -> RedisRegistryConfig {
+        let r = &self.redis;
+        RedisRegistryConfig {
+            urls: r
+                .url
+                .split(',')
+                .map(|u| u.trim().to_owned())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            cluster: r.cluster,
+            key_prefix: r.key_prefix.clone(),
+            lease_ttl: Duration::from_millis(r.lease_ttl_ms),
+            op_timeout: Duration::from_millis(r.op_timeout_ms),
         }
     }
 
@@ -279,6 +407,26 @@ mod tests {
         assert_eq!(s.log.format, LogFormat::Json);
         assert_eq!(s.hub().encoding.chunk_size, 60000);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn cluster_settings_from_env_and_flags() {
+        let vars = env(&[
+            ("LIVERELAY_REDIS__LEASE_TTL_MS", "2000"),
+            ("LIVERELAY_CLUSTER_TOKEN", "ignored-here"),
+        ]);
+        let flags = Overrides {
+            redis_url: Some("redis://10.0.0.1:6380".into()),
+            grpc_listen: Some("0.0.0.0:7000".parse().unwrap()),
+            cluster_token: Some("s3cret".into()),
+            ..Default::default()
+        };
+        let s = Settings::load_from(None, vars, &flags).unwrap();
+        assert_eq!(s.redis.url, "redis://10.0.0.1:6380");
+        assert_eq!(s.redis.lease_ttl_ms, 2000);
+        assert_eq!(s.cluster.require_token().unwrap(), "s3cret");
+        assert!(s.cluster.advertise_addr().ends_with(":7000"));
+        assert!(Settings::default().cluster.require_token().is_err());
     }
 
     #[test]

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
+use liverelay_rtmp::media::{parse_audio, parse_video};
+
 use crate::frame::FanoutEncoding;
 use crate::stream::{Publisher, Stream};
 use crate::viewer::Viewer;
@@ -144,6 +146,25 @@ impl Hub {
     pub fn is_live(&self, key: &StreamKey) -> bool {
         let stream = self.lock().get(key).cloned();
         stream.is_some_and(|s| s.lock().live)
+    }
+
+    /// Codec names of a live stream's current sequence headers: (video, audio).
+    pub fn codecs(&self, key: &StreamKey) -> (Option<&'static str>, Option<&'static str>) {
+        let Some(stream) = self.lock().get(key).cloned() else {
+            return (None, None);
+        };
+        let st = stream.lock();
+        let video = st
+            .video_header
+            .as_ref()
+            .and_then(|f| parse_video(&f.payload))
+            .map(|v| v.codec.name());
+        let audio = st
+            .audio_header
+            .as_ref()
+            .and_then(|f| parse_audio(&f.payload))
+            .map(|a| a.codec.name());
+        (video, audio)
     }
 
     /// Viewers of `key` here (RTMP players and relay subscribers).

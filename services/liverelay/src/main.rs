@@ -45,6 +45,20 @@ struct Common {
     /// Log format: text (default) or json.
     #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
+    /// Cluster registry (ingest, edge) [default: redis://127.0.0.1:6379].
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// Relay gRPC listen address of an ingest [default: 0.0.0.0:50051].
+    #[arg(long, value_name = "ADDR")]
+    grpc_listen: Option<SocketAddr>,
+    /// Shared secret of the cluster's relay calls (ingest, edge).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "LIVERELAY_CLUSTER_TOKEN",
+        hide_env_values = true
+    )]
+    cluster_token: Option<String>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -61,6 +75,9 @@ impl Common {
             rtmp_listen: self.rtmp_listen,
             http_listen: self.http_listen,
             log_format: self.log_format,
+            redis_url: self.redis_url.clone(),
+            grpc_listen: self.grpc_listen,
+            cluster_token: self.cluster_token.clone(),
         };
         Ok(Settings::load(self.config.as_deref(), &overrides)?)
     }
@@ -117,9 +134,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if role != "standalone" {
+    if role == "control" {
         eprintln!(
-            "liverelay {role}: not available yet in this build (see the cluster issues); use `liverelay standalone`"
+            "liverelay control: not available yet in this build; use `liverelay standalone`, `ingest` or `edge`"
         );
         return ExitCode::from(2);
     }
@@ -131,7 +148,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(liverelay_standalone::run(settings, shutdown_signal())) {
+    let result = runtime.block_on(async move {
+        match role {
+            "ingest" => liverelay_ingest::run(settings, shutdown_signal()).await,
+            "edge" => liverelay_edge::run(settings, shutdown_signal()).await,
+            _ => liverelay_standalone::run(settings, shutdown_signal()).await,
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

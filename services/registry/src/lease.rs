@@ -65,12 +65,13 @@ impl Lease {
     }
 
     /// Resolves when another owner took the stream.
-    pub async fn lost(&mut self) -> String {
+    pub async fn lost(&self) -> String {
+        let mut state = self.state.clone();
         loop {
-            if let LeaseState::Lost { owner } = &*self.state.borrow_and_update() {
+            if let LeaseState::Lost { owner } = &*state.borrow_and_update() {
                 return owner.clone();
             }
-            if self.state.changed().await.is_err() {
+            if state.changed().await.is_err() {
                 return std::future::pending().await;
             }
         }

@@ -6,7 +6,7 @@
 //! | key | type | what |
 //! |---|---|---|
 //! | `{prefix}:stream:{app/name}` | string, PX lease | JSON [`StreamRecord`] of the owner |
-//! | `{prefix}:gen:{app/name}` | counter | last fencing generation handed out |
+//! | `{prefix}:gen:{app/name}` | counter, expires 24 h after the last claim | last fencing generation handed out |
 //! | `{prefix}:streams` | set | `app/name` of streams believed live (index for listing) |
 //! | `{prefix}:events` | pub/sub channel | JSON [`RegistryEvent`]s |
 
@@ -25,6 +25,10 @@ use tracing::{info, warn};
 
 use crate::{Claim, RegistryError, RegistryEvent, Renewal, StreamRecord, StreamRegistry};
 
+/// How long a stream's fencing counter outlives its last claim. Long enough that no old owner
+/// can still be around; short enough that Redis does not keep every name ever published.
+const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
+
 /// Claims the stream unless another owner's record is live. Returns {1, record} or {0, theirs}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -35,7 +39,8 @@ static CLAIM: LazyLock<Script> = LazyLock::new(|| {
             if ok and rec.owner ~= ARGV[3] then return {0, cur} end
         end
         local rec = cjson.decode(ARGV[1])
-        rec.generation = redis.call('INCR', KEYS[2])
+                rec.generation = redis.call('INCR', KEYS[2])
+        redis.call('PEXPIRE', KEYS[2], ARGV[4])
         local json = cjson.encode(rec)
         redis.call('SET', KEYS[1], json, 'PX', ARGV[2])
         return {1, json}
@@ -285,7 +290,8 @@ impl StreamRegistry for RedisRegistry {
                 .key(self.gen_key(&key))
                 .arg(json)
                 .arg(self.ttl_ms())
-                .arg(&record.owner);
+                .arg(&record.owner)
+                .arg(GENERATION_TTL.as_millis() as u64);
             let (won, stored): (i64, String) = self.run(invocation.invoke_async(&mut conn)).await?;
             let stored = parse(&stored)?;
             if won == 0 {

@@ -1,0 +1,54 @@
+//! `liverelay edge`: serves RTMP viewers. A stream is pulled once per edge, however many watch
+//! it: the first play starts an [`Upstream`](upstream) that finds the owning ingest in the
+//! registry, subscribes over the relay and publishes into the local hub; every local viewer
+//! reads from there. Upstreams fail over to a new owner without dropping viewers and linger a
+//! while after the last viewer leaves.
+
+mod backoff;
+mod policy;
+mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use liverelay_config::Settings;
+use liverelay_hub::Hub;
+use liverelay_node::Node;
+use liverelay_registry::{RedisRegistry, StreamRegistry};
+use liverelay_relay::{ClusterToken, RelayClientConfig};
+
+pub use policy::EdgePolicy;
+pub use upstream::UpstreamPool;
+
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let token = ClusterToken::new(settings.cluster.require_token()?);
+    let registry: Arc<dyn StreamRegistry> = Arc::new(
+        RedisRegistry::connect(settings.redis_registry())
+            .await
+            .context("setting up the Redis registry")?,
+    );
+    let hub = Hub::new(settings.hub());
+    let relay = RelayClientConfig {
+        token,
+        subscriber: settings.cluster.pod_id(),
+        connect_timeout: Duration::from_secs(2),
+    };
+    let linger = Duration::from_secs(settings.cluster.upstream_linger_secs);
+    let pool = UpstreamPool::new(hub.clone(), registry.clone(), relay, linger);
+    let policy = EdgePolicy {
+        pool,
+        registry,
+        hub: hub.clone(),
+    };
+    Node {
+        role: "edge",
+        settings,
+        hub,
+        policy: Arc::new(policy),
+        tasks: Vec::new(),
+    }
+    .run(shutdown)
+    .await
+}

@@ -1,0 +1,60 @@
+//! `liverelay ingest`: accepts publishers, claims each stream in the cluster registry (one
+//! owner per name across the cluster) and serves it to edges over the relay. Stateless: all it
+//! knows about other pods is in the registry.
+
+mod policy;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use anyhow::Context;
+use liverelay_config::Settings;
+use liverelay_hub::Hub;
+use liverelay_node::Node;
+use liverelay_registry::{RedisRegistry, StreamRegistry};
+use liverelay_relay::{ClusterToken, RelayService};
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::info;
+
+pub use policy::IngestPolicy;
+
+pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let token = ClusterToken::new(settings.cluster.require_token()?);
+    let registry: Arc<dyn StreamRegistry> = Arc::new(
+        RedisRegistry::connect(settings.redis_registry())
+            .await
+            .context("setting up the Redis registry")?,
+    );
+    let hub = Hub::new(settings.hub());
+    let advertised = settings.cluster.advertise_addr();
+    let grpc_listen = settings.cluster.grpc_listen;
+    // Bound before anything registers this address, so edges never find it closed.
+    let listener = tokio::net::TcpListener::bind(grpc_listen)
+        .await
+        .with_context(|| format!("binding relay gRPC listener on {grpc_listen}"))?;
+    info!(grpc = %listener.local_addr()?, %advertised, "relay listening");
+    let policy = IngestPolicy {
+        registry,
+        hub: hub.clone(),
+        pod_id: settings.cluster.pod_id(),
+        grpc_addr: advertised,
+        allow_play: settings.cluster.ingest_allow_play,
+    };
+    let relay = RelayService::new(hub.clone(), token).into_server();
+    let grpc = async move {
+        tonic::transport::Server::builder()
+            .add_service(relay)
+            .serve_with_incoming(TcpListenerStream::new(listener))
+            .await
+            .context("relay gRPC server")
+    };
+    Node {
+        role: "ingest",
+        settings,
+        hub,
+        policy: Arc::new(policy),
+        tasks: vec![("relay gRPC server", Box::pin(grpc))],
+    }
+    .run(shutdown)
+    .await
+}
