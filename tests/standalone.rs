@@ -80,7 +80,10 @@ fn viewers_waiting_before_publish_receive_the_whole_stream() {
     }
     // ffmpeg sends a digest C1 and verifies our S1 digest and S2 signature.
     let log = server.log();
-    assert!(log.contains("handshake=Some(Digest { scheme: 0 })"), "ffmpeg used the digest handshake:\n{log}");
+    assert!(
+        log.contains("handshake=Some(Digest { scheme: 0 })"),
+        "ffmpeg used the digest handshake:\n{log}"
+    );
 }
 
 /// A player joining a running stream starts from the GOP cache: metadata and sequence headers,
