@@ -108,6 +108,11 @@ impl RtmpClient {
         id
     }
 
+    /// Sends `play` without waiting for the answer.
+    pub fn send_play(&mut self, stream_id: u32, name: &str) {
+        self.session.play(stream_id, name);
+    }
+
     /// Publishes like ffmpeg; returns the first status the server answers with.
     pub async fn publish(&mut self, name: &str) -> (u32, String, String) {
         self.session.prepare_publish(name);

@@ -1,0 +1,455 @@
+//! Cluster mode with real parts: `redis-server` on a free port, `liverelay ingest` and
+//! `liverelay edge` processes, ffmpeg as publisher and player.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use liverelay_rtmp::MediaKind;
+use liverelay_rtmp::media::parse_video;
+use liverelay_rtmp::session::ClientEvent;
+use support::redis::RedisServer;
+use support::rtmp_client::RtmpClient;
+use support::*;
+
+const TOKEN: &str = "test-cluster-token";
+
+struct Cluster {
+    redis: RedisServer,
+    lease_ttl_ms: &'static str,
+}
+
+impl Cluster {
+    fn new() -> Self {
+        Self {
+            redis: RedisServer::start(),
+            lease_ttl_ms: "5000",
+        }
+    }
+
+    /// Short leases, for tests that wait for one to expire.
+    fn with_short_leases() -> Self {
+        Self {
+            redis: RedisServer::start(),
+            lease_ttl_ms: "1500",
+        }
+    }
+
+    fn node(&self, role: &str, pod: &str) -> Server {
+        let url = self.redis.url();
+        Server::start_role(
+            role,
+            &["--redis-url", &url],
+            &[
+                ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+                ("POD_NAME", pod),
+                ("LIVERELAY_REDIS__LEASE_TTL_MS", self.lease_ttl_ms),
+                ("LIVERELAY_CLUSTER__UPSTREAM_LINGER_SECS", "2"),
+            ],
+        )
+    }
+
+    fn wait_owner(&self, name: &str, owner: &str, limit: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(r) = self
+                .redis
+                .record("live", name)
+                .filter(|r| r["owner"] == owner)
+            {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "live/{name} not owned by {owner}: {:?}",
+                self.redis.record("live", name)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// ffmpeg publishing the sample in a loop (a long-running live source).
+fn looping_publisher(url: &str, log: &std::path::Path) -> ChildGuard {
+    spawn_logged(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-stream_loop",
+                "-1",
+                "-re",
+                "-i",
+            ])
+            .arg(sample_flv())
+            .args(["-c", "copy", "-f", "flv", url]),
+        log,
+    )
+}
+
+fn is_picture(e: &ClientEvent) -> bool {
+    matches!(e, ClientEvent::Media { media, .. }
+        if media.kind == MediaKind::Video && parse_video(&media.payload).is_some_and(|v| !v.sequence_header && !v.info_only))
+}
+
+/// A stream published on an ingest is registered in Redis under that ingest and plays, decoded,
+/// from two edges; the ingest itself refuses RTMP players.
+#[test]
+fn publish_on_ingest_play_from_two_edges() {
+    let cluster = Cluster::new();
+    let ingest = cluster.node("ingest", "ingest-a");
+    let edge_x = cluster.node("edge", "edge-x");
+    let edge_y = cluster.node("edge", "edge-y");
+    let dir = TempDir::new("cluster-basic");
+    let _publisher = looping_publisher(&ingest.url("live/show"), &dir.path("pub.log"));
+    let record = cluster.wait_owner("show", "ingest-a", Duration::from_secs(10));
+    assert_eq!(record["grpc_addr"], ingest.grpc.to_string());
+    assert!(record["generation"].as_u64().unwrap() >= 1);
+
+    for edge in [&edge_x, &edge_y] {
+        let url = edge.url("live/show");
+        assert_eq!(probe_streams(&url), ["aac", "h264,320,240"]);
+        let out = dir.path(&format!("edge-{}.flv", edge.rtmp.port()));
+        let mut rec = spawn_logged(
+            std::process::Command::new("ffmpeg")
+                .args([
+                    "-hide_banner",
+                    "-v",
+                    "error",
+                    "-y",
+                    "-i",
+                    &url,
+                    "-t",
+                    "3",
+                    "-c",
+                    "copy",
+                ])
+                .arg(&out),
+            &dir.path("rec.log"),
+        );
+        wait_success(&mut rec, Duration::from_secs(20), &dir.path("rec.log"));
+        let packets = probe_packets(out.to_str().unwrap());
+        assert!(
+            packets.iter().find(|p| p.video).unwrap().keyframe,
+            "edge playback starts on a keyframe"
+        );
+        assert!(
+            packets.iter().filter(|p| p.video).count() >= 50,
+            "about 3 s of video"
+        );
+        assert_eq!(decode_errors(&out), "");
+    }
+    let codecs = cluster.redis.record("live", "show").unwrap();
+    assert_eq!(
+        (
+            codecs["video_codec"].as_str(),
+            codecs["audio_codec"].as_str()
+        ),
+        (Some("h264"), Some("aac"))
+    );
+
+    let refused = std::process::Command::new("ffprobe")
+        .args(["-v", "error", &ingest.url("live/show")])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("play live/show from an edge"),
+        "clear status for a play on an ingest"
+    );
+}
+
+/// However many viewers an edge has, it pulls the stream from the ingest once.
+#[tokio::test]
+async fn many_viewers_on_one_edge_make_one_upstream() {
+    let cluster = Cluster::new();
+    let ingest = cluster.node("ingest", "ingest-a");
+    let edge = cluster.node("edge", "edge-x");
+    let dir = TempDir::new("cluster-fanout");
+    let _publisher = looping_publisher(&ingest.url("live/fan"), &dir.path("pub.log"));
+    cluster.wait_owner("fan", "ingest-a", Duration::from_secs(10));
+    let mut viewers = Vec::new();
+    for _ in 0..6 {
+        let mut v = RtmpClient::connect(edge.rtmp, "live").await;
+        v.play("fan").await;
+        viewers.push(v);
+    }
+    for v in &mut viewers {
+        assert!(
+            v.expect(Duration::from_secs(5), is_picture).await.is_some(),
+            "every viewer gets pictures"
+        );
+    }
+    edge.wait_viewers("live", "fan", 6, Duration::from_secs(5));
+    ingest.wait_viewers("live", "fan", 1, Duration::from_secs(5));
+    // The upstream outlives the last viewer by the linger time (2 s here), then closes.
+    drop(viewers);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ingest.wait_viewers("live", "fan", 1, Duration::from_secs(1));
+    let closed = Instant::now();
+    ingest.wait_viewers("live", "fan", 0, Duration::from_secs(6));
+    assert!(
+        closed.elapsed() >= Duration::from_millis(800),
+        "upstream lingered"
+    );
+}
+
+/// kill -9 of the ingest a viewer's stream comes from; the publisher moves to another ingest.
+/// The viewer stays connected and gets pictures again within 2 s of the new publish, with
+/// monotonic timestamps and a fresh sequence header; nothing stale stays in Redis.
+#[tokio::test]
+async fn viewer_survives_ingest_failover() {
+    let cluster = Cluster::with_short_leases();
+    let mut ingest_a = cluster.node("ingest", "ingest-a");
+    let ingest_b = cluster.node("ingest", "ingest-b");
+    let edge = cluster.node("edge", "edge-x");
+    let dir = TempDir::new("cluster-failover");
+    let mut publisher = looping_publisher(&ingest_a.url("live/move"), &dir.path("pub-a.log"));
+    cluster.wait_owner("move", "ingest-a", Duration::from_secs(10));
+
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("move").await;
+    let mut last_ts = 0;
+    for _ in 0..30 {
+        if let Some(ClientEvent::Media { media, .. }) =
+            viewer.expect(Duration::from_secs(5), is_picture).await
+        {
+            last_ts = media.timestamp;
+        }
+    }
+
+    ingest_a.kill();
+    publisher.kill();
+    // The new publish is refused while A's lease lives; the publisher retries, as encoders do.
+    let published = tokio::task::spawn_blocking({
+        let url = ingest_b.url("live/move");
+        let log = dir.path("pub-b.log");
+        let redis = cluster.redis.url();
+        move || {
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                let mut p = looping_publisher(&url, &log);
+                std::thread::sleep(Duration::from_millis(700));
+                let owner =
+                    RedisServer::record_at(&redis, "live", "move").map(|r| r["owner"].clone());
+                if p.is_running() && owner.as_ref().is_some_and(|o| o == "ingest-b") {
+                    return (p, Instant::now());
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "publish on ingest B never accepted"
+                );
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let (_publisher_b, _) = published;
+    let publish_ms = cluster.redis.record("live", "move").unwrap()["started_at_ms"]
+        .as_u64()
+        .unwrap();
+
+    let mut saw_header = false;
+    let resumed = loop {
+        match viewer
+            .next_event(Duration::from_secs(5))
+            .await
+            .expect("viewer still connected")
+        {
+            ClientEvent::Media { media, .. } if media.kind == MediaKind::Video => {
+                assert!(
+                    media.timestamp >= last_ts,
+                    "timestamps stay monotonic: {} after {last_ts}",
+                    media.timestamp
+                );
+                last_ts = media.timestamp;
+                let tag = parse_video(&media.payload).unwrap();
+                saw_header |= tag.sequence_header;
+                if saw_header && tag.keyframe {
+                    break std::time::SystemTime::now();
+                }
+            }
+            ClientEvent::Status { code, .. } => assert_ne!(
+                code, "NetStream.Play.UnpublishNotify",
+                "viewer saw no unpublish"
+            ),
+            _ => {}
+        }
+    };
+    // From the moment ingest B claimed the stream (its record's start time) to the viewer's
+    // first new keyframe.
+    let resumed_ms = resumed
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let delay = Duration::from_millis(resumed_ms.saturating_sub(publish_ms));
+    eprintln!("failover: pictures again {delay:?} after the publish on ingest B");
+    assert!(
+        delay < Duration::from_secs(2),
+        "pictures again {delay:?} after the new publish"
+    );
+
+    let keys = cluster.redis.keys();
+    assert_eq!(
+        keys,
+        [
+            "liverelay:gen:{live/move}",
+            "liverelay:stream:{live/move}",
+            "liverelay:streams"
+        ],
+        "no stale keys"
+    );
+    assert_eq!(
+        cluster.redis.record("live", "move").unwrap()["owner"],
+        "ingest-b"
+    );
+}
+
+/// Redis restarts (empty) during a live stream: the stream keeps flowing to its viewer, new
+/// lookups fail with a clear status meanwhile, and everything recovers by itself.
+#[tokio::test]
+async fn redis_restart_keeps_streams_flowing_and_recovers() {
+    let mut cluster = Cluster::new();
+    let ingest = cluster.node("ingest", "ingest-a");
+    let edge_x = cluster.node("edge", "edge-x");
+    let edge_y = cluster.node("edge", "edge-y");
+    let dir = TempDir::new("cluster-redis");
+    let _publisher = looping_publisher(&ingest.url("live/steady"), &dir.path("pub.log"));
+    cluster.wait_owner("steady", "ingest-a", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(edge_x.rtmp, "live").await;
+    viewer.play("steady").await;
+    assert!(
+        viewer
+            .expect(Duration::from_secs(5), is_picture)
+            .await
+            .is_some()
+    );
+
+    cluster.redis.stop();
+    let down = Instant::now();
+    let mut pictures = 0;
+    while down.elapsed() < Duration::from_secs(2) {
+        if viewer
+            .expect(Duration::from_secs(1), is_picture)
+            .await
+            .is_some()
+        {
+            pictures += 1;
+        }
+    }
+    assert!(
+        pictures > 30,
+        "the stream kept flowing without Redis ({pictures} pictures in 2 s)"
+    );
+    // A new lookup (edge Y has not pulled the stream) fails with a status, not a hang.
+    let mut newcomer = RtmpClient::connect(edge_y.rtmp, "live").await;
+    let id = newcomer.create_stream().await;
+    newcomer.send_play(id, "steady");
+    let status = newcomer
+        .expect(Duration::from_secs(5), |e| {
+            matches!(e, ClientEvent::Status { .. })
+        })
+        .await
+        .expect("a status answers the play");
+    assert!(
+        matches!(&status, ClientEvent::Status { code, description, .. }
+        if code == "NetStream.Play.Failed" && description.contains("registry unavailable")),
+        "{status:?}"
+    );
+    assert!(
+        edge_y.log().contains("registry unavailable"),
+        "edge logs why"
+    );
+
+    cluster.redis.restart();
+    // The ingest re-registers its stream with its next heartbeat.
+    cluster.wait_owner("steady", "ingest-a", Duration::from_secs(10));
+    let mut again = RtmpClient::connect(edge_y.rtmp, "live").await;
+    again.play("steady").await;
+    assert!(
+        again
+            .expect(Duration::from_secs(5), is_picture)
+            .await
+            .is_some(),
+        "new viewers work again"
+    );
+    assert!(
+        viewer
+            .expect(Duration::from_secs(2), is_picture)
+            .await
+            .is_some(),
+        "the first viewer never stopped"
+    );
+}
+
+/// One owner per name across the cluster: a second publisher on another ingest is refused.
+#[tokio::test]
+async fn second_publisher_on_another_ingest_is_refused() {
+    let cluster = Cluster::new();
+    let ingest_a = cluster.node("ingest", "ingest-a");
+    let ingest_b = cluster.node("ingest", "ingest-b");
+    let dir = TempDir::new("cluster-dup");
+    let _publisher = looping_publisher(&ingest_a.url("live/one"), &dir.path("pub.log"));
+    cluster.wait_owner("one", "ingest-a", Duration::from_secs(10));
+    let mut second = RtmpClient::connect(ingest_b.rtmp, "live").await;
+    let (_, level, code) = second.publish("one").await;
+    assert_eq!(
+        (level.as_str(), code.as_str()),
+        ("error", "NetStream.Publish.BadName")
+    );
+    assert!(second.closed_by_server(Duration::from_secs(5)).await);
+    assert_eq!(
+        cluster.redis.record("live", "one").unwrap()["owner"],
+        "ingest-a",
+        "the first owner keeps the stream"
+    );
+    assert!(
+        ingest_b.stream_info("live", "one").is_none(),
+        "nothing left behind on ingest B"
+    );
+}
+
+/// The relay refuses calls without the cluster token, or with a wrong one.
+#[tokio::test]
+async fn relay_requires_the_cluster_token() {
+    use liverelay_relay::pb::SubscribeRequest;
+    use liverelay_relay::pb::relay_client::RelayClient;
+
+    let cluster = Cluster::new();
+    let ingest = cluster.node("ingest", "ingest-a");
+    let dir = TempDir::new("cluster-token");
+    let _publisher = looping_publisher(&ingest.url("live/secret"), &dir.path("pub.log"));
+    cluster.wait_owner("secret", "ingest-a", Duration::from_secs(10));
+    let mut client = RelayClient::connect(format!("http://{}", ingest.grpc))
+        .await
+        .unwrap();
+    let request = || SubscribeRequest {
+        app: "live".into(),
+        name: "secret".into(),
+        subscriber: "test".into(),
+    };
+    let err = client.subscribe(request()).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
+    let mut wrong = tonic::Request::new(request());
+    wrong
+        .metadata_mut()
+        .insert("authorization", "Bearer nope".parse().unwrap());
+    assert_eq!(
+        client.subscribe(wrong).await.unwrap_err().code(),
+        tonic::Code::Unauthenticated
+    );
+    let mut right = tonic::Request::new(request());
+    right
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    let mut stream = client
+        .subscribe(right)
+        .await
+        .expect("the token opens the relay")
+        .into_inner();
+    assert!(
+        stream.message().await.unwrap().is_some(),
+        "a header arrives"
+    );
+}
