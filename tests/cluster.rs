@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use liverelay_rtmp::MediaKind;
 use liverelay_rtmp::media::parse_video;
 use liverelay_rtmp::session::ClientEvent;
-use support::redis::RedisServer;
+use support::redis::{RedisCluster, RedisServer};
 use support::rtmp_client::RtmpClient;
 use support::*;
 
@@ -361,6 +361,19 @@ async fn redis_restart_keeps_streams_flowing_and_recovers() {
         edge_y.log().contains("registry unavailable"),
         "edge logs why"
     );
+    // So does a new publish: it cannot be registered.
+    let mut late_publisher = RtmpClient::connect(ingest.rtmp, "live").await;
+    let (_, level, code) = late_publisher.publish("late").await;
+    assert_eq!(
+        (level.as_str(), code.as_str()),
+        ("error", "NetStream.Publish.Denied")
+    );
+    assert!(
+        ingest
+            .log()
+            .contains("publish refused: registry unavailable"),
+        "ingest logs why"
+    );
 
     cluster.redis.restart();
     // The ingest re-registers its stream with its next heartbeat.
@@ -408,6 +421,45 @@ async fn second_publisher_on_another_ingest_is_refused() {
         ingest_b.stream_info("live", "one").is_none(),
         "nothing left behind on ingest B"
     );
+}
+
+/// The same roles against a Redis Cluster (three masters): registration, playback from an
+/// edge, and removal on unpublish go through the cluster client.
+#[test]
+fn works_against_redis_cluster() {
+    let redis = RedisCluster::start();
+    assert_eq!(redis.node_count(), 3);
+    let urls = redis.urls();
+    let env = [
+        ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+        ("LIVERELAY_REDIS__CLUSTER", "true"),
+        ("POD_NAME", "ingest-c"),
+    ];
+    let ingest = Server::start_role("ingest", &["--redis-url", &urls], &env);
+    let edge = Server::start_role("edge", &["--redis-url", &urls], &env);
+    let dir = TempDir::new("cluster-redis-cluster");
+    let mut publisher = ffmpeg_publish(sample_flv(), &ingest.url("live/cl"), &dir.path("pub.log"));
+    let key = "liverelay:stream:{live/cl}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.get(key).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "stream registered in the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(redis.get(key).unwrap().contains("\"owner\":\"ingest-c\""));
+    assert_eq!(probe_streams(&edge.url("live/cl")), ["aac", "h264,320,240"]);
+    wait_success(
+        &mut publisher,
+        Duration::from_secs(20),
+        &dir.path("pub.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.get(key).is_some() {
+        assert!(Instant::now() < deadline, "record removed on unpublish");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The relay refuses calls without the cluster token, or with a wrong one.
