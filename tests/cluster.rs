@@ -462,6 +462,131 @@ fn works_against_redis_cluster() {
     }
 }
 
+/// Makes a CA and a certificate for `liverelay-ingest` (and 127.0.0.1) signed by it.
+fn make_certificates(dir: &TempDir) {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path(""))
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::write(
+        dir.path("san.ext"),
+        "subjectAltName=DNS:liverelay-ingest,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=liverelay test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ingest.key",
+        "-out",
+        "ingest.csr",
+        "-subj",
+        "/CN=liverelay-ingest",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "ingest.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "ingest.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "san.ext",
+    ]);
+}
+
+/// With certificates configured the relay runs over TLS: an edge that trusts the CA plays the
+/// stream; a plaintext client gets nowhere.
+#[tokio::test]
+async fn relay_over_tls() {
+    let dir = TempDir::new("cluster-tls");
+    make_certificates(&dir);
+    let (cert, key, ca) = (
+        dir.path("ingest.pem"),
+        dir.path("ingest.key"),
+        dir.path("ca.pem"),
+    );
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &url],
+        &[
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("LIVERELAY_CLUSTER__TLS_CERT", cert.to_str().unwrap()),
+            ("LIVERELAY_CLUSTER__TLS_KEY", key.to_str().unwrap()),
+        ],
+    );
+    let edge = Server::start_role(
+        "edge",
+        &["--redis-url", &url],
+        &[
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("LIVERELAY_CLUSTER__TLS_CA", ca.to_str().unwrap()),
+            ("LIVERELAY_CLUSTER__TLS_DOMAIN", "liverelay-ingest"),
+        ],
+    );
+    let _publisher = looping_publisher(&ingest.url("live/tls"), &dir.path("pub.log"));
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("tls").await;
+    assert!(
+        viewer
+            .expect(Duration::from_secs(10), is_picture)
+            .await
+            .is_some(),
+        "pictures through the TLS relay"
+    );
+
+    let mut plain =
+        liverelay_relay::pb::relay_client::RelayClient::connect(format!("http://{}", ingest.grpc))
+            .await
+            .unwrap();
+    let mut request = tonic::Request::new(liverelay_relay::pb::SubscribeRequest {
+        app: "live".into(),
+        name: "tls".into(),
+        subscriber: "plain".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    assert!(
+        plain.subscribe(request).await.is_err(),
+        "plaintext HTTP/2 is not served"
+    );
+}
+
 /// The relay refuses calls without the cluster token, or with a wrong one.
 #[tokio::test]
 async fn relay_requires_the_cluster_token() {

@@ -73,6 +73,13 @@ pub struct ClusterSettings {
     pub upstream_linger_secs: u64,
     /// Let RTMP players play from an ingest directly.
     pub ingest_allow_play: bool,
+    /// PEM certificate chain and key: an ingest serves the relay over TLS when both are set.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// PEM CA bundle: an edge connects to ingests over TLS, trusting these CAs, when set.
+    pub tls_ca: Option<String>,
+    /// Name the ingests' certificates are checked against (default: the host of the address).
+    pub tls_domain: Option<String>,
 }
 
 impl Default for ClusterSettings {
@@ -84,6 +91,10 @@ impl Default for ClusterSettings {
             advertise_addr: None,
             upstream_linger_secs: 10,
             ingest_allow_play: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_domain: None,
         }
     }
 }

@@ -17,7 +17,7 @@ use liverelay_config::Settings;
 use liverelay_hub::Hub;
 use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
-use liverelay_relay::{ClusterToken, RelayClientConfig};
+use liverelay_relay::{ClusterToken, RelayClientConfig, RelayClientTls};
 
 pub use policy::EdgePolicy;
 pub use upstream::UpstreamPool;
@@ -30,8 +30,17 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             .context("setting up the Redis registry")?,
     );
     let hub = Hub::new(settings.hub());
+    let tls = match &settings.cluster.tls_ca {
+        Some(path) => Some(RelayClientTls {
+            ca_pem: std::fs::read(path)
+                .with_context(|| format!("reading cluster.tls_ca {path}"))?,
+            domain: settings.cluster.tls_domain.clone(),
+        }),
+        None => None,
+    };
     let relay = RelayClientConfig {
         token,
+        tls,
         subscriber: settings.cluster.pod_id(),
         connect_timeout: Duration::from_secs(2),
     };

@@ -14,6 +14,7 @@ use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_relay::{ClusterToken, RelayService};
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::info;
 
 pub use policy::IngestPolicy;
@@ -41,8 +42,23 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         allow_play: settings.cluster.ingest_allow_play,
     };
     let relay = RelayService::new(hub.clone(), token).into_server();
+    let mut server = tonic::transport::Server::builder();
+    match (&settings.cluster.tls_cert, &settings.cluster.tls_key) {
+        (Some(cert), Some(key)) => {
+            let cert =
+                std::fs::read(cert).with_context(|| format!("reading cluster.tls_cert {cert}"))?;
+            let key =
+                std::fs::read(key).with_context(|| format!("reading cluster.tls_key {key}"))?;
+            server = server
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+                .context("relay TLS setup")?;
+            info!("relay serves TLS");
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("cluster.tls_cert and cluster.tls_key go together"),
+    }
     let grpc = async move {
-        tonic::transport::Server::builder()
+        server
             .add_service(relay)
             .serve_with_incoming(TcpListenerStream::new(listener))
             .await

@@ -3,16 +3,25 @@
 use std::time::Duration;
 
 use liverelay_hub::StreamKey;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Streaming};
 
 use crate::auth::ClusterToken;
 use crate::pb::relay_client::RelayClient;
 use crate::pb::{RelayMessage, SubscribeRequest};
 
+/// TLS towards the ingests: the CAs to trust and the name their certificates carry.
+#[derive(Clone)]
+pub struct RelayClientTls {
+    pub ca_pem: Vec<u8>,
+    pub domain: Option<String>,
+}
+
 #[derive(Clone)]
 pub struct RelayClientConfig {
     pub token: ClusterToken,
+    /// `None`: plain HTTP/2 (inside a trusted network or a service mesh).
+    pub tls: Option<RelayClientTls>,
     /// Pod id of this edge, for the ingest's logs.
     pub subscriber: String,
     pub connect_timeout: Duration,
@@ -34,13 +43,28 @@ pub async fn subscribe(
     key: &StreamKey,
     config: &RelayClientConfig,
 ) -> Result<Streaming<RelayMessage>, RelayError> {
-    let endpoint = Endpoint::from_shared(format!("http://{addr}"))
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let mut endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))
         .map_err(|_| RelayError::BadAddress(addr.to_owned()))?
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)
         // A dead ingest (kill -9, lost node) must be noticed without waiting for TCP timeouts.
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2));
+    if let Some(tls) = &config.tls {
+        let mut tls_config =
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some(domain) = &tls.domain {
+            tls_config = tls_config.domain_name(domain.clone());
+        }
+        endpoint = endpoint
+            .tls_config(tls_config)
+            .map_err(|e| RelayError::Connect(addr.to_owned(), format!("TLS setup: {e}")))?;
+    }
     let channel: Channel = endpoint
         .connect()
         .await

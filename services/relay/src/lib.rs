@@ -16,6 +16,6 @@ pub mod pb {
 }
 
 pub use auth::ClusterToken;
-pub use client::{RelayClientConfig, RelayError, subscribe};
+pub use client::{RelayClientConfig, RelayClientTls, RelayError, subscribe};
 pub use convert::{from_frame, to_media};
 pub use server::RelayService;
