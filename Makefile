@@ -7,6 +7,12 @@
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
 APT_PACKAGES := ffmpeg
+# Independent RTMP implementations for tests/interop.rs: GStreamer's rtmp2 and librtmp elements,
+# with what their pipelines encode, mux and decode.
+GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+GST_ELEMENTS := rtmp2sink rtmp2src rtmpsink videotestsrc audiotestsrc x264enc h264parse aacparse \
+	avenc_aac avdec_h264 flvmux flvdemux
 
 .PHONY: run build release test test-deps lint fmt fuzz clean
 
@@ -23,6 +29,9 @@ release:
 test-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v rtmpdump >/dev/null 2>&1 || missing="$$missing rtmpdump"; \
+	( command -v gst-launch-1.0 && for e in $(GST_ELEMENTS); do gst-inspect-1.0 --exists $$e || exit 1; done ) >/dev/null 2>&1 \
+		|| missing="$$missing $(GST_PACKAGES)"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \

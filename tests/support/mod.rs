@@ -217,6 +217,24 @@ impl Server {
         panic!("{app}/{name} did not go live; server log:\n{}", self.log());
     }
 
+    /// Waits until `app/name` has exactly `n` viewers.
+    pub fn wait_viewers(&self, app: &str, name: &str, n: u64, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self
+                .stream_info(app, name)
+                .is_some_and(|s| s["viewers"].as_u64() == Some(n))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "{app}/{name} did not reach {n} viewers; server log:\n{}",
+            self.log()
+        );
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -287,6 +305,33 @@ pub fn sample_flv() -> &'static Path {
         assert!(status.success(), "generating the sample FLV failed");
         path
     })
+}
+
+/// Starts `cmd` with no standard input and its standard output and error both written to `log`.
+pub fn spawn_logged(cmd: &mut Command, log: &Path) -> ChildGuard {
+    let out = std::fs::File::create(log).unwrap();
+    ChildGuard::spawn(
+        cmd.stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out),
+    )
+}
+
+/// Waits for a child to exit by itself and asserts it succeeded; panics with its log otherwise.
+pub fn wait_success(child: &mut ChildGuard, limit: Duration, log: &Path) {
+    let name = child.name().to_owned();
+    let text = || std::fs::read_to_string(log).unwrap_or_default();
+    let status = child.wait_timeout(limit).unwrap_or_else(|| {
+        panic!(
+            "{name} still running after {limit:?}; its output:\n{}",
+            text()
+        )
+    });
+    assert!(
+        status.success(),
+        "{name} failed ({status}); its output:\n{}",
+        text()
+    );
 }
 
 /// `ffmpeg -re -i FILE -c copy -f flv URL`, the publisher every user starts with.
