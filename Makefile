@@ -6,7 +6,6 @@
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
-APT_PACKAGES := ffmpeg
 # Independent RTMP implementations for tests/interop.rs: GStreamer's rtmp2 and librtmp elements,
 # with what their pipelines encode, mux and decode.
 GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
@@ -29,6 +28,8 @@ release:
 test-deps:
 	@missing=""; \
 	command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
+	command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-server redis-tools"; \
+	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
 	command -v rtmpdump >/dev/null 2>&1 || missing="$$missing rtmpdump"; \
 	( command -v gst-launch-1.0 && for e in $(GST_ELEMENTS); do gst-inspect-1.0 --exists $$e || exit 1; done ) >/dev/null 2>&1 \
 		|| missing="$$missing $(GST_PACKAGES)"; \

@@ -375,7 +375,7 @@ fn health_endpoints_and_placeholder_roles() {
     assert_eq!(server.http_get("/healthz").map(|r| r.0), Some(200));
     assert_eq!(server.http_get("/readyz").map(|r| r.0), Some(200));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_liverelay"))
-        .args(["edge"])
+        .args(["control"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

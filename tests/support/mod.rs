@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod redis;
 pub mod rtmp_client;
 
 use std::io::{Read, Write};
@@ -62,6 +63,12 @@ impl ChildGuard {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// SIGKILL and reap.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for ChildGuard {
@@ -105,11 +112,13 @@ impl Drop for TempDir {
     }
 }
 
-/// A running `liverelay standalone` on free ports.
+/// A running `liverelay` process (standalone by default) on free ports.
 pub struct Server {
     child: ChildGuard,
     pub rtmp: SocketAddr,
     pub http: SocketAddr,
+    /// The relay gRPC address (ingest role only).
+    pub grpc: SocketAddr,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -121,33 +130,43 @@ impl Server {
 
     /// Starts the server with extra `LIVERELAY_*` environment settings.
     pub fn start_with(env: &[(&str, &str)]) -> Self {
+        Self::start_role("standalone", &[], env)
+    }
+
+    /// Starts `liverelay ROLE ARGS...` with extra environment, on fresh ports.
+    pub fn start_role(role: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         for _ in 0..5 {
-            if let Some(server) = Self::try_start(env) {
+            if let Some(server) = Self::try_start(role, args, env) {
                 return server;
             }
         }
-        panic!("liverelay standalone did not become ready");
+        panic!("liverelay {role} did not become ready");
     }
 
-    fn try_start(env: &[(&str, &str)]) -> Option<Self> {
+    fn try_start(role: &str, args: &[&str], env: &[(&str, &str)]) -> Option<Self> {
         let dir = TempDir::new("server");
         let log = dir.path("liverelay.log");
         let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let out = std::fs::File::create(&log).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_liverelay"));
         cmd.args([
-            "standalone",
+            role,
             "--rtmp-listen",
             &rtmp.to_string(),
             "--http-listen",
             &http.to_string(),
-        ])
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out);
+        ]);
+        if role == "ingest" {
+            cmd.args(["--grpc-listen", &grpc.to_string()]);
+        }
+        cmd.args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -155,6 +174,7 @@ impl Server {
             child: ChildGuard::spawn(&mut cmd),
             rtmp,
             http,
+            grpc,
             log,
             _dir: dir,
         };
@@ -241,6 +261,11 @@ impl Server {
 
     pub fn is_running(&mut self) -> bool {
         self.child.is_running()
+    }
+
+    /// SIGKILL, as when a pod or node dies.
+    pub fn kill(&mut self) {
+        self.child.kill();
     }
 }
 

@@ -26,6 +26,22 @@ pub struct Settings {
     pub log: LogSettings,
     pub redis: RedisSettings,
     pub cluster: ClusterSettings,
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Streams that get their own per-stream series on `/metrics` (the most watched first).
+    pub max_stream_series: usize,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            max_stream_series: 500,
+        }
+    }
 }
 
 /// The cluster registry (ingest and edge roles).

@@ -15,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use liverelay_config::Settings;
 use liverelay_hub::Hub;
+use liverelay_metrics::Metrics;
 use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_relay::{ClusterToken, RelayClientConfig, RelayClientTls};
@@ -24,8 +25,9 @@ pub use upstream::UpstreamPool;
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
+    let metrics = Arc::new(Metrics::new("edge"));
     let registry: Arc<dyn StreamRegistry> = Arc::new(
-        RedisRegistry::connect(settings.redis_registry())
+        RedisRegistry::connect(settings.redis_registry(), metrics.clone())
             .await
             .context("setting up the Redis registry")?,
     );
@@ -45,7 +47,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         connect_timeout: Duration::from_secs(2),
     };
     let linger = Duration::from_secs(settings.cluster.upstream_linger_secs);
-    let pool = UpstreamPool::new(hub.clone(), registry.clone(), relay, linger);
+    let pool = UpstreamPool::new(
+        hub.clone(),
+        registry.clone(),
+        relay,
+        linger,
+        metrics.clone(),
+    );
     let policy = EdgePolicy {
         pool,
         registry,
@@ -56,6 +64,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         settings,
         hub,
         policy: Arc::new(policy),
+        metrics,
         tasks: Vec::new(),
     }
     .run(shutdown)

@@ -8,9 +8,10 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use liverelay_hub::{Hub, Publisher, StreamKey};
+use liverelay_metrics::{Metrics, ReasonLabel};
 use liverelay_registry::{RegistryEvent, StreamRegistry};
 use liverelay_relay::pb::relay_message::Kind;
 use liverelay_relay::pb::{MediaFrame, RelayMessage};
@@ -34,6 +35,7 @@ struct PoolInner {
     relay: RelayClientConfig,
     linger: Duration,
     reconnect_window: Duration,
+    metrics: Arc<Metrics>,
     tasks: Mutex<HashMap<StreamKey, JoinHandle<()>>>,
 }
 
@@ -43,6 +45,7 @@ impl UpstreamPool {
         registry: Arc<dyn StreamRegistry>,
         relay: RelayClientConfig,
         linger: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             inner: Arc::new(PoolInner {
@@ -51,6 +54,7 @@ impl UpstreamPool {
                 relay,
                 linger,
                 reconnect_window: linger.max(Duration::from_secs(10)),
+                metrics,
                 tasks: Mutex::new(HashMap::new()),
             }),
         }
@@ -111,6 +115,7 @@ impl Upstream {
             let record = match self.pool.registry.lookup(&self.key).await {
                 Ok(record) => record,
                 Err(e) => {
+                    self.reconnect("registry_unavailable");
                     warn!(error = %e, "looking up the stream failed; retrying");
                     self.wait(backoff.next_delay()).await;
                     continue;
@@ -132,6 +137,7 @@ impl Upstream {
                     continue;
                 }
                 Err(e) => {
+                    self.reconnect("subscribe_failed");
                     warn!(owner = %record.owner, addr = %record.grpc_addr, error = %e, "subscribe failed; retrying");
                     self.wait(backoff.next_delay()).await;
                     continue;
@@ -145,6 +151,7 @@ impl Upstream {
                     self.broken_since = None;
                 }
                 Outcome::Broken(e) => {
+                    self.reconnect("broken");
                     warn!(error = %e, "upstream broke; re-resolving");
                     self.broken_since.get_or_insert_with(Instant::now);
                     self.wait(backoff.next_delay()).await;
@@ -153,6 +160,14 @@ impl Upstream {
             }
         }
         info!("upstream closed: no viewers");
+    }
+
+    fn reconnect(&self, reason: &'static str) {
+        self.pool
+            .metrics
+            .relay_reconnects
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
     }
 
     fn idle_expired(&mut self) -> bool {
@@ -209,9 +224,13 @@ impl Upstream {
                         match kind {
                             Kind::Header(header) => {
                                 self.start_source();
+                                // Cached frames: old by design, so not part of the hop latency.
                                 header.frames.into_iter().for_each(|f| self.push(f));
                             }
-                            Kind::Frame(frame) => self.push(frame),
+                            Kind::Frame(frame) => {
+                                self.observe_hop(&frame);
+                                self.push(frame);
+                            }
                             Kind::Restarted(_) => self.start_source(),
                             Kind::End(_) => return Outcome::Ended,
                         }
@@ -239,6 +258,19 @@ impl Upstream {
                 Ok(p) => self.publisher = Some(p),
                 Err(e) => warn!(error = %e, "cannot publish the pulled stream locally"),
             },
+        }
+    }
+
+    fn observe_hop(&self, frame: &MediaFrame) {
+        if frame.ingest_received_unix_us > 0 {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64);
+            let hop = now.saturating_sub(frame.ingest_received_unix_us);
+            self.pool
+                .metrics
+                .relay_hop_latency
+                .observe(hop as f64 / 1e6);
         }
     }
 

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use liverelay_hub::Hub;
+use liverelay_metrics::Metrics;
 use serde::Serialize;
 use tokio::net::TcpListener;
 
@@ -31,6 +33,7 @@ impl Readiness {
 struct AppState {
     ready: Readiness,
     hub: Hub,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Serialize)]
@@ -42,14 +45,32 @@ struct StreamView {
     frames_in: u64,
     bytes_in: u64,
     frames_dropped: u64,
+    bytes_out: u64,
+    bitrate_bps: f64,
+    frame_rate: f64,
 }
 
-pub fn router(ready: Readiness, hub: Hub) -> Router {
+pub fn router(ready: Readiness, hub: Hub, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
         .route("/v1/streams", get(streams))
-        .with_state(AppState { ready, hub })
+        .with_state(AppState {
+            ready,
+            hub,
+            metrics,
+        })
+}
+
+async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
@@ -73,6 +94,9 @@ async fn streams(State(s): State<AppState>) -> Json<serde_json::Value> {
             frames_in: st.frames_in,
             bytes_in: st.bytes_in,
             frames_dropped: st.frames_dropped,
+            bytes_out: st.bytes_out,
+            bitrate_bps: st.rates.bitrate_bps,
+            frame_rate: st.rates.frame_rate,
         })
         .collect();
     Json(serde_json::json!({ "streams": list }))

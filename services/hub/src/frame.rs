@@ -36,6 +36,8 @@ pub struct Frame {
     pub sequence_header: bool,
     /// Publish session this frame belongs to.
     pub generation: u64,
+    /// Wall-clock arrival (microseconds since the Unix epoch), for latency across pods.
+    pub received_unix_us: u64,
     wire: Bytes,
     encoding: FanoutEncoding,
 }
@@ -58,6 +60,9 @@ impl Frame {
             keyframe,
             sequence_header,
             generation,
+            received_unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
             wire: Bytes::new(),
             encoding,
         };
@@ -91,8 +96,11 @@ impl Frame {
             MediaKind::Metadata | MediaKind::Data => (csid::DATA, type_id::DATA_AMF0),
         };
         let msg = RawMessage {
-            // RTMP carries 32 bits; players handle the wrap after 49.7 days.
-            timestamp: self.timestamp as u32,
+                        // Metadata goes out at time 0, as nginx-rtmp sends it: libavformat takes a data tag
+            // with a non-zero timestamp for a subtitle ("text") stream, and encoders such as
+            // GStreamer's flvmux resend onMetaData mid-stream. Media carries its own time; RTMP
+            // has 32 bits and players handle the wrap after 49.7 days.
+            timestamp: if self.kind == MediaKind::Metadata { 0 } else { self.timestamp as u32 },
             type_id: ty,
             stream_id,
             payload: self.payload.clone(),

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use liverelay_rtmp::media::{parse_audio, parse_video};
 
 use crate::frame::FanoutEncoding;
+use crate::rates::StreamRates;
 use crate::stream::{Publisher, Stream};
 use crate::viewer::Viewer;
 
@@ -70,14 +71,18 @@ pub enum HubError {
 }
 
 /// A stream as listed by the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StreamSummary {
     pub key: StreamKey,
     pub live: bool,
     pub viewers: u64,
     pub frames_in: u64,
     pub bytes_in: u64,
+    pub bytes_out: u64,
     pub frames_dropped: u64,
+    pub rates: StreamRates,
+    /// Bytes of the GOP cached for new viewers (0 when none is cached).
+    pub gop_cache_bytes: u64,
 }
 
 pub(crate) struct HubInner {
@@ -177,9 +182,21 @@ impl Hub {
         let streams: Vec<Arc<Stream>> = self.lock().values().cloned().collect();
         let mut out: Vec<StreamSummary> = streams
             .iter()
-            .map(|s| StreamSummary {
+            .map(|s| {
+                let st = s.lock();
+                let gop_cache_bytes = if st.gop_start.is_some() {
+                    st.gop_bytes as u64
+                } else {
+                    0
+                };
+                (s, st.live, st.rates.rates, gop_cache_bytes)
+            })
+            .map(|(s, live, rates, gop_cache_bytes)| StreamSummary {
                 key: s.key.clone(),
-                live: s.lock().live,
+                live,
+                rates,
+                gop_cache_bytes,
+                bytes_out: s.stats.bytes_out.load(Ordering::Relaxed),
                 viewers: s.stats.viewers.load(Ordering::Relaxed),
                 frames_in: s.stats.frames_in.load(Ordering::Relaxed),
                 bytes_in: s.stats.bytes_in.load(Ordering::Relaxed),

@@ -8,12 +8,14 @@
 
 mod frame;
 mod hub;
+mod rates;
 mod stream;
 mod timeline;
 mod viewer;
 
 pub use frame::{FanoutEncoding, Frame};
 pub use hub::{Hub, HubConfig, HubError, StreamKey, StreamSummary};
+pub use rates::StreamRates;
 pub use stream::{Publisher, StreamStats};
 pub use viewer::{Viewer, ViewerItem};
 

@@ -10,12 +10,15 @@ use tokio::sync::watch;
 
 use crate::frame::{FanoutEncoding, Frame};
 use crate::hub::{HubConfig, HubInner, StreamKey};
+use crate::rates::RateMeter;
 use crate::timeline::Timeline;
 
 /// Counters a stream keeps for metrics and the API; updated without taking the stream lock.
 #[derive(Debug, Default)]
 pub struct StreamStats {
     pub frames_in: AtomicU64,
+    /// Bytes written to viewers (wire bytes, as the drivers report them).
+    pub bytes_out: AtomicU64,
     pub bytes_in: AtomicU64,
     /// Frames viewers skipped because they fell behind (or joined between keyframes).
     pub frames_dropped: AtomicU64,
@@ -44,8 +47,9 @@ pub(crate) struct StreamState {
     pub next_seq: u64,
     /// Sequence number of the latest keyframe while the GOP since then fits the cache limits.
     pub gop_start: Option<u64>,
-    gop_bytes: usize,
+    pub gop_bytes: usize,
     gop_start_ts: u64,
+    pub rates: RateMeter,
     pub metadata: Option<Arc<Frame>>,
     pub video_header: Option<Arc<Frame>>,
     pub audio_header: Option<Arc<Frame>>,
@@ -70,6 +74,7 @@ impl Stream {
                 gop_start: None,
                 gop_bytes: 0,
                 gop_start_ts: 0,
+                rates: RateMeter::default(),
                 metadata: None,
                 video_header: None,
                 audio_header: None,
@@ -119,6 +124,12 @@ impl StreamState {
         self.last_timestamp = Some(
             self.last_timestamp
                 .map_or(frame.timestamp, |l| l.max(frame.timestamp)),
+        );
+        self.rates.record(
+            frame.kind,
+            frame.keyframe,
+            frame.timestamp,
+            frame.payload.len(),
         );
         let seq = self.next_seq;
         self.next_seq += 1;

@@ -78,6 +78,14 @@ impl Viewer {
         self.live
     }
 
+    /// Counts bytes the driver wrote to this viewer, for the stream's egress figures.
+    pub fn record_sent(&self, bytes: usize) {
+        self.stream
+            .stats
+            .bytes_out
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
     /// Frames this viewer skipped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped

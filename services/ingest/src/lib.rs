@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use liverelay_config::Settings;
 use liverelay_hub::Hub;
+use liverelay_metrics::Metrics;
 use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_relay::{ClusterToken, RelayService};
@@ -21,8 +22,9 @@ pub use policy::IngestPolicy;
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
+    let metrics = Arc::new(Metrics::new("ingest"));
     let registry: Arc<dyn StreamRegistry> = Arc::new(
-        RedisRegistry::connect(settings.redis_registry())
+        RedisRegistry::connect(settings.redis_registry(), metrics.clone())
             .await
             .context("setting up the Redis registry")?,
     );
@@ -40,8 +42,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         pod_id: settings.cluster.pod_id(),
         grpc_addr: advertised,
         allow_play: settings.cluster.ingest_allow_play,
+        metrics: metrics.clone(),
     };
-    let relay = RelayService::new(hub.clone(), token).into_server();
+    let relay = RelayService::new(hub.clone(), token, metrics.clone()).into_server();
     let mut server = tonic::transport::Server::builder();
     match (&settings.cluster.tls_cert, &settings.cluster.tls_key) {
         (Some(cert), Some(key)) => {
@@ -69,6 +72,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         settings,
         hub,
         policy: Arc::new(policy),
+        metrics,
         tasks: vec![("relay gRPC server", Box::pin(grpc))],
     }
     .run(shutdown)

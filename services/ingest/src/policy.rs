@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use liverelay_hub::{Hub, StreamKey};
+use liverelay_metrics::Metrics;
 use liverelay_registry::{Lease, RegistryError, StreamRecord, StreamRegistry};
 use liverelay_rtmp::command::code;
 use liverelay_rtmp_server::{Refusal, StreamPolicy, Ticket};
@@ -19,6 +20,7 @@ pub struct IngestPolicy {
     /// Where edges reach this pod's relay.
     pub grpc_addr: String,
     pub allow_play: bool,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Holds the stream's lease; keeps the record's codec summary current.
@@ -43,6 +45,7 @@ impl StreamPolicy for IngestPolicy {
     fn publish(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
         let registry = self.registry.clone();
         let hub = self.hub.clone();
+        let metrics = self.metrics.clone();
         let record = StreamRecord {
             app: key.app.clone(),
             name: key.name.clone(),
@@ -58,7 +61,7 @@ impl StreamPolicy for IngestPolicy {
         Box::pin(async move {
             match registry.claim(record).await {
                 Ok(claim) => {
-                    let lease = Arc::new(Lease::hold(registry.clone(), claim));
+                    let lease = Arc::new(Lease::hold(registry.clone(), claim, metrics));
                     let codecs = tokio::spawn(publish_codecs(
                         hub,
                         key,

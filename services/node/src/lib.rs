@@ -10,6 +10,7 @@ use futures::future::{BoxFuture, select_all};
 use liverelay_config::Settings;
 use liverelay_http::{HttpServer, Readiness, router};
 use liverelay_hub::Hub;
+use liverelay_metrics::{HubCollector, Metrics};
 use liverelay_rtmp_server::{RtmpServer, StreamPolicy};
 use tracing::info;
 
@@ -21,6 +22,7 @@ pub struct Node {
     pub settings: Settings,
     pub hub: Hub,
     pub policy: Arc<dyn StreamPolicy>,
+    pub metrics: Arc<Metrics>,
     pub tasks: Vec<RoleTask>,
 }
 
@@ -32,18 +34,24 @@ impl Node {
             settings,
             hub,
             policy,
+            metrics,
             mut tasks,
         } = self;
+        metrics.register_hub(HubCollector::new(
+            hub.clone(),
+            settings.metrics.max_stream_series,
+        ));
         let ready = Readiness::default();
         let rtmp = RtmpServer::bind(
             settings.rtmp.listen,
             settings.rtmp_server(),
             hub.clone(),
             policy,
+            metrics.clone(),
         )
         .await
         .with_context(|| format!("binding RTMP listener on {}", settings.rtmp.listen))?;
-        let http = HttpServer::bind(settings.http.listen, router(ready.clone(), hub))
+        let http = HttpServer::bind(settings.http.listen, router(ready.clone(), hub, metrics))
             .await
             .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
         info!(role, rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "liverelay ready");

@@ -3,6 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
+use liverelay_metrics::Metrics;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
@@ -30,7 +31,7 @@ pub struct Lease {
 
 impl Lease {
     /// Starts renewing `claim` every third of the lease time.
-    pub fn hold(registry: Arc<dyn StreamRegistry>, claim: Claim) -> Self {
+    pub fn hold(registry: Arc<dyn StreamRegistry>, claim: Claim, metrics: Arc<Metrics>) -> Self {
         let (tx, state) = watch::channel(LeaseState::Held {
             generation: claim.generation(),
         });
@@ -41,6 +42,7 @@ impl Lease {
             claim.clone(),
             details.clone(),
             tx,
+            metrics,
         ));
         Self {
             registry,
@@ -99,6 +101,7 @@ async fn heartbeat(
     claim: Arc<Mutex<Claim>>,
     details: Arc<Mutex<Option<StreamRecord>>>,
     state: watch::Sender<LeaseState>,
+    metrics: Arc<Metrics>,
 ) {
     let period = registry.lease_ttl() / 3;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -107,7 +110,9 @@ async fn heartbeat(
         let current = claim.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let update = details.lock().unwrap_or_else(|e| e.into_inner()).take();
         match registry.renew(&current, update.as_ref()).await {
-            Ok(Renewal::Renewed) => {}
+            Ok(Renewal::Renewed) => {
+                metrics.lease_renewals.inc();
+            }
             Ok(Renewal::Missing) => {
                 // The registry forgot us (Redis restarted, or our lease ran out while it was
                 // unreachable): claim again, unless someone else got there first.
@@ -122,6 +127,7 @@ async fn heartbeat(
                         *claim.lock().unwrap_or_else(|e| e.into_inner()) = new;
                     }
                     Err(RegistryError::Owned { owner }) => {
+                        metrics.lease_losses.inc();
                         warn!(stream = %current.key(), %owner, "stream lease lost to another owner");
                         let _ = state.send(LeaseState::Lost { owner });
                         return;
@@ -132,6 +138,7 @@ async fn heartbeat(
                 }
             }
             Ok(Renewal::Superseded { owner }) => {
+                metrics.lease_losses.inc();
                 warn!(stream = %current.key(), %owner, "stream lease lost to another owner");
                 let _ = state.send(LeaseState::Lost { owner });
                 return;
@@ -175,7 +182,8 @@ mod tests {
         let reg: Arc<dyn StreamRegistry> =
             Arc::new(MemoryRegistry::new(Duration::from_millis(150)));
         let claim = reg.claim(record("a")).await.unwrap();
-        let lease = Lease::hold(reg.clone(), claim.clone());
+        let metrics = Arc::new(Metrics::new("test"));
+        let lease = Lease::hold(reg.clone(), claim.clone(), metrics.clone());
         lease.set_details(StreamRecord {
             video_codec: Some("h264".into()),
             ..record("a")
@@ -188,6 +196,7 @@ mod tests {
             .expect("renewed past the ttl");
         assert_eq!(live.video_codec.as_deref(), Some("h264"));
         assert_eq!(live.generation, claim.generation());
+        assert!(metrics.lease_renewals.get() >= 2);
         drop(lease);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(reg.lookup(&claim.key()).await.unwrap(), None);

@@ -10,12 +10,13 @@
 //! | `{prefix}:streams` | set | `app/name` of streams believed live (index for listing) |
 //! | `{prefix}:events` | pub/sub channel | JSON [`RegistryEvent`]s |
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use liverelay_hub::StreamKey;
+use liverelay_metrics::{Metrics, OpLabel};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
@@ -131,6 +132,7 @@ impl ConnectionLike for Conn {
 
 pub struct RedisRegistry {
     conn: Conn,
+    metrics: Arc<Metrics>,
     config: RedisRegistryConfig,
     events: broadcast::Sender<RegistryEvent>,
     subscriber: JoinHandle<()>,
@@ -149,7 +151,10 @@ fn unavailable(e: impl std::fmt::Display) -> RegistryError {
 impl RedisRegistry {
     /// Sets up the connection; a single-node client connects lazily and reconnects by itself,
     /// so the process starts (and keeps serving what it can) while Redis is down.
-    pub async fn connect(config: RedisRegistryConfig) -> Result<Self, RegistryError> {
+    pub async fn connect(
+        config: RedisRegistryConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RegistryError> {
         let first = config
             .urls
             .first()
@@ -181,6 +186,7 @@ impl RedisRegistry {
         ));
         Ok(Self {
             conn,
+            metrics,
             config,
             events,
             subscriber,
@@ -203,27 +209,43 @@ impl RedisRegistry {
         self.config.lease_ttl.as_millis() as u64
     }
 
-    /// Runs one operation within the operation timeout.
+    /// Runs one operation within the operation timeout, timing it and counting failures.
     async fn run<T>(
         &self,
+        name: &'static str,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RegistryError> {
-        match tokio::time::timeout(self.config.op_timeout, op).await {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.config.op_timeout, op).await {
             Err(_) => Err(unavailable("Redis did not answer in time")),
             Ok(r) => r.map_err(unavailable),
+        };
+        let label = OpLabel { op: name };
+        self.metrics
+            .redis_op_duration
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics.redis_errors.get_or_create(&label).inc();
         }
+        result
     }
 
-    async fn query<T: redis::FromRedisValue>(&self, cmd: &mut Cmd) -> Result<T, RegistryError> {
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        name: &'static str,
+        cmd: &mut Cmd,
+    ) -> Result<T, RegistryError> {
         let cmd = cmd.clone();
         let mut conn = self.conn.clone();
-        self.run(cmd.query_async::<T>(&mut conn)).await
+        self.run(name, cmd.query_async::<T>(&mut conn)).await
     }
 
     async fn announce(&self, event: &RegistryEvent) {
         let json = serde_json::to_string(event).expect("events serialize");
         let publish = self
             .query::<i64>(
+                "announce",
                 redis::cmd("PUBLISH")
                     .arg(channel(&self.config.key_prefix))
                     .arg(json),
@@ -292,7 +314,9 @@ impl StreamRegistry for RedisRegistry {
                 .arg(self.ttl_ms())
                 .arg(&record.owner)
                 .arg(GENERATION_TTL.as_millis() as u64);
-            let (won, stored): (i64, String) = self.run(invocation.invoke_async(&mut conn)).await?;
+            let (won, stored): (i64, String) = self
+                .run("claim", invocation.invoke_async(&mut conn))
+                .await?;
             let stored = parse(&stored)?;
             if won == 0 {
                 return Err(RegistryError::Owned {
@@ -300,6 +324,7 @@ impl StreamRegistry for RedisRegistry {
                 });
             }
             self.query::<i64>(
+                "index",
                 redis::cmd("SADD")
                     .arg(self.index_key())
                     .arg(key.to_string()),
@@ -326,7 +351,9 @@ impl StreamRegistry for RedisRegistry {
                 .arg(claim.generation())
                 .arg(self.ttl_ms())
                 .arg(update);
-            let reply: Value = self.run(invocation.invoke_async(&mut conn)).await?;
+            let reply: Value = self
+                .run("renew", invocation.invoke_async(&mut conn))
+                .await?;
             Ok(match reply {
                 Value::Int(1) => Renewal::Renewed,
                 Value::Int(0) => Renewal::Missing,
@@ -353,9 +380,12 @@ impl StreamRegistry for RedisRegistry {
             let mut conn = self.conn.clone();
             let mut invocation = RELEASE.key(self.record_key(&key));
             invocation.arg(claim.generation());
-            let removed: i64 = self.run(invocation.invoke_async(&mut conn)).await?;
+            let removed: i64 = self
+                .run("release", invocation.invoke_async(&mut conn))
+                .await?;
             if removed == 1 {
                 self.query::<i64>(
+                    "index",
                     redis::cmd("SREM")
                         .arg(self.index_key())
                         .arg(key.to_string()),
@@ -375,7 +405,7 @@ impl StreamRegistry for RedisRegistry {
     ) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>> {
         async move {
             let json: Option<String> = self
-                .query(redis::cmd("GET").arg(self.record_key(key)))
+                .query("lookup", redis::cmd("GET").arg(self.record_key(key)))
                 .await?;
             json.as_deref().map(parse).transpose()
         }
@@ -385,7 +415,7 @@ impl StreamRegistry for RedisRegistry {
     fn list(&self) -> BoxFuture<'_, Result<Vec<StreamRecord>, RegistryError>> {
         async move {
             let mut names: Vec<String> = self
-                .query(redis::cmd("SMEMBERS").arg(self.index_key()))
+                .query("list", redis::cmd("SMEMBERS").arg(self.index_key()))
                 .await?;
             names.sort();
             let mut out = Vec::new();
@@ -397,8 +427,11 @@ impl StreamRegistry for RedisRegistry {
                     Some(record) => out.push(record),
                     None => {
                         // Its lease expired without a release (owner died): drop it from the index.
-                        self.query::<i64>(redis::cmd("SREM").arg(self.index_key()).arg(&name))
-                            .await?;
+                        self.query::<i64>(
+                            "index",
+                            redis::cmd("SREM").arg(self.index_key()).arg(&name),
+                        )
+                        .await?;
                     }
                 }
             }

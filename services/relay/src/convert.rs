@@ -16,6 +16,7 @@ pub fn from_frame(frame: &Frame) -> MediaFrame {
         kind: kind as i32,
         timestamp: frame.timestamp,
         payload: frame.payload.clone(),
+        ingest_received_unix_us: frame.received_unix_us,
     }
 }
 

@@ -1,9 +1,11 @@
 //! The ingest side: serves a live stream of the local hub to a subscribing edge.
 
 use std::pin::Pin;
+use std::sync::Arc;
 
 use futures::Stream;
 use liverelay_hub::{Hub, StreamKey, Viewer, ViewerItem};
+use liverelay_metrics::Metrics;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -23,11 +25,16 @@ const BATCH: usize = 256;
 pub struct RelayService {
     hub: Hub,
     token: ClusterToken,
+    metrics: Arc<Metrics>,
 }
 
 impl RelayService {
-    pub fn new(hub: Hub, token: ClusterToken) -> Self {
-        Self { hub, token }
+    pub fn new(hub: Hub, token: ClusterToken, metrics: Arc<Metrics>) -> Self {
+        Self {
+            hub,
+            token,
+            metrics,
+        }
     }
 
     pub fn into_server(self) -> RelayServer<Self> {
@@ -57,7 +64,15 @@ impl Relay for RelayService {
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let span = info_span!("relay", stream = %key, subscriber = %req.subscriber);
-        tokio::spawn(forward(viewer, tx).instrument(span));
+        let metrics = self.metrics.clone();
+        tokio::spawn(
+            async move {
+                metrics.relay_subscriptions.inc();
+                forward(viewer, tx).await;
+                metrics.relay_subscriptions.dec();
+            }
+            .instrument(span),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

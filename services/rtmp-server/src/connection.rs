@@ -18,6 +18,7 @@ use tracing::{Span, info, warn};
 use crate::config::RtmpServerConfig;
 use crate::policy::{StreamPolicy, Ticket};
 use crate::write::write_all_vectored;
+use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
 
 /// Random bytes the handshake needs (S1 and S2 bodies).
 const HANDSHAKE_RANDOM: usize = 3072;
@@ -75,6 +76,7 @@ pub struct Connection {
     config: Arc<RtmpServerConfig>,
     hub: Hub,
     policy: Arc<dyn StreamPolicy>,
+    metrics: Arc<Metrics>,
     session: ServerSession,
     app: Option<String>,
     publishing: Option<Publishing>,
@@ -98,6 +100,7 @@ impl Connection {
         config: Arc<RtmpServerConfig>,
         hub: Hub,
         policy: Arc<dyn StreamPolicy>,
+        metrics: Arc<Metrics>,
         started: Instant,
     ) -> Self {
         let mut random = vec![0u8; HANDSHAKE_RANDOM];
@@ -109,6 +112,7 @@ impl Connection {
             config,
             hub,
             policy,
+            metrics,
             session,
             app: None,
             publishing: None,
@@ -122,10 +126,24 @@ impl Connection {
 
     pub async fn run(mut self) -> CloseReason {
         let timeout = self.config.handshake_timeout;
-        match tokio::time::timeout(timeout, self.handshake()).await {
-            Err(_) => return CloseReason::HandshakeTimeout,
-            Ok(Err(reason)) => return reason,
-            Ok(Ok(())) => {}
+        let failure = match tokio::time::timeout(timeout, self.handshake()).await {
+            Err(_) => Some(CloseReason::HandshakeTimeout),
+            Ok(Err(reason)) => Some(reason),
+            Ok(Ok(())) => None,
+        };
+        if let Some(reason) = failure {
+            let label = match &reason {
+                CloseReason::HandshakeTimeout => "timeout",
+                CloseReason::PeerClosed => "closed",
+                CloseReason::Io(_) => "io",
+                CloseReason::Protocol(SessionError::Handshake(_)) => "bad_version",
+                _ => "protocol",
+            };
+            self.metrics
+                .handshake_failures
+                .get_or_create(&ReasonLabel { reason: label })
+                .inc();
+            return reason;
         }
         let every = self.config.ping_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -333,6 +351,10 @@ impl Connection {
                     Span::current().record("stream", req.name.as_str());
                     info!(stream = %key, kind = req.kind.as_str(), "publish started");
                     self.session.accept_publish(&req);
+                    self.metrics
+                        .sessions
+                        .get_or_create(&KindLabel { kind: "publish" })
+                        .inc();
                     self.publishing = Some(Publishing {
                         stream_id: req.stream_id,
                         publisher,
@@ -400,6 +422,10 @@ impl Connection {
                 Span::current().record("stream", req.name.as_str());
                 info!(stream = %key, live = viewer.is_live(), "play started");
                 self.session.accept_play(&req);
+                self.metrics
+                    .sessions
+                    .get_or_create(&KindLabel { kind: "play" })
+                    .inc();
                 self.playing = Some(Playing {
                     stream_id: req.stream_id,
                     name: req.name,
@@ -453,6 +479,7 @@ impl Connection {
                 }
             }
         }
+        p.viewer.record_sent(self.out.iter().map(Bytes::len).sum());
         self.flush().await
     }
 }

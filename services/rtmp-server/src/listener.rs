@@ -13,12 +13,14 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::RtmpServerConfig;
 use crate::connection::Connection;
 use crate::policy::StreamPolicy;
+use liverelay_metrics::{KindLabel, Metrics};
 
 pub struct RtmpServer {
     listener: TcpListener,
     config: Arc<RtmpServerConfig>,
     hub: Hub,
     policy: Arc<dyn StreamPolicy>,
+    metrics: Arc<Metrics>,
 }
 
 impl RtmpServer {
@@ -27,6 +29,7 @@ impl RtmpServer {
         config: RtmpServerConfig,
         hub: Hub,
         policy: Arc<dyn StreamPolicy>,
+        metrics: Arc<Metrics>,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
@@ -34,6 +37,7 @@ impl RtmpServer {
             config: Arc::new(config),
             hub,
             policy,
+            metrics,
         })
     }
 
@@ -59,6 +63,10 @@ impl RtmpServer {
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 warn!(conn = id, %peer, limit = self.config.max_connections, "connection refused: limit reached");
+                self.metrics
+                    .connections
+                    .get_or_create(&KindLabel { kind: "refused" })
+                    .inc();
                 continue;
             };
             if let Err(e) = socket.set_nodelay(self.config.tcp_nodelay) {
@@ -69,13 +77,21 @@ impl RtmpServer {
                 self.config.clone(),
                 self.hub.clone(),
                 self.policy.clone(),
+                self.metrics.clone(),
                 started,
             );
+            self.metrics
+                .connections
+                .get_or_create(&KindLabel { kind: "accepted" })
+                .inc();
+            self.metrics.connections_open.inc();
+            let metrics = self.metrics.clone();
             let span = info_span!("rtmp", conn = id, %peer, app = tracing::field::Empty, stream = tracing::field::Empty);
             tokio::spawn(
                 async move {
                     let reason = conn.run().await;
                     info!(reason = %reason, "connection closed");
+                    metrics.connections_open.dec();
                     drop(slot);
                 }
                 .instrument(span),

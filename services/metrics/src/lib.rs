@@ -1,0 +1,178 @@
+//! Prometheus metrics (`/metrics` on every role), with the `prometheus-client` crate: the
+//! official Rust client of the Prometheus project, maintained, OpenMetrics text output, typed
+//! label sets, and collectors that read state at scrape time.
+//!
+//! Names follow Prometheus conventions: `liverelay_` prefix, base units, `_total` counters.
+//! Process-wide families live in [`Metrics`]; per-stream figures are not updated on the media
+//! path at all but read from the hub's own counters when scraped ([`HubCollector`]), with at
+//! most `max_stream_series` streams labelled (the most watched first) to bound cardinality.
+
+mod hub_collector;
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub use hub_collector::HubCollector;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabel {
+    pub op: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    role: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// Every process-wide family. Cheap to update (atomics); shared as `Arc<Metrics>`.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    /// RTMP connections accepted, and refused at the connection limit.
+    pub connections: Family<KindLabel, Counter>,
+    pub connections_open: Gauge,
+    /// Publish and play sessions started, by kind.
+    pub sessions: Family<KindLabel, Counter>,
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+    /// Relay subscriptions an ingest is serving.
+    pub relay_subscriptions: Gauge,
+    /// Edge upstream reconnects, by reason.
+    pub relay_reconnects: Family<ReasonLabel, Counter>,
+    /// Ingest receive to edge receive of a frame.
+    pub relay_hop_latency: Histogram,
+    pub redis_op_duration: Family<OpLabel, Histogram>,
+    pub redis_errors: Family<OpLabel, Counter>,
+    pub lease_renewals: Counter,
+    pub lease_losses: Counter,
+}
+
+impl Metrics {
+    pub fn new(role: &'static str) -> Self {
+        let s = Self {
+            registry: Mutex::new(Registry::default()),
+            connections: Family::default(),
+            connections_open: Gauge::default(),
+            sessions: Family::default(),
+            handshake_failures: Family::default(),
+            relay_subscriptions: Gauge::default(),
+            relay_reconnects: Family::default(),
+            relay_hop_latency: latency_histogram(),
+            redis_op_duration: Family::new_with_constructor(latency_histogram),
+            redis_errors: Family::default(),
+            lease_renewals: Counter::default(),
+            lease_losses: Counter::default(),
+        };
+        {
+            let mut r = s.lock();
+            let build: Family<BuildLabels, Gauge> = Family::default();
+            build
+                .get_or_create(&BuildLabels {
+                    version: env!("CARGO_PKG_VERSION"),
+                    role,
+                })
+                .set(1);
+            r.register(
+                "liverelay_build_info",
+                "Build and role of this process",
+                build,
+            );
+            r.register(
+                "liverelay_connections",
+                "RTMP connections by kind (accepted, refused)",
+                s.connections.clone(),
+            );
+            r.register(
+                "liverelay_connections_open",
+                "RTMP connections open now",
+                s.connections_open.clone(),
+            );
+            r.register(
+                "liverelay_sessions",
+                "Publish and play sessions started",
+                s.sessions.clone(),
+            );
+            r.register(
+                "liverelay_handshake_failures",
+                "RTMP handshakes that failed, by reason",
+                s.handshake_failures.clone(),
+            );
+            r.register(
+                "liverelay_relay_subscriptions",
+                "Relay subscriptions served by this ingest",
+                s.relay_subscriptions.clone(),
+            );
+            r.register(
+                "liverelay_relay_reconnects",
+                "Edge upstream reconnects by reason",
+                s.relay_reconnects.clone(),
+            );
+            r.register(
+                "liverelay_relay_hop_latency_seconds",
+                "Time from a frame's arrival at the ingest to its arrival at the edge",
+                s.relay_hop_latency.clone(),
+            );
+            r.register(
+                "liverelay_redis_operation_duration_seconds",
+                "Redis registry operations",
+                s.redis_op_duration.clone(),
+            );
+            r.register(
+                "liverelay_redis_errors",
+                "Redis registry operations that failed",
+                s.redis_errors.clone(),
+            );
+            r.register(
+                "liverelay_lease_renewals",
+                "Stream lease renewals",
+                s.lease_renewals.clone(),
+            );
+            r.register(
+                "liverelay_lease_losses",
+                "Stream leases lost to another owner",
+                s.lease_losses.clone(),
+            );
+        }
+        s
+    }
+
+    /// Adds per-stream and stream-count figures read from `collector` at each scrape.
+    pub fn register_hub(&self, collector: HubCollector) {
+        self.lock().register_collector(Box::new(collector));
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.lock())
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,48 @@
+use bytes::Bytes;
+use liverelay_hub::{Hub, HubConfig, StreamKey};
+use liverelay_rtmp::{Media, MediaKind};
+
+use super::*;
+
+#[test]
+fn exposition_has_process_and_stream_families() {
+    let hub = Hub::new(HubConfig::default());
+    let metrics = Metrics::new("standalone");
+    metrics.register_hub(HubCollector::new(hub.clone(), 1));
+    let mut publisher = hub.publish(StreamKey::new("live", "a")).unwrap();
+    let _viewer = hub.play(StreamKey::new("live", "a")).unwrap();
+    let _waiting = hub.play(StreamKey::new("live", "b")).unwrap();
+    publisher.push(Media {
+        kind: MediaKind::Video,
+        timestamp: 0,
+        payload: Bytes::from_static(&[0x17, 1, 0, 0, 0]),
+    });
+    metrics
+        .connections
+        .get_or_create(&KindLabel { kind: "accepted" })
+        .inc();
+    metrics
+        .redis_op_duration
+        .get_or_create(&OpLabel { op: "claim" })
+        .observe(0.002);
+
+    let text = metrics.render();
+    for line in [
+        "liverelay_build_info{version=\"0.1.0\",role=\"standalone\"} 1",
+        "liverelay_connections_total{kind=\"accepted\"} 1",
+        "liverelay_streams{state=\"live\"} 1",
+        "liverelay_streams{state=\"idle\"} 1",
+        "liverelay_publishers 1",
+        "liverelay_viewers 2",
+        "liverelay_stream_series_omitted 1",
+        "liverelay_stream_viewers{app=\"live\",stream=\"a\"} 1",
+        "liverelay_stream_ingress_bytes_total{app=\"live\",stream=\"a\"} 5",
+        "liverelay_redis_operation_duration_seconds_count{op=\"claim\"} 1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("stream=\"b\""),
+        "the cap keeps the most watched stream only"
+    );
+}
