@@ -30,6 +30,7 @@ test-deps:
 	command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || missing="$$missing ffmpeg"; \
 	command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || missing="$$missing redis-server redis-tools"; \
 	command -v openssl >/dev/null 2>&1 || missing="$$missing openssl"; \
+	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v rtmpdump >/dev/null 2>&1 || missing="$$missing rtmpdump"; \
 	( command -v gst-launch-1.0 && for e in $(GST_ELEMENTS); do gst-inspect-1.0 --exists $$e || exit 1; done ) >/dev/null 2>&1 \
 		|| missing="$$missing $(GST_PACKAGES)"; \

@@ -198,19 +198,34 @@ impl Server {
 
     /// `GET path` over HTTP/1.0: (status, body).
     pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect_timeout(&self.http, Duration::from_secs(2)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut resp = String::new();
-        s.read_to_string(&mut resp).ok()?;
-        let status = resp.split_whitespace().nth(1)?.parse().ok()?;
-        let body = resp
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Some((status, body))
+        http_get(self.http, path)
     }
 
+    /// One sample of `/metrics` (classic text format), by its exact series text.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}
+
+/// `GET path` over HTTP/1.0 to `addr`: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).ok()?;
+    let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+impl Server {
     /// The stream's entry in `GET /v1/streams`, if listed.
     pub fn stream_info(&self, app: &str, name: &str) -> Option<serde_json::Value> {
         let (_, body) = self.http_get("/v1/streams")?;

@@ -1,12 +1,12 @@
 //! The HTTP side of every role: `/healthz` (the process runs), `/readyz` (it accepts work) and
-//! `GET /v1/streams` (what is live here). Later issues add `/metrics` and the control API.
+//! `GET /metrics` (Prometheus) and `GET /v1/streams` (what is live here).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
@@ -63,14 +63,11 @@ pub fn router(ready: Readiness, hub: Hub, metrics: Arc<Metrics>) -> Router {
         })
 }
 
-async fn metrics_text(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format else.
+async fn metrics_text(State(s): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = s.metrics.negotiate(accept);
+    ([(header::CONTENT_TYPE, content_type)], body)
 }
 
 async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {

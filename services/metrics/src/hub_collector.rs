@@ -135,12 +135,13 @@ impl Collector for HubCollector {
             &streams,
             |s| ConstCounter::new(s.frames_dropped),
         )?;
+        // Base unit bytes, as Prometheus naming (and promtool) asks; dashboards show bits.
         family(
             e,
-            "liverelay_stream_bitrate_bits_per_second",
+            "liverelay_stream_bitrate_bytes_per_second",
             "Stream bitrate over its last 2 s of media",
             &streams,
-            |s| ConstGauge::new(s.rates.bitrate_bps),
+            |s| ConstGauge::new(s.rates.bitrate_bps / 8.0),
         )?;
         family(
             e,

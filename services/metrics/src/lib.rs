@@ -169,6 +169,64 @@ impl Metrics {
         out
     }
 
+    /// The classic Prometheus text format (0.0.4), for scrapers and tools that do not ask for
+    /// OpenMetrics (promtool, curl): counters are described under their `_total` sample name
+    /// and the OpenMetrics-only `# UNIT`/`# EOF` lines are left out.
+    pub fn render_prometheus_text(&self) -> String {
+        to_prometheus_text(&self.render())
+    }
+}
+
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut pending_help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            pending_help = Some(line);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, ""));
+            let exposed = if kind == "counter" {
+                format!("{name}_total")
+            } else {
+                name.to_owned()
+            };
+            if let Some(help) = pending_help.take() {
+                let text = help
+                    .strip_prefix("# HELP ")
+                    .and_then(|h| h.split_once(' '))
+                    .map_or("", |(_, t)| t);
+                out.push_str(&format!("# HELP {exposed} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {exposed} {kind}\n"));
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+impl Metrics {
+    /// Picks the format a scraper asked for with its `Accept` header: (content type, body).
+    pub fn negotiate(&self, accept: Option<&str>) -> (&'static str, String) {
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                self.render(),
+            )
+        } else {
+            (
+                "text/plain; version=0.0.4; charset=utf-8",
+                self.render_prometheus_text(),
+            )
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -45,4 +45,19 @@ fn exposition_has_process_and_stream_families() {
         !text.contains("stream=\"b\""),
         "the cap keeps the most watched stream only"
     );
+
+    let classic = metrics.render_prometheus_text();
+    assert!(classic.contains("# TYPE liverelay_connections_total counter\nliverelay_connections_total{kind=\"accepted\"} 1"));
+    assert!(classic.contains("# HELP liverelay_lease_renewals_total Stream lease renewals"));
+    assert!(classic.contains("# TYPE liverelay_publishers gauge"));
+    assert!(!classic.contains("# EOF"));
+    assert_eq!(
+        metrics
+            .negotiate(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+            ))
+            .1,
+        text
+    );
+    assert_eq!(metrics.negotiate(None).1, classic);
 }

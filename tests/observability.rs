@@ -1,0 +1,268 @@
+//! Metrics as operators see them: `/metrics` of each role checked by the real `promtool`
+//! while a stream is live, with the values a stream should show, and a real Prometheus
+//! scraping a standalone server.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::redis::RedisServer;
+use support::rtmp_client::RtmpClient;
+use support::*;
+
+fn looping_publisher(url: &str, log: &std::path::Path) -> ChildGuard {
+    spawn_logged(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-stream_loop",
+                "-1",
+                "-re",
+                "-i",
+            ])
+            .arg(sample_flv())
+            .args(["-c", "copy", "-f", "flv", url]),
+        log,
+    )
+}
+
+/// `promtool check metrics` on a server's `/metrics` (read on stdin, as in its docs).
+fn promtool_check(server: &Server) {
+    let (status, body) = server.http_get("/metrics").expect("/metrics answers");
+    assert_eq!(status, 200);
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed (make test installs the prometheus package)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), body.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let problems = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {problems}\n---\n{body}"
+    );
+}
+
+fn wait_metric(server: &Server, series: &str, want: impl Fn(f64) -> bool, limit: Duration) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = server.metric(series).filter(|v| want(*v)) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} = {:?}",
+            server.metric(series)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn standalone_metrics_pass_promtool_and_follow_a_stream() {
+    let server = Server::start();
+    let dir = TempDir::new("metrics-standalone");
+    let _publisher = looping_publisher(&server.url("live/obs"), &dir.path("pub.log"));
+    server.wait_live("live", "obs", Duration::from_secs(10));
+    let mut viewers = Vec::new();
+    for _ in 0..2 {
+        let mut v = RtmpClient::connect(server.rtmp, "live").await;
+        v.play("obs").await;
+        viewers.push(v);
+    }
+    // Not RTMP: counted as a failed handshake.
+    let mut junk = tokio::net::TcpStream::connect(server.rtmp).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+
+    let series = |name: &str| format!("{name}{{app=\"live\",stream=\"obs\"}}");
+    wait_metric(
+        &server,
+        &series("liverelay_stream_viewers"),
+        |v| v == 2.0,
+        Duration::from_secs(5),
+    );
+    wait_metric(
+        &server,
+        "liverelay_handshake_failures_total{reason=\"bad_version\"}",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    );
+    let ingress = server
+        .metric(&series("liverelay_stream_ingress_bytes_total"))
+        .unwrap();
+    for v in &mut viewers {
+        // Let the viewers drain what was sent to them.
+        let _ = v.next_event(Duration::from_millis(10)).await;
+    }
+    let egress = server
+        .metric(&series("liverelay_stream_egress_bytes_total"))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for v in &mut viewers {
+        while v.next_event(Duration::from_millis(50)).await.is_some() {}
+    }
+    assert!(
+        server
+            .metric(&series("liverelay_stream_ingress_bytes_total"))
+            .unwrap()
+            > ingress,
+        "ingress grows"
+    );
+    assert!(
+        server
+            .metric(&series("liverelay_stream_egress_bytes_total"))
+            .unwrap()
+            > egress,
+        "egress grows"
+    );
+    let fps = server
+        .metric(&series("liverelay_stream_video_frames_per_second"))
+        .unwrap();
+    assert!((fps - SAMPLE_FPS as f64).abs() < 2.0, "frame rate {fps}");
+    assert_eq!(
+        server.metric(&series("liverelay_stream_keyframe_interval_seconds")),
+        Some(2.0)
+    );
+    assert!(
+        server
+            .metric(&series("liverelay_stream_bitrate_bytes_per_second"))
+            .unwrap()
+            > 10_000.0
+    );
+    assert!(
+        server
+            .metric(&series("liverelay_stream_gop_cache_bytes"))
+            .unwrap()
+            > 0.0
+    );
+    assert_eq!(
+        server.metric("liverelay_sessions_total{kind=\"play\"}"),
+        Some(2.0)
+    );
+    assert_eq!(server.metric("liverelay_publishers"), Some(1.0));
+    assert_eq!(
+        server.metric("liverelay_build_info{version=\"0.1.0\",role=\"standalone\"}"),
+        Some(1.0)
+    );
+    promtool_check(&server);
+}
+
+#[tokio::test]
+async fn cluster_metrics_pass_promtool_and_show_the_relay() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = [("LIVERELAY_CLUSTER_TOKEN", "metrics-token")];
+    let ingest = Server::start_role("ingest", &["--redis-url", &url], &env);
+    let edge = Server::start_role("edge", &["--redis-url", &url], &env);
+    let dir = TempDir::new("metrics-cluster");
+    let _publisher = looping_publisher(&ingest.url("live/rel"), &dir.path("pub.log"));
+    ingest.wait_live("live", "rel", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("rel").await;
+    wait_metric(
+        &ingest,
+        "liverelay_relay_subscriptions",
+        |v| v == 1.0,
+        Duration::from_secs(5),
+    );
+    wait_metric(
+        &edge,
+        "liverelay_relay_hop_latency_seconds_count",
+        |v| v > 10.0,
+        Duration::from_secs(5),
+    );
+    // On loopback the hop is well under 50 ms for most frames.
+    let fast = edge
+        .metric("liverelay_relay_hop_latency_seconds_bucket{le=\"0.0512\"}")
+        .unwrap();
+    let all = edge
+        .metric("liverelay_relay_hop_latency_seconds_count")
+        .unwrap();
+    assert!(fast / all > 0.9, "{fast} of {all} hops under 51 ms");
+    assert!(
+        ingest
+            .metric("liverelay_redis_operation_duration_seconds_count{op=\"claim\"}")
+            .unwrap()
+            >= 1.0
+    );
+    assert!(
+        edge.metric("liverelay_redis_operation_duration_seconds_count{op=\"lookup\"}")
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(
+        edge.metric("liverelay_stream_viewers{app=\"live\",stream=\"rel\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        edge.metric("liverelay_build_info{version=\"0.1.0\",role=\"edge\"}"),
+        Some(1.0)
+    );
+    promtool_check(&ingest);
+    promtool_check(&edge);
+    drop(viewer);
+}
+
+/// A real Prometheus scrapes a running standalone and answers a query for a stream's viewers.
+#[tokio::test]
+async fn prometheus_scrapes_standalone() {
+    let server = Server::start();
+    let dir = TempDir::new("prometheus");
+    let _publisher = looping_publisher(&server.url("live/prom"), &dir.path("pub.log"));
+    server.wait_live("live", "prom", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    viewer.play("prom").await;
+
+    let config = dir.path("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: liverelay\n    static_configs:\n      - targets: ['{}']\n",
+            server.http
+        ),
+    )
+    .unwrap();
+    let web: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _prometheus = spawn_logged(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={web}")),
+        &dir.path("prometheus.log"),
+    );
+    let query =
+        "/api/v1/query?query=liverelay_stream_viewers%7Bapp%3D%22live%22%2Cstream%3D%22prom%22%7D";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = http_get(web, query)
+            .map(|(_, body)| body)
+            .unwrap_or_default();
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&answer)
+            && json["data"]["result"][0]["value"][1] == "1"
+        {
+            assert_eq!(json["data"]["result"][0]["metric"]["job"], "liverelay");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never answered 1 viewer: {answer}\n{}",
+            std::fs::read_to_string(dir.path("prometheus.log")).unwrap_or_default()
+        );
+        let _ = viewer.next_event(Duration::from_millis(200)).await;
+    }
+}
