@@ -266,3 +266,149 @@ async fn prometheus_scrapes_standalone() {
         let _ = viewer.next_event(Duration::from_millis(200)).await;
     }
 }
+
+mod otlp {
+    //! A minimal OTLP trace receiver: what a collector would get.
+
+    use std::sync::{Arc, Mutex};
+
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+
+    #[derive(Debug, Clone)]
+    pub struct SpanSeen {
+        pub service: String,
+        pub name: String,
+        pub trace_id: Vec<u8>,
+        pub span_id: Vec<u8>,
+        pub parent_span_id: Vec<u8>,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Receiver {
+        pub spans: Arc<Mutex<Vec<SpanSeen>>>,
+    }
+
+    #[tonic::async_trait]
+    impl TraceService for Receiver {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let mut spans = self.spans.lock().unwrap();
+            for rs in request.into_inner().resource_spans {
+                let service = rs
+                    .resource
+                    .iter()
+                    .flat_map(|r| r.attributes.iter())
+                    .find(|kv| kv.key == "service.name")
+                    .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+                    .map(|v| match v {
+                        Value::StringValue(s) => s.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .unwrap_or_default();
+                for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                    spans.push(SpanSeen {
+                        service: service.clone(),
+                        name: span.name,
+                        trace_id: span.trace_id,
+                        span_id: span.span_id,
+                        parent_span_id: span.parent_span_id,
+                    });
+                }
+            }
+            Ok(tonic::Response::new(ExportTraceServiceResponse {
+                partial_success: None,
+            }))
+        }
+    }
+
+    /// Serves the receiver on a free port; returns its endpoint URL.
+    pub async fn start(receiver: Receiver) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(receiver))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        format!("http://{addr}")
+    }
+}
+
+/// One viewer's play on an edge shows up as one trace across pods: the edge's play span, the
+/// upstream it started, and the ingest's relay subscription (trace context carried on gRPC).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_play_is_one_trace_across_edge_and_ingest() {
+    let receiver = otlp::Receiver::default();
+    let endpoint = otlp::start(receiver.clone()).await;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = |service: &'static str| {
+        [
+            ("LIVERELAY_CLUSTER_TOKEN", "trace-token"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", service),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("LIVERELAY_CLUSTER__UPSTREAM_LINGER_SECS", "1"),
+        ]
+    };
+    let ingest = Server::start_role("ingest", &["--redis-url", &url], &env("test-ingest"));
+    let edge = Server::start_role("edge", &["--redis-url", &url], &env("test-edge"));
+    let dir = TempDir::new("traces");
+    let _publisher = looping_publisher(&ingest.url("live/traced"), &dir.path("pub.log"));
+    ingest.wait_live("live", "traced", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("traced").await;
+    for _ in 0..10 {
+        viewer
+            .next_event(Duration::from_secs(2))
+            .await
+            .expect("media flows");
+    }
+    drop(viewer);
+
+    // The play ends now; the upstream 1 s later, and with it the ingest's subscription.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (play, upstream, relay) = loop {
+        let spans = receiver.spans.lock().unwrap().clone();
+        let find = |service: &str, name: &str| {
+            spans
+                .iter()
+                .find(|s| s.service == service && s.name == name)
+                .cloned()
+        };
+        if let (Some(p), Some(u), Some(r)) = (
+            find("test-edge", "play"),
+            find("test-edge", "upstream"),
+            find("test-ingest", "relay"),
+        ) {
+            break (p, u, r);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "spans received so far: {:?}",
+            spans
+                .iter()
+                .map(|s| format!("{}:{}", s.service, s.name))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        upstream.trace_id, play.trace_id,
+        "the upstream joins the play's trace"
+    );
+    assert_eq!(upstream.parent_span_id, play.span_id);
+    assert_eq!(
+        relay.trace_id, play.trace_id,
+        "the ingest's subscription joins it across pods"
+    );
+    assert_eq!(relay.parent_span_id, upstream.span_id);
+}

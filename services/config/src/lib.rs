@@ -233,7 +233,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
-    pub format: LogFormat,
+    /// Unset: JSON lines for the cluster roles, readable text for standalone.
+    pub format: Option<LogFormat>,
     /// `tracing` filter directives (e.g. "info,liverelay_rtmp_server=debug"); RUST_LOG wins.
     pub filter: Option<String>,
 }
@@ -431,7 +432,7 @@ mod tests {
         assert_eq!(s.rtmp.chunk_size, 60000, "env beats file");
         assert_eq!(s.rtmp.max_connections, 5, "file beats default");
         assert!(!s.hub.gop_cache);
-        assert_eq!(s.log.format, LogFormat::Json);
+        assert_eq!(s.log.format, Some(LogFormat::Json));
         assert_eq!(s.hub().encoding.chunk_size, 60000);
         std::fs::remove_dir_all(dir).unwrap();
     }

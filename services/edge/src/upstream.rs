@@ -77,6 +77,8 @@ impl UpstreamPool {
         };
         // A root span: the upstream outlives the play that started it.
         let span = info_span!(parent: None, "upstream", stream = %key);
+        // In traces it belongs to the play that started it.
+        liverelay_telemetry::adopt_current(&span);
         tasks.insert(key, tokio::spawn(upstream.run().instrument(span)));
     }
 

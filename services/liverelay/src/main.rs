@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use liverelay_config::{LogFormat, Overrides, Settings};
-use tracing_subscriber::EnvFilter;
+use liverelay_telemetry::LogFormat as TelemetryFormat;
 
 #[derive(Parser)]
 #[command(
@@ -83,18 +83,13 @@ impl Common {
     }
 }
 
-fn init_logging(settings: &Settings) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(settings.log.filter.as_deref().unwrap_or("info")))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+/// Log format: as configured, else JSON lines in the cluster roles and text in standalone.
+fn log_format(settings: &Settings, role: &str) -> TelemetryFormat {
     match settings.log.format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init(),
+        Some(LogFormat::Json) => TelemetryFormat::Json,
+        Some(LogFormat::Text) => TelemetryFormat::Text,
+        None if role == "standalone" => TelemetryFormat::Text,
+        None => TelemetryFormat::Json,
     }
 }
 
@@ -140,7 +135,6 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    init_logging(&settings);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -148,6 +142,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let format = log_format(&settings, role);
+    let filter = settings.log.filter.clone();
+    let telemetry =
+        runtime.block_on(async { liverelay_telemetry::init(role, format, filter.as_deref()) });
     let result = runtime.block_on(async move {
         match role {
             "ingest" => liverelay_ingest::run(settings, shutdown_signal()).await,
@@ -155,11 +153,14 @@ fn main() -> ExitCode {
             _ => liverelay_standalone::run(settings, shutdown_signal()).await,
         }
     });
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // Flushes buffered spans while the runtime is still there.
+    drop(telemetry);
+    code
 }

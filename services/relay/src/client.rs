@@ -75,6 +75,7 @@ pub async fn subscribe(
         subscriber: config.subscriber.clone(),
     });
     config.token.attach(&mut request)?;
+    liverelay_telemetry::inject(&tracing::Span::current(), request.metadata_mut());
     Ok(RelayClient::new(channel)
         .subscribe(request)
         .await?

@@ -53,6 +53,7 @@ impl Relay for RelayService {
         request: Request<SubscribeRequest>,
     ) -> Result<Response<MessageStream>, Status> {
         self.token.verify(&request)?;
+        let metadata = request.metadata().clone();
         let req = request.into_inner();
         let key = StreamKey::new(req.app, req.name);
         if !self.hub.is_live(&key) {
@@ -64,6 +65,7 @@ impl Relay for RelayService {
             .map_err(|e| Status::resource_exhausted(e.to_string()))?;
         let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
         let span = info_span!("relay", stream = %key, subscriber = %req.subscriber);
+        liverelay_telemetry::set_remote_parent(&span, &metadata);
         let metrics = self.metrics.clone();
         tokio::spawn(
             async move {

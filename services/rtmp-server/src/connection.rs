@@ -13,7 +13,7 @@ use liverelay_rtmp::session::{PlayRequest, PublishRequest};
 use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tracing::{Span, info, warn};
+use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::config::RtmpServerConfig;
 use crate::policy::{StreamPolicy, Ticket};
@@ -57,6 +57,7 @@ struct Publishing {
     stream_id: u32,
     publisher: Publisher,
     ticket: Box<dyn Ticket>,
+    _span: Span,
 }
 
 struct Playing {
@@ -64,6 +65,7 @@ struct Playing {
     name: String,
     viewer: Viewer,
     _ticket: Box<dyn Ticket>,
+    _span: Span,
     paused: bool,
     audio: bool,
     video: bool,
@@ -345,8 +347,15 @@ impl Connection {
         let key = self.key(&req.name);
         // The local hub first (one publisher per name here), then the role's policy (one per
         // name in the cluster), so a local duplicate never touches the registry.
+        // The publish session's span lasts as long as the publish (a trace of its own life).
+        let span = info_span!("publish", app = %key.app, stream = %key.name);
         match self.hub.publish(key.clone()) {
-            Ok(publisher) => match self.policy.publish(key.clone()).await {
+            Ok(publisher) => match self
+                .policy
+                .publish(key.clone())
+                .instrument(span.clone())
+                .await
+            {
                 Ok(ticket) => {
                     Span::current().record("stream", req.name.as_str());
                     info!(stream = %key, kind = req.kind.as_str(), "publish started");
@@ -359,6 +368,7 @@ impl Connection {
                         stream_id: req.stream_id,
                         publisher,
                         ticket,
+                        _span: span,
                     });
                 }
                 Err(refusal) => {
@@ -407,7 +417,10 @@ impl Connection {
             return;
         }
         let key = self.key(&req.name);
-        let ticket = match self.policy.play(key.clone()).await {
+        // The play session's span: on an edge, the upstream it starts (and the ingest's relay
+        // subscription, through the trace context on the gRPC call) join its trace.
+        let span = info_span!("play", app = %key.app, stream = %key.name);
+        let ticket = match self.policy.play(key.clone()).instrument(span.clone()).await {
             Ok(ticket) => ticket,
             Err(refusal) => {
                 warn!(stream = %key, status = refusal.code, "play refused: {}", refusal.description);
@@ -431,6 +444,7 @@ impl Connection {
                     name: req.name,
                     viewer,
                     _ticket: ticket,
+                    _span: span,
                     paused: false,
                     audio: true,
                     video: true,
