@@ -59,7 +59,7 @@ pub fn init(role: &'static str, format: LogFormat, filter: Option<&str>) -> Tele
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .boxed(),
     };
     let (otel, provider, problem) = match exporter(role) {
