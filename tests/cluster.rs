@@ -462,6 +462,84 @@ fn works_against_redis_cluster() {
     }
 }
 
+/// SIGTERM on an edge with a viewer: out of readiness at once, new connections refused, the
+/// viewer keeps playing through the grace period and is then told and closed; clean exit.
+#[tokio::test]
+async fn edge_drains_on_sigterm() {
+    let cluster = Cluster::new();
+    let ingest = cluster.node("ingest", "ingest-a");
+    let url = cluster.redis.url();
+    let mut edge = Server::start_role(
+        "edge",
+        &["--redis-url", &url],
+        &[
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("LIVERELAY_RTMP__DRAIN_GRACE_SECS", "3"),
+        ],
+    );
+    let dir = TempDir::new("cluster-drain");
+    let _publisher = looping_publisher(&ingest.url("live/drain"), &dir.path("pub.log"));
+    cluster.wait_owner("drain", "ingest-a", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("drain").await;
+    assert!(
+        viewer
+            .expect(Duration::from_secs(5), is_picture)
+            .await
+            .is_some()
+    );
+
+    edge.terminate();
+    let signalled = Instant::now();
+    let mut not_ready = None;
+    while signalled.elapsed() < Duration::from_secs(1) {
+        if edge.http_get("/readyz").map(|r| r.0) == Some(503) {
+            not_ready = Some(signalled.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        not_ready.is_some_and(|t| t < Duration::from_millis(500)),
+        "readiness fails at once: {not_ready:?}"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(edge.rtmp).await.is_err(),
+        "new connections are refused"
+    );
+
+    let mut pictures = 0;
+    while signalled.elapsed() < Duration::from_millis(2500) {
+        if viewer
+            .expect(Duration::from_millis(500), is_picture)
+            .await
+            .is_some()
+        {
+            pictures += 1;
+        }
+    }
+    assert!(
+        pictures > 30,
+        "the viewer kept playing during the grace period ({pictures} pictures)"
+    );
+    let told = viewer
+        .expect(Duration::from_secs(5), |e| matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.UnpublishNotify"))
+        .await;
+    assert!(
+        told.is_some(),
+        "the viewer is told when the grace period ends"
+    );
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(3),
+        "not before the grace period"
+    );
+    assert!(viewer.closed_by_server(Duration::from_secs(5)).await);
+    let status = edge
+        .wait_exit(Duration::from_secs(10))
+        .expect("the edge exits");
+    assert!(status.success(), "clean exit: {status}");
+}
+
 /// Makes a CA and a certificate for `liverelay-ingest` (and 127.0.0.1) signed by it.
 fn make_certificates(dir: &TempDir) {
     let run = |args: &[&str]| {

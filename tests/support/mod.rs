@@ -282,6 +282,17 @@ impl Server {
     pub fn kill(&mut self) {
         self.child.kill();
     }
+
+    /// SIGTERM, as Kubernetes sends before stopping a pod.
+    pub fn terminate(&self) {
+        // SAFETY: sends a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        self.child.wait_timeout(limit)
+    }
 }
 
 impl Drop for Server {

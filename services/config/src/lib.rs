@@ -162,6 +162,8 @@ pub struct RtmpSettings {
     pub idle_timeout_secs: u64,
     pub max_connections: usize,
     pub tcp_nodelay: bool,
+    /// On SIGTERM: how long existing connections may go on before they are closed.
+    pub drain_grace_secs: u64,
 }
 
 impl Default for RtmpSettings {
@@ -177,6 +179,7 @@ impl Default for RtmpSettings {
             idle_timeout_secs: 60,
             max_connections: 10_000,
             tcp_nodelay: true,
+            drain_grace_secs: 30,
         }
     }
 }

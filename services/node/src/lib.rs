@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::{BoxFuture, select_all};
@@ -11,7 +12,8 @@ use liverelay_config::Settings;
 use liverelay_http::{HttpServer, Readiness, router};
 use liverelay_hub::Hub;
 use liverelay_metrics::{HubCollector, Metrics};
-use liverelay_rtmp_server::{RtmpServer, StreamPolicy};
+use liverelay_rtmp_server::{Drain, Phase, RtmpServer, StreamPolicy};
+use tokio::task::{AbortHandle, JoinHandle};
 use tracing::info;
 
 /// A long-running part of a role; the process stops if one ends.
@@ -55,31 +57,50 @@ impl Node {
             .await
             .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
         info!(role, rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "liverelay ready");
-        tasks.push((
-            "RTMP listener",
-            Box::pin(async move {
-                rtmp.run().await;
-                Ok(())
-            }),
-        ));
+        let drain = Drain::default();
+        let mut listener = tokio::spawn(rtmp.run(drain.clone()));
         tasks.push((
             "HTTP server",
             Box::pin(async move { Ok(http.run().await?) }),
         ));
         let names: Vec<&'static str> = tasks.iter().map(|(n, _)| *n).collect();
-        let parts = select_all(tasks.into_iter().map(|(_, t)| t));
+        // Spawned, so HTTP (readiness, metrics) and the relay keep serving while draining.
+        let handles: Vec<JoinHandle<anyhow::Result<()>>> =
+            tasks.into_iter().map(|(_, t)| tokio::spawn(t)).collect();
+        let abort: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
+        let _abort_on_exit = AbortOnDrop(abort);
+        let mut parts = select_all(handles);
         ready.set(true);
         tokio::select! {
-            (result, index, _) = parts => {
+            (result, index, _) = &mut parts => {
                 ready.set(false);
-                result.with_context(|| format!("{} failed", names[index]))?;
+                result.with_context(|| format!("{} panicked", names[index]))?.with_context(|| format!("{} failed", names[index]))?;
                 anyhow::bail!("{} stopped", names[index])
             }
-            () = shutdown => {
-                ready.set(false);
-                info!("shutting down");
-                Ok(())
-            }
+            _ = &mut listener => anyhow::bail!("RTMP listener stopped"),
+            () = shutdown => {}
         }
+        // Drain: out of the load balancer at once, no new connections, the ones open go on
+        // until they end or the grace period is over; then they are told and closed.
+        ready.set(false);
+        drain.set(Phase::Draining);
+        let grace = Duration::from_secs(settings.rtmp.drain_grace_secs);
+        info!(grace_secs = grace.as_secs(), "draining");
+        if tokio::time::timeout(grace, &mut listener).await.is_err() {
+            info!("drain grace period over; closing remaining connections");
+            drain.set(Phase::Closing);
+            let _ = tokio::time::timeout(Duration::from_secs(5), &mut listener).await;
+        }
+        info!("shut down");
+        Ok(())
+    }
+}
+
+/// Stops the role's tasks when the node returns (error or shutdown).
+struct AbortOnDrop(Vec<AbortHandle>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.iter().for_each(AbortHandle::abort);
     }
 }

@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use liverelay_hub::{Hub, HubError, Publisher, StreamKey, Viewer, ViewerItem};
-use liverelay_rtmp::command::code;
+use liverelay_rtmp::command::{StatusLevel, code};
 use liverelay_rtmp::session::{PlayRequest, PublishRequest};
 use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::config::RtmpServerConfig;
+use crate::drain::{Phase, reached};
 use crate::policy::{StreamPolicy, Ticket};
 use crate::write::write_all_vectored;
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
@@ -35,6 +37,7 @@ pub enum CloseReason {
     Protocol(SessionError),
     Refused(&'static str),
     Revoked(String),
+    Shutdown,
 }
 
 impl fmt::Display for CloseReason {
@@ -49,6 +52,7 @@ impl fmt::Display for CloseReason {
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::Refused(why) => write!(f, "refused: {why}"),
             Self::Revoked(why) => write!(f, "publish revoked: {why}"),
+            Self::Shutdown => f.write_str("server shutting down (drain grace period over)"),
         }
     }
 }
@@ -79,6 +83,7 @@ pub struct Connection {
     hub: Hub,
     policy: Arc<dyn StreamPolicy>,
     metrics: Arc<Metrics>,
+    phase: watch::Receiver<Phase>,
     session: ServerSession,
     app: Option<String>,
     publishing: Option<Publishing>,
@@ -94,6 +99,7 @@ enum Wake {
     Viewer,
     Tick,
     Revoked(String),
+    Closing,
 }
 
 impl Connection {
@@ -103,6 +109,7 @@ impl Connection {
         hub: Hub,
         policy: Arc<dyn StreamPolicy>,
         metrics: Arc<Metrics>,
+        phase: watch::Receiver<Phase>,
         started: Instant,
     ) -> Self {
         let mut random = vec![0u8; HANDSHAKE_RANDOM];
@@ -115,6 +122,7 @@ impl Connection {
             hub,
             policy,
             metrics,
+            phase,
             session,
             app: None,
             publishing: None,
@@ -174,7 +182,9 @@ impl Connection {
                     .filter(|p| !p.paused)
                     .map(|p| &mut p.viewer);
                 let ticket = self.publishing.as_mut().map(|p| &mut p.ticket);
+                let phase = &mut self.phase;
                 tokio::select! {
+                    () = reached(phase, Phase::Closing) => Wake::Closing,
                     r = self.socket.read_buf(recv) => Wake::Read(r),
                     _ = async { match viewer { Some(v) => v.changed().await, None => std::future::pending().await } } => Wake::Viewer,
                     why = async { match ticket { Some(t) => t.revoked().await, None => std::future::pending().await } } => Wake::Revoked(why),
@@ -186,6 +196,10 @@ impl Connection {
                 Wake::Viewer => self.pump_viewer().await,
                 Wake::Tick => self.on_tick(),
                 Wake::Revoked(why) => Err(CloseReason::Revoked(why)),
+                Wake::Closing => {
+                    self.say_goodbye();
+                    Err(CloseReason::Shutdown)
+                }
             };
             if let Err(reason) = step {
                 // Whatever the session queued (an _error, a status) still goes out first.
@@ -193,6 +207,21 @@ impl Connection {
                 return reason;
             }
         }
+    }
+
+    /// Tells the client the server is going away: a player hears that its stream ended (players
+    /// and load balancers then reconnect to another pod), everyone gets
+    /// NetConnection.Connect.Closed.
+    fn say_goodbye(&mut self) {
+        if let Some(p) = &self.playing {
+            self.session.notify_unpublish(p.stream_id, &p.name);
+        }
+        self.session.send_status(
+            0,
+            StatusLevel::Status,
+            code::CONNECT_CLOSED,
+            "server shutting down",
+        );
     }
 
     async fn handshake(&mut self) -> Result<(), CloseReason> {

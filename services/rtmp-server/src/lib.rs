@@ -6,10 +6,12 @@
 
 mod config;
 mod connection;
+mod drain;
 mod listener;
 mod policy;
 mod write;
 
 pub use config::RtmpServerConfig;
+pub use drain::{Drain, Phase};
 pub use listener::RtmpServer;
 pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};

@@ -12,6 +12,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::config::RtmpServerConfig;
 use crate::connection::Connection;
+use crate::drain::{Drain, Phase, reached};
 use crate::policy::StreamPolicy;
 use liverelay_metrics::{KindLabel, Metrics};
 
@@ -45,13 +46,19 @@ impl RtmpServer {
         self.listener.local_addr()
     }
 
-    /// Accepts connections until the task is dropped.
-    pub async fn run(self) {
+    /// Accepts connections until `drain` leaves the running phase; then closes the listening
+    /// socket (new connections are refused) and returns once every connection has ended.
+    pub async fn run(self, drain: Drain) {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let next_id = AtomicU64::new(1);
         let started = Instant::now();
+        let mut phase = drain.watch();
         loop {
-            let (socket, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = self.listener.accept() => accepted,
+                () = reached(&mut phase, Phase::Draining) => break,
+            };
+            let (socket, peer) = match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -78,6 +85,7 @@ impl RtmpServer {
                 self.hub.clone(),
                 self.policy.clone(),
                 self.metrics.clone(),
+                drain.watch(),
                 started,
             );
             self.metrics
@@ -97,5 +105,13 @@ impl RtmpServer {
                 .instrument(span),
             );
         }
+        drop(self.listener);
+        info!(
+            open = self.config.max_connections - slots.available_permits(),
+            "draining: no new connections"
+        );
+        // Every connection holds one permit; all back means all ended.
+        let _ = slots.acquire_many(self.config.max_connections as u32).await;
+        info!("all RTMP connections ended");
     }
 }
