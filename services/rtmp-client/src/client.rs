@@ -1,0 +1,293 @@
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::BytesMut;
+use liverelay_rtmp::handshake::ClientKind;
+use liverelay_rtmp::session::{ClientConfig, ClientEvent, ClientSession, Media, PublishKind};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout_at};
+
+use crate::bulk::BulkReader;
+use crate::{Error, Result, RtmpUrl};
+
+/// How a client connects.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Limit for each step that waits for the server (TCP connect + handshake + `connect`,
+    /// `createStream`, `publish`/`play`).
+    pub timeout: Duration,
+    pub handshake: ClientKind,
+    /// Chunk size for what we send (announced after the handshake).
+    pub chunk_size: u32,
+    pub nodelay: bool,
+    /// Read buffer growth step: each read asks for at least this much space.
+    pub read_size: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(10),
+            handshake: ClientKind::Digest,
+            chunk_size: 4096,
+            nodelay: true,
+            read_size: 16 * 1024,
+        }
+    }
+}
+
+/// One RTMP connection driven by tokio. Commands are queued in the session and written by
+/// [`flush`](Self::flush) (the waiting helpers flush by themselves).
+pub struct RtmpClient {
+    socket: TcpStream,
+    session: ClientSession,
+    events: VecDeque<ClientEvent>,
+    options: ClientOptions,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl RtmpClient {
+    /// TCP connect, handshake and `connect` to `url`'s app; returns once the server accepted.
+    pub async fn connect(url: &RtmpUrl, options: ClientOptions) -> Result<Self> {
+        let deadline = Instant::now() + options.timeout;
+        let socket = timeout_at(deadline, TcpStream::connect(url.addr()))
+            .await
+            .map_err(|_| Error::Timeout("TCP connect"))??;
+        Self::connect_on(socket, url, options).await
+    }
+
+    /// As [`connect`](Self::connect), on an already connected socket.
+    pub async fn connect_on(
+        socket: TcpStream,
+        url: &RtmpUrl,
+        options: ClientOptions,
+    ) -> Result<Self> {
+        socket.set_nodelay(options.nodelay)?;
+        let mut config = ClientConfig::new(url.app.clone(), url.tc_url());
+        config.handshake = options.handshake;
+        config.chunk_size = options.chunk_size;
+        let session = ClientSession::new(config, &handshake_random(), 0);
+        let mut client = Self {
+            socket,
+            session,
+            events: VecDeque::new(),
+            options,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let deadline = Instant::now() + client.options.timeout;
+        loop {
+            match client.next_event_until(deadline, "connect").await? {
+                ClientEvent::Connected { .. } => return Ok(client),
+                ClientEvent::ConnectFailed { info } => {
+                    let text = ["code", "description"]
+                        .iter()
+                        .filter_map(|k| info.get(k).and_then(|v| v.as_str()))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    return Err(Error::ConnectRefused(text));
+                }
+                other => client.events.push_back(other),
+            }
+        }
+    }
+
+    /// Sends `createStream` and waits for its stream id.
+    pub async fn create_stream(&mut self) -> Result<u32> {
+        self.session.create_stream();
+        let deadline = Instant::now() + self.options.timeout;
+        loop {
+            match self.next_event_until(deadline, "createStream").await? {
+                ClientEvent::StreamCreated { stream_id } => return Ok(stream_id),
+                ClientEvent::CallResult { name, values, .. } if name == "_error" => {
+                    let info = values.get(1);
+                    let field = |k: &str| {
+                        info.and_then(|i| i.get(k))
+                            .and_then(|v| v.as_str())
+                            .unwrap_or_default()
+                            .to_owned()
+                    };
+                    return Err(Error::Refused {
+                        command: "createStream",
+                        code: field("code"),
+                        description: field("description"),
+                    });
+                }
+                other => self.events.push_back(other),
+            }
+        }
+    }
+
+    /// `releaseStream`/`FCPublish`, `createStream`, `publish(name, live)`; returns the stream
+    /// id once `NetStream.Publish.Start` arrived.
+    pub async fn publish(&mut self, name: &str) -> Result<u32> {
+        self.session.prepare_publish(name);
+        let id = self.create_stream().await?;
+        self.session.publish(id, name, PublishKind::Live);
+        self.wait_started(id, "publish").await?;
+        Ok(id)
+    }
+
+    /// `createStream`, `play(name)`; returns the stream id once `NetStream.Play.Start`
+    /// arrived. Media that came before it stays queued for [`next_event`](Self::next_event).
+    pub async fn play(&mut self, name: &str) -> Result<u32> {
+        let id = self.create_stream().await?;
+        self.session.play(id, name);
+        self.wait_started(id, "play").await?;
+        Ok(id)
+    }
+
+    async fn wait_started(&mut self, id: u32, command: &'static str) -> Result<()> {
+        let deadline = Instant::now() + self.options.timeout;
+        let mut held = Vec::new();
+        let result = loop {
+            match self.next_event_until(deadline, command).await {
+                Err(e) => break Err(e),
+                Ok(
+                    ClientEvent::PublishStarted { stream_id }
+                    | ClientEvent::PlayStarted { stream_id },
+                ) if stream_id == id => {
+                    break Ok(());
+                }
+                Ok(ClientEvent::Status {
+                    stream_id,
+                    level,
+                    code,
+                    description,
+                }) if stream_id == id && level == "error" => {
+                    break Err(Error::Refused {
+                        command,
+                        code,
+                        description,
+                    });
+                }
+                Ok(other) => held.push(other),
+            }
+        };
+        // Keep what arrived meanwhile (statuses, early media) in order for the caller.
+        for e in held.into_iter().rev() {
+            self.events.push_front(e);
+        }
+        result
+    }
+
+    /// Queues one media message on a publishing stream; [`flush`](Self::flush) sends it.
+    pub fn send_media(&mut self, stream_id: u32, media: &Media) {
+        self.session.send_media(stream_id, media);
+    }
+
+    /// Writes everything the session has queued.
+    pub async fn flush(&mut self) -> Result<()> {
+        while let Some(bytes) = self.session.poll_transmit() {
+            self.bytes_out += bytes.len() as u64;
+            self.socket.write_all(&bytes).await?;
+        }
+        Ok(())
+    }
+
+    /// An event already decoded, without reading.
+    pub fn try_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next event; `Ok(None)` once the server closed the connection.
+    pub async fn next_event(&mut self) -> Result<Option<ClientEvent>> {
+        loop {
+            self.flush().await?;
+            if let Some(e) = self.events.pop_front() {
+                return Ok(Some(e));
+            }
+            if self.read().await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Reads once (whatever is available), decodes it and queues the events; returns the
+    /// number of bytes read, 0 when the server closed. Cancel safe: no data is lost if the
+    /// future is dropped before it completes (usable in `select!`).
+    pub async fn read(&mut self) -> Result<usize> {
+        let buf = self.session.recv_buffer();
+        if buf.capacity() - buf.len() < self.options.read_size {
+            buf.reserve(self.options.read_size);
+        }
+        let n = self.socket.read_buf(buf).await?;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.bytes_in += n as u64;
+        self.session.process()?;
+        while let Some(e) = self.session.poll_event() {
+            self.events.push_back(e);
+        }
+        // Acknowledgements and ping replies the session produced.
+        self.flush().await?;
+        Ok(n)
+    }
+
+    async fn next_event_until(
+        &mut self,
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<ClientEvent> {
+        match timeout_at(deadline, self.next_event()).await {
+            Err(_) => Err(Error::Timeout(what)),
+            Ok(Ok(None)) => Err(Error::Closed),
+            Ok(Ok(Some(e))) => Ok(e),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// The protocol session, for commands this driver has no helper for.
+    pub fn session_mut(&mut self) -> &mut ClientSession {
+        &mut self.session
+    }
+
+    pub fn socket(&self) -> &TcpStream {
+        &self.socket
+    }
+
+    /// Bytes read from the socket so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_in
+    }
+
+    /// Bytes written to the socket so far.
+    pub fn bytes_sent(&self) -> u64 {
+        self.bytes_out
+    }
+
+    /// Stops decoding: the rest of the connection is only counted. Undelivered events are
+    /// dropped; bytes already buffered count as received.
+    pub fn into_bulk(mut self) -> BulkReader {
+        let pending = std::mem::take(self.session.recv_buffer());
+        BulkReader::new(self.socket, self.bytes_in, pending.len() as u64)
+    }
+
+    /// The socket and whatever was read but not decoded yet.
+    pub fn into_parts(mut self) -> (TcpStream, BytesMut) {
+        let pending = std::mem::take(self.session.recv_buffer());
+        (self.socket, pending)
+    }
+}
+
+/// Handshake randomness: it only has to differ between connections, not be secret.
+fn handshake_random() -> Vec<u8> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut x = nanos ^ COUNTER.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed) | 1;
+    (0..3072 / 8)
+        .flat_map(|_| {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes()
+        })
+        .collect()
+}
