@@ -2,6 +2,7 @@
 #   make run    start `liverelay standalone` (RTMP on :1935, HTTP on :8080)
 #   make test   install test dependencies if missing, then run the whole test suite
 #   make lint   rustfmt and clippy, as CI runs them
+#   make k8s    regenerate k8s/base from the Helm chart
 #   make fuzz   fuzz the RTMP server session (not part of `make test`)
 
 CARGO ?= cargo
@@ -13,7 +14,14 @@ GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugin
 GST_ELEMENTS := rtmp2sink rtmp2src rtmpsink videotestsrc audiotestsrc x264enc h264parse aacparse \
 	avenc_aac avdec_h264 flvmux flvdemux
 
-.PHONY: run build release test test-deps lint fmt fuzz clean
+.PHONY: run build release test test-deps test-chart k8s lint fmt fuzz clean
+
+# Python tools for the chart checks (real Helm engine, kubernetes-validate), in a venv.
+VENV := .venv
+$(VENV)/.installed: tests/chart/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/chart/requirements.txt
+	touch $@
 
 run:
 	$(CARGO) run --release -p liverelay -- standalone $(ARGS)
@@ -40,8 +48,17 @@ test-deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-test: test-deps
+test: test-deps $(VENV)/.installed
 	$(CARGO) test --workspace
+	$(MAKE) --no-print-directory test-chart
+
+# Renders and validates the Helm chart (uses target/debug/liverelay, built by cargo test).
+test-chart: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests/chart
+
+# Regenerates the plain manifests in k8s/base from the chart.
+k8s: $(VENV)/.installed
+	$(VENV)/bin/python tests/chart/render.py
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -57,9 +74,3 @@ fuzz:
 
 clean:
 	$(CARGO) clean
-
-# Side-by-side benchmark of liverelay vs nginx-rtmp (not part of `make test`; about 20 minutes).
-# Writes bench/RESULTS.md and plots; BENCH_RUNS=1 or BENCH_QUICK=1 for shorter runs.
-.PHONY: bench
-bench:
-	bash bench/run.sh

@@ -13,11 +13,11 @@ use liverelay_registry::RedisRegistryConfig;
 use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE};
 use liverelay_rtmp::session::ServerConfig;
 use liverelay_rtmp_server::RtmpServerConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 // Unknown top-level keys are tolerated (unlike inside sections): every `LIVERELAY_*` variable
 // lands here, including ones meant for flags such as `LIVERELAY_CLUSTER_TOKEN`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(default)]
 pub struct Settings {
     pub rtmp: RtmpSettings,
@@ -29,7 +29,7 @@ pub struct Settings {
     pub metrics: MetricsSettings,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsSettings {
     /// Streams that get their own per-stream series on `/metrics` (the most watched first).
@@ -45,7 +45,7 @@ impl Default for MetricsSettings {
 }
 
 /// The cluster registry (ingest and edge roles).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://[:password@]host:port[/db]` or `rediss://...`; for Redis Cluster, the seed
@@ -73,7 +73,7 @@ impl Default for RedisSettings {
 }
 
 /// How pods of a cluster find and trust each other.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSettings {
     /// Shared secret every relay call carries (`--cluster-token`, `LIVERELAY_CLUSTER_TOKEN`).
@@ -147,7 +147,7 @@ impl ClusterSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct RtmpSettings {
     pub listen: SocketAddr,
@@ -184,7 +184,7 @@ impl Default for RtmpSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
@@ -198,7 +198,7 @@ impl Default for HttpSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct HubSettings {
     pub gop_cache: bool,
@@ -223,7 +223,7 @@ impl Default for HubSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     /// Readable lines for a terminal.
@@ -233,7 +233,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogSettings {
     /// Unset: JSON lines for the cluster roles, readable text for standalone.
@@ -273,8 +273,13 @@ impl Settings {
         overrides: &Overrides,
     ) -> Result<Self, SettingsError> {
         let mut builder = Config::builder();
-        if let Some(path) = file {
-            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+                if let Some(path) = file {
+            // TOML, or YAML by extension (what Helm renders without turning integers into floats).
+            let format = match path.extension().and_then(|e| e.to_str()) {
+                Some("yaml" | "yml") => FileFormat::Yaml,
+                _ => FileFormat::Toml,
+            };
+            builder = builder.add_source(File::from(path).format(format).required(true));
         }
         builder = builder.add_source(env.prefix_separator("_").separator("__").try_parsing(true));
         if let Some(addr) = overrides.rtmp_listen {
@@ -458,6 +463,17 @@ mod tests {
         assert_eq!(s.cluster.require_token().unwrap(), "s3cret");
         assert!(s.cluster.advertise_addr().ends_with(":7000"));
         assert!(Settings::default().cluster.require_token().is_err());
+    }
+
+        #[test]
+    fn yaml_file_by_extension() {
+        let dir = std::env::temp_dir().join(format!("liverelay-config-yaml-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("liverelay.yaml");
+        std::fs::write(&path, "rtmp:\n  chunk_size: 8192\n  drain_grace_secs: 60\nredis:\n  lease_ttl_ms: 3000\n").unwrap();
+        let s = Settings::load_from(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        assert_eq!((s.rtmp.chunk_size, s.rtmp.drain_grace_secs, s.redis.lease_ttl_ms), (8192, 60, 3000));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -42,6 +42,9 @@ struct Common {
     /// HTTP listen address for /healthz, /readyz and the API [default: 0.0.0.0:8080].
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+        /// Print the effective settings (defaults < file < environment < flags) as JSON and exit.
+    #[arg(long)]
+    print_config: bool,
     /// Log format: text (default) or json.
     #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
@@ -129,6 +132,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+        if common.print_config {
+        match serde_json::to_string_pretty(&settings) {
+            Ok(json) => {
+                println!("{json}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("liverelay: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     if role == "control" {
         eprintln!(
             "liverelay control: not available yet in this build; use `liverelay standalone`, `ingest` or `edge`"
