@@ -22,6 +22,12 @@ use crate::policy::{StreamPolicy, Ticket};
 use crate::write::write_all_vectored;
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
 
+/// Free receive space kept for a publisher's and a player's reads.
+const PUBLISHER_READ: usize = 64 * 1024;
+const PLAYER_READ: usize = 1024;
+/// Batch containers larger than this (in entries) are shrunk after use.
+const SHRINK_ABOVE: usize = 64;
+
 /// Random bytes the handshake needs (S1 and S2 bodies).
 const HANDSHAKE_RANDOM: usize = 3072;
 
@@ -175,7 +181,17 @@ impl Connection {
                 continue;
             }
             let wake = {
+                // A publisher reads in large pieces; a player only receives acks and commands,
+                // and keeping its buffer small keeps thousands of players cheap.
+                let room = if self.publishing.is_some() {
+                    PUBLISHER_READ
+                } else {
+                    PLAYER_READ
+                };
                 let recv = self.session.recv_buffer();
+                if recv.capacity() - recv.len() < room / 4 {
+                    recv.reserve(room);
+                }
                 let viewer = self
                     .playing
                     .as_mut()
@@ -226,6 +242,11 @@ impl Connection {
 
     async fn handshake(&mut self) -> Result<(), CloseReason> {
         while !self.session.is_handshake_done() {
+            let recv = self.session.recv_buffer();
+            if recv.capacity() - recv.len() < 2048 {
+                // C0+C1 is 1537 bytes, C2 1536: one read each.
+                recv.reserve(4096);
+            }
             let n = self
                 .socket
                 .read_buf(self.session.recv_buffer())
@@ -523,6 +544,14 @@ impl Connection {
             }
         }
         p.viewer.record_sent(self.out.iter().map(Bytes::len).sum());
-        self.flush().await
+        let result = self.flush().await;
+        // A burst (the GOP at start, a catch-up) must not leave its capacity with every viewer.
+        if self.out.capacity() > SHRINK_ABOVE {
+            self.out.shrink_to(SHRINK_ABOVE / 4);
+        }
+        if self.items.capacity() > SHRINK_ABOVE {
+            self.items.shrink_to(SHRINK_ABOVE / 4);
+        }
+        result
     }
 }

@@ -160,7 +160,8 @@ impl ServerSession {
             config,
             handshake: Some(ServerHandshake::new(random, epoch)),
             handshake_kind: None,
-            inbuf: BytesMut::with_capacity(8192),
+            // Grown by the driver as needed: a player sends little, a publisher a lot.
+            inbuf: BytesMut::new(),
             conn: ChunkConnection::new(config.limits),
             events: VecDeque::new(),
             connected: false,
