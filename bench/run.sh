@@ -101,9 +101,10 @@ start_server_once() {
     local kind=$1
     PORT=$(free_port)
     case $kind in
-        liverelay)
-            local http; http=$(free_port)
-            RUST_LOG=warn LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN \
+        liverelay | liverelay-nagle)
+            local http nodelay=true; http=$(free_port)
+            [ "$kind" = liverelay-nagle ] && nodelay=false
+            RUST_LOG=warn LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN LIVERELAY_RTMP__TCP_NODELAY=$nodelay \
                 taskset -c $SERVER_CORE "$BIN/liverelay" standalone \
                 --rtmp-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$http" \
                 >"$WORK/liverelay.log" 2>&1 &
@@ -140,17 +141,22 @@ stop_server() {
     wait "$SERVER_MAIN" 2>/dev/null || true
 }
 
-SERVERS=(liverelay nginx)
-declare -A LABEL=([liverelay]="liverelay" [nginx]="nginx-rtmp")
+# Servers of the next scenario; the last is the baseline of the ratios.
+ALL_SERVERS=(liverelay liverelay-nagle nginx)
+SERVERS=("${ALL_SERVERS[@]}")
+declare -A LABEL=([liverelay]="liverelay" [liverelay-nagle]="liverelay nodelay-off" [nginx]="nginx-rtmp")
 COMMANDS=()
 
 # scenario NAME TOOL-ARGS...: every server, $RUNS times (server order alternates per run).
 scenario() {
     local name=$1; shift
-    local run kind order
+    local run kind order i
     COMMANDS+=("$name: taskset -c $TOOL_CORE liverelay-bench run --url rtmp://127.0.0.1:PORT/live/$name $* --server-pid PID --server-core $SERVER_CORE")
     for run in $(seq "$RUNS"); do
-        if [ $((run % 2)) -eq 1 ]; then order=("${SERVERS[@]}"); else order=(nginx liverelay); fi
+        order=("${SERVERS[@]}")
+        if [ $((run % 2)) -eq 0 ]; then
+            order=(); for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do order+=("${SERVERS[$i]}"); done
+        fi
         for kind in "${order[@]}"; do
             log "$name run $run/$RUNS: ${LABEL[$kind]}"
             if ! start_server "$kind"; then
@@ -177,9 +183,9 @@ scenario() {
     done
 }
 
-inputs() { # inputs NAME → LABEL=PATH for every run of both servers
+inputs() { # inputs NAME → LABEL=PATH for every run of every server
     local name=$1 kind f
-    for kind in "${SERVERS[@]}"; do
+    for kind in "${ALL_SERVERS[@]}"; do
         for f in "$OUT"/results/"$name"-"$kind"-*.json; do
             [ -e "$f" ] && printf '%s=%s ' "${LABEL[$kind]}" "$f"
         done
@@ -198,7 +204,7 @@ if [ "$QUICK" = 1 ]; then
 else
     FANOUT_AT=100,500,1000,2000,3000,4000,5000,6000; FANOUT_STEP=2000; INTERVAL=6s
     FANOUT_MAX=$(( MAXCONN - 100 < 14000 ? MAXCONN - 100 : 14000 ))
-    PUB_STEP=100; PUB_MAX=800; TTFF_PLAYERS=200
+    PUB_STEP=100; PUB_MAX=600; TTFF_PLAYERS=200
 fi
 
 # 1. Fan-out: one 2.5 Mbit/s stream (720p30 H.264 + AAC, 2 s GOP), ramp players.
@@ -209,6 +215,7 @@ scenario fanout600k --bitrate 600k --audio-bitrate 64k --fps 30 --gop 2s --ramp-
     --ramp-step "$FANOUT_STEP" --ramp-max "$FANOUT_MAX" --ramp-interval "$INTERVAL" --settle 3s \
     --rcvlowat 8192 -q
 # 2. Many publishers: ramp streams of 2.5 Mbit/s, one player each.
+SERVERS=(liverelay nginx)
 scenario publishers --bitrate 2.5M --fps 30 --gop 2s --ramp-streams --ramp-step "$PUB_STEP" \
     --ramp-max "$PUB_MAX" --players 1 --sample-every 1 --ramp-interval "$INTERVAL" --settle 3s -q
 # 3. Start-up: players joining a running stream (GOP cache on liverelay).
@@ -223,7 +230,7 @@ if [ "$QUICK" = 1 ]; then COMPARE_AT=100,400; else COMPARE_AT=100,500,1000,2000;
 B=$BIN/liverelay-bench
 plot() { # plot NAME TITLE: run 1 of each server
     local name=$1 title=$2 args=() kind
-    for kind in "${SERVERS[@]}"; do
+    for kind in "${ALL_SERVERS[@]}"; do
         [ -e "$OUT/results/$name-$kind-1.json" ] && args+=("${LABEL[$kind]}=$OUT/results/$name-$kind-1.json")
     done
     [ ${#args[@]} -gt 0 ] && "$B" plot "${args[@]}" --title "$title" --out "$OUT/$name.png" || true
@@ -246,7 +253,7 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $NCPU cores; $(free -g | awk '/Mem:/{print $2}') GiB RAM"
     echo "- Kernel: $(uname -r); open-file limit per process: $FDS (caps players per process)"
     echo "- nginx: $(nginx -v 2>&1 | sed 's/.*: //') with libnginx-mod-rtmp $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?'): 1 worker, \`live on\`, chunk_size 4096 (bench/nginx.conf.in)"
-    echo "- liverelay: \`liverelay standalone\` release build, default settings, RUST_LOG=warn, max_connections $MAXCONN"
+    echo "- liverelay: \`liverelay standalone\` release build, default settings, RUST_LOG=warn, max_connections $MAXCONN; *liverelay nodelay-off* is the same with \`LIVERELAY_RTMP__TCP_NODELAY=false\` (Nagle on, as nginx runs), fan-out scenarios only"
     echo "- Each server pinned to core $SERVER_CORE (\`taskset -c $SERVER_CORE\`), the tool to core $TOOL_CORE; loopback (127.0.0.1)."
     echo "- Source: synthetic H.264 + AAC from liverelay-bench (valid FLV tag and sequence headers, filler payloads carrying a send stamp)."
     echo "- Server CPU and RSS from /proc/PID of liverelay, of nginx's worker; *core busy* is core $SERVER_CORE's busy share from /proc/stat, which also counts softirq time (loopback TCP delivery) that /proc/PID may not. Latency: publisher send → player receive of the same message, same process, live messages only, measured by every 25th player (the rest read in bulk with SO_RCVLOWAT 32 KiB)."

@@ -177,7 +177,7 @@ fn metrics(at: &[usize], ramp: bool) -> Vec<Metric> {
 }
 
 /// A markdown table: one row per metric, one column per label (`min / median / max`), and
-/// the ratio of the first label's median to the second's.
+/// the ratio of each label's median to the last label's (the baseline).
 pub fn markdown(groups: &BTreeMap<String, Vec<Report>>, order: &[String], at: &[usize]) -> String {
     let ramp = groups.values().flatten().any(|r| r.ramp.is_some());
     let mut out = String::new();
@@ -186,15 +186,12 @@ pub fn markdown(groups: &BTreeMap<String, Vec<Report>>, order: &[String], at: &[
         .map(|l| format!("{l} (min / median / max of {})", groups[l].len()))
         .collect();
     let _ = write!(out, "| figure | {} |", runs.join(" | "));
-    let ratio = order.len() == 2;
-    if ratio {
-        let _ = write!(out, " {} ÷ {} (medians) |", order[0], order[1]);
+    let base = order.len().saturating_sub(1);
+    for label in &order[..base] {
+        let _ = write!(out, " {label} ÷ {} (medians) |", order[base]);
     }
     out.push('\n');
-    let _ = write!(out, "|---|{}", "---|".repeat(order.len()));
-    if ratio {
-        out.push_str("---|");
-    }
+    let _ = write!(out, "|---|{}", "---|".repeat(order.len() + base));
     out.push('\n');
     for (name, f, digits) in metrics(at, ramp) {
         let cells: Vec<Option<(f64, f64, f64)>> = order
@@ -213,8 +210,8 @@ pub fn markdown(groups: &BTreeMap<String, Vec<Report>>, order: &[String], at: &[
                 None => out.push_str(" – |"),
             }
         }
-        if ratio {
-            match (cells[0], cells[1]) {
+        for cell in &cells[..base] {
+            match (cell, cells[base]) {
                 (Some(a), Some(b)) if b.1 != 0.0 => {
                     let _ = write!(out, " {:.2} |", a.1 / b.1);
                 }
