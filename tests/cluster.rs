@@ -462,6 +462,51 @@ fn works_against_redis_cluster() {
     }
 }
 
+/// If another ingest ends up owning the stream (our lease ran out while Redis was unreachable
+/// and someone else claimed it), the old owner's publish is closed at its next renewal, so two
+/// pods never serve the same name.
+#[tokio::test]
+async fn losing_the_lease_closes_the_publish() {
+    let cluster = Cluster::with_short_leases();
+    let ingest = cluster.node("ingest", "ingest-a");
+    let mut publisher = RtmpClient::connect(ingest.rtmp, "live").await;
+    let (_, level, code) = publisher.publish("taken").await;
+    assert_eq!(
+        (level.as_str(), code.as_str()),
+        ("status", "NetStream.Publish.Start")
+    );
+    let mut record = cluster.wait_owner("taken", "ingest-a", Duration::from_secs(5));
+    // Another pod's newer claim, as the registry would store it.
+    record["owner"] = "ingest-z".into();
+    record["generation"] = (record["generation"].as_u64().unwrap() + 1).into();
+    cluster
+        .redis
+        .cli(&[
+            "SET",
+            "liverelay:stream:{live/taken}",
+            &record.to_string(),
+            "PX",
+            "60000",
+        ])
+        .unwrap();
+    assert!(
+        publisher.closed_by_server(Duration::from_secs(3)).await,
+        "publish closed within a renewal period"
+    );
+    assert!(
+        ingest
+            .log()
+            .contains("publish revoked: stream taken over by ingest-z"),
+        "{}",
+        ingest.log()
+    );
+    assert_eq!(
+        cluster.redis.record("live", "taken").unwrap()["owner"],
+        "ingest-z",
+        "the newer owner's record is untouched"
+    );
+}
+
 /// SIGTERM on an edge with a viewer: out of readiness at once, new connections refused, the
 /// viewer keeps playing through the grace period and is then told and closed; clean exit.
 #[tokio::test]

@@ -30,8 +30,9 @@ struct LeaseTicket {
 }
 
 impl Ticket for LeaseTicket {
-    fn revoked(&mut self) -> BoxFuture<'_, String> {
-        Box::pin(async move { format!("stream taken over by {}", self.lease.lost().await) })
+    fn revoked(&self) -> BoxFuture<'static, String> {
+        let lost = self.lease.lost();
+        Box::pin(async move { format!("stream taken over by {}", lost.await) })
     }
 }
 

@@ -66,15 +66,18 @@ impl Lease {
             .clone()
     }
 
-    /// Resolves when another owner took the stream.
-    pub async fn lost(&self) -> String {
+    /// Resolves (with the new owner) when another owner took the stream. The future does not
+    /// borrow the lease.
+    pub fn lost(&self) -> impl std::future::Future<Output = String> + Send + 'static {
         let mut state = self.state.clone();
-        loop {
-            if let LeaseState::Lost { owner } = &*state.borrow_and_update() {
-                return owner.clone();
-            }
-            if state.changed().await.is_err() {
-                return std::future::pending().await;
+        async move {
+            loop {
+                if let LeaseState::Lost { owner } = &*state.borrow_and_update() {
+                    return owner.clone();
+                }
+                if state.changed().await.is_err() {
+                    return std::future::pending().await;
+                }
             }
         }
     }

@@ -20,6 +20,7 @@ use crate::config::RtmpServerConfig;
 use crate::drain::{Phase, reached};
 use crate::policy::{StreamPolicy, Ticket};
 use crate::write::write_all_vectored;
+use futures::future::BoxFuture;
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
 
 /// Free receive space kept for a publisher's and a player's reads.
@@ -66,7 +67,9 @@ impl fmt::Display for CloseReason {
 struct Publishing {
     stream_id: u32,
     publisher: Publisher,
-    ticket: Box<dyn Ticket>,
+    _ticket: Box<dyn Ticket>,
+    /// The ticket's revocation, made once and polled in place.
+    revoked: BoxFuture<'static, String>,
     _span: Span,
 }
 
@@ -163,6 +166,11 @@ impl Connection {
         }
         let every = self.config.ping_interval;
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        // Made once: re-creating it on every wakeup would re-register with a watch channel
+        // every connection shares.
+        let mut phase = self.phase.clone();
+        let closing = async move { reached(&mut phase, Phase::Closing).await };
+        tokio::pin!(closing);
         loop {
             if let Err(reason) = self.flush().await {
                 return reason;
@@ -197,13 +205,12 @@ impl Connection {
                     .as_mut()
                     .filter(|p| !p.paused)
                     .map(|p| &mut p.viewer);
-                let ticket = self.publishing.as_mut().map(|p| &mut p.ticket);
-                let phase = &mut self.phase;
+                let revoked = self.publishing.as_mut().map(|p| p.revoked.as_mut());
                 tokio::select! {
-                    () = reached(phase, Phase::Closing) => Wake::Closing,
+                    () = &mut closing => Wake::Closing,
                     r = self.socket.read_buf(recv) => Wake::Read(r),
                     _ = async { match viewer { Some(v) => v.changed().await, None => std::future::pending().await } } => Wake::Viewer,
-                    why = async { match ticket { Some(t) => t.revoked().await, None => std::future::pending().await } } => Wake::Revoked(why),
+                    why = async { match revoked { Some(r) => r.await, None => std::future::pending().await } } => Wake::Revoked(why),
                     _ = tick.tick() => Wake::Tick,
                 }
             };
@@ -417,7 +424,8 @@ impl Connection {
                     self.publishing = Some(Publishing {
                         stream_id: req.stream_id,
                         publisher,
-                        ticket,
+                        revoked: ticket.revoked(),
+                        _ticket: ticket,
                         _span: span,
                     });
                 }

@@ -15,9 +15,10 @@ pub struct Refusal {
 /// Held for as long as the publish or play lasts; dropping it undoes what the policy did
 /// (releases the registry claim, lets the upstream linger and close).
 pub trait Ticket: Send {
-    /// Resolves with a reason when the right to go on is withdrawn (e.g. another pod took
-    /// over the stream). Never resolves by default.
-    fn revoked(&mut self) -> BoxFuture<'_, String> {
+    /// A future that resolves with a reason when the right to go on is withdrawn (e.g.
+    /// another pod took over the stream); asked for once per publish. Never resolves by
+    /// default.
+    fn revoked(&self) -> BoxFuture<'static, String> {
         Box::pin(std::future::pending())
     }
 }
