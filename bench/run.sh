@@ -6,12 +6,14 @@
 #   BENCH_RUNS=3        repetitions of each scenario (min / median / max are reported)
 #   BENCH_QUICK=1       tiny scenarios, one run: checks that the pipeline works (~2 min)
 #   BENCH_OUT=DIR       where results go (default: bench/)
+#   BENCH_REPORT_ONLY=1 only rewrite RESULTS.md and the plots from the results already there
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${BENCH_OUT:-$ROOT/bench}
 RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK:-0}
+REPORT_ONLY=${BENCH_REPORT_ONLY:-0}
 CARGO=${CARGO:-cargo}
 WORK=$(mktemp -d /tmp/liverelay-bench.XXXXXX)
 BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
@@ -144,7 +146,7 @@ stop_server() {
 # Servers of the next scenario; the last is the baseline of the ratios.
 ALL_SERVERS=(liverelay liverelay-nagle nginx)
 SERVERS=("${ALL_SERVERS[@]}")
-declare -A LABEL=([liverelay]="liverelay" [liverelay-nagle]="liverelay nodelay-off" [nginx]="nginx-rtmp")
+declare -A LABEL=([liverelay]="liverelay" [liverelay-nagle]="liverelay-nodelay-off" [nginx]="nginx-rtmp")
 COMMANDS=()
 
 # scenario NAME TOOL-ARGS...: every server, $RUNS times (server order alternates per run).
@@ -152,6 +154,7 @@ scenario() {
     local name=$1; shift
     local run kind order i
     COMMANDS+=("$name: taskset -c $TOOL_CORE liverelay-bench run --url rtmp://127.0.0.1:PORT/live/$name $* --server-pid PID --server-core $SERVER_CORE")
+    [ "$REPORT_ONLY" = 1 ] && return 0
     for run in $(seq "$RUNS"); do
         order=("${SERVERS[@]}")
         if [ $((run % 2)) -eq 0 ]; then
@@ -160,7 +163,7 @@ scenario() {
         for kind in "${order[@]}"; do
             log "$name run $run/$RUNS: ${LABEL[$kind]}"
             if ! start_server "$kind"; then
-                echo "$name run $run: ${LABEL[$kind]} did not start; run skipped" >>"$WORK/incidents"
+                echo "$name run $run: ${LABEL[$kind]} did not start; run skipped" >>"$OUT/results/incidents"
                 continue
             fi
             local json=$OUT/results/$name-$kind-$run.json
@@ -173,7 +176,7 @@ scenario() {
             tail -n +1 "$OUT/results/$name-$kind-$run.txt" | tail -3 >&2 || true
             if ! kill -0 "$SERVER_MAIN" 2>/dev/null; then
                 log "SERVER DIED during $name run $run (${LABEL[$kind]})"
-                echo "$name run $run: ${LABEL[$kind]} exited during the run (log: results/$name-$kind-$run.server.log)" >>"$WORK/incidents"
+                echo "$name run $run: ${LABEL[$kind]} exited during the run (log: results/$name-$kind-$run.server.log)" >>"$OUT/results/incidents"
                 cp "$WORK/liverelay.log" "$OUT/results/$name-$kind-$run.server.log" 2>/dev/null ||
                     cp "$WORK/nginx/nginx-error.log" "$OUT/results/$name-$kind-$run.server.log" 2>/dev/null || true
             fi
@@ -186,7 +189,7 @@ scenario() {
 inputs() { # inputs NAME → LABEL=PATH for every run of every server
     local name=$1 kind f
     for kind in "${ALL_SERVERS[@]}"; do
-        for f in "$OUT"/results/"$name"-"$kind"-*.json; do
+        for f in "$OUT"/results/"$name"-"$kind"-[0-9]*.json; do
             [ -e "$f" ] && printf '%s=%s ' "${LABEL[$kind]}" "$f"
         done
     done
@@ -194,7 +197,8 @@ inputs() { # inputs NAME → LABEL=PATH for every run of every server
 
 # --- scenarios ---------------------------------------------------------------------------------
 mkdir -p "$OUT/results"
-rm -f "$OUT"/results/*.json "$OUT"/results/*.txt "$OUT"/results/*.log
+[ "$REPORT_ONLY" = 1 ] || rm -f "$OUT"/results/*.json "$OUT"/results/*.txt "$OUT"/results/*.log \
+    "$OUT"/results/incidents
 BEGIN=$(date +%s)
 
 if [ "$QUICK" = 1 ]; then
@@ -223,6 +227,11 @@ scenario ttff --bitrate 2.5M --fps 30 --gop 2s --players "$TTFF_PLAYERS" --sampl
     --duration 3s --settle 3s -q
 
 ELAPSED=$(( $(date +%s) - BEGIN ))
+if [ "$REPORT_ONLY" = 1 ]; then
+    ELAPSED=$(cat "$OUT/results/elapsed" 2>/dev/null || echo "?")
+else
+    echo "$ELAPSED" >"$OUT/results/elapsed"
+fi
 # Figures at these player counts (the first and last give RSS per added player).
 if [ "$QUICK" = 1 ]; then COMPARE_AT=100,400; else COMPARE_AT=100,500,1000,2000; fi
 
@@ -288,10 +297,10 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo
     "$B" compare $(inputs ttff)
     echo
-    if [ -e "$WORK/incidents" ]; then
+    if [ -e "$OUT/results/incidents" ]; then
         echo "## Incidents"
         echo
-        sed 's/^/- /' "$WORK/incidents"
+        sed 's/^/- /' "$OUT/results/incidents"
         echo
     fi
     echo "## Raw results"
