@@ -74,3 +74,9 @@ fuzz:
 
 clean:
 	$(CARGO) clean
+
+# Side-by-side benchmark of liverelay vs nginx-rtmp (not part of `make test`; about 20 minutes).
+# Writes bench/RESULTS.md and plots; BENCH_RUNS=1 or BENCH_QUICK=1 for shorter runs.
+.PHONY: bench
+bench:
+	bash bench/run.sh

@@ -1,8 +1,8 @@
 //! A media message as the hub keeps it: payload, what kind of frame it is, and its wire
 //! encoding, made once and shared by every viewer.
 
-use bytes::Bytes;
-use liverelay_rtmp::chunk::encode_message;
+use bytes::{Bytes, BytesMut};
+use liverelay_rtmp::chunk::{ChunkDecoder, ChunkLimits, encode_message};
 use liverelay_rtmp::media::{parse_audio, parse_video};
 use liverelay_rtmp::message::{RawMessage, csid, type_id};
 use liverelay_rtmp::{Media, MediaKind};
@@ -30,7 +30,6 @@ pub struct Frame {
     pub kind: MediaKind,
     /// Milliseconds on the stream's own timeline (monotonic across republishes).
     pub timestamp: u64,
-    pub payload: Bytes,
     pub keyframe: bool,
     /// Decoder configuration (or metadata) that viewers need before any frame.
     pub sequence_header: bool,
@@ -38,6 +37,11 @@ pub struct Frame {
     pub generation: u64,
     /// Wall-clock arrival (microseconds since the Unix epoch), for latency across pods.
     pub received_unix_us: u64,
+    /// Length of the message payload.
+    pub payload_len: usize,
+    /// The message chunked once for every viewer. The payload is kept only in here: a second
+    /// copy for the few users of the raw payload (the relay, re-encodings) would double the
+    /// memory of every stream's ring.
     wire: Bytes,
     encoding: FanoutEncoding,
 }
@@ -53,21 +57,26 @@ impl Frame {
             MediaKind::Metadata => (false, true),
             MediaKind::Data => (false, false),
         };
-        let mut frame = Self {
+        let wire = encode(
+            media.kind,
+            timestamp,
+            &media.payload,
+            encoding.chunk_size,
+            encoding.stream_id,
+        );
+        Self {
             kind: media.kind,
             timestamp,
-            payload: media.payload,
             keyframe,
             sequence_header,
             generation,
             received_unix_us: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64),
-            wire: Bytes::new(),
+            payload_len: media.payload.len(),
+            wire,
             encoding,
-        };
-        frame.wire = frame.encode(encoding.chunk_size, encoding.stream_id);
-        frame
+        }
     }
 
     /// The frame's chunks for a viewer with this chunk size and stream id: shared bytes in the
@@ -81,7 +90,13 @@ impl Frame {
         {
             self.wire.clone()
         } else {
-            self.encode(chunk_size, stream_id)
+            encode(
+                self.kind,
+                self.timestamp,
+                &self.payload(),
+                chunk_size,
+                stream_id,
+            )
         }
     }
 
@@ -89,22 +104,78 @@ impl Frame {
         self.wire.len()
     }
 
-    fn encode(&self, chunk_size: u32, stream_id: u32) -> Bytes {
-        let (cs, ty) = match self.kind {
-            MediaKind::Audio => (csid::AUDIO, type_id::AUDIO),
-            MediaKind::Video => (csid::VIDEO, type_id::VIDEO),
-            MediaKind::Metadata | MediaKind::Data => (csid::DATA, type_id::DATA_AMF0),
-        };
-        let msg = RawMessage {
-                        // Metadata goes out at time 0, as nginx-rtmp sends it: libavformat takes a data tag
-            // with a non-zero timestamp for a subtitle ("text") stream, and encoders such as
-            // GStreamer's flvmux resend onMetaData mid-stream. Media carries its own time; RTMP
-            // has 32 bits and players handle the wrap after 49.7 days.
-            timestamp: if self.kind == MediaKind::Metadata { 0 } else { self.timestamp as u32 },
-            type_id: ty,
-            stream_id,
-            payload: self.payload.clone(),
-        };
-        encode_message(cs, &msg, chunk_size)
+    /// The message payload (FLV tag body): a slice of the wire bytes when the message fits in
+    /// one chunk, else reassembled from the chunks.
+    pub fn payload(&self) -> Bytes {
+        if self.payload_len <= self.encoding.chunk_size as usize {
+            return self.wire.slice(self.wire.len() - self.payload_len..);
+        }
+        let mut decoder = ChunkDecoder::new(ChunkLimits::default());
+        decoder
+            .set_chunk_size(self.encoding.chunk_size)
+            .expect("our own chunk size is valid");
+        let mut buf = BytesMut::from(&self.wire[..]);
+        match decoder.decode(&mut buf) {
+            Ok(Some(msg)) => msg.payload,
+            _ => unreachable!("a frame's wire bytes are one whole message we encoded"),
+        }
+    }
+}
+
+fn encode(
+    kind: MediaKind,
+    timestamp: u64,
+    payload: &Bytes,
+    chunk_size: u32,
+    stream_id: u32,
+) -> Bytes {
+    let (cs, ty) = match kind {
+        MediaKind::Audio => (csid::AUDIO, type_id::AUDIO),
+        MediaKind::Video => (csid::VIDEO, type_id::VIDEO),
+        MediaKind::Metadata | MediaKind::Data => (csid::DATA, type_id::DATA_AMF0),
+    };
+    let msg = RawMessage {
+        // Metadata goes out at time 0, as nginx-rtmp sends it: libavformat takes a data tag with
+        // a non-zero timestamp for a subtitle ("text") stream, and encoders such as GStreamer's
+        // flvmux resend onMetaData mid-stream. Media carries its own time; RTMP has 32 bits and
+        // players handle the wrap after 49.7 days.
+        timestamp: if kind == MediaKind::Metadata {
+            0
+        } else {
+            timestamp as u32
+        },
+        type_id: ty,
+        stream_id,
+        payload: payload.clone(),
+    };
+    encode_message(cs, &msg, chunk_size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_comes_back_from_the_wire_bytes() {
+        for len in [0usize, 1, 100, 4096, 4097, 20_000] {
+            for ts in [0u64, 0xFF_FFFF, 1 << 33] {
+                let payload = Bytes::from((0..len).map(|i| (i * 7) as u8).collect::<Vec<u8>>());
+                let media = Media {
+                    kind: MediaKind::Video,
+                    timestamp: ts,
+                    payload: payload.clone(),
+                };
+                let frame = Frame::new(media, ts, 1, FanoutEncoding::default());
+                assert_eq!(frame.payload(), payload, "len {len} ts {ts}");
+                assert_eq!(frame.payload_len, len);
+                let other = frame.wire(128, 3);
+                let mut decoder = ChunkDecoder::new(ChunkLimits::default());
+                let msg = decoder
+                    .decode(&mut BytesMut::from(&other[..]))
+                    .unwrap()
+                    .unwrap();
+                assert_eq!((msg.payload, msg.stream_id), (payload, 3));
+            }
+        }
     }
 }

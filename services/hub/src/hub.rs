@@ -55,7 +55,8 @@ impl Default for HubConfig {
             gop_cache: true,
             gop_max_bytes: 32 * 1024 * 1024,
             gop_max_duration_ms: 20_000,
-            viewer_queue_frames: 512,
+            // nginx-rtmp's out_queue: about 3.5 s of a 30 fps stream with audio.
+            viewer_queue_frames: 256,
             viewer_queue_bytes: 16 * 1024 * 1024,
             max_streams: 1000,
         }
@@ -162,12 +163,12 @@ impl Hub {
         let video = st
             .video_header
             .as_ref()
-            .and_then(|f| parse_video(&f.payload))
+            .and_then(|f| parse_video(&f.payload()))
             .map(|v| v.codec.name());
         let audio = st
             .audio_header
             .as_ref()
-            .and_then(|f| parse_audio(&f.payload))
+            .and_then(|f| parse_audio(&f.payload()))
             .map(|a| a.codec.name());
         (video, audio)
     }

@@ -129,7 +129,7 @@ impl StreamState {
             frame.kind,
             frame.keyframe,
             frame.timestamp,
-            frame.payload.len(),
+            frame.payload_len,
         );
         let seq = self.next_seq;
         self.next_seq += 1;

@@ -42,7 +42,7 @@ struct Common {
     /// HTTP listen address for /healthz, /readyz and the API [default: 0.0.0.0:8080].
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
-        /// Print the effective settings (defaults < file < environment < flags) as JSON and exit.
+    /// Print the effective settings (defaults < file < environment < flags) as JSON and exit.
     #[arg(long)]
     print_config: bool,
     /// Log format: text (default) or json.
@@ -132,7 +132,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-        if common.print_config {
+    if common.print_config {
         match serde_json::to_string_pretty(&settings) {
             Ok(json) => {
                 println!("{json}");

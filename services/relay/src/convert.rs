@@ -15,7 +15,7 @@ pub fn from_frame(frame: &Frame) -> MediaFrame {
     MediaFrame {
         kind: kind as i32,
         timestamp: frame.timestamp,
-        payload: frame.payload.clone(),
+        payload: frame.payload(),
         ingest_received_unix_us: frame.received_unix_us,
     }
 }

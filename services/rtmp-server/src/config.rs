@@ -26,7 +26,7 @@ impl Default for RtmpServerConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
-            tcp_nodelay: true,
+            tcp_nodelay: false,
             max_batch_frames: 256,
         }
     }

@@ -19,7 +19,7 @@ use tracing::{Instrument, Span, info, info_span, warn};
 use crate::config::RtmpServerConfig;
 use crate::drain::{Phase, reached};
 use crate::policy::{StreamPolicy, Ticket};
-use crate::write::write_all_vectored;
+use crate::write::{try_write_all_vectored, write_all_vectored};
 use futures::future::BoxFuture;
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
 
@@ -302,6 +302,12 @@ impl Connection {
         }
         if self.out.is_empty() {
             return Ok(());
+        }
+        // Most writes complete at once; only a full socket pays for a timer and a wait.
+        match try_write_all_vectored(&self.socket, &mut self.out) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(CloseReason::Io(e)),
         }
         let limit = self.config.idle_timeout.max(Duration::from_secs(1));
         match tokio::time::timeout(limit, write_all_vectored(&mut self.socket, &mut self.out)).await
