@@ -69,25 +69,6 @@ impl Cluster {
     }
 }
 
-/// ffmpeg publishing the sample in a loop (a long-running live source).
-fn looping_publisher(url: &str, log: &std::path::Path) -> ChildGuard {
-    spawn_logged(
-        std::process::Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-stream_loop",
-                "-1",
-                "-re",
-                "-i",
-            ])
-            .arg(sample_flv())
-            .args(["-c", "copy", "-f", "flv", url]),
-        log,
-    )
-}
-
 fn is_picture(e: &ClientEvent) -> bool {
     matches!(e, ClientEvent::Media { media, .. }
         if media.kind == MediaKind::Video && parse_video(&media.payload).is_some_and(|v| !v.sequence_header && !v.info_only))

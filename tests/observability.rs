@@ -11,24 +11,6 @@ use support::redis::RedisServer;
 use support::rtmp_client::RtmpClient;
 use support::*;
 
-fn looping_publisher(url: &str, log: &std::path::Path) -> ChildGuard {
-    spawn_logged(
-        Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-stream_loop",
-                "-1",
-                "-re",
-                "-i",
-            ])
-            .arg(sample_flv())
-            .args(["-c", "copy", "-f", "flv", url]),
-        log,
-    )
-}
-
 /// `promtool check metrics` on a server's `/metrics` (read on stdin, as in its docs).
 fn promtool_check(server: &Server) {
     let (status, body) = server.http_get("/metrics").expect("/metrics answers");

@@ -399,6 +399,25 @@ pub fn ffmpeg_publish(file: &Path, url: &str, log: &Path) -> ChildGuard {
     )
 }
 
+/// ffmpeg publishing the sample in a loop: a live source that runs until stopped.
+pub fn looping_publisher(url: &str, log: &Path) -> ChildGuard {
+    spawn_logged(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-stream_loop",
+                "-1",
+                "-re",
+                "-i",
+            ])
+            .arg(sample_flv())
+            .args(["-c", "copy", "-f", "flv", url]),
+        log,
+    )
+}
+
 /// `ffmpeg -i URL -c copy OUT.flv`: a player that records exactly what it received.
 pub fn ffmpeg_record(url: &str, out: &Path, log: &Path) -> ChildGuard {
     let err = std::fs::File::create(log).unwrap();

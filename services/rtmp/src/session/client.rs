@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::MessageHandler;
 use super::connection::{ChunkConnection, Incoming};
 use super::server::{PublishKind, classify_data};
 use super::{Media, MediaKind, SessionError};
@@ -18,7 +19,7 @@ use crate::amf::{self, Amf0Decoder, Amf0Value};
 use crate::chunk::{ChunkLimits, MAX_CHUNK_SIZE};
 use crate::command::{self, Command, code, encode_command};
 use crate::handshake::{ClientHandshake, ClientKind, HandshakeKind};
-use crate::message::{self, RawMessage, UserControl, csid, type_id};
+use crate::message::{RawMessage, UserControl, csid, type_id};
 use crate::timestamp::TimestampExtender;
 
 /// Chunk stream ids for what the client sends; audio and video as ffmpeg sends them, data
@@ -444,92 +445,6 @@ impl ClientSession {
         self.events.push_back(event);
     }
 
-    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
-        match msg.type_id {
-            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
-                let cmd = Command::decode(&command::amf0_body(&msg))?;
-                self.handle_command(msg.stream_id, cmd)
-            }
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
-                self.handle_media(msg)
-            }
-            type_id::AGGREGATE => {
-                let parts = message::split_aggregate(&msg)
-                    .map_err(|_| SessionError::MalformedControl("Aggregate"))?;
-                for part in parts {
-                    if matches!(
-                        part.type_id,
-                        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0
-                    ) {
-                        self.handle_media(part)?;
-                    }
-                }
-                Ok(())
-            }
-            // Shared objects are not supported; ignoring them keeps the connection usable.
-            _ => Ok(()),
-        }
-    }
-
-    fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError> {
-        let (kind, payload) = match msg.type_id {
-            type_id::AUDIO => (MediaKind::Audio, msg.payload.clone()),
-            type_id::VIDEO => (MediaKind::Video, msg.payload.clone()),
-            _ => {
-                let body = command::amf0_body(&msg);
-                match data_message(&body)? {
-                    DataMessage::Status(info) => {
-                        self.push_status(msg.stream_id, &info);
-                        return Ok(());
-                    }
-                    DataMessage::SampleAccess => return Ok(()),
-                    DataMessage::Other => match classify_data(body)? {
-                        Some(kind_payload) => kind_payload,
-                        None => return Ok(()),
-                    },
-                }
-            }
-        };
-        let timestamp = self
-            .timestamps
-            .entry(msg.stream_id)
-            .or_default()
-            .extend(msg.timestamp);
-        self.events.push_back(ClientEvent::Media {
-            stream_id: msg.stream_id,
-            media: Media {
-                kind,
-                timestamp,
-                payload,
-            },
-        });
-        Ok(())
-    }
-
-    fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
-        match cmd.name.as_str() {
-            "_result" | "_error" => self.handle_reply(cmd),
-            "onStatus" => {
-                // The info object is the first argument; tolerate servers that put it where
-                // the command object belongs.
-                let info = cmd
-                    .arg(0)
-                    .filter(|v| v.properties().is_some())
-                    .unwrap_or(&cmd.command_object);
-                self.push_status(stream_id, info);
-                Ok(())
-            }
-            // Flash Media Server's bandwidth check: answer onBWDone with _checkbw like ffmpeg.
-            "onBWDone" => {
-                self.untracked_command(0, "_checkbw", &[Amf0Value::Null]);
-                Ok(())
-            }
-            // Notifications that need nothing from us ("onFCPublish", "onFCUnpublish",
-            // "onFCSubscribe", "_onbwcheck", "_onbwdone", "close", ...).
-            _ => Ok(()),
-        }
-    }
-
     fn handle_reply(&mut self, cmd: Command) -> Result<(), SessionError> {
         let Some(pending) = self.pending.remove(&cmd.transaction_id.to_bits()) else {
             // Replies to releaseStream, FCPublish, _checkbw, ... or to nothing we sent.
@@ -637,4 +552,65 @@ fn with_set_data_frame(payload: &Bytes) -> Bytes {
     }
     prefix.extend_from_slice(payload);
     prefix.freeze()
+}
+
+impl MessageHandler for ClientSession {
+    fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
+        match cmd.name.as_str() {
+            "_result" | "_error" => self.handle_reply(cmd),
+            "onStatus" => {
+                // The info object is the first argument; tolerate servers that put it where
+                // the command object belongs.
+                let info = cmd
+                    .arg(0)
+                    .filter(|v| v.properties().is_some())
+                    .unwrap_or(&cmd.command_object);
+                self.push_status(stream_id, info);
+                Ok(())
+            }
+            // Flash Media Server's bandwidth check: answer onBWDone with _checkbw like ffmpeg.
+            "onBWDone" => {
+                self.untracked_command(0, "_checkbw", &[Amf0Value::Null]);
+                Ok(())
+            }
+            // Notifications that need nothing from us ("onFCPublish", "onFCUnpublish",
+            // "onFCSubscribe", "_onbwcheck", "_onbwdone", "close", ...).
+            _ => Ok(()),
+        }
+    }
+
+    fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        let (kind, payload) = match msg.type_id {
+            type_id::AUDIO => (MediaKind::Audio, msg.payload.clone()),
+            type_id::VIDEO => (MediaKind::Video, msg.payload.clone()),
+            _ => {
+                let body = command::amf0_body(&msg);
+                match data_message(&body)? {
+                    DataMessage::Status(info) => {
+                        self.push_status(msg.stream_id, &info);
+                        return Ok(());
+                    }
+                    DataMessage::SampleAccess => return Ok(()),
+                    DataMessage::Other => match classify_data(body)? {
+                        Some(kind_payload) => kind_payload,
+                        None => return Ok(()),
+                    },
+                }
+            }
+        };
+        let timestamp = self
+            .timestamps
+            .entry(msg.stream_id)
+            .or_default()
+            .extend(msg.timestamp);
+        self.events.push_back(ClientEvent::Media {
+            stream_id: msg.stream_id,
+            media: Media {
+                kind,
+                timestamp,
+                payload,
+            },
+        });
+        Ok(())
+    }
 }

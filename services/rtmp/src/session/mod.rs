@@ -18,8 +18,9 @@ use bytes::Bytes;
 
 use crate::amf::AmfError;
 use crate::chunk::ChunkError;
-use crate::command::CommandError;
+use crate::command::{self, Command, CommandError};
 use crate::handshake::HandshakeError;
+use crate::message::{self, RawMessage, type_id};
 
 /// A media message from a publisher, with its timestamp extended to 64 bits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,40 @@ pub enum SessionError {
     TooManyStreams(u32),
     #[error("unexpected reply: {0}")]
     UnexpectedReply(String),
+}
+
+/// Both ends sort incoming messages the same way; they differ in what a command and a media
+/// message mean to them.
+pub(crate) trait MessageHandler {
+    fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError>;
+    fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError>;
+
+    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        match msg.type_id {
+            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
+                let cmd = Command::decode(&command::amf0_body(&msg))?;
+                self.handle_command(msg.stream_id, cmd)
+            }
+            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
+                self.handle_media(msg)
+            }
+            type_id::AGGREGATE => {
+                let parts = message::split_aggregate(&msg)
+                    .map_err(|_| SessionError::MalformedControl("Aggregate"))?;
+                for part in parts {
+                    if matches!(
+                        part.type_id,
+                        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0
+                    ) {
+                        self.handle_media(part)?;
+                    }
+                }
+                Ok(())
+            }
+            // Shared objects are not supported; ignoring them keeps the connection usable.
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]

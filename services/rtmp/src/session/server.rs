@@ -7,13 +7,14 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 
+use super::MessageHandler;
 use super::connection::{ChunkConnection, Incoming};
 use super::{Media, MediaKind, SessionError};
 use crate::amf::{Amf0Decoder, Amf0Value};
 use crate::chunk::ChunkLimits;
 use crate::command::{self, Command, StatusLevel, code, encode_command, on_status, status_info};
 use crate::handshake::{HandshakeKind, ServerHandshake};
-use crate::message::{self, LimitType, RawMessage, UserControl, type_id};
+use crate::message::{LimitType, RawMessage, UserControl, type_id};
 use crate::timestamp::TimestampExtender;
 
 #[derive(Debug, Clone, Copy)]
@@ -220,170 +221,6 @@ impl ServerSession {
 
     pub fn out_chunk_size(&self) -> u32 {
         self.conn.out_chunk_size()
-    }
-
-    /// Message types our publisher-side handling turns into events. Everything else from the
-    /// client is either a command or ignored.
-    fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
-        match msg.type_id {
-            type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
-                let body = command::amf0_body(&msg);
-                let cmd = Command::decode(&body)?;
-                self.handle_command(msg.stream_id, cmd)
-            }
-            type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {
-                self.handle_media(msg)
-            }
-            type_id::AGGREGATE => {
-                let parts = message::split_aggregate(&msg)
-                    .map_err(|_| SessionError::MalformedControl("Aggregate"))?;
-                for part in parts {
-                    if matches!(
-                        part.type_id,
-                        type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0
-                    ) {
-                        self.handle_media(part)?;
-                    }
-                }
-                Ok(())
-            }
-            // Shared objects are not supported; ignoring them keeps the connection usable.
-            _ => Ok(()),
-        }
-    }
-
-    fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError> {
-        let Some(slot) = self.streams.get_mut(&msg.stream_id) else {
-            return Ok(());
-        };
-        if !matches!(slot.role, Role::Publishing(_)) {
-            return Ok(());
-        }
-        let (kind, payload) = match msg.type_id {
-            type_id::AUDIO => (MediaKind::Audio, msg.payload.clone()),
-            type_id::VIDEO => (MediaKind::Video, msg.payload.clone()),
-            _ => match classify_data(command::amf0_body(&msg))? {
-                Some(kind_payload) => kind_payload,
-                None => return Ok(()),
-            },
-        };
-        let timestamp = slot.timestamps.extend(msg.timestamp);
-        self.events.push_back(ServerEvent::Media {
-            stream_id: msg.stream_id,
-            media: Media {
-                kind,
-                timestamp,
-                payload,
-            },
-        });
-        Ok(())
-    }
-
-    fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
-        let txn = cmd.transaction_id;
-        if cmd.name != "connect" && !self.connected {
-            return Err(SessionError::NotConnected(cmd.name));
-        }
-        match cmd.name.as_str() {
-            "connect" => self.on_connect(cmd),
-            "createStream" => {
-                if self.streams.len() as u32 >= self.config.max_streams {
-                    return Err(SessionError::TooManyStreams(self.config.max_streams));
-                }
-                let id = self.next_stream_id;
-                self.next_stream_id += 1;
-                self.streams.insert(
-                    id,
-                    StreamSlot {
-                        role: Role::Idle,
-                        timestamps: Default::default(),
-                    },
-                );
-                self.send_result(txn, Amf0Value::Null, Amf0Value::Number(f64::from(id)));
-            }
-            "releaseStream" | "FCSubscribe" | "_checkbw" | "getStreamLength" => {
-                let value = if cmd.name == "getStreamLength" {
-                    Amf0Value::Number(0.0)
-                } else {
-                    Amf0Value::Undefined
-                };
-                self.send_result(txn, Amf0Value::Null, value);
-            }
-            "FCPublish" => {
-                let name = cmd.arg_str(0).unwrap_or_default().to_owned();
-                let info = status_info(StatusLevel::Status, code::PUBLISH_START, &name);
-                self.conn.send_command(
-                    0,
-                    encode_command("onFCPublish", 0.0, &[Amf0Value::Null, info]),
-                );
-                self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
-            }
-            "FCUnpublish" => {
-                let (name, _) = command::split_query(cmd.arg_str(0).unwrap_or_default());
-                let info = status_info(StatusLevel::Status, code::UNPUBLISH_SUCCESS, &name);
-                self.conn.send_command(
-                    0,
-                    encode_command("onFCUnpublish", 0.0, &[Amf0Value::Null, info]),
-                );
-                self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
-                let publishing = self
-                    .streams
-                    .iter()
-                    .find(|(_, s)| s.role == Role::Publishing(name.clone()))
-                    .map(|(id, _)| *id);
-                if let Some(id) = publishing {
-                    self.stop_stream(id);
-                }
-            }
-            "publish" => self.on_publish(stream_id, &cmd),
-            "play" => self.on_play(stream_id, &cmd),
-            "play2" => self.on_play2(stream_id, &cmd),
-            "deleteStream" => {
-                let id = cmd.arg_f64(0).map_or(stream_id, |v| v as u32);
-                self.stop_stream(id);
-                self.streams.remove(&id);
-            }
-            "closeStream" => self.stop_stream(stream_id),
-            "receiveAudio" | "receiveVideo" => {
-                let enabled = cmd.arg(0).and_then(Amf0Value::as_bool).unwrap_or(true);
-                self.events.push_back(if cmd.name == "receiveAudio" {
-                    ServerEvent::ReceiveAudio { stream_id, enabled }
-                } else {
-                    ServerEvent::ReceiveVideo { stream_id, enabled }
-                });
-            }
-            "pause" | "pauseRaw" => {
-                let paused = cmd.arg(0).and_then(Amf0Value::as_bool).unwrap_or(true);
-                let position_ms = cmd.arg_f64(1).unwrap_or(0.0);
-                let (code, what) = if paused {
-                    (code::PAUSE_NOTIFY, "Paused live")
-                } else {
-                    (code::UNPAUSE_NOTIFY, "Unpaused live")
-                };
-                self.send_status(stream_id, StatusLevel::Status, code, what);
-                self.events.push_back(ServerEvent::Pause {
-                    stream_id,
-                    paused,
-                    position_ms,
-                });
-            }
-            "close" => self.events.push_back(ServerEvent::Close),
-            // Replies and notifications a client may send us; none needs an answer.
-            "_result" | "_error" | "onStatus" | "onBWDone" | "_onbwcheck" | "_onbwdone"
-            | "seek" => {}
-            other => {
-                if txn > 0.0 {
-                    let info = status_info(
-                        StatusLevel::Error,
-                        code::CALL_FAILED,
-                        &format!("Method not found ({other})"),
-                    );
-                    self.conn
-                        .send_command(0, encode_command("_error", txn, &[Amf0Value::Null, info]));
-                }
-            }
-        }
-        Ok(())
     }
 
     fn on_connect(&mut self, cmd: Command) {
@@ -659,5 +496,141 @@ pub(super) fn classify_data(body: Bytes) -> Result<Option<(MediaKind, Bytes)>, S
         Some("@clearDataFrame") => Ok(None),
         Some("onMetaData") => Ok(Some((MediaKind::Metadata, body))),
         _ => Ok(Some((MediaKind::Data, body))),
+    }
+}
+
+impl MessageHandler for ServerSession {
+    fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
+        let txn = cmd.transaction_id;
+        if cmd.name != "connect" && !self.connected {
+            return Err(SessionError::NotConnected(cmd.name));
+        }
+        match cmd.name.as_str() {
+            "connect" => self.on_connect(cmd),
+            "createStream" => {
+                if self.streams.len() as u32 >= self.config.max_streams {
+                    return Err(SessionError::TooManyStreams(self.config.max_streams));
+                }
+                let id = self.next_stream_id;
+                self.next_stream_id += 1;
+                self.streams.insert(
+                    id,
+                    StreamSlot {
+                        role: Role::Idle,
+                        timestamps: Default::default(),
+                    },
+                );
+                self.send_result(txn, Amf0Value::Null, Amf0Value::Number(f64::from(id)));
+            }
+            "releaseStream" | "FCSubscribe" | "_checkbw" | "getStreamLength" => {
+                let value = if cmd.name == "getStreamLength" {
+                    Amf0Value::Number(0.0)
+                } else {
+                    Amf0Value::Undefined
+                };
+                self.send_result(txn, Amf0Value::Null, value);
+            }
+            "FCPublish" => {
+                let name = cmd.arg_str(0).unwrap_or_default().to_owned();
+                let info = status_info(StatusLevel::Status, code::PUBLISH_START, &name);
+                self.conn.send_command(
+                    0,
+                    encode_command("onFCPublish", 0.0, &[Amf0Value::Null, info]),
+                );
+                self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
+            }
+            "FCUnpublish" => {
+                let (name, _) = command::split_query(cmd.arg_str(0).unwrap_or_default());
+                let info = status_info(StatusLevel::Status, code::UNPUBLISH_SUCCESS, &name);
+                self.conn.send_command(
+                    0,
+                    encode_command("onFCUnpublish", 0.0, &[Amf0Value::Null, info]),
+                );
+                self.send_result(txn, Amf0Value::Null, Amf0Value::Undefined);
+                let publishing = self
+                    .streams
+                    .iter()
+                    .find(|(_, s)| s.role == Role::Publishing(name.clone()))
+                    .map(|(id, _)| *id);
+                if let Some(id) = publishing {
+                    self.stop_stream(id);
+                }
+            }
+            "publish" => self.on_publish(stream_id, &cmd),
+            "play" => self.on_play(stream_id, &cmd),
+            "play2" => self.on_play2(stream_id, &cmd),
+            "deleteStream" => {
+                let id = cmd.arg_f64(0).map_or(stream_id, |v| v as u32);
+                self.stop_stream(id);
+                self.streams.remove(&id);
+            }
+            "closeStream" => self.stop_stream(stream_id),
+            "receiveAudio" | "receiveVideo" => {
+                let enabled = cmd.arg(0).and_then(Amf0Value::as_bool).unwrap_or(true);
+                self.events.push_back(if cmd.name == "receiveAudio" {
+                    ServerEvent::ReceiveAudio { stream_id, enabled }
+                } else {
+                    ServerEvent::ReceiveVideo { stream_id, enabled }
+                });
+            }
+            "pause" | "pauseRaw" => {
+                let paused = cmd.arg(0).and_then(Amf0Value::as_bool).unwrap_or(true);
+                let position_ms = cmd.arg_f64(1).unwrap_or(0.0);
+                let (code, what) = if paused {
+                    (code::PAUSE_NOTIFY, "Paused live")
+                } else {
+                    (code::UNPAUSE_NOTIFY, "Unpaused live")
+                };
+                self.send_status(stream_id, StatusLevel::Status, code, what);
+                self.events.push_back(ServerEvent::Pause {
+                    stream_id,
+                    paused,
+                    position_ms,
+                });
+            }
+            "close" => self.events.push_back(ServerEvent::Close),
+            // Replies and notifications a client may send us; none needs an answer.
+            "_result" | "_error" | "onStatus" | "onBWDone" | "_onbwcheck" | "_onbwdone"
+            | "seek" => {}
+            other => {
+                if txn > 0.0 {
+                    let info = status_info(
+                        StatusLevel::Error,
+                        code::CALL_FAILED,
+                        &format!("Method not found ({other})"),
+                    );
+                    self.conn
+                        .send_command(0, encode_command("_error", txn, &[Amf0Value::Null, info]));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError> {
+        let Some(slot) = self.streams.get_mut(&msg.stream_id) else {
+            return Ok(());
+        };
+        if !matches!(slot.role, Role::Publishing(_)) {
+            return Ok(());
+        }
+        let (kind, payload) = match msg.type_id {
+            type_id::AUDIO => (MediaKind::Audio, msg.payload.clone()),
+            type_id::VIDEO => (MediaKind::Video, msg.payload.clone()),
+            _ => match classify_data(command::amf0_body(&msg))? {
+                Some(kind_payload) => kind_payload,
+                None => return Ok(()),
+            },
+        };
+        let timestamp = slot.timestamps.extend(msg.timestamp);
+        self.events.push_back(ServerEvent::Media {
+            stream_id: msg.stream_id,
+            media: Media {
+                kind,
+                timestamp,
+                payload,
+            },
+        });
+        Ok(())
     }
 }
