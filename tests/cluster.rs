@@ -475,9 +475,10 @@ async fn losing_the_lease_closes_the_publish() {
         "publish closed within a renewal period"
     );
     assert!(
-        ingest
-            .log()
-            .contains("publish revoked: stream taken over by ingest-z"),
+        ingest.wait_log(
+            "publish revoked: stream taken over by ingest-z",
+            Duration::from_secs(5)
+        ),
         "{}",
         ingest.log()
     );
