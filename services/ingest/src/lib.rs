@@ -14,7 +14,8 @@ use liverelay_metrics::Metrics;
 use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_relay::{ClusterToken, RelayService};
-use tokio_stream::wrappers::TcpListenerStream;
+
+use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::info;
 
@@ -63,7 +64,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     let grpc = async move {
         server
             .add_service(relay)
-            .serve_with_incoming(TcpListenerStream::new(listener))
+            .serve_with_incoming(
+                // Frames must not wait for Nagle and the edge's delayed ACK (tens of ms).
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+            )
             .await
             .context("relay gRPC server")
     };
