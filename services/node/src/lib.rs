@@ -83,9 +83,9 @@ impl Node {
         // Drain: out of the load balancer at once, no new connections, the ones open go on
         // until they end or the grace period is over; then they are told and closed.
         ready.set(false);
-        drain.set(Phase::Draining);
         let grace = Duration::from_secs(settings.rtmp.drain_grace_secs);
         info!(grace_secs = grace.as_secs(), "draining");
+        drain.set(Phase::Draining);
         if tokio::time::timeout(grace, &mut listener).await.is_err() {
             info!("drain grace period over; closing remaining connections");
             drain.set(Phase::Closing);
