@@ -443,6 +443,53 @@ fn works_against_redis_cluster() {
     }
 }
 
+/// A publish attempt on an edge is refused, and does not disturb the viewers of that name.
+#[tokio::test]
+async fn publish_on_an_edge_is_refused_without_disturbing_viewers() {
+    let cluster = Cluster::new();
+    let ingest = cluster.node("ingest", "ingest-a");
+    let edge = cluster.node("edge", "edge-x");
+    let dir = TempDir::new("cluster-edge-publish");
+    let _publisher = looping_publisher(&ingest.url("live/calm"), &dir.path("pub.log"));
+    cluster.wait_owner("calm", "ingest-a", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("calm").await;
+    assert!(
+        viewer
+            .expect(Duration::from_secs(5), is_picture)
+            .await
+            .is_some()
+    );
+    for _ in 0..3 {
+        let mut intruder = RtmpClient::connect(edge.rtmp, "live").await;
+        let (_, level, code) = intruder.publish("calm").await;
+        assert_eq!(
+            (level.as_str(), code.as_str()),
+            ("error", "NetStream.Publish.Denied")
+        );
+        assert!(intruder.closed_by_server(Duration::from_secs(5)).await);
+    }
+    let mut pictures = 0;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        if viewer
+            .expect(Duration::from_millis(500), is_picture)
+            .await
+            .is_some()
+        {
+            pictures += 1;
+        }
+    }
+    assert!(
+        pictures > 30,
+        "the viewer kept its stream ({pictures} pictures in 2 s)"
+    );
+    assert_eq!(
+        cluster.redis.record("live", "calm").unwrap()["owner"],
+        "ingest-a"
+    );
+}
+
 /// If another ingest ends up owning the stream (our lease ran out while Redis was unreachable
 /// and someone else claimed it), the old owner's publish is closed at its next renewal, so two
 /// pods never serve the same name.

@@ -18,13 +18,12 @@ pub struct EdgePolicy {
 }
 
 impl StreamPolicy for EdgePolicy {
-    fn publish(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
-        Box::pin(async move {
-            Err(Refusal {
-                code: code::PUBLISH_DENIED,
-                description: format!("this is an edge node: publish {key} to an ingest"),
-            })
-        })
+    fn refuses_publishers(&self) -> Option<Refusal> {
+        Some(self_refusal())
+    }
+
+    fn publish(&self, _: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+        Box::pin(async { Err(self_refusal()) })
     }
 
     /// A stream already pulled here plays at once. Otherwise the registry must answer (a
@@ -47,5 +46,12 @@ impl StreamPolicy for EdgePolicy {
             pool.ensure(key);
             Ok(Box::new(()) as Box<dyn Ticket>)
         })
+    }
+}
+
+fn self_refusal() -> Refusal {
+    Refusal {
+        code: code::PUBLISH_DENIED,
+        description: "this is an edge node: publish to an ingest".into(),
     }
 }

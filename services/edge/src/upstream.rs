@@ -74,6 +74,7 @@ impl UpstreamPool {
             publisher: None,
             idle_since: None,
             broken_since: None,
+            source_pending: false,
         };
         // A root span: the upstream outlives the play that started it.
         let span = info_span!(parent: None, "upstream", stream = %key);
@@ -106,6 +107,8 @@ struct Upstream {
     idle_since: Option<Instant>,
     /// When the current outage began (upstream broke without an end of stream).
     broken_since: Option<Instant>,
+    /// A source arrived but the local publish could not start yet.
+    source_pending: bool,
 }
 
 impl Upstream {
@@ -150,6 +153,7 @@ impl Upstream {
                 Outcome::Ended => {
                     info!("publisher stopped");
                     self.publisher = None;
+                    self.source_pending = false;
                     self.broken_since = None;
                 }
                 Outcome::Broken(e) => {
@@ -258,7 +262,10 @@ impl Upstream {
             Some(p) => p.restart_source(),
             None => match self.pool.hub.publish(self.key.clone()) {
                 Ok(p) => self.publisher = Some(p),
-                Err(e) => warn!(error = %e, "cannot publish the pulled stream locally"),
+                Err(e) => {
+                    warn!(error = %e, "cannot publish the pulled stream locally yet; retrying with the next frame");
+                    self.source_pending = true;
+                }
             },
         }
     }
@@ -277,6 +284,12 @@ impl Upstream {
     }
 
     fn push(&mut self, frame: MediaFrame) {
+        if self.publisher.is_none() && self.source_pending {
+            // The local publish could not start (the hub's stream limit was reached, say):
+            // try again rather than drop the stream for good.
+            self.publisher = self.pool.hub.publish(self.key.clone()).ok();
+            self.source_pending = self.publisher.is_none();
+        }
         if let (Some(p), Some(media)) = (self.publisher.as_mut(), to_media(frame)) {
             p.push(media);
         }

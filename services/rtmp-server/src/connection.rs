@@ -407,6 +407,14 @@ impl Connection {
                 "second publish on one connection",
             );
         }
+        if let Some(refusal) = self.policy.refuses_publishers() {
+            return self.refuse_publish(
+                &req,
+                refusal.code,
+                &refusal.description,
+                "role takes no publishers",
+            );
+        }
         let key = self.key(&req.name);
         // The local hub first (one publisher per name here), then the role's policy (one per
         // name in the cluster), so a local duplicate never touches the registry.

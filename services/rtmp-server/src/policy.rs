@@ -26,6 +26,12 @@ pub trait Ticket: Send {
 impl Ticket for () {}
 
 pub trait StreamPolicy: Send + Sync + 'static {
+    /// `Some(refusal)` when this role takes no publishers at all: asked before the local hub,
+    /// so a refused publish never holds a stream's slot, even for a moment.
+    fn refuses_publishers(&self) -> Option<Refusal> {
+        None
+    }
+
     fn publish(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
     fn play(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
 }
