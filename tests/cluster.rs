@@ -9,7 +9,7 @@ use liverelay_rtmp::MediaKind;
 use liverelay_rtmp::media::parse_video;
 use liverelay_rtmp::session::ClientEvent;
 use support::redis::{RedisCluster, RedisServer};
-use support::rtmp_client::RtmpClient;
+use support::rtmp_client::{RtmpClient, is_picture};
 use support::*;
 
 const TOKEN: &str = "test-cluster-token";
@@ -67,11 +67,6 @@ impl Cluster {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-fn is_picture(e: &ClientEvent) -> bool {
-    matches!(e, ClientEvent::Media { media, .. }
-        if media.kind == MediaKind::Video && parse_video(&media.payload).is_some_and(|v| !v.sequence_header && !v.info_only))
 }
 
 /// A stream published on an ingest is registered in Redis under that ingest and plays, decoded,
@@ -309,16 +304,7 @@ async fn redis_restart_keeps_streams_flowing_and_recovers() {
 
     cluster.redis.stop();
     let down = Instant::now();
-    let mut pictures = 0;
-    while down.elapsed() < Duration::from_secs(2) {
-        if viewer
-            .expect(Duration::from_secs(1), is_picture)
-            .await
-            .is_some()
-        {
-            pictures += 1;
-        }
-    }
+    let pictures = viewer.count_pictures(down + Duration::from_secs(2)).await;
     assert!(
         pictures > 30,
         "the stream kept flowing without Redis ({pictures} pictures in 2 s)"
@@ -469,17 +455,9 @@ async fn publish_on_an_edge_is_refused_without_disturbing_viewers() {
         );
         assert!(intruder.closed_by_server(Duration::from_secs(5)).await);
     }
-    let mut pictures = 0;
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(2) {
-        if viewer
-            .expect(Duration::from_millis(500), is_picture)
-            .await
-            .is_some()
-        {
-            pictures += 1;
-        }
-    }
+    let pictures = viewer
+        .count_pictures(Instant::now() + Duration::from_secs(2))
+        .await;
     assert!(
         pictures > 30,
         "the viewer kept its stream ({pictures} pictures in 2 s)"
@@ -582,16 +560,9 @@ async fn edge_drains_on_sigterm() {
         "new connections are refused"
     );
 
-    let mut pictures = 0;
-    while signalled.elapsed() < Duration::from_millis(2500) {
-        if viewer
-            .expect(Duration::from_millis(500), is_picture)
-            .await
-            .is_some()
-        {
-            pictures += 1;
-        }
-    }
+    let pictures = viewer
+        .count_pictures(signalled + Duration::from_millis(2500))
+        .await;
     assert!(
         pictures > 30,
         "the viewer kept playing during the grace period ({pictures} pictures)"

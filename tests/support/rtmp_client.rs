@@ -5,9 +5,18 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use liverelay_rtmp::MediaKind;
+use liverelay_rtmp::media::parse_video;
 use liverelay_rtmp::session::{ClientConfig, ClientEvent, ClientSession, PublishKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// A video message that is a picture (not a sequence header or an info frame).
+pub fn is_picture(e: &ClientEvent) -> bool {
+    matches!(e, ClientEvent::Media { media, .. }
+        if media.kind == MediaKind::Video
+            && parse_video(&media.payload).is_some_and(|v| !v.sequence_header && !v.info_only))
+}
 
 pub struct RtmpClient {
     socket: TcpStream,
@@ -127,6 +136,21 @@ impl RtmpClient {
             Some(ClientEvent::Status { level, code, .. }) => (id, level, code),
             other => panic!("no publish status: {other:?}"),
         }
+    }
+
+    /// Pictures received from now until `deadline`.
+    pub async fn count_pictures(&mut self, deadline: std::time::Instant) -> usize {
+        let mut pictures = 0;
+        while std::time::Instant::now() < deadline {
+            if self
+                .expect(Duration::from_millis(500), is_picture)
+                .await
+                .is_some()
+            {
+                pictures += 1;
+            }
+        }
+        pictures
     }
 
     /// Writes raw bytes, bypassing the session (for malformed input).
