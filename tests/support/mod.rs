@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod nginx;
 pub mod redis;
 pub mod rtmp_client;
 

@@ -13,7 +13,15 @@ use liverelay_registry::RedisRegistryConfig;
 use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE};
 use liverelay_rtmp::session::ServerConfig;
 use liverelay_rtmp_server::RtmpServerConfig;
+use liverelay_static_relay::{RelayConfig, RelaySpec};
 use serde::{Deserialize, Serialize};
+
+mod access;
+
+pub use access::{
+    AuthSettings, ControlSettings, ControlUnavailable, NotifyMethod, NotifySettings, PlayAuth,
+    PublishAuth, WebhookSettings,
+};
 
 // Unknown top-level keys are tolerated (unlike inside sections): every `LIVERELAY_*` variable
 // lands here, including ones meant for flags such as `LIVERELAY_CLUSTER_TOKEN`.
@@ -27,6 +35,12 @@ pub struct Settings {
     pub redis: RedisSettings,
     pub cluster: ClusterSettings,
     pub metrics: MetricsSettings,
+    /// Static pull and push relays (`[[relays]]`), run once per cluster.
+    pub relays: Vec<RelayConfig>,
+    pub auth: AuthSettings,
+    /// nginx-rtmp style HTTP callbacks, per app.
+    pub notify: Vec<NotifySettings>,
+    pub control: ControlSettings,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -96,6 +110,11 @@ pub struct ClusterSettings {
     pub tls_ca: Option<String>,
     /// Name the ingests' certificates are checked against (default: the host of the address).
     pub tls_domain: Option<String>,
+    /// RTMP URL players use to reach this pod (control's route answer); defaults to
+    /// `rtmp://POD_IP:<rtmp port>`.
+    pub public_rtmp_url: Option<String>,
+    /// How often a pod reports its load (viewers per stream, draining) to the registry.
+    pub report_interval_secs: u64,
 }
 
 impl Default for ClusterSettings {
@@ -111,6 +130,8 @@ impl Default for ClusterSettings {
             tls_key: None,
             tls_ca: None,
             tls_domain: None,
+            public_rtmp_url: None,
+            report_interval_secs: 5,
         }
     }
 }
@@ -253,6 +274,8 @@ pub struct Overrides {
     pub redis_url: Option<String>,
     pub grpc_listen: Option<SocketAddr>,
     pub cluster_token: Option<String>,
+    pub control_url: Option<String>,
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -299,6 +322,12 @@ impl Settings {
         if let Some(token) = &overrides.cluster_token {
             builder = builder.set_override("cluster.token", token.as_str())?;
         }
+        if let Some(url) = &overrides.control_url {
+            builder = builder.set_override("auth.control_url", url.as_str())?;
+        }
+        if let Some(token) = &overrides.admin_token {
+            builder = builder.set_override("control.admin_token", token.as_str())?;
+        }
         if let Some(format) = overrides.log_format {
             let name = match format {
                 LogFormat::Text => "text",
@@ -334,6 +363,7 @@ impl Settings {
         if self.hub.viewer_queue_frames == 0 {
             return invalid("hub.viewer_queue_frames must be positive".into());
         }
+        self.relay_specs()?;
         Ok(())
     }
 
@@ -373,6 +403,11 @@ impl Settings {
             lease_ttl: Duration::from_millis(r.lease_ttl_ms),
             op_timeout: Duration::from_millis(r.op_timeout_ms),
         }
+    }
+
+    /// The `[[relays]]` entries, checked.
+    pub fn relay_specs(&self) -> Result<Vec<RelaySpec>, SettingsError> {
+        RelaySpec::parse_all(&self.relays).map_err(|e| SettingsError::Invalid(e.to_string()))
     }
 
     pub fn hub(&self) -> HubConfig {
@@ -486,6 +521,35 @@ mod tests {
                 s.redis.lease_ttl_ms
             ),
             (8192, 60, 3000)
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn relays_in_the_issue_form() {
+        let dir =
+            std::env::temp_dir().join(format!("liverelay-config-relays-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("liverelay.toml");
+        std::fs::write(
+            &path,
+            "[[relays]]\nkind = \"pull\"\nurl = \"rtmp://upstream:1935/app/name\"\nstream = \"live/foo\"\nmode = \"on-demand\"\n\n[[relays]]\nkind = \"push\"\nurl = \"rtmp://target/app/key\"\nstream = \"live/foo\"\nmax_attempts = 3\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), env(&[]), &Overrides::default()).unwrap();
+        let specs = s.relay_specs().unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[0].stream.to_string(), "live/foo");
+        assert_eq!(specs[1].reconnect.max_attempts, Some(3));
+        std::fs::write(
+            &path,
+            "[[relays]]\nkind = \"pull\"\nurl = \"rtmp://upstream/app/name\"\nstream = \"foo\"\n",
+        )
+        .unwrap();
+        let err = Settings::load_from(Some(&path), env(&[]), &Overrides::default());
+        assert!(
+            matches!(&err, Err(SettingsError::Invalid(m)) if m.contains("relays[0]")),
+            "{err:?}"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

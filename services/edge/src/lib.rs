@@ -4,7 +4,6 @@
 //! reads from there. Upstreams fail over to a new owner without dropping viewers and linger a
 //! while after the last viewer leaves.
 
-mod backoff;
 mod policy;
 mod upstream;
 
@@ -26,11 +25,12 @@ pub use upstream::UpstreamPool;
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
     let metrics = Arc::new(Metrics::new("edge"));
-    let registry: Arc<dyn StreamRegistry> = Arc::new(
+    let redis = Arc::new(
         RedisRegistry::connect(settings.redis_registry(), metrics.clone())
             .await
             .context("setting up the Redis registry")?,
     );
+    let registry: Arc<dyn StreamRegistry> = redis.clone();
     let hub = Hub::new(settings.hub());
     let tls = match &settings.cluster.tls_ca {
         Some(path) => Some(RelayClientTls {
@@ -66,6 +66,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         policy: Arc::new(policy),
         metrics,
         tasks: Vec::new(),
+        api: None,
+        redis: Some(redis),
     }
     .run(shutdown)
     .await

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use liverelay_backoff::Backoff;
 use liverelay_hub::{Hub, Publisher, StreamKey};
 use liverelay_metrics::{Metrics, ReasonLabel};
 use liverelay_registry::{RegistryEvent, StreamRegistry};
@@ -20,8 +21,6 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tonic::Streaming;
 use tracing::{Instrument, info, info_span, warn};
-
-use crate::backoff::Backoff;
 
 /// Upstreams of one edge, at most one per stream.
 #[derive(Clone)]
@@ -127,7 +126,9 @@ impl Upstream {
                 }
             };
             let Some(record) = record else {
-                // Not live anywhere (yet, or any more): wait for a publish announcement.
+                // Not live anywhere (yet, or any more): ask for it (an on-demand pull may bring
+                // it in) and wait for a publish announcement.
+                self.pool.registry.want(&self.key).await;
                 self.wait(Duration::from_secs(1)).await;
                 continue;
             };

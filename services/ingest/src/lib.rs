@@ -6,6 +6,7 @@ mod policy;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use liverelay_config::Settings;
@@ -14,6 +15,8 @@ use liverelay_metrics::Metrics;
 use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_relay::{ClusterToken, RelayService};
+use liverelay_rtmp_server::StreamPolicy;
+use liverelay_static_relay::{RedisLeases, RedisRelayStatus, RelayContext, StaticRelays};
 
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
@@ -24,11 +27,12 @@ pub use policy::IngestPolicy;
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
     let metrics = Arc::new(Metrics::new("ingest"));
-    let registry: Arc<dyn StreamRegistry> = Arc::new(
+    let redis = Arc::new(
         RedisRegistry::connect(settings.redis_registry(), metrics.clone())
             .await
             .context("setting up the Redis registry")?,
     );
+    let registry: Arc<dyn StreamRegistry> = redis.clone();
     let hub = Hub::new(settings.hub());
     let advertised = settings.cluster.advertise_addr();
     let grpc_listen = settings.cluster.grpc_listen;
@@ -38,7 +42,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         .with_context(|| format!("binding relay gRPC listener on {grpc_listen}"))?;
     info!(grpc = %listener.local_addr()?, %advertised, "relay listening");
     let policy = IngestPolicy {
-        registry,
+        registry: registry.clone(),
         hub: hub.clone(),
         pod_id: settings.cluster.pod_id(),
         grpc_addr: advertised,
@@ -71,13 +75,35 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             .await
             .context("relay gRPC server")
     };
+    let policy: Arc<dyn StreamPolicy> = Arc::new(policy);
+    let relays = StaticRelays::new(
+        settings.relay_specs()?,
+        RelayContext {
+            hub: hub.clone(),
+            policy: policy.clone(),
+            leases: Arc::new(RedisLeases::new(
+                redis.conn(),
+                redis.key_prefix(),
+                Duration::from_millis(settings.redis.lease_ttl_ms),
+            )),
+            shared_status: Some(RedisRelayStatus::new(redis.conn(), redis.key_prefix())),
+            registry: Some(registry),
+            metrics: metrics.clone(),
+            pod_id: settings.cluster.pod_id(),
+        },
+    );
     Node {
         role: "ingest",
         settings,
         hub,
-        policy: Arc::new(policy),
+        policy,
         metrics,
-        tasks: vec![("relay gRPC server", Box::pin(grpc))],
+        tasks: vec![
+            ("relay gRPC server", Box::pin(grpc)),
+            ("static relays", relays.run()),
+        ],
+        api: Some(liverelay_static_relay::router(relays)),
+        redis: Some(redis),
     }
     .run(shutdown)
     .await

@@ -62,6 +62,17 @@ struct Common {
         hide_env_values = true
     )]
     cluster_token: Option<String>,
+    /// Control's gRPC endpoint (ingest: check stream keys with it), e.g. http://control:50051.
+    #[arg(long, value_name = "URL")]
+    control_url: Option<String>,
+    /// Bearer token of control's admin API.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "LIVERELAY_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -81,6 +92,8 @@ impl Common {
             redis_url: self.redis_url.clone(),
             grpc_listen: self.grpc_listen,
             cluster_token: self.cluster_token.clone(),
+            control_url: self.control_url.clone(),
+            admin_token: self.admin_token.clone(),
         };
         Ok(Settings::load(self.config.as_deref(), &overrides)?)
     }
@@ -144,12 +157,6 @@ fn main() -> ExitCode {
             }
         }
     }
-    if role == "control" {
-        eprintln!(
-            "liverelay control: not available yet in this build; use `liverelay standalone`, `ingest` or `edge`"
-        );
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -165,6 +172,10 @@ fn main() -> ExitCode {
         match role {
             "ingest" => liverelay_ingest::run(settings, shutdown_signal()).await,
             "edge" => liverelay_edge::run(settings, shutdown_signal()).await,
+            "control" => {
+                let metrics = std::sync::Arc::new(liverelay_metrics::Metrics::new("control"));
+                liverelay_control::run(settings, metrics, shutdown_signal()).await
+            }
             _ => liverelay_standalone::run(settings, shutdown_signal()).await,
         }
     });

@@ -35,6 +35,33 @@ pub struct OpLabel {
     pub op: &'static str,
 }
 
+/// A static relay (its id from the config) and why an attempt ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelayReasonLabel {
+    pub relay: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelayStateLabel {
+    pub relay: String,
+    pub state: &'static str,
+}
+
+/// `in` (read from the peer) or `out` (written to it).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RelayDirectionLabel {
+    pub relay: String,
+    pub direction: &'static str,
+}
+
+/// What was asked (publish, play, connect, a callback's call, an event type) and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub action: &'static str,
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
@@ -65,6 +92,17 @@ pub struct Metrics {
     pub redis_errors: Family<OpLabel, Counter>,
     pub lease_renewals: Counter,
     pub lease_losses: Counter,
+    /// Static relay connection attempts, by how they ended.
+    pub static_relay_attempts: Family<RelayReasonLabel, Counter>,
+    /// 1 for a static relay's current state on this pod, 0 for the others.
+    pub static_relay_state: Family<RelayStateLabel, Gauge>,
+    pub static_relay_bytes: Family<RelayDirectionLabel, Counter>,
+    /// Access decisions by action (connect, publish, play) and result (allow, deny, error).
+    pub auth_decisions: Family<OutcomeLabel, Counter>,
+    /// nginx-rtmp style callbacks by call and result (allow, redirect, deny, error).
+    pub notify_calls: Family<OutcomeLabel, Counter>,
+    /// JSON event webhook deliveries by event type and result (delivered, retried, failed).
+    pub webhook_deliveries: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -82,6 +120,12 @@ impl Metrics {
             redis_errors: Family::default(),
             lease_renewals: Counter::default(),
             lease_losses: Counter::default(),
+            static_relay_attempts: Family::default(),
+            static_relay_state: Family::default(),
+            static_relay_bytes: Family::default(),
+            auth_decisions: Family::default(),
+            notify_calls: Family::default(),
+            webhook_deliveries: Family::default(),
         };
         {
             let mut r = s.lock();
@@ -151,6 +195,36 @@ impl Metrics {
                 "liverelay_lease_losses",
                 "Stream leases lost to another owner",
                 s.lease_losses.clone(),
+            );
+            r.register(
+                "liverelay_static_relay_attempts",
+                "Static pull/push relay connection attempts by how they ended",
+                s.static_relay_attempts.clone(),
+            );
+            r.register(
+                "liverelay_static_relay_state",
+                "Static relay state on this pod (1 for the current one)",
+                s.static_relay_state.clone(),
+            );
+            r.register(
+                "liverelay_static_relay_bytes",
+                "Bytes a static relay read from (in) or wrote to (out) its peer",
+                s.static_relay_bytes.clone(),
+            );
+            r.register(
+                "liverelay_auth_decisions",
+                "Connect, publish and play decisions by result (allow, deny, error)",
+                s.auth_decisions.clone(),
+            );
+            r.register(
+                "liverelay_notify_calls",
+                "nginx-rtmp style HTTP callbacks by call and result",
+                s.notify_calls.clone(),
+            );
+            r.register(
+                "liverelay_webhook_deliveries",
+                "JSON event webhook delivery attempts by event and result",
+                s.webhook_deliveries.clone(),
             );
         }
         s

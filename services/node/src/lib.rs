@@ -2,6 +2,8 @@
 //! [`StreamPolicy`]), the HTTP endpoints, and any tasks the role adds (the relay gRPC server,
 //! upstream pullers). Roles differ only in what they pass here.
 
+mod cluster;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +14,8 @@ use liverelay_config::Settings;
 use liverelay_http::{HttpServer, Readiness, router};
 use liverelay_hub::Hub;
 use liverelay_metrics::{HubCollector, Metrics};
-use liverelay_rtmp_server::{Drain, Phase, RtmpServer, StreamPolicy};
+use liverelay_registry::RedisRegistry;
+use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services, Sessions, StreamPolicy};
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::info;
 
@@ -24,8 +27,13 @@ pub struct Node {
     pub settings: Settings,
     pub hub: Hub,
     pub policy: Arc<dyn StreamPolicy>,
+    /// The cluster's Redis (ingest, edge): the pod follows control's commands and reports its
+    /// load there.
+    pub redis: Option<Arc<RedisRegistry>>,
     pub metrics: Arc<Metrics>,
     pub tasks: Vec<RoleTask>,
+    /// Routes the role adds to the HTTP server (e.g. `/v1/relays`).
+    pub api: Option<axum::Router>,
 }
 
 impl Node {
@@ -36,28 +44,60 @@ impl Node {
             settings,
             hub,
             policy,
+            redis,
             metrics,
             mut tasks,
+            api,
         } = self;
         metrics.register_hub(HubCollector::new(
             hub.clone(),
             settings.metrics.max_stream_series,
         ));
         let ready = Readiness::default();
+        let sessions = Sessions::default();
+        let auth = liverelay_auth::build(&settings, role, metrics.clone(), sessions.clone())?;
+        let drain = Drain::default();
         let rtmp = RtmpServer::bind(
             settings.rtmp.listen,
             settings.rtmp_server(),
-            hub.clone(),
-            policy,
-            metrics.clone(),
+            Services {
+                hub: hub.clone(),
+                policy,
+                access: auth.access,
+                sessions: sessions.clone(),
+                metrics: metrics.clone(),
+            },
         )
         .await
         .with_context(|| format!("binding RTMP listener on {}", settings.rtmp.listen))?;
-        let http = HttpServer::bind(settings.http.listen, router(ready.clone(), hub, metrics))
+        if let Some(redis) = redis {
+            let pod = settings.cluster.pod_id();
+            let rtmp_url = settings.cluster.public_rtmp_url.clone().unwrap_or_else(|| {
+                let host = std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into());
+                format!("rtmp://{host}:{}", settings.rtmp.listen.port())
+            });
+            let reporter = cluster::LoadReporter {
+                redis: redis.clone(),
+                pod: pod.clone(),
+                role,
+                rtmp_url,
+                every: Duration::from_secs(settings.cluster.report_interval_secs.max(1)),
+                hub: hub.clone(),
+                sessions: sessions.clone(),
+                phase: drain.watch(),
+            };
+            tasks.push(("load reports", Box::pin(reporter.run())));
+            let commands = cluster::follow_commands(redis, pod, sessions, auth.stream_keys);
+            tasks.push(("cluster commands", Box::pin(commands)));
+        }
+        let mut routes = router(ready.clone(), hub, metrics);
+        if let Some(api) = api {
+            routes = routes.merge(api);
+        }
+        let http = HttpServer::bind(settings.http.listen, routes)
             .await
             .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
         info!(role, rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "liverelay ready");
-        let drain = Drain::default();
         let mut listener = tokio::spawn(rtmp.run(drain.clone()));
         tasks.push((
             "HTTP server",

@@ -5,9 +5,12 @@
 //! fencing `generation` makes every claim distinguishable, so an old owner can never renew or
 //! delete a newer owner's record. Publish and unpublish are announced as [`RegistryEvent`]s.
 
+mod commands;
 mod lease;
 mod memory;
+mod nodes;
 mod record;
+mod redis_conn;
 mod redis_registry;
 
 use std::time::Duration;
@@ -16,9 +19,12 @@ use futures::future::BoxFuture;
 use liverelay_hub::StreamKey;
 use tokio::sync::broadcast;
 
+pub use commands::{ClusterCommand, CommandBus, DropTarget};
 pub use lease::{Lease, LeaseState};
 pub use memory::MemoryRegistry;
+pub use nodes::{NodeReport, NodeReports, StreamLoad};
 pub use record::{RegistryEvent, StreamRecord};
+pub use redis_conn::RedisConn;
 pub use redis_registry::{RedisRegistry, RedisRegistryConfig};
 
 /// Proof of ownership returned by [`StreamRegistry::claim`].
@@ -85,6 +91,9 @@ pub trait StreamRegistry: Send + Sync + 'static {
 
     /// Publish and unpublish announcements from every pod, as they happen.
     fn events(&self) -> broadcast::Receiver<RegistryEvent>;
+
+    /// Announces that a viewer waits for `key` ([`RegistryEvent::Wanted`]).
+    fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()>;
 
     fn lease_ttl(&self) -> Duration;
 }

@@ -148,6 +148,11 @@ impl StreamRegistry for MemoryRegistry {
         self.events.subscribe()
     }
 
+    fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()> {
+        let _ = self.events.send(RegistryEvent::wanted(key));
+        async {}.boxed()
+    }
+
     fn lease_ttl(&self) -> Duration {
         self.ttl
     }

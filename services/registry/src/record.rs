@@ -42,14 +42,17 @@ pub enum RegistryEvent {
         owner: String,
         generation: u64,
     },
+    /// A viewer asked for a stream that is live nowhere: whoever can bring it in (an on-demand
+    /// static pull) should start. Repeated while the viewer waits.
+    Wanted { app: String, name: String },
 }
 
 impl RegistryEvent {
     pub fn key(&self) -> StreamKey {
         match self {
-            Self::Published { app, name, .. } | Self::Unpublished { app, name, .. } => {
-                StreamKey::new(app.clone(), name.clone())
-            }
+            Self::Published { app, name, .. }
+            | Self::Unpublished { app, name, .. }
+            | Self::Wanted { app, name } => StreamKey::new(app.clone(), name.clone()),
         }
     }
 
@@ -59,6 +62,13 @@ impl RegistryEvent {
             name: r.name.clone(),
             owner: r.owner.clone(),
             generation: r.generation,
+        }
+    }
+
+    pub(crate) fn wanted(key: &StreamKey) -> Self {
+        Self::Wanted {
+            app: key.app.clone(),
+            name: key.name.clone(),
         }
     }
 

@@ -13,17 +13,16 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use futures::FutureExt;
 use futures::future::BoxFuture;
-use futures::{FutureExt, StreamExt};
 use liverelay_hub::StreamKey;
-use liverelay_metrics::{Metrics, OpLabel};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use liverelay_metrics::Metrics;
+use redis::{Cmd, Script, Value};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
+use tracing::warn;
 
+use crate::redis_conn::RedisConn;
 use crate::{Claim, RegistryError, RegistryEvent, Renewal, StreamRecord, StreamRegistry};
 
 /// How long a stream's fencing counter outlives its last claim. Long enough that no old owner
@@ -95,44 +94,8 @@ pub struct RedisRegistryConfig {
     pub op_timeout: Duration,
 }
 
-/// One connection type for both deployments, so the registry code has one path.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Self::Single(c) => c.req_packed_command(cmd),
-            Self::Cluster(c) => c.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        p: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Self::Single(c) => c.req_packed_commands(p, offset, count),
-            Self::Cluster(c) => c.req_packed_commands(p, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Self::Single(c) => c.get_db(),
-            Self::Cluster(c) => c.get_db(),
-        }
-    }
-}
-
 pub struct RedisRegistry {
-    conn: Conn,
-    metrics: Arc<Metrics>,
+    conn: RedisConn,
     config: RedisRegistryConfig,
     events: broadcast::Sender<RegistryEvent>,
     subscriber: JoinHandle<()>,
@@ -144,53 +107,33 @@ impl Drop for RedisRegistry {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(e.to_string())
-}
-
 impl RedisRegistry {
-    /// Sets up the connection; a single-node client connects lazily and reconnects by itself,
-    /// so the process starts (and keeps serving what it can) while Redis is down.
+    /// Sets up the connection (lazily for a single node: the process starts while Redis is
+    /// down) and follows the events channel.
     pub async fn connect(
         config: RedisRegistryConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, RegistryError> {
-        let first = config
-            .urls
-            .first()
-            .ok_or_else(|| unavailable("no Redis URL configured"))?
-            .clone();
-        let conn = if config.cluster {
-            let client =
-                redis::cluster::ClusterClient::new(config.urls.clone()).map_err(unavailable)?;
-            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
-        } else {
-            let client = redis::Client::open(first.as_str()).map_err(unavailable)?;
-            let manager = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.op_timeout))
-                .set_response_timeout(Some(config.op_timeout))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(1));
-            Conn::Single(
-                client
-                    .get_connection_manager_lazy(manager)
-                    .map_err(unavailable)?,
-            )
-        };
+        let conn =
+            RedisConn::connect(&config.urls, config.cluster, config.op_timeout, metrics).await?;
         let events = broadcast::channel(1024).0;
-        // Any node of a cluster sees every PUBLISH, so one subscription on the first seed does.
-        let subscriber = tokio::spawn(subscribe_loop(
-            first,
-            channel(&config.key_prefix),
-            events.clone(),
-        ));
+        let subscriber = conn.subscribe(channel(&config.key_prefix), events.clone());
         Ok(Self {
             conn,
-            metrics,
             config,
             events,
             subscriber,
         })
+    }
+
+    /// The registry's Redis handle, for the other cluster state kept beside it.
+    pub fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
+    /// Prefix of every key and channel.
+    pub fn key_prefix(&self) -> &str {
+        &self.config.key_prefix
     }
 
     fn record_key(&self, key: &StreamKey) -> String {
@@ -209,36 +152,12 @@ impl RedisRegistry {
         self.config.lease_ttl.as_millis() as u64
     }
 
-    /// Runs one operation within the operation timeout, timing it and counting failures.
-    async fn run<T>(
-        &self,
-        name: &'static str,
-        op: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
-        let started = std::time::Instant::now();
-        let result = match tokio::time::timeout(self.config.op_timeout, op).await {
-            Err(_) => Err(unavailable("Redis did not answer in time")),
-            Ok(r) => r.map_err(unavailable),
-        };
-        let label = OpLabel { op: name };
-        self.metrics
-            .redis_op_duration
-            .get_or_create(&label)
-            .observe(started.elapsed().as_secs_f64());
-        if result.is_err() {
-            self.metrics.redis_errors.get_or_create(&label).inc();
-        }
-        result
-    }
-
     async fn query<T: redis::FromRedisValue>(
         &self,
         name: &'static str,
         cmd: &mut Cmd,
     ) -> Result<T, RegistryError> {
-        let cmd = cmd.clone();
-        let mut conn = self.conn.clone();
-        self.run(name, cmd.query_async::<T>(&mut conn)).await
+        self.conn.query(name, cmd).await
     }
 
     async fn announce(&self, event: &RegistryEvent) {
@@ -265,48 +184,11 @@ fn parse(json: &str) -> Result<StreamRecord, RegistryError> {
     serde_json::from_str(json).map_err(|e| RegistryError::Corrupt(e.to_string()))
 }
 
-/// Keeps a pub/sub subscription alive across Redis restarts and forwards events.
-async fn subscribe_loop(url: String, channel: String, events: broadcast::Sender<RegistryEvent>) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let attempt = async {
-            let client = redis::Client::open(url.as_str())?;
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        };
-        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
-            Ok(Ok(pubsub)) => {
-                info!("subscribed to registry events");
-                delay = Duration::from_millis(100);
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Ok(payload) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    match serde_json::from_str::<RegistryEvent>(&payload) {
-                        Ok(event) => {
-                            let _ = events.send(event);
-                        }
-                        Err(e) => warn!(error = %e, "ignoring malformed registry event"),
-                    }
-                }
-                warn!("registry event subscription lost; reconnecting");
-            }
-            Ok(Err(e)) => warn!(error = %e, "cannot subscribe to registry events; retrying"),
-            Err(_) => warn!("subscribing to registry events timed out; retrying"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
-}
-
 impl StreamRegistry for RedisRegistry {
     fn claim(&self, record: StreamRecord) -> BoxFuture<'_, Result<Claim, RegistryError>> {
         async move {
             let key = record.key();
             let json = serde_json::to_string(&record).expect("records serialize");
-            let mut conn = self.conn.clone();
             let mut invocation = CLAIM.key(self.record_key(&key));
             invocation
                 .key(self.gen_key(&key))
@@ -314,9 +196,7 @@ impl StreamRegistry for RedisRegistry {
                 .arg(self.ttl_ms())
                 .arg(&record.owner)
                 .arg(GENERATION_TTL.as_millis() as u64);
-            let (won, stored): (i64, String) = self
-                .run("claim", invocation.invoke_async(&mut conn))
-                .await?;
+            let (won, stored): (i64, String) = self.conn.invoke("claim", &invocation).await?;
             let stored = parse(&stored)?;
             if won == 0 {
                 return Err(RegistryError::Owned {
@@ -345,15 +225,12 @@ impl StreamRegistry for RedisRegistry {
             let update = details
                 .map(|d| serde_json::to_string(d).expect("records serialize"))
                 .unwrap_or_default();
-            let mut conn = self.conn.clone();
             let mut invocation = RENEW.key(self.record_key(&claim.key()));
             invocation
                 .arg(claim.generation())
                 .arg(self.ttl_ms())
                 .arg(update);
-            let reply: Value = self
-                .run("renew", invocation.invoke_async(&mut conn))
-                .await?;
+            let reply: Value = self.conn.invoke("renew", &invocation).await?;
             Ok(match reply {
                 Value::Int(1) => Renewal::Renewed,
                 Value::Int(0) => Renewal::Missing,
@@ -377,12 +254,9 @@ impl StreamRegistry for RedisRegistry {
     fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), RegistryError>> {
         async move {
             let key = claim.key();
-            let mut conn = self.conn.clone();
             let mut invocation = RELEASE.key(self.record_key(&key));
             invocation.arg(claim.generation());
-            let removed: i64 = self
-                .run("release", invocation.invoke_async(&mut conn))
-                .await?;
+            let removed: i64 = self.conn.invoke("release", &invocation).await?;
             if removed == 1 {
                 self.query::<i64>(
                     "index",
@@ -442,6 +316,10 @@ impl StreamRegistry for RedisRegistry {
 
     fn events(&self) -> broadcast::Receiver<RegistryEvent> {
         self.events.subscribe()
+    }
+
+    fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()> {
+        async move { self.announce(&RegistryEvent::wanted(key)).await }.boxed()
     }
 
     fn lease_ttl(&self) -> Duration {

@@ -15,7 +15,7 @@ pub mod pb {
     tonic::include_proto!("liverelay.relay.v1");
 }
 
-pub use auth::ClusterToken;
+pub use auth::{ClusterToken, constant_time_eq};
 pub use client::{RelayClientConfig, RelayClientTls, RelayError, subscribe};
 pub use convert::{from_frame, to_media};
 pub use server::RelayService;

@@ -3,22 +3,26 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use liverelay_hub::{Hub, HubError, Publisher, StreamKey, Viewer, ViewerItem};
 use liverelay_rtmp::command::{StatusLevel, code};
-use liverelay_rtmp::session::{PlayRequest, PublishRequest};
+use liverelay_rtmp::session::{ConnectRequest, PlayRequest, PublishRequest};
 use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tracing::{Instrument, Span, info, info_span, warn};
 
+use crate::access::{Access, Action, Admission, ClientInfo, StreamAttempt};
 use crate::config::RtmpServerConfig;
 use crate::drain::{Phase, reached};
-use crate::policy::{StreamPolicy, Ticket};
+use crate::listener::Services;
+use crate::policy::{Refusal, StreamPolicy, Ticket};
+use crate::sessions::{Registered, SessionInfo, SessionRole, Sessions};
 use crate::write::{try_write_all_vectored, write_all_vectored};
 use futures::future::BoxFuture;
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
@@ -43,7 +47,8 @@ pub enum CloseReason {
     Io(std::io::Error),
     Protocol(SessionError),
     Refused(&'static str),
-    Revoked(String),
+    /// The publish or play was withdrawn (lease lost, key revoked, dropped by an operator).
+    Revoked(&'static str, String),
     Shutdown,
 }
 
@@ -58,7 +63,7 @@ impl fmt::Display for CloseReason {
             Self::Io(e) => write!(f, "socket error: {e}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::Refused(why) => write!(f, "refused: {why}"),
-            Self::Revoked(why) => write!(f, "publish revoked: {why}"),
+            Self::Revoked(what, why) => write!(f, "{what} revoked: {why}"),
             Self::Shutdown => f.write_str("server shutting down (drain grace period over)"),
         }
     }
@@ -67,9 +72,11 @@ impl fmt::Display for CloseReason {
 struct Publishing {
     stream_id: u32,
     publisher: Publisher,
+    /// The policy's and access's tickets, in that order.
     _ticket: Box<dyn Ticket>,
-    /// The ticket's revocation, made once and polled in place.
+    /// The tickets' revocation or a kick, made once and polled in place.
     revoked: BoxFuture<'static, String>,
+    _session: Registered,
     _span: Span,
 }
 
@@ -78,6 +85,8 @@ struct Playing {
     name: String,
     viewer: Viewer,
     _ticket: Box<dyn Ticket>,
+    revoked: BoxFuture<'static, String>,
+    _session: Registered,
     _span: Span,
     paused: bool,
     audio: bool,
@@ -88,13 +97,18 @@ struct Playing {
 
 pub struct Connection {
     socket: TcpStream,
+    id: u64,
+    peer: SocketAddr,
     config: Arc<RtmpServerConfig>,
     hub: Hub,
     policy: Arc<dyn StreamPolicy>,
+    access: Arc<dyn Access>,
+    sessions: Sessions,
     metrics: Arc<Metrics>,
     phase: watch::Receiver<Phase>,
     session: ServerSession,
-    app: Option<String>,
+    /// Set once `connect` is accepted; its app may differ from the requested one.
+    client: Option<Arc<ClientInfo>>,
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     closing: Option<CloseReason>,
@@ -107,17 +121,16 @@ enum Wake {
     Read(std::io::Result<usize>),
     Viewer,
     Tick,
-    Revoked(String),
+    Revoked(&'static str, String),
     Closing,
 }
 
 impl Connection {
     pub fn new(
         socket: TcpStream,
+        (id, peer): (u64, SocketAddr),
         config: Arc<RtmpServerConfig>,
-        hub: Hub,
-        policy: Arc<dyn StreamPolicy>,
-        metrics: Arc<Metrics>,
+        services: Services,
         phase: watch::Receiver<Phase>,
         started: Instant,
     ) -> Self {
@@ -127,13 +140,17 @@ impl Connection {
         let session = ServerSession::new(config.session, &random, epoch);
         Self {
             socket,
+            id,
+            peer,
             config,
-            hub,
-            policy,
-            metrics,
+            hub: services.hub,
+            policy: services.policy,
+            access: services.access,
+            sessions: services.sessions,
+            metrics: services.metrics,
             phase,
             session,
-            app: None,
+            client: None,
             publishing: None,
             playing: None,
             closing: None,
@@ -200,17 +217,20 @@ impl Connection {
                 if recv.capacity() - recv.len() < room / 4 {
                     recv.reserve(room);
                 }
-                let viewer = self
-                    .playing
-                    .as_mut()
-                    .filter(|p| !p.paused)
-                    .map(|p| &mut p.viewer);
+                let (viewer, stopped) = match self.playing.as_mut() {
+                    Some(p) => (
+                        (!p.paused).then_some(&mut p.viewer),
+                        Some(p.revoked.as_mut()),
+                    ),
+                    None => (None, None),
+                };
                 let revoked = self.publishing.as_mut().map(|p| p.revoked.as_mut());
                 tokio::select! {
                     () = &mut closing => Wake::Closing,
                     r = self.socket.read_buf(recv) => Wake::Read(r),
                     _ = async { match viewer { Some(v) => v.changed().await, None => std::future::pending().await } } => Wake::Viewer,
-                    why = async { match revoked { Some(r) => r.await, None => std::future::pending().await } } => Wake::Revoked(why),
+                    why = async { match revoked { Some(r) => r.await, None => std::future::pending().await } } => Wake::Revoked("publish", why),
+                    why = async { match stopped { Some(r) => r.await, None => std::future::pending().await } } => Wake::Revoked("play", why),
                     _ = tick.tick() => Wake::Tick,
                 }
             };
@@ -218,7 +238,7 @@ impl Connection {
                 Wake::Read(r) => self.on_read(r).await,
                 Wake::Viewer => self.pump_viewer().await,
                 Wake::Tick => self.on_tick(),
-                Wake::Revoked(why) => Err(CloseReason::Revoked(why)),
+                Wake::Revoked(what, why) => Err(CloseReason::Revoked(what, why)),
                 Wake::Closing => {
                     self.say_goodbye();
                     Err(CloseReason::Shutdown)
@@ -321,18 +341,7 @@ impl Connection {
     async fn handle_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             match event {
-                ServerEvent::Connect(req) => {
-                    Span::current().record("app", req.app.as_str());
-                    info!(
-                        app = %req.app,
-                        tc_url = req.tc_url.as_deref().unwrap_or(""),
-                        flash_ver = req.flash_ver.as_deref().unwrap_or(""),
-                        handshake = ?self.session.handshake_kind(),
-                        "connect"
-                    );
-                    self.session.accept_connect(&req);
-                    self.app = Some(req.app);
-                }
+                ServerEvent::Connect(req) => self.on_connect(req).await,
                 ServerEvent::Publish(req) => self.on_publish(req).await,
                 ServerEvent::Play(req) => self.on_play(req).await,
                 ServerEvent::Media { stream_id, media } => {
@@ -386,14 +395,103 @@ impl Connection {
         }
     }
 
-    fn key(&self, name: &str) -> StreamKey {
-        StreamKey::new(self.app.clone().unwrap_or_default(), name)
+    async fn on_connect(&mut self, req: ConnectRequest) {
+        Span::current().record("app", req.app.as_str());
+        // Without its query: a stream key may ride there.
+        let tc_url = req.tc_url.as_deref().unwrap_or("");
+        info!(
+            app = %req.app,
+            tc_url = tc_url.split_once('?').map_or(tc_url, |(url, _)| url),
+            flash_ver = req.flash_ver.as_deref().unwrap_or(""),
+            handshake = ?self.session.handshake_kind(),
+            "connect"
+        );
+        let client = Arc::new(ClientInfo {
+            id: self.id,
+            addr: self.peer,
+            app: req.app.clone(),
+            connect_query: req.query.clone(),
+            flash_ver: req.flash_ver.clone(),
+            swf_url: req.swf_url.clone(),
+            tc_url: req.tc_url.clone(),
+            page_url: req.page_url.clone(),
+            connected_at_ms: unix_ms(),
+        });
+        match self.access.connect(client.clone()).await {
+            Ok(moved) => {
+                let client = match moved {
+                    Some(app) => {
+                        info!(from = %req.app, to = %app, "connect moved to another app");
+                        Span::current().record("app", app.as_str());
+                        Arc::new(ClientInfo {
+                            app,
+                            ..(*client).clone()
+                        })
+                    }
+                    None => client,
+                };
+                self.session.accept_connect(&req);
+                self.client = Some(client);
+            }
+            Err(refusal) => {
+                warn!(app = %req.app, "connect refused: {}", refusal.description);
+                self.session.reject_connect(&req, &refusal.description);
+                self.closing = Some(CloseReason::Refused("connect refused"));
+            }
+        }
+    }
+
+    /// Asks access about a publish or play; `None` when the client never got connected. Not
+    /// an `async fn`: the connection is not `Sync` and must not be borrowed across the wait.
+    fn admit(
+        &self,
+        name: &str,
+        args: Option<&str>,
+        action: Action,
+    ) -> Option<BoxFuture<'static, Result<Admission, Refusal>>> {
+        let client = self.client.clone()?;
+        let attempt = StreamAttempt {
+            app: client.app.clone(),
+            client,
+            name: name.to_string(),
+            args: args.map(String::from),
+            action,
+        };
+        Some(self.access.admit(attempt))
+    }
+
+    /// Enters a started publish or play in the session table; the result resolves when the
+    /// tickets are revoked or the session is kicked.
+    fn register(
+        &self,
+        role: SessionRole,
+        key: &StreamKey,
+        tag: Option<String>,
+        tickets: &Vec<Box<dyn Ticket>>,
+    ) -> (Registered, BoxFuture<'static, String>) {
+        let (registered, kicked) = self.sessions.register(SessionInfo {
+            client_id: self.id,
+            addr: self.peer,
+            role,
+            app: key.app.to_string(),
+            name: key.name.to_string(),
+            tag,
+        });
+        let revoked = tickets.revoked();
+        let either = async move {
+            futures::future::select(revoked, kicked)
+                .await
+                .factor_first()
+                .0
+        };
+        (registered, Box::pin(either))
     }
 
     async fn on_publish(&mut self, req: PublishRequest) {
         if req.name.is_empty() {
             return self.refuse_publish(
                 &req,
+                None,
                 code::PUBLISH_BAD_NAME,
                 "stream name is empty",
                 "empty stream name",
@@ -402,6 +500,7 @@ impl Connection {
         if self.publishing.is_some() {
             return self.refuse_publish(
                 &req,
+                None,
                 code::PUBLISH_BAD_NAME,
                 "already publishing on this connection",
                 "second publish on one connection",
@@ -410,16 +509,38 @@ impl Connection {
         if let Some(refusal) = self.policy.refuses_publishers() {
             return self.refuse_publish(
                 &req,
+                None,
                 refusal.code,
                 &refusal.description,
                 "role takes no publishers",
             );
         }
-        let key = self.key(&req.name);
+        let decision = self.admit(&req.name, req.query.as_deref(), Action::Publish(req.kind));
+        let admission = match decision {
+            Some(decision) => decision.await,
+            None => Err(Refusal {
+                code: code::PUBLISH_DENIED,
+                description: "not connected".into(),
+            }),
+        };
+        let admission = match admission {
+            Ok(admission) => admission,
+            Err(refusal) => {
+                return self.refuse_publish(
+                    &req,
+                    None,
+                    refusal.code,
+                    &refusal.description,
+                    "refused by access",
+                );
+            }
+        };
+        let key = StreamKey::new(admission.app.clone(), admission.name.clone());
         // The local hub first (one publisher per name here), then the role's policy (one per
         // name in the cluster), so a local duplicate never touches the registry.
         // The publish session's span lasts as long as the publish (a trace of its own life).
         let span = info_span!("publish", app = %key.app, stream = %key.name);
+        let shown = key.to_string();
         match self.hub.publish(key.clone()) {
             Ok(publisher) => match self
                 .policy
@@ -428,18 +549,22 @@ impl Connection {
                 .await
             {
                 Ok(ticket) => {
-                    Span::current().record("stream", req.name.as_str());
+                    Span::current().record("stream", key.name.as_str());
                     info!(stream = %key, kind = req.kind.as_str(), "publish started");
                     self.session.accept_publish(&req);
                     self.metrics
                         .sessions
                         .get_or_create(&KindLabel { kind: "publish" })
                         .inc();
+                    let tickets = vec![ticket, admission.ticket];
+                    let (registered, revoked) =
+                        self.register(SessionRole::Publisher, &key, admission.tag, &tickets);
                     self.publishing = Some(Publishing {
                         stream_id: req.stream_id,
                         publisher,
-                        revoked: ticket.revoked(),
-                        _ticket: ticket,
+                        revoked,
+                        _ticket: Box::new(tickets),
+                        _session: registered,
                         _span: span,
                     });
                 }
@@ -447,6 +572,7 @@ impl Connection {
                     drop(publisher);
                     self.refuse_publish(
                         &req,
+                        Some(&shown),
                         refusal.code,
                         &refusal.description,
                         "refused by policy",
@@ -455,12 +581,14 @@ impl Connection {
             },
             Err(HubError::AlreadyPublishing(_)) => self.refuse_publish(
                 &req,
+                Some(&shown),
                 code::PUBLISH_BAD_NAME,
                 &format!("{key} is already being published"),
                 "stream is already live",
             ),
             Err(e @ HubError::TooManyStreams(_)) => self.refuse_publish(
                 &req,
+                Some(&shown),
                 code::PUBLISH_DENIED,
                 &e.to_string(),
                 "stream limit reached",
@@ -468,54 +596,97 @@ impl Connection {
         }
     }
 
+    /// `shown` is the stream's name inside liverelay when known: the name the client sent may
+    /// be a secret stream key and is never logged.
     fn refuse_publish(
         &mut self,
         req: &PublishRequest,
+        shown: Option<&str>,
         code: &str,
         description: &str,
         why: &'static str,
     ) {
-        warn!(stream = %req.name, status = code, "publish refused: {description}");
+        warn!(
+            stream = shown.unwrap_or("-"),
+            status = code,
+            "publish refused: {description}"
+        );
         self.session.reject_publish(req, code, description);
+        self.closing = Some(CloseReason::Refused(why));
+    }
+
+    fn refuse_play(
+        &mut self,
+        req: &PlayRequest,
+        shown: Option<&str>,
+        refusal: Refusal,
+        why: &'static str,
+    ) {
+        warn!(
+            stream = shown.unwrap_or("-"),
+            status = refusal.code,
+            "play refused: {}",
+            refusal.description
+        );
+        self.session
+            .reject_play(req, refusal.code, &refusal.description);
         self.closing = Some(CloseReason::Refused(why));
     }
 
     async fn on_play(&mut self, req: PlayRequest) {
         if req.name.is_empty() {
-            warn!("play refused: empty stream name");
-            self.session
-                .reject_play(&req, code::PLAY_STREAM_NOT_FOUND, "stream name is empty");
-            self.closing = Some(CloseReason::Refused("empty stream name"));
-            return;
+            let refusal = Refusal {
+                code: code::PLAY_STREAM_NOT_FOUND,
+                description: "stream name is empty".into(),
+            };
+            return self.refuse_play(&req, None, refusal, "empty stream name");
         }
-        let key = self.key(&req.name);
+        let action = Action::Play {
+            start: req.start,
+            duration: req.duration,
+            reset: req.reset,
+        };
+        let admission = match self.admit(&req.name, req.query.as_deref(), action) {
+            Some(decision) => decision.await,
+            None => Err(Refusal {
+                code: code::PLAY_FAILED,
+                description: "not connected".into(),
+            }),
+        };
+        let admission = match admission {
+            Ok(admission) => admission,
+            Err(refusal) => return self.refuse_play(&req, None, refusal, "refused by access"),
+        };
+        let key = StreamKey::new(admission.app.clone(), admission.name.clone());
+        let shown = key.to_string();
         // The play session's span: on an edge, the upstream it starts (and the ingest's relay
         // subscription, through the trace context on the gRPC call) join its trace.
         let span = info_span!("play", app = %key.app, stream = %key.name);
         let ticket = match self.policy.play(key.clone()).instrument(span.clone()).await {
             Ok(ticket) => ticket,
             Err(refusal) => {
-                warn!(stream = %key, status = refusal.code, "play refused: {}", refusal.description);
-                self.session
-                    .reject_play(&req, refusal.code, &refusal.description);
-                self.closing = Some(CloseReason::Refused("refused by policy"));
-                return;
+                return self.refuse_play(&req, Some(&shown), refusal, "refused by policy");
             }
         };
         match self.hub.play(key.clone()) {
             Ok(viewer) => {
-                Span::current().record("stream", req.name.as_str());
+                Span::current().record("stream", key.name.as_str());
                 info!(stream = %key, live = viewer.is_live(), "play started");
                 self.session.accept_play(&req);
                 self.metrics
                     .sessions
                     .get_or_create(&KindLabel { kind: "play" })
                     .inc();
+                let tickets = vec![ticket, admission.ticket];
+                let (registered, revoked) =
+                    self.register(SessionRole::Viewer, &key, admission.tag, &tickets);
                 self.playing = Some(Playing {
                     stream_id: req.stream_id,
                     name: req.name,
                     viewer,
-                    _ticket: ticket,
+                    _ticket: Box::new(tickets),
+                    revoked,
+                    _session: registered,
                     _span: span,
                     paused: false,
                     audio: true,
@@ -524,10 +695,11 @@ impl Connection {
                 });
             }
             Err(e) => {
-                warn!(stream = %key, "play refused: {e}");
-                self.session
-                    .reject_play(&req, code::PLAY_FAILED, &e.to_string());
-                self.closing = Some(CloseReason::Refused("stream limit reached"));
+                let refusal = Refusal {
+                    code: code::PLAY_FAILED,
+                    description: e.to_string(),
+                };
+                self.refuse_play(&req, Some(&shown), refusal, "stream limit reached");
             }
         }
     }
@@ -576,4 +748,10 @@ impl Connection {
         }
         result
     }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

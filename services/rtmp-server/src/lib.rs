@@ -4,14 +4,20 @@
 //! [`Hub`](liverelay_hub::Hub), and writes each viewer's backlog of shared, pre-chunked frames
 //! with one vectored write. Protocol decisions live in the core; stream state lives in the hub.
 
+mod access;
 mod config;
 mod connection;
 mod drain;
 mod listener;
 mod policy;
+mod sessions;
 mod write;
 
+pub use access::{
+    Access, Action, Admission, Chain, ClientInfo, OpenAccess, StreamAttempt, query_param,
+};
 pub use config::RtmpServerConfig;
 pub use drain::{Drain, Phase};
-pub use listener::RtmpServer;
+pub use listener::{RtmpServer, Services};
 pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};
+pub use sessions::{Registered, SessionInfo, SessionRole, Sessions};

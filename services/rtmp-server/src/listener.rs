@@ -10,35 +10,41 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::access::Access;
 use crate::config::RtmpServerConfig;
 use crate::connection::Connection;
 use crate::drain::{Drain, Phase, reached};
 use crate::policy::StreamPolicy;
+use crate::sessions::Sessions;
 use liverelay_metrics::{KindLabel, Metrics};
+
+/// What every connection shares: where streams live, who may use them, and the role's say.
+#[derive(Clone)]
+pub struct Services {
+    pub hub: Hub,
+    pub policy: Arc<dyn StreamPolicy>,
+    pub access: Arc<dyn Access>,
+    pub sessions: Sessions,
+    pub metrics: Arc<Metrics>,
+}
 
 pub struct RtmpServer {
     listener: TcpListener,
     config: Arc<RtmpServerConfig>,
-    hub: Hub,
-    policy: Arc<dyn StreamPolicy>,
-    metrics: Arc<Metrics>,
+    services: Services,
 }
 
 impl RtmpServer {
     pub async fn bind(
         addr: SocketAddr,
         config: RtmpServerConfig,
-        hub: Hub,
-        policy: Arc<dyn StreamPolicy>,
-        metrics: Arc<Metrics>,
+        services: Services,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         Ok(Self {
             listener,
             config: Arc::new(config),
-            hub,
-            policy,
-            metrics,
+            services,
         })
     }
 
@@ -70,7 +76,8 @@ impl RtmpServer {
             let id = next_id.fetch_add(1, Ordering::Relaxed);
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 warn!(conn = id, %peer, limit = self.config.max_connections, "connection refused: limit reached");
-                self.metrics
+                self.services
+                    .metrics
                     .connections
                     .get_or_create(&KindLabel { kind: "refused" })
                     .inc();
@@ -81,19 +88,19 @@ impl RtmpServer {
             }
             let conn = Connection::new(
                 socket,
+                (id, peer),
                 self.config.clone(),
-                self.hub.clone(),
-                self.policy.clone(),
-                self.metrics.clone(),
+                self.services.clone(),
                 drain.watch(),
                 started,
             );
-            self.metrics
+            self.services
+                .metrics
                 .connections
                 .get_or_create(&KindLabel { kind: "accepted" })
                 .inc();
-            self.metrics.connections_open.inc();
-            let metrics = self.metrics.clone();
+            self.services.metrics.connections_open.inc();
+            let metrics = self.services.metrics.clone();
             let span = info_span!("rtmp", conn = id, %peer, app = tracing::field::Empty, stream = tracing::field::Empty);
             tokio::spawn(
                 async move {

@@ -1,26 +1,46 @@
 //! `liverelay standalone`: one process that takes publishes and serves viewers, with stream
 //! state in memory and no Redis. The same hub and RTMP driver the cluster roles use; the only
-//! rule is the hub's own (one publisher per name).
+//! rule is the hub's own (one publisher per name). Static relays run here too.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use liverelay_config::Settings;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_node::Node;
-use liverelay_rtmp_server::OpenPolicy;
+use liverelay_rtmp_server::{OpenPolicy, StreamPolicy};
+use liverelay_static_relay::{MemoryLeases, RelayContext, StaticRelays};
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let hub = Hub::new(settings.hub());
     let metrics = Arc::new(Metrics::new("standalone"));
+    let policy: Arc<dyn StreamPolicy> = Arc::new(OpenPolicy);
+    // One process: relay leases only keep a relay from running twice here.
+    let relays = StaticRelays::new(
+        settings.relay_specs()?,
+        RelayContext {
+            hub: hub.clone(),
+            policy: policy.clone(),
+            leases: Arc::new(MemoryLeases::new(Duration::from_millis(
+                settings.redis.lease_ttl_ms,
+            ))),
+            shared_status: None,
+            registry: None,
+            metrics: metrics.clone(),
+            pod_id: settings.cluster.pod_id(),
+        },
+    );
     Node {
         role: "standalone",
         settings,
         hub,
-        policy: Arc::new(OpenPolicy),
+        policy,
         metrics,
-        tasks: Vec::new(),
+        tasks: vec![("static relays", relays.run())],
+        api: Some(liverelay_static_relay::router(relays)),
+        redis: None,
     }
     .run(shutdown)
     .await

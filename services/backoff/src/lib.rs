@@ -1,4 +1,4 @@
-//! Exponential backoff with jitter, for retrying an upstream.
+//! Exponential backoff with jitter, for retrying a peer (an edge's upstream, a static relay).
 
 use std::time::Duration;
 

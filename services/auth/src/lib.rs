@@ -1,0 +1,98 @@
+//! Who may connect, publish and play, as [`Access`] checks the RTMP server asks before the hub:
+//! stream keys checked with the control service ([`StreamKeys`]), nginx-rtmp style HTTP
+//! callbacks ([`Notify`]), and signed playback tokens ([`play_token`]). [`build`] chains what
+//! the settings turn on; with nothing configured everyone may do everything.
+
+mod notify;
+pub mod play_token;
+mod signing;
+mod stream_keys;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use liverelay_config::{PlayAuth, PublishAuth, Settings};
+use liverelay_metrics::Metrics;
+use liverelay_relay::ClusterToken;
+use liverelay_rtmp_server::{Access, Chain, OpenAccess, Sessions};
+
+pub use notify::Notify;
+pub use signing::{sha256_hex, sign_hex, verify_hex};
+pub use stream_keys::{StreamKeys, StreamKeysConfig};
+
+/// Generated protobuf and gRPC code of the control service.
+pub mod pb {
+    tonic::include_proto!("liverelay.control.v1");
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The access checks a node runs, and the stream-key check (to forget revoked keys) if on.
+pub struct Built {
+    pub access: Arc<dyn Access>,
+    pub stream_keys: Option<StreamKeys>,
+}
+
+/// Chains the checks `settings` turn on for `role`: stream keys (publishing roles), playback
+/// tokens, then callbacks (which so see the public name, never a stream key).
+pub fn build(
+    settings: &Settings,
+    role: &str,
+    metrics: Arc<Metrics>,
+    sessions: Sessions,
+) -> anyhow::Result<Built> {
+    let auth = &settings.auth;
+    let mut stages: Vec<Arc<dyn Access>> = Vec::new();
+    let mut stream_keys = None;
+    if auth.publish() == PublishAuth::Key && role != "edge" {
+        let control_url = auth.control_url.clone().ok_or_else(|| {
+            anyhow::anyhow!("auth.publish = \"key\" needs auth.control_url (--control-url)")
+        })?;
+        let token = settings.cluster.token.clone().unwrap_or_default();
+        let keys = StreamKeys::new(
+            StreamKeysConfig {
+                control_url,
+                token: ClusterToken::new(&token),
+                pod: settings.cluster.pod_id(),
+                timeout: Duration::from_millis(auth.control_timeout_ms),
+                cache_for: Duration::from_secs(auth.cache_secs),
+                on_unavailable: auth.on_control_unavailable,
+            },
+            metrics.clone(),
+        )?;
+        stages.push(Arc::new(keys.clone()));
+        stream_keys = Some(keys);
+    }
+    if auth.play == PlayAuth::Token {
+        let secret = auth
+            .play_token_secret
+            .as_deref()
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| anyhow::anyhow!("auth.play = \"token\" needs auth.play_token_secret"))?;
+        stages.push(Arc::new(play_token::PlayTokens::new(
+            secret,
+            metrics.clone(),
+        )));
+    }
+    if !settings.notify.is_empty() {
+        stages.push(Arc::new(Notify::new(
+            settings.notify.clone(),
+            metrics,
+            sessions,
+        )?));
+    }
+    let access: Arc<dyn Access> = match stages.len() {
+        0 => Arc::new(OpenAccess),
+        1 => stages.pop().expect("one stage"),
+        _ => Arc::new(Chain(stages)),
+    };
+    Ok(Built {
+        access,
+        stream_keys,
+    })
+}

@@ -1,0 +1,172 @@
+//! Publishing with a stream key: the ingest asks control (gRPC) which public stream a key
+//! publishes, so viewers never see the key. Answers are cached briefly; a revoked key's cached
+//! answer is forgotten at once. When control cannot be asked, `auth.on_control_unavailable`
+//! decides, and the log says so.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use liverelay_config::ControlUnavailable;
+use liverelay_metrics::{Metrics, OutcomeLabel};
+use liverelay_relay::ClusterToken;
+use liverelay_rtmp::command::code;
+use liverelay_rtmp_server::{Access, Admission, Refusal, StreamAttempt};
+use tonic::transport::{Channel, Endpoint};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::pb::control_client::ControlClient;
+use crate::pb::{AuthorizePublishRequest, AuthorizePublishResponse};
+use crate::signing::sha256_hex;
+
+pub struct StreamKeysConfig {
+    pub control_url: String,
+    pub token: ClusterToken,
+    pub pod: String,
+    pub timeout: Duration,
+    pub cache_for: Duration,
+    pub on_unavailable: ControlUnavailable,
+}
+
+struct Cached {
+    answer: AuthorizePublishResponse,
+    at: Instant,
+}
+
+struct Inner {
+    client: ControlClient<Channel>,
+    config: StreamKeysConfig,
+    metrics: Arc<Metrics>,
+    /// By the key's SHA-256: the secret itself is kept nowhere.
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+#[derive(Clone)]
+pub struct StreamKeys(Arc<Inner>);
+
+impl StreamKeys {
+    pub fn new(config: StreamKeysConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(config.control_url.clone())?
+            .connect_timeout(config.timeout)
+            .timeout(config.timeout)
+            .connect_lazy();
+        Ok(Self(Arc::new(Inner {
+            client: ControlClient::new(channel),
+            config,
+            metrics,
+            cache: Mutex::new(HashMap::new()),
+        })))
+    }
+
+    /// Drops cached answers for a revoked or rotated key.
+    pub fn forget(&self, key_id: &str) {
+        self.cache().retain(|_, c| c.answer.key_id != key_id);
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Cached>> {
+        self.0.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(&self, result: &'static str) {
+        self.0
+            .metrics
+            .auth_decisions
+            .get_or_create(&OutcomeLabel {
+                action: "publish_key",
+                result,
+            })
+            .inc();
+    }
+
+    async fn ask(
+        &self,
+        attempt: &StreamAttempt,
+        secret: &str,
+    ) -> Result<AuthorizePublishResponse, tonic::Status> {
+        let mut request = tonic::Request::new(AuthorizePublishRequest {
+            app: attempt.app.clone(),
+            key: secret.to_string(),
+            client_addr: attempt.client.addr.to_string(),
+            pod: self.0.config.pod.clone(),
+        });
+        self.0.config.token.attach(&mut request)?;
+        liverelay_telemetry::inject(&tracing::Span::current(), request.metadata_mut());
+        let mut client = self.0.client.clone();
+        Ok(client.authorize_publish(request).await?.into_inner())
+    }
+
+    async fn decide(self, attempt: StreamAttempt) -> Result<Admission, Refusal> {
+        // The secret rides in `key=` (on the name or the app) or is the stream name itself.
+        let secret = attempt.param("key").unwrap_or_else(|| attempt.name.clone());
+        let digest = sha256_hex(secret.as_bytes());
+        let fresh = self
+            .cache()
+            .get(&digest)
+            .filter(|c| c.at.elapsed() < self.0.config.cache_for)
+            .map(|c| c.answer.clone());
+        let answer = match fresh {
+            Some(answer) => answer,
+            None => match self.ask(&attempt, &secret).await {
+                Ok(answer) => {
+                    if answer.allowed && !self.0.config.cache_for.is_zero() {
+                        let cached = Cached {
+                            answer: answer.clone(),
+                            at: Instant::now(),
+                        };
+                        self.cache().insert(digest, cached);
+                    }
+                    answer
+                }
+                Err(status) => return self.unavailable(&attempt, &status),
+            },
+        };
+        if !answer.allowed {
+            self.count("deny");
+            warn!(app = %attempt.app, client = attempt.client.id, addr = %attempt.client.addr, reason = %answer.reason, "publish refused: stream key not accepted");
+            return Err(Refusal {
+                code: code::PUBLISH_BAD_NAME,
+                description: format!("unauthorized: {}", answer.reason),
+            });
+        }
+        self.count("allow");
+        info!(app = %answer.app, stream = %answer.stream, key_id = %answer.key_id, "stream key accepted");
+        Ok(Admission {
+            app: answer.app,
+            name: answer.stream,
+            tag: Some(answer.key_id),
+            ticket: Box::new(()),
+        })
+    }
+
+    fn unavailable(
+        &self,
+        attempt: &StreamAttempt,
+        status: &tonic::Status,
+    ) -> Result<Admission, Refusal> {
+        self.count("control_unavailable");
+        match self.0.config.on_unavailable {
+            ControlUnavailable::Deny => {
+                warn!(app = %attempt.app, client = attempt.client.id, error = %status.message(), "control unreachable: publish denied (auth.on_control_unavailable = deny)");
+                Err(Refusal {
+                    code: code::PUBLISH_DENIED,
+                    description: "authorization service unavailable".into(),
+                })
+            }
+            ControlUnavailable::Allow => {
+                warn!(app = %attempt.app, client = attempt.client.id, error = %status.message(), "control unreachable: publish allowed under the name given (auth.on_control_unavailable = allow)");
+                Ok(Admission::unchanged(attempt))
+            }
+        }
+    }
+}
+
+impl Access for StreamKeys {
+    fn admit(&self, attempt: StreamAttempt) -> BoxFuture<'static, Result<Admission, Refusal>> {
+        if !attempt.action.is_publish() {
+            return Box::pin(async move { Ok(Admission::unchanged(&attempt)) });
+        }
+        let span = info_span!("authorize_publish", app = %attempt.app, client = attempt.client.id);
+        Box::pin(self.clone().decide(attempt).instrument(span))
+    }
+}

@@ -1,0 +1,363 @@
+//! The JSON HTTP API. Admin routes need `Authorization: Bearer <admin token>`; the route
+//! lookup for players, health and metrics are open.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/keys` | create a stream key (secret shown once) |
+//! | `GET /v1/keys`, `GET /v1/keys/{id}` | list / show keys (never the secret) |
+//! | `POST /v1/keys/{id}/rotate` | new secret; the old one dies with its publish |
+//! | `DELETE /v1/keys/{id}` | revoke; its publish ends |
+//! | `POST /v1/play-tokens` | a signed playback token |
+//! | `GET /v1/streams` | live streams with owner, codecs, bitrate, viewers per edge |
+//! | `GET /v1/streams/{app}/{stream}/route` | the edge a new viewer should use (open) |
+//! | `POST /v1/streams/{app}/{stream}/drop` | end a stream's publisher or viewers |
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use liverelay_auth::{play_token, unix_now};
+use liverelay_http::Readiness;
+use liverelay_metrics::Metrics;
+use liverelay_registry::{ClusterCommand, DropTarget};
+use liverelay_relay::constant_time_eq;
+use serde::Deserialize;
+use serde_json::json;
+use tracing::warn;
+
+use crate::core::Core;
+use crate::keys::{KeyError, KeyRecord};
+use crate::live;
+
+#[derive(Clone)]
+struct Api {
+    core: Arc<Core>,
+    admin_token: Arc<str>,
+    ready: Readiness,
+    metrics: Arc<Metrics>,
+}
+
+/// An API failure as a status and `{"error": ...}`.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(e: KeyError) -> Self {
+        match e {
+            KeyError::NotFound => Self(StatusCode::NOT_FOUND, "no such key".into()),
+            KeyError::Store(e) => {
+                warn!(error = %e, "key store failed");
+                Self(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
+        }
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    warn!(error = %e, "registry read failed");
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+impl Api {
+    fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(t) if constant_time_eq(t.as_bytes(), self.admin_token.as_bytes()) => Ok(()),
+            Some(_) => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "wrong admin token".into(),
+            )),
+            None => Err(ApiError(
+                StatusCode::UNAUTHORIZED,
+                "admin token required (Authorization: Bearer ...)".into(),
+            )),
+        }
+    }
+}
+
+pub fn router(
+    core: Arc<Core>,
+    admin_token: &str,
+    ready: Readiness,
+    metrics: Arc<Metrics>,
+) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_text))
+        .route("/v1/keys", post(create_key).get(list_keys))
+        .route("/v1/keys/{id}", get(get_key).delete(revoke_key))
+        .route("/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/v1/play-tokens", post(play_token))
+        .route("/v1/streams", get(streams))
+        .route("/v1/streams/{app}/{stream}/route", get(route))
+        .route("/v1/streams/{app}/{stream}/drop", post(drop_sessions))
+        .with_state(Api {
+            core,
+            admin_token: admin_token.into(),
+            ready,
+            metrics,
+        })
+}
+
+async fn readyz(State(api): State<Api>) -> (StatusCode, &'static str) {
+    if api.ready.is_ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn metrics_text(State(api): State<Api>, headers: HeaderMap) -> impl IntoResponse {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let (content_type, body) = api.metrics.negotiate(accept);
+    ([(header::CONTENT_TYPE, content_type)], body)
+}
+
+/// A key as the API shows it: everything but the secret and its hash.
+fn key_json(record: &KeyRecord) -> serde_json::Value {
+    json!({
+        "id": record.id,
+        "app": record.app,
+        "stream": record.stream,
+        "created_at": record.created_at,
+        "expires_at": record.expires_at,
+        "rotated_at": record.rotated_at,
+        "revoked": record.revoked,
+        "metadata": record.metadata,
+    })
+}
+
+fn with_secret(record: &KeyRecord, secret: String) -> serde_json::Value {
+    let mut body = key_json(record);
+    body["key"] = json!(secret);
+    body
+}
+
+/// Unix seconds or an RFC 3339 time.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Time {
+    Unix(u64),
+    Text(String),
+}
+
+impl Time {
+    fn unix(&self) -> Result<u64, ApiError> {
+        match self {
+            Self::Unix(t) => Ok(*t),
+            Self::Text(s) => humantime::parse_rfc3339_weak(s)
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+                .ok_or_else(|| {
+                    ApiError(
+                        StatusCode::BAD_REQUEST,
+                        format!("expires_at: not a time: {s}"),
+                    )
+                }),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    app: String,
+    stream: String,
+    expires_at: Option<Time>,
+    metadata: Option<serde_json::Value>,
+}
+
+/// A path segment liverelay can serve: non-empty, no slash or query characters.
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && !s.contains(['/', '?', '&', '#'])
+        && !s.chars().any(char::is_control)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("invalid request body: {e}"),
+        )
+    })
+}
+
+async fn create_key(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    api.admin(&headers)?;
+    let new: NewKey = parse_json(&body)?;
+    if !valid_name(&new.app) || !valid_name(&new.stream) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "app and stream must be non-empty names without '/', '?', '&' or '#'".into(),
+        ));
+    }
+    if new.metadata.as_ref().is_some_and(|m| !m.is_object()) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "metadata must be a JSON object".into(),
+        ));
+    }
+    let expires_at = new.expires_at.as_ref().map(Time::unix).transpose()?;
+    if expires_at.is_some_and(|t| t <= unix_now()) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "expires_at is in the past".into(),
+        ));
+    }
+    let (record, secret) = api
+        .core
+        .create_key(&new.app, &new.stream, expires_at, new.metadata)
+        .await?;
+    Ok((StatusCode::CREATED, Json(with_secret(&record, secret))).into_response())
+}
+
+async fn list_keys(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.admin(&headers)?;
+    let keys: Vec<_> = api.core.keys.list().await?.iter().map(key_json).collect();
+    Ok(Json(json!({ "keys": keys })).into_response())
+}
+
+async fn get_key(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
+    api.admin(&headers)?;
+    Ok(Json(key_json(&api.core.keys.get(&id).await?)).into_response())
+}
+
+async fn rotate_key(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    api.admin(&headers)?;
+    let (record, secret) = api.core.rotate_key(&id).await?;
+    Ok(Json(with_secret(&record, secret)).into_response())
+}
+
+async fn revoke_key(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    api.admin(&headers)?;
+    Ok(Json(key_json(&api.core.revoke_key(&id).await?)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPlayToken {
+    app: String,
+    stream: String,
+    /// Default one hour.
+    ttl_secs: Option<u64>,
+}
+
+async fn play_token(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    api.admin(&headers)?;
+    let req: NewPlayToken = parse_json(&body)?;
+    let Some(secret) = api.core.play_token_secret.as_deref() else {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "auth.play_token_secret is not configured on control".into(),
+        ));
+    };
+    let expires_at = unix_now() + req.ttl_secs.unwrap_or(3600);
+    let token = play_token::sign(secret.as_bytes(), &req.app, &req.stream, expires_at);
+    Ok(
+        Json(
+            json!({ "token": token, "expires_at": expires_at, "query": format!("token={token}") }),
+        )
+        .into_response(),
+    )
+}
+
+async fn streams(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.admin(&headers)?;
+    let records = api.core.registry.list().await.map_err(unavailable)?;
+    let reports = api.core.nodes.list().await.map_err(unavailable)?;
+    Ok(Json(json!({ "streams": live::streams(records, &reports) })).into_response())
+}
+
+async fn route(State(api): State<Api>, Path((app, stream)): Path<(String, String)>) -> ApiResult {
+    let key = liverelay_hub::StreamKey::new(app.clone(), stream.clone());
+    if api
+        .core
+        .registry
+        .lookup(&key)
+        .await
+        .map_err(unavailable)?
+        .is_none()
+    {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{key} is not live"),
+        ));
+    }
+    let reports = api.core.nodes.list().await.map_err(unavailable)?;
+    match live::route(&reports, &app, &stream) {
+        Some(route) => Ok(Json(route).into_response()),
+        None => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no edge is available".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DropRequest {
+    target: Option<DropTarget>,
+    pod: Option<String>,
+    client_id: Option<u64>,
+}
+
+async fn drop_sessions(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((app, stream)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    api.admin(&headers)?;
+    let req: DropRequest = if body.is_empty() {
+        DropRequest::default()
+    } else {
+        parse_json(&body)?
+    };
+    let command = ClusterCommand::Drop {
+        app,
+        name: stream,
+        target: req.target.unwrap_or(DropTarget::Publisher),
+        pod: req.pod,
+        client_id: req.client_id,
+    };
+    let pods = api
+        .core
+        .commands
+        .send(&command)
+        .await
+        .map_err(unavailable)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "sent_to_pods": pods }))).into_response())
+}

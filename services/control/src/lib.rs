@@ -1,0 +1,147 @@
+//! The control service (`liverelay control`): stream keys (JSON HTTP API and gRPC), publish
+//! authorization for ingests, playback tokens, JSON event webhooks, the live view and routing,
+//! and drops. It keeps no state of its own: keys, streams and node reports are in Redis, so
+//! replicas are interchangeable.
+
+mod core;
+mod grpc;
+mod http_api;
+mod keys;
+mod live;
+mod webhooks;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use liverelay_auth::pb::control_server::ControlServer;
+use liverelay_config::Settings;
+use liverelay_http::{HttpServer, Readiness};
+use liverelay_metrics::Metrics;
+use liverelay_registry::{CommandBus, NodeReports, RedisRegistry, RegistryEvent, StreamRegistry};
+use liverelay_relay::ClusterToken;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+pub use keys::KeyRecord;
+
+use crate::core::Core;
+use crate::webhooks::{Event, Webhooks};
+
+/// Runs control until `shutdown` completes or a part fails.
+pub async fn run(
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let admin_token = settings
+        .control
+        .admin_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .context("control.admin_token is required (--admin-token or LIVERELAY_ADMIN_TOKEN)")?;
+    let cluster_token = settings.cluster.require_token()?.to_string();
+    let registry = Arc::new(
+        RedisRegistry::connect(settings.redis_registry(), metrics.clone())
+            .await
+            .context("setting up the Redis connection")?,
+    );
+    let conn = registry.conn();
+    let prefix = registry.key_prefix().to_string();
+    let webhooks = Webhooks::start(
+        settings.control.webhooks.clone(),
+        conn.clone(),
+        &prefix,
+        metrics.clone(),
+    )?;
+    let stream_events = tokio::spawn(forward_stream_events(registry.clone(), webhooks.clone()));
+    let _stop_events = AbortOnDrop(stream_events);
+    let core = Arc::new(Core {
+        keys: keys::KeyStore::new(conn.clone(), &prefix),
+        commands: CommandBus::new(conn.clone(), &prefix),
+        registry,
+        nodes: NodeReports::new(conn, &prefix),
+        webhooks,
+        play_token_secret: settings.auth.play_token_secret.clone(),
+    });
+    let ready = Readiness::default();
+    let http = HttpServer::bind(
+        settings.http.listen,
+        http_api::router(core.clone(), &admin_token, ready.clone(), metrics.clone()),
+    )
+    .await
+    .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
+    let grpc_listener = TcpListener::bind(settings.cluster.grpc_listen)
+        .await
+        .with_context(|| format!("binding gRPC listener on {}", settings.cluster.grpc_listen))?;
+    info!(http = %http.local_addr()?, grpc = %grpc_listener.local_addr()?, "liverelay ready");
+    let service = grpc::ControlService::new(
+        core,
+        ClusterToken::new(&cluster_token),
+        ClusterToken::new(&admin_token),
+        metrics,
+    );
+    let grpc = tonic::transport::Server::builder()
+        .timeout(Duration::from_secs(30))
+        .add_service(ControlServer::new(service))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+            grpc_listener,
+        ));
+    ready.set(true);
+    tokio::select! {
+        r = http.run() => r.context("HTTP server failed")?,
+        r = grpc => r.context("gRPC server failed")?,
+        () = shutdown => {}
+    }
+    ready.set(false);
+    info!("shut down");
+    Ok(())
+}
+
+/// Turns the registry's publish announcements into `stream.started` / `stream.ended`.
+async fn forward_stream_events(registry: Arc<RedisRegistry>, webhooks: Webhooks) {
+    let mut events = registry.events();
+    loop {
+        let event = match events.recv().await {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                warn!(
+                    missed = n,
+                    "stream events lagged; some webhooks were not sent"
+                );
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        let (kind, app, name, owner, generation) = match event {
+            RegistryEvent::Published {
+                app,
+                name,
+                owner,
+                generation,
+            } => ("stream.started", app, name, owner, generation),
+            RegistryEvent::Unpublished {
+                app,
+                name,
+                owner,
+                generation,
+            } => ("stream.ended", app, name, owner, generation),
+            #[allow(unreachable_patterns)]
+            _ => continue,
+        };
+        webhooks.emit(Event::new(
+            kind,
+            format!("{kind}:{app}/{name}:{generation}"),
+            serde_json::json!({ "app": app, "stream": name, "ingest": owner, "generation": generation }),
+        ));
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

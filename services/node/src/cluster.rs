@@ -1,0 +1,172 @@
+//! What a cluster pod does beside serving RTMP: it applies control's commands to its own
+//! sessions (a revoked key's publish ends, a dropped stream's viewers go), and it reports its
+//! load (viewers per stream, draining) so control can show and route.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use liverelay_auth::StreamKeys;
+use liverelay_hub::Hub;
+use liverelay_registry::{
+    ClusterCommand, CommandBus, DropTarget, NodeReport, NodeReports, RedisRegistry, StreamLoad,
+};
+use liverelay_rtmp_server::{Phase, SessionRole, Sessions};
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+/// Applies control's commands until the process ends.
+pub async fn follow_commands(
+    redis: Arc<RedisRegistry>,
+    pod: String,
+    sessions: Sessions,
+    stream_keys: Option<StreamKeys>,
+) -> anyhow::Result<()> {
+    let bus = CommandBus::new(redis.conn(), redis.key_prefix());
+    let (mut commands, task) = bus.listen();
+    let _stop = AbortOnDrop(task);
+    loop {
+        let command = match commands.recv().await {
+            Ok(c) => c,
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                warn!(missed = n, "cluster commands lagged");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => anyhow::bail!("command channel closed"),
+        };
+        apply(&command, &pod, &sessions, stream_keys.as_ref());
+    }
+}
+
+fn apply(
+    command: &ClusterCommand,
+    pod: &str,
+    sessions: &Sessions,
+    stream_keys: Option<&StreamKeys>,
+) {
+    match command {
+        ClusterCommand::KeyRevoked { key_id } => {
+            if let Some(keys) = stream_keys {
+                keys.forget(key_id);
+            }
+            let ended = sessions.kick(
+                |s| s.role == SessionRole::Publisher && s.tag.as_deref() == Some(key_id),
+                "stream key revoked",
+            );
+            if ended > 0 {
+                info!(key_id, ended, "ended the publishes of a revoked stream key");
+            }
+        }
+        ClusterCommand::Drop {
+            app,
+            name,
+            target,
+            pod: only,
+            client_id,
+        } => {
+            if only.as_deref().is_some_and(|p| p != pod) {
+                return;
+            }
+            let ended = sessions.kick(
+                |s| {
+                    s.app == *app
+                        && s.name == *name
+                        && client_id.is_none_or(|id| id == s.client_id)
+                        && match target {
+                            DropTarget::Publisher => s.role == SessionRole::Publisher,
+                            DropTarget::Viewers => s.role == SessionRole::Viewer,
+                            DropTarget::All => true,
+                        }
+                },
+                "dropped by an operator",
+            );
+            if ended > 0 {
+                info!(stream = %format!("{app}/{name}"), ?target, ended, "dropped sessions");
+            }
+        }
+    }
+}
+
+pub struct LoadReporter {
+    pub redis: Arc<RedisRegistry>,
+    pub pod: String,
+    pub role: &'static str,
+    pub rtmp_url: String,
+    pub every: Duration,
+    pub hub: Hub,
+    pub sessions: Sessions,
+    pub phase: watch::Receiver<Phase>,
+}
+
+impl LoadReporter {
+    fn snapshot(&self) -> NodeReport {
+        let mut streams: BTreeMap<String, StreamLoad> = self
+            .hub
+            .streams()
+            .into_iter()
+            .map(|s| {
+                let load = StreamLoad {
+                    viewers: 0,
+                    live: s.live,
+                    bitrate_bps: s.rates.bitrate_bps,
+                };
+                (format!("{}/{}", s.key.app, s.key.name), load)
+            })
+            .collect();
+        let (mut publishers, mut viewers) = (0, 0);
+        // RTMP sessions only: an ingest's hub also counts the edges subscribed to it.
+        for s in self.sessions.list() {
+            match s.role {
+                SessionRole::Publisher => publishers += 1,
+                SessionRole::Viewer => {
+                    viewers += 1;
+                    streams
+                        .entry(format!("{}/{}", s.app, s.name))
+                        .or_default()
+                        .viewers += 1;
+                }
+            }
+        }
+        NodeReport {
+            pod: self.pod.clone(),
+            role: self.role.to_string(),
+            rtmp_url: self.rtmp_url.clone(),
+            draining: *self.phase.borrow() != Phase::Running,
+            publishers,
+            viewers,
+            streams,
+            reported_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+        }
+    }
+
+    /// Reports every `every`, and at once when draining starts, until the process ends.
+    pub async fn run(mut self) -> anyhow::Result<()> {
+        let reports = NodeReports::new(self.redis.conn(), self.redis.key_prefix());
+        let ttl = self.every * 3;
+        let mut tick = tokio::time::interval(self.every);
+        loop {
+            let report = self.snapshot();
+            if let Err(e) = reports.report(&report, ttl).await {
+                warn!(error = %e, "could not report load to the registry");
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                changed = self.phase.changed() => {
+                    if changed.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

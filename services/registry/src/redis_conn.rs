@@ -1,0 +1,206 @@
+//! One Redis handle for a single node and for Redis Cluster, with a per-operation timeout and
+//! metrics, plus pub/sub subscriptions that survive Redis restarts. Everything the cluster keeps
+//! in Redis (streams, node reports, cluster commands, stream keys) goes through it, so a dead
+//! Redis fails one operation quickly instead of hanging a publish.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use liverelay_metrics::{Metrics, OpLabel};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value};
+use serde::de::DeserializeOwned;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::RegistryError;
+
+/// One connection type for both deployments, so callers have one code path.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        p: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(p, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(p, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Unavailable(e.to_string())
+}
+
+/// A cheap, clonable handle on the cluster's Redis.
+#[derive(Clone)]
+pub struct RedisConn {
+    conn: Conn,
+    /// Pub/sub goes to the first URL: any node of a cluster sees every PUBLISH.
+    pubsub_url: String,
+    op_timeout: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl RedisConn {
+    /// Sets up the connection; a single-node client connects lazily and reconnects by itself,
+    /// so the process starts (and keeps serving what it can) while Redis is down.
+    pub async fn connect(
+        urls: &[String],
+        cluster: bool,
+        op_timeout: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RegistryError> {
+        let first = urls
+            .first()
+            .ok_or_else(|| unavailable("no Redis URL configured"))?
+            .clone();
+        let conn = if cluster {
+            let client = redis::cluster::ClusterClient::new(urls.to_vec()).map_err(unavailable)?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let client = redis::Client::open(first.as_str()).map_err(unavailable)?;
+            let manager = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(op_timeout))
+                .set_response_timeout(Some(op_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            Conn::Single(
+                client
+                    .get_connection_manager_lazy(manager)
+                    .map_err(unavailable)?,
+            )
+        };
+        Ok(Self {
+            conn,
+            pubsub_url: first,
+            op_timeout,
+            metrics,
+        })
+    }
+
+    /// Runs one operation within the operation timeout, timing it and counting failures.
+    async fn run<T>(
+        &self,
+        name: &'static str,
+        op: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RegistryError> {
+        let started = std::time::Instant::now();
+        let result = match tokio::time::timeout(self.op_timeout, op).await {
+            Err(_) => Err(unavailable("Redis did not answer in time")),
+            Ok(r) => r.map_err(unavailable),
+        };
+        let label = OpLabel { op: name };
+        self.metrics
+            .redis_op_duration
+            .get_or_create(&label)
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_err() {
+            self.metrics.redis_errors.get_or_create(&label).inc();
+        }
+        result
+    }
+
+    /// One command; `name` labels its latency and error metrics.
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        cmd: &Cmd,
+    ) -> Result<T, RegistryError> {
+        let mut conn = self.conn.clone();
+        self.run(name, cmd.query_async::<T>(&mut conn)).await
+    }
+
+    /// Several commands in one round trip (not a transaction).
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        pipe: &Pipeline,
+    ) -> Result<T, RegistryError> {
+        let mut conn = self.conn.clone();
+        self.run(name, pipe.query_async::<T>(&mut conn)).await
+    }
+
+    /// One Lua script (loaded on first use).
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        name: &'static str,
+        invocation: &ScriptInvocation<'_>,
+    ) -> Result<T, RegistryError> {
+        let mut conn = self.conn.clone();
+        self.run(name, invocation.invoke_async(&mut conn)).await
+    }
+
+    /// Follows a pub/sub channel of JSON messages for as long as the returned task runs,
+    /// resubscribing after Redis restarts; malformed messages are logged and skipped.
+    pub fn subscribe<T>(&self, channel: String, sink: broadcast::Sender<T>) -> JoinHandle<()>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        tokio::spawn(subscribe_loop(self.pubsub_url.clone(), channel, sink))
+    }
+}
+
+async fn subscribe_loop<T: DeserializeOwned>(
+    url: String,
+    channel: String,
+    sink: broadcast::Sender<T>,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = async {
+            let client = redis::Client::open(url.as_str())?;
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&channel).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(pubsub)) => {
+                info!(channel, "subscribed");
+                delay = Duration::from_millis(100);
+                let mut messages = pubsub.into_on_message();
+                while let Some(msg) = messages.next().await {
+                    let Ok(payload) = msg.get_payload::<String>() else {
+                        continue;
+                    };
+                    match serde_json::from_str::<T>(&payload) {
+                        Ok(message) => {
+                            let _ = sink.send(message);
+                        }
+                        Err(e) => warn!(channel, error = %e, "ignoring malformed message"),
+                    }
+                }
+                warn!(channel, "subscription lost; reconnecting");
+            }
+            Ok(Err(e)) => warn!(channel, error = %e, "cannot subscribe; retrying"),
+            Err(_) => warn!(channel, "subscribing timed out; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}

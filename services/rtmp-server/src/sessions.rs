@@ -1,0 +1,132 @@
+//! The publishes and plays running in this process, so that something outside a connection (a
+//! revoked stream key, an operator's drop, a failed update callback) can end one within a
+//! moment.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionRole {
+    Publisher,
+    Viewer,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// The connection's client id.
+    pub client_id: u64,
+    pub addr: SocketAddr,
+    pub role: SessionRole,
+    pub app: String,
+    pub name: String,
+    /// What access tagged the session with (a stream key's id).
+    pub tag: Option<String>,
+}
+
+struct Entry {
+    info: SessionInfo,
+    kick: oneshot::Sender<String>,
+}
+
+#[derive(Clone, Default)]
+pub struct Sessions {
+    inner: Arc<Mutex<HashMap<u64, Entry>>>,
+}
+
+/// Removes its session from the table when the session ends.
+pub struct Registered {
+    sessions: Sessions,
+    client_id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.sessions.lock().remove(&self.client_id);
+    }
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Adds a session; the future resolves with the reason if it is kicked. A connection runs
+    /// one publish or play at a time, so its client id is the key.
+    pub fn register(&self, info: SessionInfo) -> (Registered, BoxFuture<'static, String>) {
+        let (kick, kicked) = oneshot::channel();
+        let client_id = info.client_id;
+        self.lock().insert(client_id, Entry { info, kick });
+        let kicked = kicked
+            .then(|r| async move {
+                match r {
+                    Ok(why) => why,
+                    // Replaced by a newer registration: that one is watched now.
+                    Err(_) => std::future::pending().await,
+                }
+            })
+            .boxed();
+        let registered = Registered {
+            sessions: self.clone(),
+            client_id,
+        };
+        (registered, kicked)
+    }
+
+    /// Ends every session `which` selects; returns how many.
+    pub fn kick(&self, which: impl Fn(&SessionInfo) -> bool, reason: &str) -> usize {
+        let mut table = self.lock();
+        let ids: Vec<u64> = table
+            .values()
+            .filter(|e| which(&e.info))
+            .map(|e| e.info.client_id)
+            .collect();
+        for id in &ids {
+            if let Some(entry) = table.remove(id) {
+                let _ = entry.kick.send(reason.to_string());
+            }
+        }
+        ids.len()
+    }
+
+    pub fn list(&self) -> Vec<SessionInfo> {
+        self.lock().values().map(|e| e.info.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(client_id: u64, role: SessionRole, tag: Option<&str>) -> SessionInfo {
+        SessionInfo {
+            client_id,
+            addr: "127.0.0.1:1".parse().unwrap(),
+            role,
+            app: "live".into(),
+            name: "cam".into(),
+            tag: tag.map(String::from),
+        }
+    }
+
+    #[tokio::test]
+    async fn kicks_reach_only_the_selected_sessions_and_guards_unregister() {
+        let sessions = Sessions::default();
+        let (_a, kicked_a) = sessions.register(info(1, SessionRole::Publisher, Some("k1")));
+        let (b, mut kicked_b) = sessions.register(info(2, SessionRole::Viewer, None));
+        assert_eq!(
+            sessions.kick(|s| s.tag.as_deref() == Some("k1"), "key revoked"),
+            1
+        );
+        assert_eq!(kicked_a.await, "key revoked");
+        assert!((&mut kicked_b).now_or_never().is_none());
+        assert_eq!(sessions.list().len(), 1);
+        drop(b);
+        assert!(sessions.list().is_empty());
+        assert_eq!(sessions.kick(|_| true, "x"), 0);
+    }
+}

@@ -1,0 +1,252 @@
+//! What each relay is doing, for `GET /v1/relays` and the metrics: kept in memory by the pod
+//! running it and, in a cluster, copied to Redis so any pod (and the control service) can list
+//! every relay.
+//!
+//! Redis keys: `{prefix}:relay-status:{id}` (JSON [`RelayStatus`], PX [`STATUS_TTL`], rewritten
+//! every second by the holder, so a dead holder's entry disappears) and `{prefix}:relay-statuses`
+//! (set of ids, for listing; ids whose entry expired are dropped when listed).
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use liverelay_metrics::{Metrics, RelayDirectionLabel, RelayStateLabel};
+use liverelay_registry::{RedisConn, RegistryError};
+use serde::{Deserialize, Serialize};
+
+use crate::spec::RelaySpec;
+
+/// How long a status written to Redis stays without being rewritten.
+pub const STATUS_TTL: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayState {
+    Connecting,
+    Live,
+    BackingOff,
+    /// Not running here: waiting for the lease, for viewers (on-demand), for the stream to go
+    /// live (push), or given up after `max_attempts`.
+    Stopped,
+}
+
+impl RelayState {
+    const ALL: [Self; 4] = [
+        Self::Connecting,
+        Self::Live,
+        Self::BackingOff,
+        Self::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connecting => "connecting",
+            Self::Live => "live",
+            Self::BackingOff => "backing_off",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// One row of `GET /v1/relays`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelayStatus {
+    pub id: String,
+    pub kind: String,
+    /// Secrets (push stream keys, query strings) hidden.
+    pub url: String,
+    pub stream: String,
+    pub mode: String,
+    /// Pod holding the relay's lease, if any.
+    pub owner: Option<String>,
+    pub state: RelayState,
+    pub last_error: Option<String>,
+    /// Connection attempts since the holder took the relay.
+    pub attempts: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub updated_at_ms: u64,
+}
+
+impl RelayStatus {
+    fn new(spec: &RelaySpec) -> Self {
+        Self {
+            id: spec.id.clone(),
+            kind: spec.kind.as_str().into(),
+            url: spec.display_url(),
+            stream: spec.stream.to_string(),
+            mode: spec.mode.as_str().into(),
+            owner: None,
+            state: RelayState::Stopped,
+            last_error: None,
+            attempts: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            updated_at_ms: now_ms(),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The live status of one relay on this pod; updates also move its metrics.
+#[derive(Clone)]
+pub struct StatusCell {
+    status: Arc<Mutex<RelayStatus>>,
+    metrics: Arc<Metrics>,
+}
+
+impl StatusCell {
+    pub fn new(spec: &RelaySpec, metrics: Arc<Metrics>) -> Self {
+        let cell = Self {
+            status: Arc::new(Mutex::new(RelayStatus::new(spec))),
+            metrics,
+        };
+        cell.set_state(RelayState::Stopped);
+        cell
+    }
+
+    pub fn get(&self) -> RelayStatus {
+        self.lock().clone()
+    }
+
+    pub fn set_state(&self, state: RelayState) {
+        let id = {
+            let mut st = self.lock();
+            st.state = state;
+            st.updated_at_ms = now_ms();
+            st.id.clone()
+        };
+        for s in RelayState::ALL {
+            self.metrics
+                .static_relay_state
+                .get_or_create(&RelayStateLabel {
+                    relay: id.clone(),
+                    state: s.as_str(),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// This pod took the relay (`Some`) or let it go (`None`).
+    pub fn set_owner(&self, owner: Option<&str>) {
+        let mut st = self.lock();
+        st.owner = owner.map(str::to_owned);
+        st.attempts = 0;
+        st.last_error = None;
+    }
+
+    pub fn attempt_started(&self) {
+        self.lock().attempts += 1;
+        self.set_state(RelayState::Connecting);
+    }
+
+    pub fn set_error(&self, error: String) {
+        self.lock().last_error = Some(error);
+    }
+
+    /// Adds what an attempt moved since its last report.
+    pub fn add_bytes(&self, bytes_in: u64, bytes_out: u64) {
+        let id = {
+            let mut st = self.lock();
+            st.bytes_in += bytes_in;
+            st.bytes_out += bytes_out;
+            st.id.clone()
+        };
+        for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
+            if n > 0 {
+                self.metrics
+                    .static_relay_bytes
+                    .get_or_create(&RelayDirectionLabel {
+                        relay: id.clone(),
+                        direction,
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, RelayStatus> {
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Relay statuses in the cluster's Redis.
+#[derive(Clone)]
+pub struct RedisRelayStatus {
+    conn: RedisConn,
+    prefix: String,
+}
+
+impl RedisRelayStatus {
+    pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
+        Self {
+            conn,
+            prefix: key_prefix.to_owned(),
+        }
+    }
+
+    fn key(&self, id: &str) -> String {
+        format!("{}:relay-status:{{{id}}}", self.prefix)
+    }
+
+    fn index(&self) -> String {
+        format!("{}:relay-statuses", self.prefix)
+    }
+
+    /// Writes a status (by the pod holding the relay).
+    pub async fn put(&self, status: &RelayStatus) -> Result<(), RegistryError> {
+        let json = serde_json::to_string(status).expect("statuses serialize");
+        self.conn
+            .query::<()>(
+                "relay_status",
+                redis::cmd("SET")
+                    .arg(self.key(&status.id))
+                    .arg(json)
+                    .arg("PX")
+                    .arg(STATUS_TTL.as_millis() as u64),
+            )
+            .await?;
+        self.conn
+            .query::<i64>(
+                "relay_status",
+                redis::cmd("SADD").arg(self.index()).arg(&status.id),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every relay some pod is holding (or held within [`STATUS_TTL`]), sorted by id.
+    pub async fn list(&self) -> Result<Vec<RelayStatus>, RegistryError> {
+        let mut ids: Vec<String> = self
+            .conn
+            .query("relay_status", redis::cmd("SMEMBERS").arg(self.index()))
+            .await?;
+        ids.sort();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let json: Option<String> = self
+                .conn
+                .query("relay_status", redis::cmd("GET").arg(self.key(&id)))
+                .await?;
+            match json.map(|j| serde_json::from_str::<RelayStatus>(&j)) {
+                Some(Ok(status)) => out.push(status),
+                Some(Err(e)) => {
+                    return Err(RegistryError::Corrupt(format!("relay status {id}: {e}")));
+                }
+                None => {
+                    self.conn
+                        .query::<i64>(
+                            "relay_status",
+                            redis::cmd("SREM").arg(self.index()).arg(&id),
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
