@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod hooks;
 pub mod nginx;
 pub mod redis;
 pub mod rtmp_client;
@@ -159,7 +160,7 @@ impl Server {
             "--http-listen",
             &http.to_string(),
         ]);
-        if role == "ingest" {
+        if role == "ingest" || role == "control" {
             cmd.args(["--grpc-listen", &grpc.to_string()]);
         }
         cmd.args(args)
@@ -213,9 +214,28 @@ impl Server {
 
 /// `GET path` over HTTP/1.0 to `addr`: (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, None, "")
+}
+
+/// One HTTP/1.0 request with an optional bearer token and a JSON body: (status, body).
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> Option<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let status = resp.split_whitespace().nth(1)?.parse().ok()?;

@@ -1,0 +1,626 @@
+//! The control service with real parts: `redis-server`, `liverelay control`, ingest and edge
+//! processes, ffmpeg and ffprobe, and an HTTP receiver for callbacks and webhooks started by
+//! the test.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, KeyInit, Mac};
+use liverelay_rtmp::session::ClientEvent;
+use sha2::Sha256;
+use support::hooks::{Hook, HookServer, Reply};
+use support::redis::RedisServer;
+use support::rtmp_client::RtmpClient;
+use support::*;
+
+const TOKEN: &str = "test-cluster-token";
+const ADMIN: &str = "test-admin-token";
+
+struct Platform {
+    redis: RedisServer,
+    control: Server,
+}
+
+impl Platform {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let redis = RedisServer::start();
+        let url = redis.url();
+        let mut all = vec![
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("LIVERELAY_ADMIN_TOKEN", ADMIN),
+            ("POD_NAME", "control-0"),
+        ];
+        all.extend_from_slice(env);
+        let control = Server::start_role("control", &["--redis-url", &url], &all);
+        Self { redis, control }
+    }
+
+    fn start_with_config(config: &std::path::Path) -> Self {
+        let redis = RedisServer::start();
+        let (url, config) = (redis.url(), config.to_str().unwrap().to_string());
+        let env = [
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("LIVERELAY_ADMIN_TOKEN", ADMIN),
+        ];
+        let control =
+            Server::start_role("control", &["--redis-url", &url, "--config", &config], &env);
+        Self { redis, control }
+    }
+
+    fn control_url(&self) -> String {
+        format!("http://{}", self.control.grpc)
+    }
+
+    fn node(&self, role: &str, pod: &str, env: &[(&str, &str)]) -> Server {
+        let url = self.redis.url();
+        let control = self.control_url();
+        let mut all = vec![
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("POD_NAME", pod),
+            ("LIVERELAY_CLUSTER__REPORT_INTERVAL_SECS", "1"),
+        ];
+        all.extend_from_slice(env);
+        Server::start_role(
+            role,
+            &["--redis-url", &url, "--control-url", &control],
+            &all,
+        )
+    }
+
+    fn api(&self, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+        api(self.control.http, method, path, Some(ADMIN), body)
+    }
+}
+
+fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, text) = http_request(addr, method, path, bearer, body).expect("control answers");
+    (status, serde_json::from_str(&text).unwrap_or_default())
+}
+
+/// The status a play of `name` (query included) gets, with `app` (query included).
+async fn play_status(addr: SocketAddr, app: &str, name: &str) -> String {
+    let mut client = RtmpClient::connect(addr, app).await;
+    let id = client.create_stream().await;
+    client.send_play(id, name);
+    match client
+        .expect(Duration::from_secs(5), |e| {
+            matches!(e, ClientEvent::Status { .. })
+        })
+        .await
+    {
+        Some(ClientEvent::Status { code, .. }) => code,
+        other => panic!("no play status: {other:?}"),
+    }
+}
+
+/// Waits until the ffmpeg child exits; returns how long that took.
+fn wait_ended(child: &mut ChildGuard, limit: Duration) -> Duration {
+    let started = Instant::now();
+    child
+        .wait_timeout(limit)
+        .unwrap_or_else(|| panic!("{} still running after {limit:?}", child.name()));
+    started.elapsed()
+}
+
+#[test]
+fn stream_keys_publish_under_the_public_name_and_die_when_rotated_or_revoked() {
+    let dir = TempDir::new("keys");
+    let p = Platform::start(&[]);
+    let ingest = p.node("ingest", "ingest-a", &[]);
+    let edge = p.node("edge", "edge-a", &[]);
+
+    // Admin API: no token, wrong token.
+    let body = r#"{"app":"live","stream":"cam","metadata":{"channel":7}}"#;
+    assert_eq!(api(p.control.http, "POST", "/v1/keys", None, body).0, 401);
+    assert_eq!(
+        api(p.control.http, "POST", "/v1/keys", Some("nope"), body).0,
+        401
+    );
+    assert_eq!(api(p.control.http, "GET", "/v1/keys", None, "").0, 401);
+    assert_eq!(p.api("POST", "/v1/keys", r#"{"app":"live"}"#).0, 400);
+
+    let (status, created) = p.api("POST", "/v1/keys", body);
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap().to_string();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert_eq!(created["stream"], "cam");
+    assert_eq!(created["metadata"]["channel"], 7);
+    // The secret is shown once: never by the reads, never in Redis, never in a log.
+    let (_, shown) = p.api("GET", &format!("/v1/keys/{id}"), "");
+    assert_eq!(shown["id"], id.as_str());
+    assert!(shown.get("key").is_none() && !shown.to_string().contains(&secret));
+    let (_, list) = p.api("GET", "/v1/keys", "");
+    assert_eq!(list["keys"].as_array().unwrap().len(), 1);
+    assert!(!list.to_string().contains(&secret));
+    assert_eq!(p.api("GET", "/v1/keys/key_nope", "").0, 404);
+
+    // A wrong key: refused, nothing registered.
+    let log = dir.path("wrong.log");
+    let mut wrong = looping_publisher(&ingest.url("live/sk_wrong"), &log);
+    wait_ended(&mut wrong, Duration::from_secs(10));
+    assert!(ingest.wait_log("unknown stream key", Duration::from_secs(2)));
+    assert!(p.redis.record("live", "cam").is_none());
+    assert!(p.redis.record("live", "sk_wrong").is_none());
+
+    // The key publishes `live/cam`; viewers play it by its public name from the edge.
+    let log = dir.path("publish.log");
+    let mut publisher = looping_publisher(&ingest.url(&format!("live/{secret}")), &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.redis.record("live", "cam").is_none() {
+        assert!(Instant::now() < deadline, "live/cam never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let streams = probe_streams(&edge.url("live/cam"));
+    assert!(
+        streams.iter().any(|s| s.starts_with("h264")),
+        "edge plays the public name: {streams:?}"
+    );
+    assert!(
+        p.redis.keys().iter().all(|k| !k.contains(&secret)),
+        "the secret never reaches Redis"
+    );
+    for server in [&ingest, &edge, &p.control] {
+        assert!(!server.log().contains(&secret), "a log holds the secret");
+    }
+
+    // The live view: owner, codecs, viewers per edge; the route sends players to the edge.
+    let rtmp = RtmpClientHandle::play(edge.rtmp, "live", "cam");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let live = loop {
+        let (status, view) = p.api("GET", "/v1/streams", "");
+        assert_eq!(status, 200);
+        let cam = view["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == "cam")
+            .cloned();
+        // Codecs land in the record with the lease's next renewal.
+        if let Some(cam) = cam.filter(|c| c["edges"]["edge-a"] == 1 && c["video_codec"] == "h264") {
+            break cam;
+        }
+        assert!(Instant::now() < deadline, "no viewer on edge-a in {view}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(live["ingest"], "ingest-a");
+    let (status, route) = api(
+        p.control.http,
+        "GET",
+        "/v1/streams/live/cam/route",
+        None,
+        "",
+    );
+    assert_eq!(status, 200, "{route}");
+    assert_eq!(route["pod"], "edge-a");
+    assert_eq!(
+        route["play_url"],
+        format!("rtmp://127.0.0.1:{}/live/cam", edge.rtmp.port())
+    );
+    assert_eq!(
+        api(
+            p.control.http,
+            "GET",
+            "/v1/streams/live/none/route",
+            None,
+            ""
+        )
+        .0,
+        404
+    );
+    drop(rtmp);
+
+    // Rotation: the old secret's publish ends within 2 s and the old secret is refused.
+    let (status, rotated) = p.api("POST", &format!("/v1/keys/{id}/rotate"), "");
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["key"].as_str().unwrap().to_string();
+    assert_ne!(new_secret, secret);
+    let took = wait_ended(&mut publisher, Duration::from_secs(5));
+    eprintln!("rotation ended the publish in {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "publish ended after {took:?}"
+    );
+    let log = dir.path("old.log");
+    let mut old = looping_publisher(&ingest.url(&format!("live/{secret}")), &log);
+    wait_ended(&mut old, Duration::from_secs(10));
+
+    // The new secret works, given as `?key=` this time; revoking ends it within 2 s.
+    let log = dir.path("new.log");
+    let mut publisher = looping_publisher(&ingest.url(&format!("live/cam?key={new_secret}")), &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.redis.record("live", "cam").is_none() {
+        assert!(Instant::now() < deadline, "live/cam never registered again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, revoked) = p.api("DELETE", &format!("/v1/keys/{id}"), "");
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["revoked"], true);
+    let took = wait_ended(&mut publisher, Duration::from_secs(5));
+    eprintln!("revocation ended the publish in {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "publish ended after {took:?}"
+    );
+    assert!(ingest.wait_log(
+        "publish revoked: stream key revoked",
+        Duration::from_secs(2)
+    ));
+    let log = dir.path("revoked.log");
+    let mut again = looping_publisher(&ingest.url(&format!("live/{new_secret}")), &log);
+    wait_ended(&mut again, Duration::from_secs(10));
+    assert!(ingest.wait_log("stream key revoked", Duration::from_secs(2)));
+}
+
+/// A viewer for as long as it is held (ffmpeg playing into the void).
+struct RtmpClientHandle(ChildGuard);
+
+impl RtmpClientHandle {
+    fn play(addr: SocketAddr, app: &str, name: &str) -> Self {
+        Self(ChildGuard::spawn(
+            std::process::Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-i"])
+                .arg(format!("rtmp://{addr}/{app}/{name}"))
+                .args(["-c", "copy", "-f", "null", "-"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        ))
+    }
+}
+
+#[test]
+fn control_unreachable_denies_publishing_with_a_clear_log_line() {
+    let dir = TempDir::new("down");
+    let redis = RedisServer::start();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &redis.url(), "--control-url", &closed],
+        &[("LIVERELAY_CLUSTER_TOKEN", TOKEN)],
+    );
+    let log = dir.path("publish.log");
+    let mut publisher = looping_publisher(&ingest.url("live/sk_anything"), &log);
+    wait_ended(&mut publisher, Duration::from_secs(10));
+    assert!(
+        ingest.wait_log(
+            "control unreachable: publish denied (auth.on_control_unavailable = deny)",
+            Duration::from_secs(2)
+        ),
+        "{}",
+        ingest.log()
+    );
+    assert!(redis.keys().iter().all(|k| !k.contains(":stream:")));
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("authorization service unavailable")
+    );
+}
+
+/// `t=<unix>,v1=<hex>`: checks the HMAC over `<t>.<body>` with the hmac crate directly.
+fn signature_valid(hook: &Hook, secret: &str) -> bool {
+    let Some(header) = hook.header("x-liverelay-signature") else {
+        return false;
+    };
+    let parts: std::collections::HashMap<&str, &str> = header
+        .split(',')
+        .filter_map(|p| p.split_once('='))
+        .collect();
+    let (Some(t), Some(v1)) = (parts.get("t"), parts.get("v1")) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(t.as_bytes());
+    mac.update(b".");
+    mac.update(&hook.body);
+    mac.verify_slice(&hex::decode(v1).unwrap_or_default())
+        .is_ok()
+}
+
+#[test]
+fn event_webhooks_are_signed_and_retried() {
+    let dir = TempDir::new("events");
+    // The first delivery of each event fails: the retry must get through.
+    let failed_once = std::sync::Mutex::new(std::collections::HashSet::new());
+    let receiver = HookServer::start(move |h| {
+        let id = h.header("x-liverelay-delivery").unwrap_or("").to_string();
+        if failed_once.lock().unwrap().insert(id) {
+            Reply::status(503)
+        } else {
+            Reply::status(204)
+        }
+    });
+    let config = dir.path("control.toml");
+    let url = receiver.url("/events");
+    std::fs::write(
+        &config,
+        format!("[[control.webhooks]]\nurl = \"{url}\"\nsecret = \"whsec\"\n"),
+    )
+    .unwrap();
+    let p = Platform::start_with_config(&config);
+    let ingest = p.node("ingest", "ingest-a", &[]);
+    let (_, created) = p.api("POST", "/v1/keys", r#"{"app":"live","stream":"show"}"#);
+    let secret = created["key"].as_str().unwrap();
+    let log = dir.path("publish.log");
+    let mut publisher = looping_publisher(&ingest.url(&format!("live/{secret}")), &log);
+    let ok = |kind: &'static str| {
+        move |h: &Hook| {
+            h.header("x-liverelay-event") == Some(kind)
+                && serde_json::from_slice::<serde_json::Value>(&h.body)
+                    .is_ok_and(|v| v["type"] == kind)
+        }
+    };
+    let started = receiver
+        .wait_for(Duration::from_secs(10), ok("stream.started"))
+        .expect("stream.started delivered");
+    let event: serde_json::Value = serde_json::from_slice(&started.body).unwrap();
+    assert_eq!(event["data"]["stream"], "show");
+    assert_eq!(event["data"]["ingest"], "ingest-a");
+    assert!(signature_valid(&started, "whsec"), "valid signature");
+    assert!(!signature_valid(&started, "other"));
+    publisher.kill();
+    let ended = receiver
+        .wait_for(Duration::from_secs(10), ok("stream.ended"))
+        .expect("stream.ended delivered");
+    assert!(signature_valid(&ended, "whsec"));
+    // Every event came twice: refused once, then delivered by the retry.
+    let deliveries = |kind: &str| {
+        receiver
+            .seen()
+            .iter()
+            .filter(|h| h.header("x-liverelay-event") == Some(kind))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while deliveries("stream.started") < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(deliveries("stream.started"), 2);
+    let retried = p
+        .control
+        .metric(r#"liverelay_webhook_deliveries_total{action="stream.started",result="retried"}"#);
+    assert_eq!(retried, Some(1.0));
+    let (_, revoked) = p.api(
+        "DELETE",
+        &format!("/v1/keys/{}", created["id"].as_str().unwrap()),
+        "",
+    );
+    assert_eq!(revoked["revoked"], true);
+    let event = receiver
+        .wait_for(Duration::from_secs(10), ok("key.revoked"))
+        .expect("key.revoked delivered");
+    assert!(signature_valid(&event, "whsec"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_play_tokens_are_checked_at_the_edge() {
+    let dir = TempDir::new("tokens");
+    let secrets = [
+        ("LIVERELAY_AUTH__PLAY", "token"),
+        ("LIVERELAY_AUTH__PLAY_TOKEN_SECRET", "playsecret"),
+    ];
+    let p = Platform::start(&secrets);
+    let ingest = p.node("ingest", "ingest-a", &[("LIVERELAY_AUTH__PUBLISH", "open")]);
+    let edge = p.node("edge", "edge-a", &secrets);
+    let log = dir.path("publish.log");
+    let _publisher = looping_publisher(&ingest.url("live/tv"), &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.redis.record("live", "tv").is_none() {
+        assert!(Instant::now() < deadline, "live/tv never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = |ttl: u64| {
+        let (status, t) = p.api(
+            "POST",
+            "/v1/play-tokens",
+            &format!(r#"{{"app":"live","stream":"tv","ttl_secs":{ttl}}}"#),
+        );
+        assert_eq!(status, 200, "{t}");
+        t["token"].as_str().unwrap().to_string()
+    };
+    let valid = token(600);
+    // ffprobe with the token in the stream name's query decodes the stream.
+    let streams = probe_streams(&edge.url(&format!("live/tv?token={valid}")));
+    assert!(streams.iter().any(|s| s.starts_with("h264")), "{streams:?}");
+    // Also accepted on the app (tcUrl) query.
+    assert_eq!(
+        play_status(edge.rtmp, &format!("live?token={valid}"), "tv").await,
+        "NetStream.Play.Reset"
+    );
+    let refused = |code: String| assert_eq!(code, "NetStream.Play.Failed");
+    refused(play_status(edge.rtmp, "live", "tv").await);
+    refused(play_status(edge.rtmp, "live", &format!("tv?token={}", token(0))).await);
+    let (expires, sig) = valid.split_once('.').unwrap();
+    let forged = format!("{}.{sig}", expires.parse::<u64>().unwrap() + 3600);
+    refused(play_status(edge.rtmp, "live", &format!("tv?token={forged}")).await);
+    let other = format!("{expires}.{}", "0".repeat(sig.len()));
+    refused(play_status(edge.rtmp, "live", &format!("tv?token={other}")).await);
+    // A token for one stream does not open another.
+    refused(play_status(edge.rtmp, "live", &format!("tv2?token={valid}")).await);
+    assert!(edge.wait_log("playback token expired", Duration::from_secs(2)));
+    assert!(edge.wait_log(
+        "playback token signature does not match",
+        Duration::from_secs(2)
+    ));
+    assert!(edge.wait_log("no playback token", Duration::from_secs(2)));
+}
+
+/// nginx-rtmp's notify callbacks against a receiver that answers like an nginx-rtmp auth
+/// backend: the fields nginx-rtmp sends, 2xx allows, 3xx renames, anything else denies.
+#[test]
+fn nginx_style_callbacks_allow_rename_and_deny() {
+    let dir = TempDir::new("notify");
+    let receiver = HookServer::start(|h| match (h.path.as_str(), h.field("name").as_str()) {
+        ("/on_publish", "blocked") => Reply::status(403),
+        ("/on_publish", "src") => Reply::redirect("renamed"),
+        ("/on_play", "secret") => Reply::status(401),
+        _ => Reply::status(200),
+    });
+    let config = dir.path("notify.toml");
+    let mut toml = String::from("[[notify]]\napp = \"live\"\nnotify_update_timeout_secs = 1\n");
+    for call in [
+        "on_connect",
+        "on_publish",
+        "on_play",
+        "on_publish_done",
+        "on_play_done",
+        "on_done",
+        "on_update",
+    ] {
+        toml += &format!("{call} = \"{}\"\n", receiver.url(&format!("/{call}")));
+    }
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_role("standalone", &["--config", config.to_str().unwrap()], &[]);
+
+    // 403 on publish: denied, nothing goes live.
+    let log = dir.path("blocked.log");
+    let mut blocked = looping_publisher(&server.url("live/blocked"), &log);
+    wait_ended(&mut blocked, Duration::from_secs(10));
+    assert!(server.wait_log("publish callback answered 403", Duration::from_secs(2)));
+    assert!(
+        server
+            .stream_info("live", "blocked")
+            .is_none_or(|s| s["live"] == false)
+    );
+
+    // 302 with Location: the publish goes live under the new name, with nginx-rtmp's fields.
+    let log = dir.path("src.log");
+    let mut publisher = looping_publisher(&server.url("live/src?sign=abc"), &log);
+    server.wait_live("live", "renamed", Duration::from_secs(10));
+    let publish = receiver
+        .wait_for(Duration::from_secs(2), |h| {
+            h.path == "/on_publish" && h.field("name") == "src"
+        })
+        .unwrap();
+    let f = publish.form();
+    assert_eq!(publish.method, "POST");
+    assert_eq!(f["call"], "publish");
+    assert_eq!(f["app"], "live");
+    assert_eq!(f["type"], "live");
+    assert_eq!(f["addr"], "127.0.0.1");
+    assert_eq!(f["sign"], "abc", "the name's query is passed on");
+    assert!(f["tcurl"].starts_with("rtmp://"));
+    assert!(f["flashver"].starts_with("FMLE"), "{f:?}");
+    assert!(f["clientid"].parse::<u64>().is_ok());
+    let connect = receiver
+        .wait_for(Duration::from_secs(2), |h| h.path == "/on_connect")
+        .unwrap();
+    assert_eq!(connect.field("call"), "connect");
+    assert!(connect.field("epoch").parse::<u64>().is_ok());
+
+    // Plays: allowed with the play fields, or refused by the backend.
+    let streams = probe_streams(&server.url("live/renamed"));
+    assert!(streams.iter().any(|s| s.starts_with("h264")), "{streams:?}");
+    let play = receiver
+        .wait_for(Duration::from_secs(2), |h| h.path == "/on_play")
+        .unwrap();
+    assert_eq!(play.field("call"), "play");
+    assert_eq!(play.field("name"), "renamed");
+    assert!(play.form().contains_key("start") && play.form().contains_key("reset"));
+    assert!(
+        receiver
+            .wait_for(Duration::from_secs(5), |h| h.path == "/on_play_done")
+            .is_some()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let code = runtime.block_on(play_status(server.rtmp, "live", "secret"));
+    assert_eq!(code, "NetStream.Play.Failed");
+
+    // on_update comes every second while publishing; done calls come at the end.
+    let update = receiver
+        .wait_for(Duration::from_secs(5), |h| h.path == "/on_update")
+        .unwrap();
+    assert_eq!(update.field("call"), "update");
+    assert!(update.form().contains_key("time"));
+    publisher.kill();
+    let done = receiver
+        .wait_for(Duration::from_secs(5), |h| h.path == "/on_publish_done")
+        .unwrap();
+    assert_eq!(done.field("call"), "publish_done");
+    assert_eq!(done.field("name"), "renamed");
+    assert!(
+        receiver
+            .wait_for(Duration::from_secs(5), |h| h.path == "/on_done"
+                && h.field("call") == "done")
+            .is_some()
+    );
+}
+
+/// A refusing `on_update` ends a running publish (nginx-rtmp's behaviour).
+#[test]
+fn a_refusing_update_callback_ends_the_session() {
+    let dir = TempDir::new("update");
+    let receiver = HookServer::start(|h| {
+        if h.path == "/on_update" {
+            Reply::status(403)
+        } else {
+            Reply::status(200)
+        }
+    });
+    let config = dir.path("notify.toml");
+    let toml = format!(
+        "[[notify]]\non_update = \"{}\"\nnotify_update_timeout_secs = 1\n",
+        receiver.url("/on_update")
+    );
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_role("standalone", &["--config", config.to_str().unwrap()], &[]);
+    let log = dir.path("publish.log");
+    let mut publisher = looping_publisher(&server.url("live/upd"), &log);
+    server.wait_live("live", "upd", Duration::from_secs(10));
+    let took = wait_ended(&mut publisher, Duration::from_secs(10));
+    assert!(took < Duration::from_secs(4), "ended after {took:?}");
+    assert!(server.wait_log("on_update refused the session", Duration::from_secs(2)));
+}
+
+/// Drops through the API end a stream's viewers (nginx-rtmp's control drop).
+#[test]
+fn dropping_viewers_through_the_api() {
+    let dir = TempDir::new("drop");
+    let p = Platform::start(&[]);
+    let ingest = p.node("ingest", "ingest-a", &[("LIVERELAY_AUTH__PUBLISH", "open")]);
+    let edge = p.node("edge", "edge-a", &[]);
+    let log = dir.path("publish.log");
+    let mut publisher = looping_publisher(&ingest.url("live/dropme"), &log);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.redis.record("live", "dropme").is_none() {
+        assert!(Instant::now() < deadline, "live/dropme never registered");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut viewer = RtmpClientHandle::play(edge.rtmp, "live", "dropme");
+    edge.wait_viewers("live", "dropme", 1, Duration::from_secs(10));
+    assert_eq!(
+        api(
+            p.control.http,
+            "POST",
+            "/v1/streams/live/dropme/drop",
+            None,
+            ""
+        )
+        .0,
+        401
+    );
+    let (status, sent) = p.api(
+        "POST",
+        "/v1/streams/live/dropme/drop",
+        r#"{"target":"viewers"}"#,
+    );
+    assert_eq!(status, 202, "{sent}");
+    assert!(sent["sent_to_pods"].as_u64().unwrap() >= 2);
+    wait_ended(&mut viewer.0, Duration::from_secs(5));
+    assert!(edge.wait_log(
+        "play revoked: dropped by an operator",
+        Duration::from_secs(2)
+    ));
+    assert!(publisher.is_running(), "the publisher was not a target");
+    let (status, _) = p.api("POST", "/v1/streams/live/dropme/drop", "");
+    assert_eq!(status, 202);
+    wait_ended(&mut publisher, Duration::from_secs(5));
+}
