@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use liverelay_rtmp::MediaKind;
 use liverelay_rtmp::session::ClientEvent;
 use support::nginx::Nginx;
 use support::redis::RedisServer;
@@ -179,10 +180,11 @@ async fn pull_reconnects_and_viewers_stay() {
             .await
             .expect("viewer still connected")
         {
-            ClientEvent::Media { media, .. } => {
+            ClientEvent::Media { media, .. } if media.kind == MediaKind::Video => {
                 assert!(
                     media.timestamp >= last_ts,
-                    "timestamps stay monotonic: {} after {last_ts}",
+                    "timestamps stay monotonic: {:?} at {} after {last_ts}",
+                    media.kind,
                     media.timestamp
                 );
                 last_ts = media.timestamp;
@@ -333,9 +335,11 @@ fn on_demand_pull_starts_on_play_and_stops_after_linger() {
         "stopped after the linger",
         |r| r["state"] == "stopped" && r["attempts"].as_u64() >= Some(1),
     );
+    // The player's exit is seen a moment after its socket closed.
     assert!(
-        played.elapsed() >= Duration::from_secs(1),
-        "stopped before the linger"
+        played.elapsed() >= Duration::from_millis(800),
+        "stopped {:?} after the play, before the linger",
+        played.elapsed()
     );
     assert!(server.wait_log("on-demand pull stopped", Duration::from_secs(1)));
     let deadline = Instant::now() + Duration::from_secs(2);

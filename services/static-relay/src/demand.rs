@@ -38,12 +38,12 @@ impl Demand {
 
     /// Returns once nobody wanted the stream for `linger`.
     pub async fn idle(&mut self, linger: Duration) {
-        let mut idle_since = Instant::now();
+        let mut idle_since = None;
         loop {
             let wanted = self.wanted_within(POLL).await;
             if wanted || self.hub.viewer_count(&self.key) > 0 {
-                idle_since = Instant::now();
-            } else if idle_since.elapsed() >= linger {
+                idle_since = None;
+            } else if idle_since.get_or_insert_with(Instant::now).elapsed() >= linger {
                 return;
             }
         }
