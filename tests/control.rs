@@ -624,3 +624,109 @@ fn dropping_viewers_through_the_api() {
     assert_eq!(status, 202);
     wait_ended(&mut publisher, Duration::from_secs(5));
 }
+
+/// The gRPC API: admin calls need the admin token, publish authorization the cluster token,
+/// and a key made over gRPC authorizes exactly its stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_api_keeps_to_its_tokens() {
+    use liverelay_auth::pb::control_client::ControlClient;
+    use liverelay_auth::pb::{AuthorizePublishRequest, CreateKeyRequest, KeyRef};
+    use tonic::Code;
+
+    let p = Platform::start(&[]);
+    let mut client = ControlClient::connect(p.control_url()).await.unwrap();
+    fn with<T>(token: &str, message: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(message);
+        r.metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        r
+    }
+    let create = || CreateKeyRequest {
+        app: "live".into(),
+        stream: "grpc".into(),
+        expires_at: 0,
+        metadata_json: r#"{"plan":"pro"}"#.into(),
+    };
+    let denied = client.create_key(create()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::Unauthenticated);
+    let denied = client.create_key(with(TOKEN, create())).await.unwrap_err();
+    assert_eq!(
+        denied.code(),
+        Code::Unauthenticated,
+        "the cluster token is not an admin token"
+    );
+    let created = client
+        .create_key(with(ADMIN, create()))
+        .await
+        .unwrap()
+        .into_inner();
+    let key = created.key.unwrap();
+    assert_eq!((key.app.as_str(), key.stream.as_str()), ("live", "grpc"));
+
+    let ask = |app: &str, secret: &str| AuthorizePublishRequest {
+        app: app.into(),
+        key: secret.into(),
+        client_addr: "127.0.0.1:1".into(),
+        pod: "test".into(),
+    };
+    let denied = client
+        .authorize_publish(with(ADMIN, ask("live", &created.secret)))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.code(),
+        Code::Unauthenticated,
+        "ingests use the cluster token"
+    );
+    let allowed = client
+        .authorize_publish(with(TOKEN, ask("live", &created.secret)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(allowed.allowed);
+    assert_eq!(
+        (allowed.stream.as_str(), allowed.key_id.as_str()),
+        ("grpc", key.id.as_str())
+    );
+    let other_app = client
+        .authorize_publish(with(TOKEN, ask("other", &created.secret)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!other_app.allowed);
+    assert_eq!(other_app.reason, "stream key belongs to another app");
+
+    let rotated = client
+        .rotate_key(with(ADMIN, KeyRef { id: key.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let old = client
+        .authorize_publish(with(TOKEN, ask("live", &created.secret)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!old.allowed, "the old secret is dead after rotation");
+    let revoked = client
+        .revoke_key(with(ADMIN, KeyRef { id: key.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(revoked.revoked);
+    let after = client
+        .authorize_publish(with(TOKEN, ask("live", &rotated.secret)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.reason, "stream key revoked");
+    let missing = client
+        .get_key(with(
+            ADMIN,
+            KeyRef {
+                id: "key_none".into(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}
