@@ -6,6 +6,7 @@
 //! delete a newer owner's record. Publish and unpublish are announced as [`RegistryEvent`]s.
 
 mod commands;
+mod expiring;
 mod lease;
 mod memory;
 mod nodes;
@@ -20,6 +21,7 @@ use liverelay_hub::StreamKey;
 use tokio::sync::broadcast;
 
 pub use commands::{ClusterCommand, CommandBus, DropTarget};
+pub use expiring::ExpiringEntries;
 pub use lease::{Lease, LeaseState};
 pub use memory::MemoryRegistry;
 pub use nodes::{NodeReport, NodeReports, StreamLoad};

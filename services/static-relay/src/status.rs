@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use liverelay_metrics::{Metrics, RelayDirectionLabel, RelayStateLabel};
-use liverelay_registry::{RedisConn, RegistryError};
+use liverelay_registry::{ExpiringEntries, RedisConn, RegistryError};
 use serde::{Deserialize, Serialize};
 
 use crate::spec::RelaySpec;
@@ -176,77 +176,25 @@ impl StatusCell {
 
 /// Relay statuses in the cluster's Redis.
 #[derive(Clone)]
-pub struct RedisRelayStatus {
-    conn: RedisConn,
-    prefix: String,
-}
+pub struct RedisRelayStatus(ExpiringEntries);
 
 impl RedisRelayStatus {
     pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
-        Self {
+        Self(ExpiringEntries::new(
             conn,
-            prefix: key_prefix.to_owned(),
-        }
-    }
-
-    fn key(&self, id: &str) -> String {
-        format!("{}:relay-status:{{{id}}}", self.prefix)
-    }
-
-    fn index(&self) -> String {
-        format!("{}:relay-statuses", self.prefix)
+            format!("{key_prefix}:relay-status"),
+            format!("{key_prefix}:relay-statuses"),
+            "relay_status",
+        ))
     }
 
     /// Writes a status (by the pod holding the relay).
     pub async fn put(&self, status: &RelayStatus) -> Result<(), RegistryError> {
-        let json = serde_json::to_string(status).expect("statuses serialize");
-        self.conn
-            .query::<()>(
-                "relay_status",
-                redis::cmd("SET")
-                    .arg(self.key(&status.id))
-                    .arg(json)
-                    .arg("PX")
-                    .arg(STATUS_TTL.as_millis() as u64),
-            )
-            .await?;
-        self.conn
-            .query::<i64>(
-                "relay_status",
-                redis::cmd("SADD").arg(self.index()).arg(&status.id),
-            )
-            .await?;
-        Ok(())
+        self.0.put(&status.id, status, STATUS_TTL).await
     }
 
     /// Every relay some pod is holding (or held within [`STATUS_TTL`]), sorted by id.
     pub async fn list(&self) -> Result<Vec<RelayStatus>, RegistryError> {
-        let mut ids: Vec<String> = self
-            .conn
-            .query("relay_status", redis::cmd("SMEMBERS").arg(self.index()))
-            .await?;
-        ids.sort();
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let json: Option<String> = self
-                .conn
-                .query("relay_status", redis::cmd("GET").arg(self.key(&id)))
-                .await?;
-            match json.map(|j| serde_json::from_str::<RelayStatus>(&j)) {
-                Some(Ok(status)) => out.push(status),
-                Some(Err(e)) => {
-                    return Err(RegistryError::Corrupt(format!("relay status {id}: {e}")));
-                }
-                None => {
-                    self.conn
-                        .query::<i64>(
-                            "relay_status",
-                            redis::cmd("SREM").arg(self.index()).arg(&id),
-                        )
-                        .await?;
-                }
-            }
-        }
-        Ok(out)
+        self.0.list().await
     }
 }
