@@ -2,8 +2,13 @@
 engine, linted, every object validated against the Kubernetes schema, the properties operators
 rely on asserted, the config it renders accepted by the real binary, k8s/ kept in step."""
 
+import base64
 import json
 import os
+import shutil
+import socket
+import time
+import urllib.request
 import pathlib
 import subprocess
 
@@ -17,6 +22,8 @@ from render import CHART, K8S, ROOT, k8s_base, objects, render
 KUBE_VERSION = "1.33.0"
 # Kinds from CRDs (Prometheus Operator) have no schema in kubernetes-validate.
 CRD_KINDS = {"ServiceMonitor"}
+# Built by `cargo test` (make test) before the chart checks.
+BINARY = pathlib.Path(os.environ.get("LIVERELAY_BIN", ROOT / "target" / "debug" / "liverelay"))
 
 VARIANTS = {
     "default": {},
@@ -37,6 +44,26 @@ VARIANTS = {
     },
     "tls": {"relayTls": {"enabled": True, "existingSecret": "relay-tls", "serverName": "liverelay-ingest"}},
     "monitoring": {"metrics": {"serviceMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}}},
+    "control-disabled": {"control": {"enabled": False}},
+    "stream-keys-play-tokens": {
+        "auth": {"publishKeys": True, "playTokens": {"enabled": True}},
+        "ingest": {"allowPlay": True},
+        "edge": {"publicRtmpUrl": "rtmp://$(POD_NAME).edge.example.com:1935"},
+        "networkPolicy": {"controlApiNamespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+        "config": {
+            "auth": {"on_control_unavailable": "allow", "cache_secs": 2},
+            "notify": [{"app": "live", "on_publish": "http://backend.platform/rtmp/publish", "timeout_ms": 3000}],
+        },
+    },
+    "webhooks": {
+        "control": {
+            "existingSecret": "control-auth",
+            "webhooks": [
+                {"url": "https://backend.platform/liverelay/events", "events": ["stream.started", "stream.ended"]},
+                {"url": "http://audit.platform/hook", "secret": "given-signing-key", "max_attempts": 3},
+            ],
+        }
+    },
 }
 
 
@@ -50,6 +77,28 @@ def container(deployment):
 
 def env(deployment):
     return {e["name"]: e for e in container(deployment)["env"]}
+
+
+def secret_data(docs, name, key):
+    return base64.b64decode(of_kind(docs, "Secret")[name]["data"][key]).decode()
+
+
+def process_env(deployment, docs, **fields):
+    """The environment the kubelet would give the container: rendered Secrets resolved, the
+    downward API from `fields`, $(VAR) expanded."""
+    out = {}
+    for e in container(deployment)["env"]:
+        if "value" in e:
+            value = e["value"]
+            for name, v in out.items():
+                value = value.replace(f"$({name})", v)
+        elif "secretKeyRef" in e["valueFrom"]:
+            ref = e["valueFrom"]["secretKeyRef"]
+            value = secret_data(docs, ref["name"], ref["key"])
+        else:
+            value = fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        out[e["name"]] = value
+    return out
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -72,7 +121,7 @@ def test_every_object_validates(variant):
 def test_deployments_probes_ports_security_and_drain():
     docs = objects(render())
     deployments = of_kind(docs, "Deployment")
-    assert set(deployments) == {"liverelay-ingest", "liverelay-edge"}
+    assert set(deployments) == {"liverelay-ingest", "liverelay-edge", "liverelay-control"}
     for role, grace in [("ingest", 300), ("edge", 60)]:
         d = deployments[f"liverelay-{role}"]
         c = container(d)
@@ -114,13 +163,17 @@ def test_services_hpa_pdb_and_network_policies():
     ]
     assert "replicas" not in of_kind(docs, "Deployment")["liverelay-edge"]["spec"], "the HPA owns replicas"
     pdbs = of_kind(docs, "PodDisruptionBudget")
-    assert {n: p["spec"]["maxUnavailable"] for n, p in pdbs.items()} == {"liverelay-ingest": 1, "liverelay-edge": 1}
+    assert {n: p["spec"]["maxUnavailable"] for n, p in pdbs.items()} == {
+        "liverelay-ingest": 1,
+        "liverelay-edge": 1,
+        "liverelay-control": 1,
+    }
     policies = of_kind(docs, "NetworkPolicy")
     grpc_rule = policies["liverelay-ingest"]["spec"]["ingress"][1]
     assert grpc_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "edge"
     assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
     redis_from = policies["liverelay-redis"]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchExpressions"]
-    assert {"key": "app.kubernetes.io/component", "operator": "In", "values": ["ingest", "edge"]} in redis_from
+    assert {"key": "app.kubernetes.io/component", "operator": "In", "values": ["ingest", "edge", "control"]} in redis_from
     assert "liverelay-redis" in of_kind(docs, "StatefulSet")
 
 
@@ -171,23 +224,44 @@ def test_monitoring_service_monitor_and_dashboard():
     assert json.loads(dashboard["data"]["liverelay-overview.json"]) == shipped
 
 
+def hook_pods(values=None):
+    return {
+        d["metadata"]["name"]: d
+        for d in objects(render(values))
+        if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
+    }
+
+
 def test_helm_test_hook_checks_readiness():
-    hooks = [d for d in objects(render()) if d["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"]
-    assert len(hooks) == 1
-    assert hooks[0]["spec"]["containers"][0]["command"][-1] == "http://liverelay-http:8080/readyz"
+    hooks = hook_pods()
+    assert set(hooks) == {"liverelay-test-readyz", "liverelay-test-control"}
+    assert hooks["liverelay-test-readyz"]["spec"]["containers"][0]["command"][-1] == "http://liverelay-http:8080/readyz"
 
 
 def test_values_schema_rejects_bad_values():
     with Chart.load(str(CHART)) as chart:
         chart.validate_schema({})
-        for bad in [{"edge": {"replicas": "two"}}, {"logFormat": "xml"}, {"redis": {"leaseTtlMs": 10}}, {"typo": 1}]:
+        bad_values = [
+            {"edge": {"replicas": "two"}},
+            {"logFormat": "xml"},
+            {"redis": {"leaseTtlMs": 10}},
+            {"typo": 1},
+            {"control": {"webhooks": [{"secret": "no url"}]}},
+            {"control": {"webhooks": [{"url": "https://x", "maxAttempts": 3}]}},
+            {"control": {"adminTokn": "x"}},
+            {"auth": {"publishKeys": "yes"}},
+            {"config": {"auth": {"play_token_secret": "not in a ConfigMap"}}},
+            {"config": {"notify": [{"on_publsh": "http://x"}]}},
+            {"edge": {"publicRtmpUrl": "http://not-rtmp"}},
+        ]
+        for bad in bad_values:
             with pytest.raises(Exception):
                 chart.validate_schema(bad)
 
 
 def test_rendered_config_is_accepted_by_the_binary(tmp_path):
     """The settings the chart renders load in the real binary, with integers kept integers."""
-    binary = pathlib.Path(os.environ.get("LIVERELAY_BIN", ROOT / "target" / "debug" / "liverelay"))
+    binary = BINARY
     assert binary.exists(), f"{binary} not built (make test builds it first)"
     config = of_kind(objects(render()), "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"]
     path = tmp_path / "liverelay.yaml"
@@ -209,3 +283,284 @@ def test_k8s_manifests_are_in_step_with_the_chart():
     assert "Secret" not in {d["kind"] for d in docs}, "no secret in the repository"
     for doc in docs:
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+
+
+# --- the control service -------------------------------------------------------------------
+
+
+def test_control_deployment_service_pdb_and_secrets():
+    docs = objects(render())
+    d = of_kind(docs, "Deployment")["liverelay-control"]
+    c = container(d)
+    pod = d["spec"]["template"]["spec"]
+    assert d["spec"]["replicas"] == 2
+    assert c["args"] == [
+        "control",
+        "--config=/etc/liverelay/config/liverelay.yaml",
+        "--http-listen=0.0.0.0:8080",
+        "--grpc-listen=0.0.0.0:50051",
+    ]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8080, "grpc": 50051}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["resources"]["requests"] == {"cpu": "100m", "memory": "64Mi"}
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["automountServiceAccountToken"] is False
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    spread = pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]
+    assert spread["app.kubernetes.io/component"] == "control"
+    e = env(d)
+    assert e["LIVERELAY_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "liverelay-control", "key": "admin-token"}
+    assert e["LIVERELAY_CLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "liverelay-cluster-token", "key": "cluster-token"}
+    assert e["LIVERELAY_REDIS__URL"]["value"] == "redis://liverelay-redis:6379"
+    assert "LIVERELAY_AUTH__PLAY_TOKEN_SECRET" not in e, "play tokens are off by default"
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == "liverelay-config"
+    # The Secret: random values, 40 characters, both keys.
+    assert len(secret_data(docs, "liverelay-control", "admin-token")) == 40
+    assert len(secret_data(docs, "liverelay-control", "play-token-secret")) == 40
+    # Service: ClusterIP, HTTP and gRPC, selecting control pods only.
+    svc = of_kind(docs, "Service")["liverelay-control"]["spec"]
+    assert svc["type"] == "ClusterIP"
+    assert {p["name"]: (p["port"], p["targetPort"]) for p in svc["ports"]} == {
+        "http": (8080, "http"),
+        "grpc": (50051, "grpc"),
+    }
+    assert svc["selector"]["app.kubernetes.io/component"] == "control"
+    pdb = of_kind(docs, "PodDisruptionBudget")["liverelay-control"]["spec"]
+    assert pdb["selector"]["matchLabels"]["app.kubernetes.io/component"] == "control"
+    # Metrics: the HTTP Service the ServiceMonitor selects takes in control pods too.
+    http = of_kind(docs, "Service")["liverelay-http"]["spec"]["selector"]
+    labels = d["spec"]["template"]["metadata"]["labels"]
+    assert all(labels[k] == v for k, v in http.items())
+
+
+def test_ingest_asks_control_and_publishing_stays_open_by_default():
+    docs = objects(render())
+    deployments = of_kind(docs, "Deployment")
+    ingest = env(deployments["liverelay-ingest"])
+    assert ingest["LIVERELAY_AUTH__CONTROL_URL"]["value"] == "http://liverelay-control:50051"
+    assert ingest["LIVERELAY_AUTH__PUBLISH"]["value"] == "open"
+    edge = env(deployments["liverelay-edge"])
+    assert not any(k.startswith("LIVERELAY_AUTH__") for k in edge), "edges play openly by default"
+    assert "control_url" not in of_kind(docs, "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"]
+
+
+def test_stream_keys_play_tokens_and_public_url():
+    docs = objects(render(VARIANTS["stream-keys-play-tokens"]))
+    deployments = of_kind(docs, "Deployment")
+    ingest, edge, control = (env(deployments[f"liverelay-{r}"]) for r in ("ingest", "edge", "control"))
+    assert ingest["LIVERELAY_AUTH__PUBLISH"]["value"] == "key"
+    ref = {"name": "liverelay-control", "key": "play-token-secret"}
+    for e in (edge, ingest):  # the ingest allows plays here, so it checks tokens too
+        assert e["LIVERELAY_AUTH__PLAY"]["value"] == "token"
+        assert e["LIVERELAY_AUTH__PLAY_TOKEN_SECRET"]["valueFrom"]["secretKeyRef"] == ref
+    assert control["LIVERELAY_AUTH__PLAY_TOKEN_SECRET"]["valueFrom"]["secretKeyRef"] == ref
+    assert edge["LIVERELAY_CLUSTER__PUBLIC_RTMP_URL"]["value"] == "rtmp://$(POD_NAME).edge.example.com:1935"
+    # $(POD_NAME) expands: POD_NAME is defined before it.
+    names = [x["name"] for x in container(deployments["liverelay-edge"])["env"]]
+    assert names.index("POD_NAME") < names.index("LIVERELAY_CLUSTER__PUBLIC_RTMP_URL")
+    config = yaml.safe_load(of_kind(docs, "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"])
+    assert config["auth"] == {"on_control_unavailable": "allow", "cache_secs": 2, "control_timeout_ms": 2000}
+    assert config["notify"][0]["on_publish"] == "http://backend.platform/rtmp/publish"
+
+
+def test_publish_keys_need_control():
+    with pytest.raises(Exception, match="auth.publishKeys needs control.enabled"):
+        render({"control": {"enabled": False}, "auth": {"publishKeys": True}})
+
+
+def test_control_disabled_renders_no_control():
+    rendered = render(VARIANTS["control-disabled"])
+    docs = objects(rendered)
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert not [n for n in names if "control" in n[1]], names
+    assert not [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "control"]
+    text = "\n".join(rendered.values())
+    assert "control_url" not in text and "CONTROL_URL" not in text and "ADMIN_TOKEN" not in text
+    assert set(hook_pods(VARIANTS["control-disabled"])) == {"liverelay-test-readyz"}
+
+
+def test_control_network_policy():
+    policies = of_kind(objects(render()), "NetworkPolicy")
+    http_rule, grpc_rule = policies["liverelay-control"]["spec"]["ingress"]
+    assert policies["liverelay-control"]["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "control"
+    assert http_rule == {"from": [{"podSelector": {}}], "ports": [{"port": "http", "protocol": "TCP"}]}
+    assert grpc_rule["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "ingest"
+    assert grpc_rule["ports"] == [{"port": "grpc", "protocol": "TCP"}]
+    policies = of_kind(objects(render(VARIANTS["stream-keys-play-tokens"])), "NetworkPolicy")
+    http_from = policies["liverelay-control"]["spec"]["ingress"][0]["from"]
+    assert http_from == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    ]
+
+
+def test_webhooks_with_signing_secrets_and_existing_secret():
+    docs = objects(render(VARIANTS["webhooks"]))
+    assert "liverelay-control" not in of_kind(docs, "Secret"), "existingSecret: the chart makes none"
+    d = of_kind(docs, "Deployment")["liverelay-control"]
+    assert env(d)["LIVERELAY_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "control-auth", "key": "admin-token"}
+    volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["secret"]["secretName"] == "liverelay-control-webhooks"
+    settings = yaml.safe_load(secret_data(docs, "liverelay-control-webhooks", "liverelay.yaml"))
+    hooks = settings["control"]["webhooks"]
+    generated = secret_data(docs, "liverelay-control-webhooks", "webhook-0-secret")
+    assert len(generated) == 40
+    assert hooks[0] == {
+        "url": "https://backend.platform/liverelay/events",
+        "events": ["stream.started", "stream.ended"],
+        "secret": generated,
+    }
+    assert hooks[1] == {"url": "http://audit.platform/hook", "secret": "given-signing-key", "max_attempts": 3}
+    assert secret_data(docs, "liverelay-control-webhooks", "webhook-1-secret") == "given-signing-key"
+    # Everything else as in the ConfigMap.
+    shared = yaml.safe_load(of_kind(docs, "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"])
+    assert {k: v for k, v in settings.items() if k != "control"} == shared
+    hook = hook_pods(VARIANTS["webhooks"])["liverelay-test-control"]
+    ref = {x["name"]: x for x in hook["spec"]["containers"][0]["env"]}["ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "control-auth", "key": "admin-token"}
+
+
+def test_helm_test_hook_checks_the_control_api():
+    pod = hook_pods()["liverelay-test-control"]
+    c = pod["spec"]["containers"][0]
+    assert c["image"] == hook_pods()["liverelay-test-readyz"]["spec"]["containers"][0]["image"]
+    e = {x["name"]: x for x in c["env"]}
+    assert e["CONTROL"]["value"] == "http://liverelay-control:8080"
+    assert e["ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "liverelay-control", "key": "admin-token"}
+    script = c["command"][-1]
+    assert '"$CONTROL/readyz"' in script and '"$CONTROL/v1/keys"' in script
+    assert "Authorization: Bearer $ADMIN_TOKEN" in script
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def run_settings(binary, role, config, environ, tmp_path):
+    path = tmp_path / f"{role}.yaml"
+    path.write_text(config)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY")}
+    out = subprocess.run(
+        [str(binary), role, f"--config={path}", "--print-config"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean | environ,
+    )
+    return json.loads(out.stdout)
+
+
+POD_FIELDS = {"metadata.name": "liverelay-x-1", "metadata.namespace": "liverelay", "status.podIP": "127.0.0.1"}
+
+
+def test_rendered_control_wiring_is_read_by_the_binary(tmp_path):
+    """Each role's rendered settings and environment, loaded by the real binary."""
+    docs = objects(render(VARIANTS["stream-keys-play-tokens"]))
+    deployments = of_kind(docs, "Deployment")
+    config = of_kind(docs, "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"]
+    ingest = run_settings(BINARY, "ingest", config, process_env(deployments["liverelay-ingest"], docs, **POD_FIELDS), tmp_path)
+    assert ingest["auth"]["control_url"] == "http://liverelay-control:50051"
+    assert ingest["auth"]["publish"] == "key"
+    assert ingest["auth"]["play"] == "token"
+    assert ingest["auth"]["on_control_unavailable"] == "allow"
+    assert ingest["auth"]["cache_secs"] == 2
+    assert ingest["notify"][0]["timeout_ms"] == 3000
+    edge = run_settings(BINARY, "edge", config, process_env(deployments["liverelay-edge"], docs, **POD_FIELDS), tmp_path)
+    assert edge["auth"]["play"] == "token"
+    assert edge["auth"]["control_url"] is None
+    assert edge["cluster"]["public_rtmp_url"] == "rtmp://liverelay-x-1.edge.example.com:1935"
+    assert edge["cluster"]["report_interval_secs"] == 5
+    default = objects(render())
+    ingest = run_settings(
+        BINARY, "ingest", config, process_env(of_kind(default, "Deployment")["liverelay-ingest"], default, **POD_FIELDS), tmp_path
+    )
+    assert ingest["auth"]["publish"] == "open"
+    docs = objects(render(VARIANTS["webhooks"] | {"control": VARIANTS["webhooks"]["control"] | {"existingSecret": ""}}))
+    control = run_settings(
+        BINARY,
+        "control",
+        secret_data(docs, "liverelay-control-webhooks", "liverelay.yaml"),
+        process_env(of_kind(docs, "Deployment")["liverelay-control"], docs, **POD_FIELDS),
+        tmp_path,
+    )
+    assert [(w["url"], w["events"], w["max_attempts"]) for w in control["control"]["webhooks"]] == [
+        ("https://backend.platform/liverelay/events", ["stream.started", "stream.ended"], 6),
+        ("http://audit.platform/hook", [], 3),
+    ]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(check, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_helm_test_hook_script_against_a_real_control(tmp_path):
+    """The `helm test` pod's script, run against `liverelay control` started with the
+    Deployment's rendered arguments, settings, Secrets and environment (addresses made local),
+    passes, and fails with a wrong admin token."""
+    wget = shutil.which("busybox") or shutil.which("wget")
+    if not wget or not shutil.which("redis-server"):
+        pytest.skip("needs wget (or busybox) and redis-server")
+    docs = objects(render())
+    deployment = of_kind(docs, "Deployment")["liverelay-control"]
+    hook = hook_pods()["liverelay-test-control"]["spec"]["containers"][0]
+    http, grpc, redis_port = free_port(), free_port(), free_port()
+    config = tmp_path / "liverelay.yaml"
+    config.write_text(of_kind(docs, "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"])
+    args = [
+        a.replace("/etc/liverelay/config/liverelay.yaml", str(config))
+        .replace("0.0.0.0:8080", f"127.0.0.1:{http}")
+        .replace("0.0.0.0:50051", f"127.0.0.1:{grpc}")
+        for a in container(deployment)["args"]
+    ]
+    environ = process_env(deployment, docs, **POD_FIELDS)
+    environ["LIVERELAY_REDIS__URL"] = f"redis://127.0.0.1:{redis_port}"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY")}
+    # busybox: a directory with `wget` -> busybox first in PATH, as in the busybox image.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "wget").symlink_to(wget)
+    procs = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_for(lambda: socket.create_connection(("127.0.0.1", redis_port), timeout=1).close() or True, "redis")
+        log = open(tmp_path / "control.log", "w")
+        procs.append(subprocess.Popen([str(BINARY), *args], env=clean | environ, stdout=log, stderr=subprocess.STDOUT))
+        url = f"http://127.0.0.1:{http}"
+        wait_for(lambda: urllib.request.urlopen(f"{url}/readyz", timeout=1).status == 200, "control /readyz")
+
+        def run_hook(token):
+            hook_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "CONTROL": url, "ADMIN_TOKEN": token}
+            return subprocess.run(hook["command"], env=hook_env, capture_output=True, text=True, timeout=60)
+
+        ok = run_hook(secret_data(docs, "liverelay-control", "admin-token"))
+        assert ok.returncode == 0, (ok.stdout, ok.stderr, (tmp_path / "control.log").read_text())
+        assert "control API up" in ok.stdout
+        wrong = run_hook("not-the-admin-token")
+        assert wrong.returncode != 0
+        assert "/v1/keys with the admin token failed" in wrong.stdout
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(timeout=10)

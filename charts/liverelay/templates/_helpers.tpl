@@ -29,6 +29,36 @@ app.kubernetes.io/component: {{ .role }}
 {{- .Values.clusterToken.existingSecret | default (printf "%s-cluster-token" (include "liverelay.fullname" .)) -}}
 {{- end -}}
 
+{{/* The Secret with `admin-token` and `play-token-secret`. */}}
+{{- define "liverelay.controlSecret" -}}
+{{- .Values.control.existingSecret | default (printf "%s-control" (include "liverelay.fullname" .)) -}}
+{{- end -}}
+
+{{/* Control's gRPC endpoint, which ingests ask about stream keys. */}}
+{{- define "liverelay.controlUrl" -}}
+http://{{ include "liverelay.fullname" . }}-control:50051
+{{- end -}}
+
+{{/* A Secret's data value, base64: (dict "value" GIVEN "old" DATA_OF_THE_DEPLOYED_SECRET)
+     given, else the one already deployed (kept across upgrades), else random. */}}
+{{- define "liverelay.secretData" -}}
+{{- if .value -}}
+{{ .value | b64enc | quote }}
+{{- else if .old -}}
+{{ .old | quote }}
+{{- else -}}
+{{ randAlphaNum 40 | b64enc | quote }}
+{{- end -}}
+{{- end -}}
+
+{{/* The settings file (YAML) every role reads; control adds its webhooks to it. */}}
+{{- define "liverelay.settings" -}}
+{{- $cfg := deepCopy .Values.config }}
+{{- $_ := set $cfg "redis" (dict "cluster" .Values.redis.cluster "lease_ttl_ms" .Values.redis.leaseTtlMs) }}
+{{- $_ := set $cfg "log" (dict "format" .Values.logFormat) }}
+{{- toYaml $cfg }}
+{{- end -}}
+
 {{/* host:port list of the registry */}}
 {{- define "liverelay.redisAddress" -}}
 {{- if .Values.redis.bundled.enabled -}}
