@@ -45,6 +45,7 @@ VARIANTS = {
     "tls": {"relayTls": {"enabled": True, "existingSecret": "relay-tls", "serverName": "liverelay-ingest"}},
     "monitoring": {"metrics": {"serviceMonitor": {"enabled": True}, "grafanaDashboard": {"enabled": True}}},
     "control-disabled": {"control": {"enabled": False}},
+    "play-tokens-without-control": {"control": {"enabled": False}, "auth": {"playTokens": {"enabled": True, "secret": "k"}}},
     "stream-keys-play-tokens": {
         "auth": {"publishKeys": True, "playTokens": {"enabled": True}},
         "ingest": {"allowPlay": True},
@@ -382,6 +383,14 @@ def test_control_disabled_renders_no_control():
     text = "\n".join(rendered.values())
     assert "control_url" not in text and "CONTROL_URL" not in text and "ADMIN_TOKEN" not in text
     assert set(hook_pods(VARIANTS["control-disabled"])) == {"liverelay-test-readyz"}
+
+
+def test_play_tokens_without_control():
+    docs = objects(render(VARIANTS["play-tokens-without-control"]))
+    assert "Deployment" not in {d["kind"] for d in docs if "control" in d["metadata"]["name"]}
+    assert of_kind(docs, "Secret")["liverelay-control"]["data"] == {"play-token-secret": base64.b64encode(b"k").decode()}
+    edge = env(of_kind(docs, "Deployment")["liverelay-edge"])
+    assert edge["LIVERELAY_AUTH__PLAY_TOKEN_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "liverelay-control"
 
 
 def test_control_network_policy():
