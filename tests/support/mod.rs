@@ -5,6 +5,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod hooks;
+pub mod kube_api;
 pub mod nginx;
 pub mod redis;
 pub mod rtmp_client;

@@ -162,4 +162,6 @@ pub struct ControlSettings {
     #[serde(skip_serializing)]
     pub admin_token: Option<String>,
     pub webhooks: Vec<WebhookSettings>,
+    /// Reconcile `Relay` custom resources in the pod's namespace (needs the chart's RBAC).
+    pub relay_resources: bool,
 }

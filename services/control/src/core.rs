@@ -7,6 +7,8 @@ use liverelay_registry::{ClusterCommand, CommandBus, NodeReports, StreamRegistry
 use std::sync::Arc;
 use tracing::{info, warn};
 
+use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus, RelayConfig, RelaySpec};
+
 use crate::keys::{KeyError, KeyRecord, KeyStore, Verdict, random_hex};
 use crate::webhooks::{Event, Webhooks};
 
@@ -18,6 +20,9 @@ pub struct Core {
     pub webhooks: Webhooks,
     /// HMAC key of playback tokens, when control hands them out.
     pub play_token_secret: Option<String>,
+    /// Relays declared at run time (restream targets, `Relay` resources).
+    pub declared: DeclaredRelays,
+    pub relay_statuses: RedisRelayStatus,
 }
 
 impl Core {
@@ -47,6 +52,9 @@ impl Core {
     pub async fn revoke_key(&self, id: &str) -> Result<KeyRecord, KeyError> {
         let record = self.keys.revoke(id).await?;
         info!(key_id = id, "stream key revoked");
+        for (source, _) in self.targets(id).await? {
+            self.declared.remove(&source).await?;
+        }
         self.end_publishes(id).await;
         self.webhooks.emit(key_event("key.revoked", &record));
         Ok(record)
@@ -68,6 +76,55 @@ impl Core {
         }
     }
 
+    /// Restream targets of a key: push relays of its stream, declared for the pods to run.
+    pub async fn targets(&self, key_id: &str) -> Result<Vec<(String, RelayConfig)>, KeyError> {
+        let prefix = target_source(key_id, "");
+        let all = self.declared.list().await?;
+        Ok(all
+            .into_iter()
+            .filter(|(s, _)| s.starts_with(&prefix))
+            .collect())
+    }
+
+    /// Adds a restream target; returns its source name and parsed relay.
+    pub async fn add_target(
+        &self,
+        key: &KeyRecord,
+        url: &str,
+    ) -> Result<Result<(String, RelaySpec), String>, KeyError> {
+        // Through the config entry's own parser, so its defaults apply.
+        let entry = serde_json::json!({
+            "kind": "push",
+            "url": url,
+            "stream": format!("{}/{}", key.app, key.stream),
+        });
+        let config: RelayConfig = match serde_json::from_value(entry) {
+            Ok(config) => config,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let spec = match RelaySpec::parse(0, &config) {
+            Ok(spec) => spec,
+            Err(e) => return Ok(Err(e.problem)),
+        };
+        let source = target_source(&key.id, &random_hex(6));
+        self.declared.put(&source, &config).await?;
+        info!(key_id = %key.id, relay = %spec.id, "restream target added");
+        Ok(Ok((source, spec)))
+    }
+
+    pub async fn remove_target(&self, key_id: &str, target: &str) -> Result<bool, KeyError> {
+        let source = target_source(key_id, target);
+        let known = self
+            .targets(key_id)
+            .await?
+            .iter()
+            .any(|(s, _)| *s == source);
+        if known {
+            self.declared.remove(&source).await?;
+        }
+        Ok(known)
+    }
+
     pub async fn authorize(&self, app: &str, secret: &str) -> Result<Verdict, KeyError> {
         self.keys.authorize(app, secret, unix_now()).await
     }
@@ -79,4 +136,9 @@ fn key_event(kind: &'static str, record: &KeyRecord) -> Event {
         format!("{kind}:{}:{}", record.id, random_hex(8)),
         serde_json::json!({ "key_id": record.id, "app": record.app, "stream": record.stream }),
     )
+}
+
+/// Declared-relay source of a key's restream target.
+fn target_source(key_id: &str, target: &str) -> String {
+    format!("key/{key_id}/{target}")
 }

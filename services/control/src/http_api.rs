@@ -7,17 +7,19 @@
 //! | `GET /v1/keys`, `GET /v1/keys/{id}` | list / show keys (never the secret) |
 //! | `POST /v1/keys/{id}/rotate` | new secret; the old one dies with its publish |
 //! | `DELETE /v1/keys/{id}` | revoke; its publish ends |
+//! | `GET`/`POST /v1/keys/{id}/targets`, `DELETE .../targets/{target}` | restream targets of a key |
 //! | `POST /v1/play-tokens` | a signed playback token |
 //! | `GET /v1/streams` | live streams with owner, codecs, bitrate, viewers per edge |
 //! | `GET /v1/streams/{app}/{stream}/route` | the edge a new viewer should use (open) |
 //! | `POST /v1/streams/{app}/{stream}/drop` | end a stream's publisher or viewers |
+//! | `GET /v1/relays` | static relays (config, restream targets, `Relay` resources): owner, state, errors (open) |
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use liverelay_auth::{play_token, unix_now};
 use liverelay_http::Readiness;
@@ -101,6 +103,9 @@ pub fn router(
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", get(get_key).delete(revoke_key))
         .route("/v1/keys/{id}/rotate", post(rotate_key))
+        .route("/v1/keys/{id}/targets", get(list_targets).post(add_target))
+        .route("/v1/keys/{id}/targets/{target}", delete(remove_target))
+        .route("/v1/relays", get(relays))
         .route("/v1/play-tokens", post(play_token))
         .route("/v1/streams", get(streams))
         .route("/v1/streams/{app}/{stream}/route", get(route))
@@ -360,4 +365,99 @@ async fn drop_sessions(
         .await
         .map_err(unavailable)?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "sent_to_pods": pods }))).into_response())
+}
+
+fn target_json(source: &str, spec: &liverelay_static_relay::RelaySpec) -> serde_json::Value {
+    json!({
+        "id": source.rsplit('/').next().unwrap_or_default(),
+        "url": spec.display_url(),
+        "relay_id": spec.id,
+    })
+}
+
+async fn list_targets(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult {
+    api.admin(&headers)?;
+    api.core.keys.get(&id).await?;
+    let targets: Vec<_> = api
+        .core
+        .targets(&id)
+        .await?
+        .iter()
+        .filter_map(|(source, config)| {
+            let spec = liverelay_static_relay::RelaySpec::parse(0, config).ok()?;
+            Some(target_json(source, &spec))
+        })
+        .collect();
+    Ok(Json(json!({ "targets": targets })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTarget {
+    url: String,
+}
+
+async fn add_target(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    api.admin(&headers)?;
+    let new: NewTarget = parse_json(&body)?;
+    let key = api.core.keys.get(&id).await?;
+    if key.revoked {
+        return Err(ApiError(StatusCode::CONFLICT, "the key is revoked".into()));
+    }
+    match api.core.add_target(&key, &new.url).await? {
+        Ok((source, spec)) => {
+            Ok((StatusCode::CREATED, Json(target_json(&source, &spec))).into_response())
+        }
+        Err(problem) => Err(ApiError(StatusCode::BAD_REQUEST, problem)),
+    }
+}
+
+async fn remove_target(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    Path((id, target)): Path<(String, String)>,
+) -> ApiResult {
+    api.admin(&headers)?;
+    if api.core.remove_target(&id, &target).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError(StatusCode::NOT_FOUND, "no such target".into()))
+    }
+}
+
+/// What the pods report for every relay they hold, plus declared relays no pod has taken yet.
+async fn relays(State(api): State<Api>) -> ApiResult {
+    let held = api.core.relay_statuses.list().await.map_err(unavailable)?;
+    let declared = api.core.declared.list().await.map_err(unavailable)?;
+    let mut rows: Vec<serde_json::Value> = held.iter().map(|s| json!(s)).collect();
+    for (_, config) in declared {
+        let Ok(spec) = liverelay_static_relay::RelaySpec::parse(0, &config) else {
+            continue;
+        };
+        if held.iter().all(|s| s.id != spec.id) {
+            rows.push(json!({
+                "id": spec.id,
+                "kind": spec.kind.as_str(),
+                "url": spec.display_url(),
+                "stream": spec.stream.to_string(),
+                "mode": spec.mode.as_str(),
+                "owner": null,
+                "state": "pending",
+                "last_error": null,
+                "attempts": 0,
+                "bytes_in": 0,
+                "bytes_out": 0,
+            }));
+        }
+    }
+    Ok(Json(json!({ "relays": rows })).into_response())
 }

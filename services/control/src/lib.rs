@@ -7,6 +7,7 @@ mod core;
 mod grpc;
 mod http_api;
 mod keys;
+pub mod kubernetes;
 mod live;
 mod webhooks;
 
@@ -21,6 +22,7 @@ use liverelay_http::{HttpServer, Readiness};
 use liverelay_metrics::Metrics;
 use liverelay_registry::{CommandBus, NodeReports, RedisRegistry, RegistryEvent, StreamRegistry};
 use liverelay_relay::ClusterToken;
+use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -57,6 +59,23 @@ pub async fn run(
     )?;
     let stream_events = tokio::spawn(forward_stream_events(registry.clone(), webhooks.clone()));
     let _stop_events = AbortOnDrop(stream_events);
+    let declared = DeclaredRelays::new(conn.clone(), &prefix);
+    let relay_statuses = RedisRelayStatus::new(conn.clone(), &prefix);
+    let _reconciler = if settings.control.relay_resources {
+        let client = kube::Client::try_default().await.context(
+            "control.relay_resources needs a Kubernetes API (in-cluster config or KUBECONFIG)",
+        )?;
+        let api = kube::Api::default_namespaced(client.clone());
+        let context = Arc::new(kubernetes::Context {
+            client,
+            declared: declared.clone(),
+            statuses: relay_statuses.clone(),
+            refresh: Duration::from_secs(5),
+        });
+        Some(AbortOnDrop(tokio::spawn(kubernetes::run(api, context))))
+    } else {
+        None
+    };
     let core = Arc::new(Core {
         keys: keys::KeyStore::new(conn.clone(), &prefix),
         commands: CommandBus::new(conn.clone(), &prefix),
@@ -64,6 +83,8 @@ pub async fn run(
         nodes: NodeReports::new(conn, &prefix),
         webhooks,
         play_token_secret: settings.auth.play_token_secret.clone(),
+        declared,
+        relay_statuses,
     });
     let ready = Readiness::default();
     let http = HttpServer::bind(

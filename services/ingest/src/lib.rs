@@ -16,7 +16,9 @@ use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_relay::{ClusterToken, RelayService};
 use liverelay_rtmp_server::StreamPolicy;
-use liverelay_static_relay::{RedisLeases, RedisRelayStatus, RelayContext, StaticRelays};
+use liverelay_static_relay::{
+    DeclaredRelays, RedisLeases, RedisRelayStatus, RelayContext, StaticRelays,
+};
 
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, ServerTlsConfig};
@@ -90,6 +92,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             registry: Some(registry),
             metrics: metrics.clone(),
             pod_id: settings.cluster.pod_id(),
+            declared: Some(DeclaredRelays::new(redis.conn(), redis.key_prefix())),
         },
     );
     Node {

@@ -29,6 +29,8 @@ enum Role {
     Edge(Common),
     /// Control service: stream keys, auth callbacks, routing.
     Control(Common),
+    /// Print the `Relay` CustomResourceDefinition (YAML) that control reconciles.
+    Crd,
 }
 
 #[derive(Args)]
@@ -137,6 +139,10 @@ fn main() -> ExitCode {
         Role::Ingest(c) => (c, "ingest"),
         Role::Edge(c) => (c, "edge"),
         Role::Control(c) => (c, "control"),
+        Role::Crd => {
+            print!("{}", liverelay_control::kubernetes::crd_yaml());
+            return ExitCode::SUCCESS;
+        }
     };
     let settings = match common.settings() {
         Ok(s) => s,

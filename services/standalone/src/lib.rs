@@ -30,6 +30,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             registry: None,
             metrics: metrics.clone(),
             pod_id: settings.cluster.pod_id(),
+            declared: None,
         },
     );
     Node {

@@ -8,6 +8,7 @@
 //! each relay does is listed by `GET /v1/relays` ([`api`], [`status`]).
 
 mod api;
+mod declared;
 mod demand;
 mod lease_store;
 mod ownership;
@@ -19,13 +20,18 @@ mod supervisor;
 
 use std::sync::Arc;
 
-use futures::future::{BoxFuture, join_all};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_registry::StreamRegistry;
 use liverelay_rtmp_server::StreamPolicy;
 
 pub use api::router;
+pub use declared::DeclaredRelays;
 pub use lease_store::{LeaseStore, MemoryLeases, RedisLeases};
 pub use spec::{RelayConfig, RelayKind, RelayMode, RelaySpec, SpecError};
 pub use status::{RedisRelayStatus, RelayState, RelayStatus};
@@ -49,33 +55,44 @@ pub struct RelayContext {
     pub registry: Option<Arc<dyn StreamRegistry>>,
     pub metrics: Arc<Metrics>,
     pub pod_id: String,
+    /// Relays declared at run time (cluster only), run beside the config file's.
+    pub declared: Option<DeclaredRelays>,
 }
 
-/// The relays of one pod.
+/// The relays of one pod: the config file's, plus (in a cluster) the declared ones, which
+/// come and go at run time.
 #[derive(Clone)]
 pub struct StaticRelays {
-    relays: Arc<Vec<(RelaySpec, StatusCell)>>,
+    configured: Arc<Vec<RelaySpec>>,
+    running: Arc<Mutex<BTreeMap<String, Running>>>,
     context: Arc<RelayContext>,
 }
 
+struct Running {
+    cell: StatusCell,
+    task: tokio::task::AbortHandle,
+}
+
+/// How often declared relays are re-read even without a change announcement (one may be
+/// missed while Redis is away).
+const REREAD: Duration = Duration::from_secs(5);
+
 impl StaticRelays {
     pub fn new(specs: Vec<RelaySpec>, context: RelayContext) -> Self {
-        let relays = specs
-            .into_iter()
-            .map(|spec| {
-                let cell = StatusCell::new(&spec, context.metrics.clone());
-                (spec, cell)
-            })
-            .collect();
         Self {
-            relays: Arc::new(relays),
+            configured: Arc::new(specs),
+            running: Arc::default(),
             context: Arc::new(context),
         }
     }
 
-    /// This pod's view of every configured relay.
+    fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// This pod's view of every relay it knows.
     pub(crate) fn local_statuses(&self) -> Vec<RelayStatus> {
-        self.relays.iter().map(|(_, cell)| cell.get()).collect()
+        self.running().values().map(|r| r.cell.get()).collect()
     }
 
     pub(crate) fn shared_status(&self) -> Option<&RedisRelayStatus> {
@@ -86,20 +103,65 @@ impl StaticRelays {
     pub fn run(&self) -> BoxFuture<'static, anyhow::Result<()>> {
         let this = self.clone();
         Box::pin(async move {
-            if this.relays.is_empty() {
+            let _abort = AbortRunning(this.running.clone());
+            let Some(declared) = this.context.declared.clone() else {
+                this.converge(this.configured.to_vec());
                 return std::future::pending().await;
+            };
+            let (mut changes, follower) = declared.changes();
+            let _follower = AbortAll(vec![follower.abort_handle()]);
+            loop {
+                match declared.list().await {
+                    Ok(entries) => {
+                        let mut wanted = this.configured.to_vec();
+                        wanted.extend(entries.iter().filter_map(|(source, config)| {
+                            RelaySpec::parse(0, config)
+                                .inspect_err(|e| {
+                                    tracing::warn!(source, "declared relay ignored: {}", e.problem)
+                                })
+                                .ok()
+                        }));
+                        this.converge(wanted);
+                    }
+                    // Keep running what runs; the next read may work.
+                    Err(e) => tracing::warn!(error = %e, "cannot read declared relays"),
+                }
+                let _ = tokio::time::timeout(REREAD, changes.recv()).await;
             }
-            let tasks: Vec<_> = (0..this.relays.len())
-                .map(|i| tokio::spawn(this.clone().run_one(i)))
-                .collect();
-            let _abort = AbortAll(tasks.iter().map(|t| t.abort_handle()).collect());
-            join_all(tasks).await;
-            anyhow::bail!("static relays stopped")
         })
     }
 
-    async fn run_one(self, index: usize) {
-        let (spec, status) = &self.relays[index];
+    /// Starts the relays in `wanted` that do not run yet and stops the ones no longer wanted.
+    fn converge(&self, wanted: Vec<RelaySpec>) {
+        let mut running = self.running();
+        let ids: std::collections::HashSet<&str> = wanted.iter().map(|s| s.id.as_str()).collect();
+        running.retain(|id, r| {
+            let keep = ids.contains(id.as_str());
+            if !keep {
+                tracing::info!(relay = %id, "relay no longer declared; stopping it");
+                r.task.abort();
+                r.cell.set_state(RelayState::Stopped);
+            }
+            keep
+        });
+        for spec in wanted {
+            if running.contains_key(&spec.id) {
+                continue;
+            }
+            let cell = StatusCell::new(&spec, self.context.metrics.clone());
+            let task = tokio::spawn(self.clone().run_one(spec.clone(), cell.clone()));
+            running.insert(
+                spec.id.clone(),
+                Running {
+                    cell,
+                    task: task.abort_handle(),
+                },
+            );
+        }
+    }
+
+    async fn run_one(self, spec: RelaySpec, status: StatusCell) {
+        let (spec, status) = (&spec, &status);
         let ctx = &self.context;
         let ownership = Ownership {
             leases: ctx.leases.clone(),
@@ -164,11 +226,21 @@ impl StaticRelays {
     }
 }
 
-/// Stops the relays' tasks when the role task is dropped (the node shutting down).
+/// Stops tasks when the role task is dropped (the node shutting down).
 struct AbortAll(Vec<tokio::task::AbortHandle>);
 
 impl Drop for AbortAll {
     fn drop(&mut self) {
         self.0.iter().for_each(tokio::task::AbortHandle::abort);
+    }
+}
+
+/// Stops every running relay when the role task is dropped.
+struct AbortRunning(Arc<Mutex<BTreeMap<String, Running>>>);
+
+impl Drop for AbortRunning {
+    fn drop(&mut self) {
+        let running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        running.values().for_each(|r| r.task.abort());
     }
 }
