@@ -730,3 +730,73 @@ async fn grpc_api_keeps_to_its_tokens() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
+
+/// Simulcast: a restream target added to a stream key through the API makes the owning ingest
+/// push the key's stream to a real nginx-rtmp; removing it stops the push.
+#[test]
+fn restream_targets_follow_the_stream_key() {
+    let dir = TempDir::new("restream");
+    let nginx = support::nginx::Nginx::start();
+    let p = Platform::start(&[]);
+    let ingest = p.node("ingest", "ingest-a", &[]);
+    let (_, key) = p.api("POST", "/v1/keys", r#"{"app":"live","stream":"sim"}"#);
+    let id = key["id"].as_str().unwrap();
+    let secret = key["key"].as_str().unwrap();
+    let targets = format!("/v1/keys/{id}/targets");
+    assert_eq!(api(p.control.http, "POST", &targets, None, "{}").0, 401);
+    let bad = p.api("POST", &targets, r#"{"url":"http://nope/x"}"#);
+    assert_eq!(bad.0, 400, "{}", bad.1);
+    let target_url = nginx.url("live/out-secret");
+    let (status, target) = p.api("POST", &targets, &format!(r#"{{"url":"{target_url}"}}"#));
+    assert_eq!(status, 201, "{target}");
+    assert!(
+        !target["url"].as_str().unwrap().contains("out-secret"),
+        "the target's key is hidden: {target}"
+    );
+    let (_, listed) = p.api("GET", &targets, "");
+    assert_eq!(listed["targets"].as_array().unwrap().len(), 1);
+
+    let _publisher =
+        looping_publisher(&ingest.url(&format!("live/{secret}")), &dir.path("pub.log"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let relay = loop {
+        let (_, rows) = api(p.control.http, "GET", "/v1/relays", None, "");
+        let live = rows["relays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] == target["relay_id"] && r["state"] == "live")
+            .cloned();
+        if let Some(row) = live {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the push never went live: {rows}\n{}",
+            ingest.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(relay["owner"], "ingest-a");
+    assert_eq!(relay["stream"], "live/sim");
+    let streams = probe_streams(&target_url);
+    assert!(
+        streams.iter().any(|s| s.starts_with("h264")),
+        "{streams:?}\n{}",
+        nginx.log()
+    );
+
+    let target_id = target["id"].as_str().unwrap();
+    assert_eq!(
+        p.api("DELETE", &format!("{targets}/{target_id}"), "").0,
+        204
+    );
+    assert_eq!(
+        p.api("DELETE", &format!("{targets}/{target_id}"), "").0,
+        404
+    );
+    assert!(ingest.wait_log(
+        "relay no longer declared; stopping it",
+        Duration::from_secs(10)
+    ));
+}
