@@ -729,6 +729,28 @@ async fn grpc_api_keeps_to_its_tokens() {
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
+
+    // A key past its expiry is refused with the reason.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let soon = CreateKeyRequest {
+        expires_at: now + 1,
+        ..create()
+    };
+    let expiring = client
+        .create_key(with(ADMIN, soon))
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let expired = client
+        .authorize_publish(with(TOKEN, ask("live", &expiring.secret)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(expired.reason, "stream key expired");
 }
 
 /// Simulcast: a restream target added to a stream key through the API makes the owning ingest
