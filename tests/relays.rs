@@ -351,3 +351,60 @@ fn on_demand_pull_starts_on_play_and_stops_after_linger() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// In a cluster, an on-demand pull declared on the ingests starts when a viewer asks an edge
+/// for its stream (the edge announces it wants it), serves the edge, and stops after the
+/// linger once the edge has let go.
+#[test]
+fn on_demand_pull_starts_when_an_edge_wants_the_stream() {
+    let redis = RedisServer::start();
+    let nginx = Nginx::start();
+    let dir = TempDir::new("relay-on-demand-edge");
+    let _publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
+    let conf = config(
+        &dir,
+        &pull(
+            &nginx.url("live/src"),
+            "live/foo",
+            "mode = \"on-demand\"\nlinger_secs = 1",
+        ),
+    );
+    let url = redis.url();
+    let env = |pod| {
+        [
+            ("LIVERELAY_CLUSTER_TOKEN", "relay-test-token"),
+            ("LIVERELAY_REDIS__URL", url.as_str()),
+            ("LIVERELAY_CLUSTER__UPSTREAM_LINGER_SECS", "1"),
+            ("POD_NAME", pod),
+        ]
+    };
+    let ingest = start("ingest", &conf, &env("ingest-a"));
+    let edge = Server::start_role("edge", &[], &env("edge-a"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        relays(&ingest)[0]["attempts"],
+        0,
+        "nothing pulled before a play"
+    );
+    assert!(redis.record("live", "foo").is_none());
+
+    let started = Instant::now();
+    assert_eq!(probe_streams(&edge.url("live/foo")), SAMPLE_STREAMS);
+    eprintln!(
+        "on-demand through an edge: first play answered in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(redis.record("live", "foo").unwrap()["owner"], "ingest-a");
+    // The edge lingers 1 s after its last viewer, the pull 1 s after the edge let go.
+    wait_relay(
+        &ingest,
+        Duration::from_secs(10),
+        "stopped after the linger",
+        |r| r["state"] == "stopped" && r["attempts"].as_u64() >= Some(1),
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.record("live", "foo").is_some() {
+        assert!(Instant::now() < deadline, "the stream left the registry");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
