@@ -394,3 +394,63 @@ async fn a_play_is_one_trace_across_edge_and_ingest() {
     );
     assert_eq!(relay.parent_span_id, upstream.span_id);
 }
+
+/// A keyed publish's authorization is one trace across ingest and control: control's span is a
+/// child of the ingest's (trace context on the gRPC call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_authorization_is_one_trace_across_ingest_and_control() {
+    let receiver = otlp::Receiver::default();
+    let endpoint = otlp::start(receiver.clone()).await;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = |service: &'static str| {
+        [
+            ("LIVERELAY_CLUSTER_TOKEN", "trace-token"),
+            ("LIVERELAY_ADMIN_TOKEN", "trace-admin"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_SERVICE_NAME", service),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ]
+    };
+    let control = Server::start_role("control", &["--redis-url", &url], &env("test-control"));
+    let control_url = format!("http://{}", control.grpc);
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &url, "--control-url", &control_url],
+        &env("test-ingest"),
+    );
+    let (status, body) = http_request(
+        control.http,
+        "POST",
+        "/v1/keys",
+        Some("trace-admin"),
+        r#"{"app":"live","stream":"keyed"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let key: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut publisher = RtmpClient::connect(ingest.rtmp, "live").await;
+    let (_, _, code) = publisher.publish(key["key"].as_str().unwrap()).await;
+    assert_eq!(code, "NetStream.Publish.Start");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (asked, answered) = loop {
+        let spans = receiver.spans.lock().unwrap().clone();
+        let find = |service: &str| {
+            spans
+                .iter()
+                .find(|s| s.service == service && s.name == "authorize_publish")
+                .cloned()
+        };
+        if let (Some(a), Some(b)) = (find("test-ingest"), find("test-control")) {
+            break (a, b);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "authorization spans never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(answered.trace_id, asked.trace_id, "one trace across pods");
+    assert_eq!(answered.parent_span_id, asked.span_id);
+}
