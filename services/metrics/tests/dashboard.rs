@@ -6,7 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use liverelay_hub::{Hub, HubConfig, StreamKey};
-use liverelay_metrics::{HubCollector, KindLabel, Metrics, OpLabel, ReasonLabel};
+use liverelay_metrics::{
+    HubCollector, KindLabel, Metrics, OpLabel, OutcomeLabel, ReasonLabel, RelayDirectionLabel,
+    RelayReasonLabel, RelayStateLabel,
+};
 use liverelay_rtmp::{Media, MediaKind};
 
 const DASHBOARD: &str =
@@ -46,6 +49,39 @@ fn exported_names() -> BTreeSet<String> {
     metrics
         .redis_errors
         .get_or_create(&OpLabel { op: "claim" })
+        .inc();
+    let outcome = OutcomeLabel {
+        action: "publish_key",
+        result: "allow",
+    };
+    for family in [
+        &metrics.auth_decisions,
+        &metrics.notify_calls,
+        &metrics.webhook_deliveries,
+    ] {
+        family.get_or_create(&outcome).inc();
+    }
+    let relay = || "pull:live/x:1".to_string();
+    metrics
+        .static_relay_attempts
+        .get_or_create(&RelayReasonLabel {
+            relay: relay(),
+            reason: "refused",
+        })
+        .inc();
+    metrics
+        .static_relay_state
+        .get_or_create(&RelayStateLabel {
+            relay: relay(),
+            state: "live",
+        })
+        .set(1);
+    metrics
+        .static_relay_bytes
+        .get_or_create(&RelayDirectionLabel {
+            relay: relay(),
+            direction: "in",
+        })
         .inc();
     metrics
         .render_prometheus_text()
