@@ -1,6 +1,7 @@
 """Renders the chart with the real Helm engine (helm-python-sdk bundles Helm's Go SDK).
 
-`python tests/chart/render.py` rewrites k8s/base/liverelay.yaml from k8s/values.yaml.
+`python tests/chart/render.py` rewrites k8s/base/liverelay.yaml from k8s/values.yaml, and
+k8s/base/crds.yaml from the chart's crds/ (which Helm installs but leaves out of a render).
 """
 
 import pathlib
@@ -29,6 +30,18 @@ def objects(rendered):
     return docs
 
 
+def crds():
+    """The CustomResourceDefinitions Helm installs from the chart's crds/, as (path, text)."""
+    with Chart.load(str(CHART)) as chart:
+        return sorted((c["name"], c["data"]) for c in chart.crds)
+
+
+def k8s_crds():
+    """k8s/base/crds.yaml: the chart's CRDs, applied before (and upgraded apart from) the rest."""
+    header = "# The chart's crds/, copied by `make k8s`; do not edit.\n"
+    return header + "\n---\n".join(text.strip() for _, text in crds()) + "\n"
+
+
 def k8s_base():
     """The plain manifests: the chart rendered with k8s/values.yaml, without test hooks."""
     values = yaml.safe_load((K8S / "values.yaml").read_text())
@@ -43,5 +56,6 @@ def k8s_base():
 
 
 if __name__ == "__main__":
+    (K8S / "base" / "crds.yaml").write_text(k8s_crds())
     (K8S / "base" / "liverelay.yaml").write_text(k8s_base())
     sys.exit(0)

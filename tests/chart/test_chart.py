@@ -3,21 +3,26 @@ engine, linted, every object validated against the Kubernetes schema, the proper
 rely on asserted, the config it renders accepted by the real binary, k8s/ kept in step."""
 
 import base64
+import copy
 import json
 import os
+import re
 import shutil
 import socket
 import time
 import urllib.request
 import pathlib
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 from helm_python.chart import Chart, lint
 
-from render import CHART, K8S, ROOT, k8s_base, objects, render
+from render import CHART, K8S, ROOT, crds, k8s_base, k8s_crds, objects, render
 
 KUBE_VERSION = "1.33.0"
 # Kinds from CRDs (Prometheus Operator) have no schema in kubernetes-validate.
@@ -56,6 +61,25 @@ VARIANTS = {
             "notify": [{"app": "live", "on_publish": "http://backend.platform/rtmp/publish", "timeout_ms": 3000}],
         },
     },
+    "relays": {
+        "config": {
+            "relays": [
+                {
+                    "kind": "pull",
+                    "url": "rtmp://upstream:1935/app/name",
+                    "stream": "live/foo",
+                    "mode": "on-demand",
+                    "initial_backoff_ms": 250,
+                    "max_backoff_ms": 20000,
+                    "stall_timeout_ms": 5000,
+                    "max_attempts": 10,
+                    "linger_secs": 30,
+                },
+                {"kind": "push", "url": "rtmp://a.rtmp.youtube.com/live2/STREAM-KEY", "stream": "live/foo"},
+            ]
+        }
+    },
+    "relay-resources-disabled": {"control": {"relayResources": {"enabled": False}}},
     "webhooks": {
         "control": {
             "existingSecret": "control-auth",
@@ -254,6 +278,8 @@ def test_values_schema_rejects_bad_values():
             {"config": {"auth": {"play_token_secret": "not in a ConfigMap"}}},
             {"config": {"notify": [{"on_publsh": "http://x"}]}},
             {"edge": {"publicRtmpUrl": "http://not-rtmp"}},
+            {"control": {"relayResources": {"enabled": "yes"}}},
+            {"control": {"relayResources": {"enabled": True, "namespace": "other"}}},
         ]
         for bad in bad_values:
             with pytest.raises(Exception):
@@ -280,6 +306,7 @@ def test_rendered_config_is_accepted_by_the_binary(tmp_path):
 def test_k8s_manifests_are_in_step_with_the_chart():
     committed = (K8S / "base" / "liverelay.yaml").read_text()
     assert committed == k8s_base(), "k8s/base/liverelay.yaml is stale: run `make k8s`"
+    assert (K8S / "base" / "crds.yaml").read_text() == k8s_crds(), "k8s/base/crds.yaml is stale: run `make k8s`"
     docs = [d for d in yaml.safe_load_all(committed) if d]
     assert "Secret" not in {d["kind"] for d in docs}, "no secret in the repository"
     for doc in docs:
@@ -307,7 +334,8 @@ def test_control_deployment_service_pdb_and_secrets():
     assert c["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert c["resources"]["requests"] == {"cpu": "100m", "memory": "64Mi"}
     assert pod["securityContext"]["runAsNonRoot"] is True
-    assert pod["automountServiceAccountToken"] is False
+    assert pod["automountServiceAccountToken"] is True, "the token for Relay resources"
+    assert pod["serviceAccountName"] == "liverelay-control"
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"]["drop"] == ["ALL"]
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
@@ -518,10 +546,66 @@ def wait_for(check, what, timeout=20):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class FakeKubeApi:
+    """Stands in for the API server control's Relay reconciler talks to: an empty RelayList,
+    watches held open; records the paths asked for. (No real API server runs here.)"""
+
+    def __init__(self):
+        self.paths = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                api.paths.append(self.path)
+                if "watch=true" in self.path:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.end_headers()
+                    self.wfile.flush()
+                    time.sleep(2)  # a quiet watch; the client asks again when it ends
+                    return
+                body = json.dumps(
+                    {"apiVersion": "liverelay.io/v1alpha1", "kind": "RelayList", "metadata": {"resourceVersion": "1"}, "items": []}
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kubeconfig(self, path, namespace):
+        """A kubeconfig pointing at it, with the namespace in-cluster config would give."""
+        url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "fake", "cluster": {"server": url}}],
+                    "users": [{"name": "control", "user": {"token": "service-account-token"}}],
+                    "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "control", "namespace": namespace}}],
+                    "current-context": "fake",
+                }
+            )
+        )
+        return str(path)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_helm_test_hook_script_against_a_real_control(tmp_path):
     """The `helm test` pod's script, run against `liverelay control` started with the
-    Deployment's rendered arguments, settings, Secrets and environment (addresses made local),
-    passes, and fails with a wrong admin token."""
+    Deployment's rendered arguments, settings, Secrets and environment (addresses made local;
+    the Kubernetes API a local stand-in), passes, and fails with a wrong admin token."""
     wget = shutil.which("busybox") or shutil.which("wget")
     if not wget or not shutil.which("redis-server"):
         pytest.skip("needs wget (or busybox) and redis-server")
@@ -539,7 +623,10 @@ def test_helm_test_hook_script_against_a_real_control(tmp_path):
     ]
     environ = process_env(deployment, docs, **POD_FIELDS)
     environ["LIVERELAY_REDIS__URL"] = f"redis://127.0.0.1:{redis_port}"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY")}
+    assert environ["LIVERELAY_CONTROL__RELAY_RESOURCES"] == "true"
+    kube_api = FakeKubeApi()
+    environ["KUBECONFIG"] = kube_api.kubeconfig(tmp_path / "kubeconfig", POD_FIELDS["metadata.namespace"])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY") and k != "KUBECONFIG"}
     # busybox: a directory with `wget` -> busybox first in PATH, as in the busybox image.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -569,7 +656,278 @@ def test_helm_test_hook_script_against_a_real_control(tmp_path):
         wrong = run_hook("not-the-admin-token")
         assert wrong.returncode != 0
         assert "/v1/keys with the admin token failed" in wrong.stdout
+        # Control watches Relay resources in its own namespace, and only there.
+        relays = "/apis/liverelay.io/v1alpha1/namespaces/liverelay/relays"
+        wait_for(lambda: any(p.startswith(relays) for p in kube_api.paths), "control to list Relay resources", 10)
+        assert all(p.startswith(relays) for p in kube_api.paths), kube_api.paths
     finally:
         for p in reversed(procs):
             p.terminate()
             p.wait(timeout=10)
+        kube_api.close()
+
+
+# --- relays: config.relays on ingests, Relay resources reconciled by control ---------------
+
+CRD_PATH = CHART / "crds" / "relay.yaml"
+RELAY_RULES = [
+    {"apiGroups": ["liverelay.io"], "resources": ["relays"], "verbs": ["get", "list", "watch", "patch", "update"]},
+    {"apiGroups": ["liverelay.io"], "resources": ["relays/status"], "verbs": ["get", "patch", "update"]},
+    {"apiGroups": ["liverelay.io"], "resources": ["relays/finalizers"], "verbs": ["update"]},
+]
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+
+
+def relay_crd():
+    return yaml.safe_load(CRD_PATH.read_text())
+
+
+def pod_specs(docs):
+    """Every pod template (and pod) of a render, by kind/name."""
+    out = {}
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet"):
+            out[f'{d["kind"]}/{d["metadata"]["name"]}'] = d["spec"]["template"]["spec"]
+        elif d["kind"] == "Pod":
+            out[f'Pod/{d["metadata"]["name"]}'] = d["spec"]
+    return out
+
+
+def test_relay_crd_is_shipped_with_the_expected_names():
+    text = CRD_PATH.read_text()
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    assert len(docs) == 1
+    crd = docs[0]
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1" and crd["kind"] == "CustomResourceDefinition"
+    assert crd["metadata"]["name"] == "relays.liverelay.io"
+    spec = crd["spec"]
+    assert spec["group"] == "liverelay.io"
+    assert spec["scope"] == "Namespaced"
+    assert spec["names"]["kind"] == "Relay" and spec["names"]["plural"] == "relays"
+    [version] = spec["versions"]
+    assert (version["name"], version["served"], version["storage"]) == ("v1alpha1", True, True)
+    assert version["subresources"] == {"status": {}}
+    columns = [(c["name"], c["jsonPath"]) for c in version["additionalPrinterColumns"]]
+    assert columns == [
+        ("Kind", ".spec.kind"),
+        ("Stream", ".spec.stream"),
+        ("State", ".status.state"),
+        ("Owner", ".status.owner"),
+        ("Attempts", ".status.attempts"),
+    ]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]
+    assert set(schema["spec"]["required"]) == {"kind", "url", "stream"}
+    assert set(schema["status"]["properties"]) >= {
+        "relayId", "state", "owner", "lastError", "attempts", "bytesIn", "bytesOut", "observedGeneration",
+    }
+    kubernetes_validate.validate(crd, KUBE_VERSION, strict=True)
+    # What Helm installs from crds/ (a render leaves it out) is this file.
+    assert [name for name, _ in crds()] == ["crds/relay.yaml"]
+    assert yaml.safe_load(crds()[0][1]) == crd
+
+
+def test_k8s_base_includes_the_crd_and_the_rbac():
+    kustomization = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    assert kustomization["resources"] == ["crds.yaml", "liverelay.yaml"], "the CRD before the objects"
+    docs = [d for d in yaml.safe_load_all((K8S / "base" / "crds.yaml").read_text()) if d]
+    assert docs == [relay_crd()]
+    base = [d for d in yaml.safe_load_all((K8S / "base" / "liverelay.yaml").read_text()) if d]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in base}
+    assert {("ServiceAccount", "liverelay-control"), ("Role", "liverelay-control"), ("RoleBinding", "liverelay-control")} <= kinds
+    control = of_kind(base, "Deployment")["liverelay-control"]
+    assert control["spec"]["template"]["spec"]["serviceAccountName"] == "liverelay-control"
+    assert env(control)["LIVERELAY_CONTROL__RELAY_RESOURCES"]["value"] == "true"
+
+
+def test_relay_resources_rbac_is_namespaced_and_exact():
+    docs = objects(render(namespace="media"))
+    assert not of_kind(docs, "ClusterRole") and not of_kind(docs, "ClusterRoleBinding")
+    assert set(of_kind(docs, "ServiceAccount")) == {"liverelay-control"}
+    assert of_kind(docs, "ServiceAccount")["liverelay-control"]["automountServiceAccountToken"] is False
+    role = of_kind(docs, "Role")
+    assert set(role) == {"liverelay-control"}
+    assert role["liverelay-control"]["rules"] == RELAY_RULES
+    binding = of_kind(docs, "RoleBinding")
+    assert set(binding) == {"liverelay-control"}
+    assert binding["liverelay-control"]["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": "liverelay-control",
+    }
+    assert binding["liverelay-control"]["subjects"] == [
+        {"kind": "ServiceAccount", "name": "liverelay-control", "namespace": "media"}
+    ]
+    # Only the control pod uses the account and gets a token; every other pod has none.
+    for name, pod in pod_specs(docs).items():
+        if name == "Deployment/liverelay-control":
+            assert pod["serviceAccountName"] == "liverelay-control"
+            assert pod["automountServiceAccountToken"] is True
+        else:
+            assert "serviceAccountName" not in pod, name
+            assert pod["automountServiceAccountToken"] is False, name
+    e = env(of_kind(docs, "Deployment")["liverelay-control"])
+    assert e["LIVERELAY_CONTROL__RELAY_RESOURCES"]["value"] == "true"
+
+
+@pytest.mark.parametrize("variant", ["relay-resources-disabled", "control-disabled", "play-tokens-without-control"])
+def test_no_rbac_without_relay_resources(variant):
+    docs = objects(render(VARIANTS[variant]))
+    assert not [d for d in docs if d["kind"] in RBAC_KINDS]
+    for name, pod in pod_specs(docs).items():
+        assert "serviceAccountName" not in pod, name
+        assert pod["automountServiceAccountToken"] is False, name
+    for d in of_kind(docs, "Deployment").values():
+        assert "LIVERELAY_CONTROL__RELAY_RESOURCES" not in env(d)
+
+
+def test_control_reaches_the_api_server():
+    """The chart's NetworkPolicies restrict ingress only: control's egress to the API server
+    (and everyone's to Redis, upstreams and push targets) stays open."""
+    for values in ({}, VARIANTS["stream-keys-play-tokens"]):
+        for policy in of_kind(objects(render(values)), "NetworkPolicy").values():
+            assert policy["spec"]["policyTypes"] == ["Ingress"], policy["metadata"]["name"]
+            assert "egress" not in policy["spec"]
+
+
+def test_relay_resources_setting_is_read_by_the_binary(tmp_path):
+    docs = objects(render())
+    control = of_kind(docs, "Deployment")["liverelay-control"]
+    config = of_kind(docs, "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"]
+    settings = run_settings(BINARY, "control", config, process_env(control, docs, **POD_FIELDS), tmp_path)
+    assert settings["control"]["relay_resources"] is True
+    docs = objects(render(VARIANTS["relay-resources-disabled"]))
+    control = of_kind(docs, "Deployment")["liverelay-control"]
+    settings = run_settings(BINARY, "control", config, process_env(control, docs, **POD_FIELDS), tmp_path)
+    assert settings["control"]["relay_resources"] is False
+    # With webhooks the settings come from a Secret; the environment still turns it on.
+    values = VARIANTS["webhooks"] | {"control": VARIANTS["webhooks"]["control"] | {"existingSecret": ""}}
+    docs = objects(render(values))
+    control = of_kind(docs, "Deployment")["liverelay-control"]
+    settings = run_settings(
+        BINARY,
+        "control",
+        secret_data(docs, "liverelay-control-webhooks", "liverelay.yaml"),
+        process_env(control, docs, **POD_FIELDS),
+        tmp_path,
+    )
+    assert settings["control"]["relay_resources"] is True
+    assert len(settings["control"]["webhooks"]) == 2
+
+
+def test_config_relays_render_into_the_ingest_settings(tmp_path):
+    docs = objects(render(VARIANTS["relays"]))
+    config = of_kind(docs, "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"]
+    assert yaml.safe_load(config)["relays"] == VARIANTS["relays"]["config"]["relays"]
+    ingest = of_kind(docs, "Deployment")["liverelay-ingest"]
+    assert ingest["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] == "liverelay-config"
+    settings = run_settings(BINARY, "ingest", config, process_env(ingest, docs, **POD_FIELDS), tmp_path)
+    pull, push = settings["relays"]
+    assert pull == VARIANTS["relays"]["config"]["relays"][0]
+    assert (push["kind"], push["url"], push["stream"], push["mode"]) == (
+        "push", "rtmp://a.rtmp.youtube.com/live2/STREAM-KEY", "live/foo", "static",
+    )
+    # Only ingests run them: a change rolls ingests, not edges or control.
+    default = {d["metadata"]["name"]: d for d in of_kind(objects(render()), "Deployment").values()}
+    changed = of_kind(docs, "Deployment")
+
+    def checksum(d):
+        return d["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
+    assert checksum(changed["liverelay-ingest"]) != checksum(default["liverelay-ingest"])
+    assert checksum(changed["liverelay-edge"]) == checksum(default["liverelay-edge"])
+    assert checksum(changed["liverelay-control"]) == checksum(default["liverelay-control"])
+    # Empty: the settings file carries no `relays` at all (as before the list existed).
+    assert "relays" not in yaml.safe_load(of_kind(objects(render()), "ConfigMap")["liverelay-config"]["data"]["liverelay.yaml"])
+    # Control's webhook settings leave them out (control does not run relays).
+    values = copy.deepcopy(VARIANTS["relays"]) | {"control": {"webhooks": [{"url": "https://x/hook"}]}}
+    docs = objects(render(values))
+    assert "relays" not in yaml.safe_load(secret_data(docs, "liverelay-control-webhooks", "liverelay.yaml"))
+
+
+def test_values_schema_rejects_bad_relays():
+    good = {"kind": "pull", "url": "rtmp://upstream/app/name", "stream": "live/foo"}
+    with Chart.load(str(CHART)) as chart:
+        chart.validate_schema(VARIANTS["relays"])
+        chart.validate_schema({"config": {"relays": [good]}})
+        bad_entries = [
+            {"url": "rtmp://upstream/app/name", "stream": "live/foo"},                   # no kind
+            good | {"kind": "mirror"},
+            good | {"url": "http://upstream/app/name"},
+            good | {"url": "rtmp://upstream/app"},                                        # no stream name
+            good | {"stream": "foo"},                                                     # not app/name
+            good | {"mode": "sometimes"},
+            good | {"kind": "push", "mode": "on-demand"},                                 # pulls only
+            good | {"initial_backoff_ms": 0},
+            good | {"stall_timeout_ms": 50},
+            good | {"max_attempts": "ten"},
+            good | {"lingerSecs": 10},                                                    # camelCase: resources only
+            {k: v for k, v in good.items() if k != "stream"},
+        ]
+        for bad in bad_entries:
+            with pytest.raises(Exception):
+                chart.validate_schema({"config": {"relays": [bad]}})
+        with pytest.raises(Exception):
+            chart.validate_schema({"config": {"relays": good}})
+
+
+def crd_json_schema(node):
+    """The CRD's structural schema as JSON Schema, as strict as `kubectl apply` (server-side
+    field validation): nullable fields take null, unknown fields are errors."""
+    node = {k: v for k, v in node.items() if k not in ("format", "description", "title", "default")}
+    if node.pop("nullable", False) and "type" in node:
+        node["type"] = [node["type"], "null"]
+    if "properties" in node:
+        node["properties"] = {k: crd_json_schema(v) for k, v in node["properties"].items()}
+        if not node.get("x-kubernetes-preserve-unknown-fields"):
+            node.setdefault("additionalProperties", False)
+    if "items" in node:
+        node["items"] = crd_json_schema(node["items"])
+    return node
+
+
+def example_relays():
+    return [d for d in yaml.safe_load_all((K8S / "examples" / "relay.yaml").read_text()) if d]
+
+
+def test_example_relays_match_the_crd():
+    crd = relay_crd()
+    [version] = crd["spec"]["versions"]
+    schema = crd_json_schema(version["schema"]["openAPIV3Schema"])
+    schema["properties"] |= {"apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"}}
+    validator = jsonschema.Draft7Validator(schema)
+    relays = example_relays()
+    assert [r["metadata"]["name"] for r in relays] == ["camera", "camera-to-youtube"]
+    for relay in relays:
+        assert relay["apiVersion"] == f'{crd["spec"]["group"]}/{version["name"]}'
+        assert relay["kind"] == crd["spec"]["names"]["kind"]
+        assert set(relay["metadata"]) == {"name"}, "namespaced: applied with -n"
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", relay["metadata"]["name"])
+        errors = [e.message for e in validator.iter_errors(relay)]
+        assert errors == [], (relay["metadata"]["name"], errors)
+    # The check itself refuses what the API server would.
+    wrong = copy.deepcopy(relays[0])
+    wrong["spec"]["reconnect"]["maxAttempt"] = 3
+    del wrong["spec"]["url"]
+    wrong["spec"]["kind"] = "mirror"
+    assert len(list(validator.iter_errors(wrong))) == 3
+
+
+def test_example_relays_are_accepted_by_the_binary(tmp_path):
+    """The examples' specs, as the config entries control declares them (snake_case, reconnect
+    flattened), pass the binary's relay checks: they would not end up `invalid`."""
+    entries = []
+    for relay in example_relays():
+        spec = copy.deepcopy(relay["spec"])
+        reconnect = spec.pop("reconnect", {})
+        flat = spec | reconnect
+        entries.append({re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), k): v for k, v in flat.items()})
+    config = tmp_path / "relays.yaml"
+    config.write_text(yaml.safe_dump({"relays": entries}))
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LIVERELAY")}
+    out = subprocess.run(
+        [str(BINARY), "ingest", f"--config={config}", "--print-config"], capture_output=True, text=True, env=clean
+    )
+    assert out.returncode == 0, out.stderr
+    relays = json.loads(out.stdout)["relays"]
+    assert [(r["kind"], r["stream"], r["mode"]) for r in relays] == [("pull", "live/foo", "static"), ("push", "live/foo", "static")]
+    assert relays[0]["max_attempts"] == 10 and relays[0]["stall_timeout_ms"] == 10000

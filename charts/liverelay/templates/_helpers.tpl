@@ -54,6 +54,7 @@ http://{{ include "liverelay.fullname" . }}-control:50051
 {{/* The settings file (YAML) every role reads; control adds its webhooks to it. */}}
 {{- define "liverelay.settings" -}}
 {{- $cfg := deepCopy .Values.config }}
+{{- if not $cfg.relays }}{{ $_ := unset $cfg "relays" }}{{ end }}
 {{- $_ := set $cfg "redis" (dict "cluster" .Values.redis.cluster "lease_ttl_ms" .Values.redis.leaseTtlMs) }}
 {{- $_ := set $cfg "log" (dict "format" .Values.logFormat) }}
 {{- toYaml $cfg }}
@@ -77,4 +78,26 @@ http://{{ include "liverelay.fullname" . }}-control:50051
 {{- $urls = append $urls (printf "%s://%s%s" $scheme $auth (trim .)) -}}
 {{- end -}}
 {{- join "," $urls -}}
+{{- end -}}
+
+{{/* Control reconciles Relay resources: it gets a ServiceAccount, a token and a Role. */}}
+{{- define "liverelay.relayResources" -}}
+{{- if and .Values.control.enabled .Values.control.relayResources.enabled -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{/* Control's ServiceAccount (and its Role and RoleBinding). */}}
+{{- define "liverelay.controlServiceAccount" -}}
+{{ include "liverelay.fullname" . }}-control
+{{- end -}}
+
+{{/* checksum/config of a role's pods: (dict "ctx" $ "role" "edge"). Only ingests run
+     config.relays, so a change to the list rolls ingests and leaves edges and control be. */}}
+{{- define "liverelay.configChecksum" -}}
+{{- if eq .role "ingest" -}}
+{{ include (print .ctx.Template.BasePath "/configmap.yaml") .ctx | sha256sum }}
+{{- else -}}
+{{ omit (include "liverelay.settings" .ctx | fromYaml) "relays" | toYaml | sha256sum }}
+{{- end -}}
 {{- end -}}
