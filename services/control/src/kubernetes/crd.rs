@@ -77,8 +77,8 @@ pub struct RelayStatus {
     /// The relay's id inside liverelay (as in `GET /v1/relays`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relay_id: Option<String>,
-    /// `pending` (no pod reported yet), `invalid`, or the running pod's state: `connecting`,
-    /// `live`, `backing-off`, `stopped`, `failed`...
+    /// `pending` (no pod runs it yet), `invalid` (see `lastError`), or the running pod's
+    /// state: `connecting`, `live`, `backing_off`, `stopped`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
