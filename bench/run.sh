@@ -103,10 +103,10 @@ start_server_once() {
     local kind=$1
     PORT=$(free_port)
     case $kind in
-        liverelay | liverelay-nagle)
-            local http nodelay=true; http=$(free_port)
-            [ "$kind" = liverelay-nagle ] && nodelay=false
-            RUST_LOG=warn LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN LIVERELAY_RTMP__TCP_NODELAY=$nodelay \
+        liverelay*)
+            local http; http=$(free_port)
+            # shellcheck disable=SC2086 # the variant's settings are words of NAME=VALUE
+            env RUST_LOG=warn LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN ${SETTINGS[$kind]} \
                 taskset -c $SERVER_CORE "$BIN/liverelay" standalone \
                 --rtmp-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$http" \
                 >"$WORK/liverelay.log" 2>&1 &
@@ -144,9 +144,13 @@ stop_server() {
 }
 
 # Servers of the next scenario; the last is the baseline of the ratios.
-ALL_SERVERS=(liverelay liverelay-nagle nginx)
+ALL_SERVERS=(liverelay liverelay-nodelay liverelay-coalesce nginx)
 SERVERS=("${ALL_SERVERS[@]}")
-declare -A LABEL=([liverelay]="liverelay" [liverelay-nagle]="liverelay-nodelay-off" [nginx]="nginx-rtmp")
+declare -A LABEL=([liverelay]="liverelay" [liverelay-nodelay]="liverelay-nodelay"
+    [liverelay-coalesce]="liverelay-coalesce40" [nginx]="nginx-rtmp")
+# Settings of each liverelay variant (environment words); the plain one runs the defaults.
+declare -A SETTINGS=([liverelay]="" [liverelay-nodelay]="LIVERELAY_RTMP__TCP_NODELAY=true"
+    [liverelay-coalesce]="LIVERELAY_RTMP__WRITE_COALESCE_MS=40")
 COMMANDS=()
 
 # scenario NAME TOOL-ARGS...: every server, $RUNS times (server order alternates per run).
@@ -262,7 +266,7 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $NCPU cores; $(free -g | awk '/Mem:/{print $2}') GiB RAM"
     echo "- Kernel: $(uname -r); open-file limit per process: $FDS (caps players per process)"
     echo "- nginx: $(nginx -v 2>&1 | sed 's/.*: //') with libnginx-mod-rtmp $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?'): 1 worker, \`live on\`, chunk_size 4096 (bench/nginx.conf.in)"
-    echo "- liverelay: \`liverelay standalone\` release build, default settings, RUST_LOG=warn, max_connections $MAXCONN; *liverelay nodelay-off* is the same with \`LIVERELAY_RTMP__TCP_NODELAY=false\` (Nagle on, as nginx runs), fan-out scenarios only"
+    echo "- liverelay: \`liverelay standalone\` release build, default settings (Nagle on, as nginx runs; no write coalescing), RUST_LOG=warn, max_connections $MAXCONN; fan-out scenarios also run *liverelay-nodelay* (\`LIVERELAY_RTMP__TCP_NODELAY=true\`) and *liverelay-coalesce40* (\`LIVERELAY_RTMP__WRITE_COALESCE_MS=40\`: each player written at most every 40 ms)"
     echo "- Each server pinned to core $SERVER_CORE (\`taskset -c $SERVER_CORE\`), the tool to core $TOOL_CORE; loopback (127.0.0.1)."
     echo "- Source: synthetic H.264 + AAC from liverelay-bench (valid FLV tag and sequence headers, filler payloads carrying a send stamp)."
     echo "- Server CPU and RSS from /proc/PID of liverelay, of nginx's worker; *core busy* is core $SERVER_CORE's busy share from /proc/stat, which also counts softirq time (loopback TCP delivery) that /proc/PID may not. Latency: publisher send → player receive of the same message, same process, live messages only, measured by every 25th player (the rest read in bulk with SO_RCVLOWAT 32 KiB)."

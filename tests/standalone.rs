@@ -363,16 +363,21 @@ async fn viewer_survives_republish_with_monotonic_timestamps() {
     );
 }
 
-/// `/healthz` and `/readyz` answer, and an unknown role says it is not available yet.
+/// `/healthz` and `/readyz` answer; control without its admin token refuses to start and says
+/// why.
 #[test]
-fn health_endpoints_and_placeholder_roles() {
+fn health_endpoints_and_a_control_without_admin_token() {
     let server = Server::start();
     assert_eq!(server.http_get("/healthz").map(|r| r.0), Some(200));
     assert_eq!(server.http_get("/readyz").map(|r| r.0), Some(200));
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_liverelay"))
-        .args(["control"])
+        .args(["control", "--http-listen", "127.0.0.1:0"])
+        .env_remove("LIVERELAY_ADMIN_TOKEN")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not available yet"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("control.admin_token is required"),
+        "{out:?}"
+    );
 }

@@ -185,6 +185,8 @@ pub struct RtmpSettings {
     pub tcp_nodelay: bool,
     /// On SIGTERM: how long existing connections may go on before they are closed.
     pub drain_grace_secs: u64,
+    /// Write to each player at most once per this many milliseconds (0: at every frame).
+    pub write_coalesce_ms: u64,
 }
 
 impl Default for RtmpSettings {
@@ -203,6 +205,7 @@ impl Default for RtmpSettings {
             // player at moderate load without raising delivery latency on loopback.
             tcp_nodelay: false,
             drain_grace_secs: 30,
+            write_coalesce_ms: 0,
         }
     }
 }
@@ -385,6 +388,7 @@ impl Settings {
             idle_timeout: Duration::from_secs(r.idle_timeout_secs),
             max_connections: r.max_connections,
             tcp_nodelay: r.tcp_nodelay,
+            write_coalesce: Duration::from_millis(r.write_coalesce_ms),
             ..RtmpServerConfig::default()
         }
     }

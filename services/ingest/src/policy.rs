@@ -30,9 +30,11 @@ struct LeaseTicket {
 }
 
 impl Ticket for LeaseTicket {
-    fn revoked(&self) -> BoxFuture<'static, String> {
+    fn revoked(&self) -> Option<BoxFuture<'static, String>> {
         let lost = self.lease.lost();
-        Box::pin(async move { format!("stream taken over by {}", lost.await) })
+        Some(Box::pin(async move {
+            format!("stream taken over by {}", lost.await)
+        }))
     }
 }
 

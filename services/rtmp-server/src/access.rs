@@ -170,12 +170,15 @@ impl Access for Chain {
 }
 
 impl Ticket for Vec<Box<dyn Ticket>> {
-    fn revoked(&self) -> BoxFuture<'static, String> {
-        let all: Vec<_> = self.iter().map(|t| t.revoked()).collect();
-        if all.is_empty() {
-            return Box::pin(std::future::pending());
+    fn revoked(&self) -> Option<BoxFuture<'static, String>> {
+        let mut all: Vec<_> = self.iter().filter_map(|t| t.revoked()).collect();
+        match all.len() {
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Box::pin(
+                async move { futures::future::select_all(all).await.0 },
+            )),
         }
-        Box::pin(async move { futures::future::select_all(all).await.0 })
     }
 }
 

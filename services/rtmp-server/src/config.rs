@@ -16,6 +16,9 @@ pub struct RtmpServerConfig {
     pub tcp_nodelay: bool,
     /// Frames written to a viewer in one vectored write at most.
     pub max_batch_frames: usize,
+    /// A viewer is written to at most once per this window (zero: at every frame): fewer
+    /// wakeups and writes per player for at most this much added delivery delay.
+    pub write_coalesce: Duration,
 }
 
 impl Default for RtmpServerConfig {
@@ -28,6 +31,7 @@ impl Default for RtmpServerConfig {
             max_connections: 10_000,
             tcp_nodelay: false,
             max_batch_frames: 256,
+            write_coalesce: Duration::ZERO,
         }
     }
 }

@@ -14,7 +14,7 @@ use liverelay_rtmp::session::{ConnectRequest, PlayRequest, PublishRequest};
 use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, Span, info, info_span, warn};
 
 use crate::access::{Access, Action, Admission, ClientInfo, StreamAttempt};
@@ -74,8 +74,9 @@ struct Publishing {
     publisher: Publisher,
     /// The policy's and access's tickets, in that order.
     _ticket: Box<dyn Ticket>,
-    /// The tickets' revocation or a kick, made once and polled in place.
-    revoked: BoxFuture<'static, String>,
+    /// The tickets' revocation, if they can be revoked; made once and polled in place.
+    revoked: Option<BoxFuture<'static, String>>,
+    kicked: oneshot::Receiver<String>,
     _session: Registered,
     _span: Span,
 }
@@ -85,7 +86,8 @@ struct Playing {
     name: String,
     viewer: Viewer,
     _ticket: Box<dyn Ticket>,
-    revoked: BoxFuture<'static, String>,
+    revoked: Option<BoxFuture<'static, String>>,
+    kicked: oneshot::Receiver<String>,
     _session: Registered,
     _span: Span,
     paused: bool,
@@ -93,6 +95,10 @@ struct Playing {
     video: bool,
     /// Frames known to be waiting beyond the last batch.
     pending: u64,
+    /// When this viewer was last written to, and (while coalescing) until when new frames
+    /// wait for the next write.
+    last_pump: tokio::time::Instant,
+    held_until: Option<tokio::time::Instant>,
 }
 
 pub struct Connection {
@@ -122,6 +128,8 @@ enum Wake {
     Viewer,
     Tick,
     Revoked(&'static str, String),
+    /// A coalescing window ended.
+    Held,
     Closing,
 }
 
@@ -217,26 +225,45 @@ impl Connection {
                 if recv.capacity() - recv.len() < room / 4 {
                     recv.reserve(room);
                 }
-                let (viewer, stopped) = match self.playing.as_mut() {
+                // Branches with nothing to wait for are disabled, not polled: this select runs
+                // once per frame per player.
+                let (viewer, held, play_revoked, play_kicked) = match self.playing.as_mut() {
                     Some(p) => (
-                        (!p.paused).then_some(&mut p.viewer),
-                        Some(p.revoked.as_mut()),
+                        (!p.paused && p.held_until.is_none()).then_some(&mut p.viewer),
+                        p.held_until,
+                        p.revoked.as_mut(),
+                        Some(&mut p.kicked),
                     ),
+                    None => (None, None, None, None),
+                };
+                let (pub_revoked, pub_kicked) = match self.publishing.as_mut() {
+                    Some(p) => (p.revoked.as_mut(), Some(&mut p.kicked)),
                     None => (None, None),
                 };
-                let revoked = self.publishing.as_mut().map(|p| p.revoked.as_mut());
+                let on = (
+                    viewer.is_some(),
+                    held.is_some(),
+                    pub_revoked.is_some(),
+                    pub_kicked.is_some(),
+                    play_revoked.is_some(),
+                    play_kicked.is_some(),
+                );
                 tokio::select! {
                     () = &mut closing => Wake::Closing,
                     r = self.socket.read_buf(recv) => Wake::Read(r),
-                    _ = async { match viewer { Some(v) => v.changed().await, None => std::future::pending().await } } => Wake::Viewer,
-                    why = async { match revoked { Some(r) => r.await, None => std::future::pending().await } } => Wake::Revoked("publish", why),
-                    why = async { match stopped { Some(r) => r.await, None => std::future::pending().await } } => Wake::Revoked("play", why),
+                    _ = async { viewer.expect("enabled").changed().await }, if on.0 => Wake::Viewer,
+                    () = async { tokio::time::sleep_until(held.expect("enabled")).await }, if on.1 => Wake::Held,
+                    why = async { pub_revoked.expect("enabled").await }, if on.2 => Wake::Revoked("publish", why),
+                    why = async { kick_reason(pub_kicked.expect("enabled").await) }, if on.3 => Wake::Revoked("publish", why),
+                    why = async { play_revoked.expect("enabled").await }, if on.4 => Wake::Revoked("play", why),
+                    why = async { kick_reason(play_kicked.expect("enabled").await) }, if on.5 => Wake::Revoked("play", why),
                     _ = tick.tick() => Wake::Tick,
                 }
             };
             let step = match wake {
                 Wake::Read(r) => self.on_read(r).await,
-                Wake::Viewer => self.pump_viewer().await,
+                Wake::Viewer => self.on_viewer_changed().await,
+                Wake::Held => self.pump_viewer().await,
                 Wake::Tick => self.on_tick(),
                 Wake::Revoked(what, why) => Err(CloseReason::Revoked(what, why)),
                 Wake::Closing => {
@@ -341,9 +368,11 @@ impl Connection {
     async fn handle_events(&mut self) {
         while let Some(event) = self.session.poll_event() {
             match event {
-                ServerEvent::Connect(req) => self.on_connect(req).await,
-                ServerEvent::Publish(req) => self.on_publish(req).await,
-                ServerEvent::Play(req) => self.on_play(req).await,
+                // Boxed: these run once per session, and inline their state would enlarge every
+                // connection's task for its whole life.
+                ServerEvent::Connect(req) => Box::pin(self.on_connect(req)).await,
+                ServerEvent::Publish(req) => Box::pin(self.on_publish(req)).await,
+                ServerEvent::Play(req) => Box::pin(self.on_play(req)).await,
                 ServerEvent::Media { stream_id, media } => {
                     if let Some(p) = self
                         .publishing
@@ -460,31 +489,21 @@ impl Connection {
         Some(self.access.admit(attempt))
     }
 
-    /// Enters a started publish or play in the session table; the result resolves when the
-    /// tickets are revoked or the session is kicked.
+    /// Enters a started publish or play in the session table.
     fn register(
         &self,
         role: SessionRole,
         key: &StreamKey,
         tag: Option<String>,
-        tickets: &Vec<Box<dyn Ticket>>,
-    ) -> (Registered, BoxFuture<'static, String>) {
-        let (registered, kicked) = self.sessions.register(SessionInfo {
+    ) -> (Registered, oneshot::Receiver<String>) {
+        self.sessions.register(SessionInfo {
             client_id: self.id,
             addr: self.peer,
             role,
             app: key.app.to_string(),
             name: key.name.to_string(),
             tag,
-        });
-        let revoked = tickets.revoked();
-        let either = async move {
-            futures::future::select(revoked, kicked)
-                .await
-                .factor_first()
-                .0
-        };
-        (registered, Box::pin(either))
+        })
     }
 
     async fn on_publish(&mut self, req: PublishRequest) {
@@ -557,12 +576,13 @@ impl Connection {
                         .get_or_create(&KindLabel { kind: "publish" })
                         .inc();
                     let tickets = vec![ticket, admission.ticket];
-                    let (registered, revoked) =
-                        self.register(SessionRole::Publisher, &key, admission.tag, &tickets);
+                    let (registered, kicked) =
+                        self.register(SessionRole::Publisher, &key, admission.tag);
                     self.publishing = Some(Publishing {
                         stream_id: req.stream_id,
                         publisher,
-                        revoked,
+                        revoked: tickets.revoked(),
+                        kicked,
                         _ticket: Box::new(tickets),
                         _session: registered,
                         _span: span,
@@ -678,20 +698,25 @@ impl Connection {
                     .get_or_create(&KindLabel { kind: "play" })
                     .inc();
                 let tickets = vec![ticket, admission.ticket];
-                let (registered, revoked) =
-                    self.register(SessionRole::Viewer, &key, admission.tag, &tickets);
+                // A second play on this connection replaces the first, whose registration must
+                // go before the new one is made.
+                self.playing = None;
+                let (registered, kicked) = self.register(SessionRole::Viewer, &key, admission.tag);
                 self.playing = Some(Playing {
                     stream_id: req.stream_id,
                     name: req.name,
                     viewer,
+                    revoked: tickets.revoked(),
+                    kicked,
                     _ticket: Box::new(tickets),
-                    revoked,
                     _session: registered,
                     _span: span,
                     paused: false,
                     audio: true,
                     video: true,
                     pending: 1,
+                    last_pump: tokio::time::Instant::now(),
+                    held_until: None,
                 });
             }
             Err(e) => {
@@ -706,10 +731,26 @@ impl Connection {
 
     /// Sends the viewer its next batch: everything pending, up to the batch limit, in one
     /// vectored write together with any status messages that belong between the frames.
+    /// New frames: written now, or at the end of the coalescing window if the last write was
+    /// more recent than that.
+    async fn on_viewer_changed(&mut self) -> Result<(), CloseReason> {
+        let window = self.config.write_coalesce;
+        if let Some(p) = self.playing.as_mut().filter(|_| !window.is_zero()) {
+            let due = p.last_pump + window;
+            if tokio::time::Instant::now() < due {
+                p.held_until = Some(due);
+                return Ok(());
+            }
+        }
+        self.pump_viewer().await
+    }
+
     async fn pump_viewer(&mut self) -> Result<(), CloseReason> {
         let Some(p) = self.playing.as_mut() else {
             return Ok(());
         };
+        p.held_until = None;
+        p.last_pump = tokio::time::Instant::now();
         self.items.clear();
         p.pending = p.viewer.poll(&mut self.items, self.config.max_batch_frames);
         let chunk_size = self.session.out_chunk_size();
@@ -754,4 +795,9 @@ fn unix_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A kick's reason; a kick channel closed without one means the session left the table.
+fn kick_reason(kicked: Result<String, oneshot::error::RecvError>) -> String {
+    kicked.unwrap_or_else(|_| "session unregistered".into())
 }

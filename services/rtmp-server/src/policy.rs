@@ -16,10 +16,10 @@ pub struct Refusal {
 /// (releases the registry claim, lets the upstream linger and close).
 pub trait Ticket: Send {
     /// A future that resolves with a reason when the right to go on is withdrawn (e.g.
-    /// another pod took over the stream); asked for once per publish. Never resolves by
-    /// default.
-    fn revoked(&self) -> BoxFuture<'static, String> {
-        Box::pin(std::future::pending())
+    /// another pod took over the stream); asked for once per session. `None` (the default):
+    /// never withdrawn, and nothing to poll on every wakeup of the connection.
+    fn revoked(&self) -> Option<BoxFuture<'static, String>> {
+        None
     }
 }
 

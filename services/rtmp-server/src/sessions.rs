@@ -6,11 +6,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use tokio::sync::oneshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SessionRole {
     Publisher,
     Viewer,
@@ -33,46 +31,40 @@ struct Entry {
     kick: oneshot::Sender<String>,
 }
 
+/// A connection's publish and its play are entered separately.
+type Key = (u64, SessionRole);
+
 #[derive(Clone, Default)]
 pub struct Sessions {
-    inner: Arc<Mutex<HashMap<u64, Entry>>>,
+    inner: Arc<Mutex<HashMap<Key, Entry>>>,
 }
 
 /// Removes its session from the table when the session ends.
 pub struct Registered {
     sessions: Sessions,
-    client_id: u64,
+    key: Key,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.sessions.lock().remove(&self.client_id);
+        self.sessions.lock().remove(&self.key);
     }
 }
 
 impl Sessions {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Entry>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Entry>> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a session; the future resolves with the reason if it is kicked. A connection runs
-    /// one publish or play at a time, so its client id is the key.
-    pub fn register(&self, info: SessionInfo) -> (Registered, BoxFuture<'static, String>) {
+    /// Adds a session; the receiver gets the reason if it is kicked (it is polled on every
+    /// wakeup of a connection, so it is a bare channel, not a boxed future).
+    pub fn register(&self, info: SessionInfo) -> (Registered, oneshot::Receiver<String>) {
         let (kick, kicked) = oneshot::channel();
-        let client_id = info.client_id;
-        self.lock().insert(client_id, Entry { info, kick });
-        let kicked = kicked
-            .then(|r| async move {
-                match r {
-                    Ok(why) => why,
-                    // Replaced by a newer registration: that one is watched now.
-                    Err(_) => std::future::pending().await,
-                }
-            })
-            .boxed();
+        let key = (info.client_id, info.role);
+        self.lock().insert(key, Entry { info, kick });
         let registered = Registered {
             sessions: self.clone(),
-            client_id,
+            key,
         };
         (registered, kicked)
     }
@@ -80,17 +72,17 @@ impl Sessions {
     /// Ends every session `which` selects; returns how many.
     pub fn kick(&self, which: impl Fn(&SessionInfo) -> bool, reason: &str) -> usize {
         let mut table = self.lock();
-        let ids: Vec<u64> = table
-            .values()
-            .filter(|e| which(&e.info))
-            .map(|e| e.info.client_id)
+        let keys: Vec<Key> = table
+            .iter()
+            .filter(|(_, e)| which(&e.info))
+            .map(|(k, _)| *k)
             .collect();
-        for id in &ids {
-            if let Some(entry) = table.remove(id) {
+        for key in &keys {
+            if let Some(entry) = table.remove(key) {
                 let _ = entry.kick.send(reason.to_string());
             }
         }
-        ids.len()
+        keys.len()
     }
 
     pub fn list(&self) -> Vec<SessionInfo> {
@@ -122,8 +114,8 @@ mod tests {
             sessions.kick(|s| s.tag.as_deref() == Some("k1"), "key revoked"),
             1
         );
-        assert_eq!(kicked_a.await, "key revoked");
-        assert!((&mut kicked_b).now_or_never().is_none());
+        assert_eq!(kicked_a.await.unwrap(), "key revoked");
+        assert!(kicked_b.try_recv().is_err());
         assert_eq!(sessions.list().len(), 1);
         drop(b);
         assert!(sessions.list().is_empty());

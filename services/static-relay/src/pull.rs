@@ -101,7 +101,7 @@ impl Pull {
             if revoked.is_none()
                 && let Some((_, ticket)) = &self.publisher
             {
-                revoked = Some(ticket.revoked());
+                revoked = ticket.revoked();
             }
             progress.report(client, false);
             let taken = async {
