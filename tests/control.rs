@@ -822,3 +822,77 @@ fn restream_targets_follow_the_stream_key() {
         Duration::from_secs(10)
     ));
 }
+
+/// A draining edge (SIGTERM) reports it at once, and control stops routing new viewers to it.
+#[test]
+fn control_stops_routing_to_a_draining_edge() {
+    let dir = TempDir::new("route-drain");
+    let p = Platform::start(&[]);
+    let ingest = p.node("ingest", "ingest-a", &[("LIVERELAY_AUTH__PUBLISH", "open")]);
+    // Reports every 30 s: a switch within seconds shows the draining pod reported at once.
+    let grace = [
+        ("LIVERELAY_RTMP__DRAIN_GRACE_SECS", "20"),
+        ("LIVERELAY_CLUSTER__REPORT_INTERVAL_SECS", "30"),
+    ];
+    let edge_a = p.node("edge", "edge-a", &grace);
+    let _edge_b = p.node("edge", "edge-b", &grace);
+    let _publisher = looping_publisher(&ingest.url("live/routed"), &dir.path("pub.log"));
+    let route = |want: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, route) = api(
+                p.control.http,
+                "GET",
+                "/v1/streams/live/routed/route",
+                None,
+                "",
+            );
+            if status == 200 && route["pod"] == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never routed to {want}: {status} {route}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Equal load: the first pod by name.
+    route("edge-a");
+    edge_a.terminate();
+    let drained = Instant::now();
+    route("edge-b");
+    eprintln!(
+        "routing left the draining edge after {:?}",
+        drained.elapsed()
+    );
+    assert!(drained.elapsed() < Duration::from_secs(5));
+}
+
+/// `auth.on_control_unavailable = allow` keeps publishers going while control is away, but
+/// never makes a secret a public stream name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_unreachable_with_allow_never_publishes_a_key_as_a_name() {
+    let redis = RedisServer::start();
+    let closed = format!("http://127.0.0.1:{}", free_port());
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &redis.url(), "--control-url", &closed],
+        &[
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("LIVERELAY_AUTH__ON_CONTROL_UNAVAILABLE", "allow"),
+        ],
+    );
+    let mut as_name = RtmpClient::connect(ingest.rtmp, "live").await;
+    let (_, _, code) = as_name.publish("sk_secret").await;
+    assert_eq!(code, "NetStream.Publish.Denied");
+    assert!(ingest.wait_log(
+        "the stream name is the key; it cannot be mapped without control",
+        Duration::from_secs(2)
+    ));
+    let mut as_param = RtmpClient::connect(ingest.rtmp, "live").await;
+    let (_, _, code) = as_param.publish("cam?key=sk_secret").await;
+    assert_eq!(code, "NetStream.Publish.Start");
+    assert!(redis.record("live", "cam").is_some());
+    assert!(redis.keys().iter().all(|k| !k.contains("sk_secret")));
+}

@@ -324,6 +324,16 @@ mod otlp {
     }
 }
 
+/// Environment of a cluster process that exports its spans to `endpoint` as `service`, soon.
+fn traced<'a>(endpoint: &'a str, service: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("LIVERELAY_CLUSTER_TOKEN", "trace-token"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_SERVICE_NAME", service),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ]
+}
+
 /// One viewer's play on an edge shows up as one trace across pods: the edge's play span, the
 /// upstream it started, and the ingest's relay subscription (trace context carried on gRPC).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -332,14 +342,9 @@ async fn a_play_is_one_trace_across_edge_and_ingest() {
     let endpoint = otlp::start(receiver.clone()).await;
     let redis = RedisServer::start();
     let url = redis.url();
-    let env = |service: &'static str| {
-        [
-            ("LIVERELAY_CLUSTER_TOKEN", "trace-token"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_SERVICE_NAME", service),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-            ("LIVERELAY_CLUSTER__UPSTREAM_LINGER_SECS", "1"),
-        ]
+    let env = |service| {
+        let linger = [("LIVERELAY_CLUSTER__UPSTREAM_LINGER_SECS", "1")];
+        [&traced(&endpoint, service)[..], &linger].concat()
     };
     let ingest = Server::start_role("ingest", &["--redis-url", &url], &env("test-ingest"));
     let edge = Server::start_role("edge", &["--redis-url", &url], &env("test-edge"));
@@ -403,14 +408,9 @@ async fn a_publish_authorization_is_one_trace_across_ingest_and_control() {
     let endpoint = otlp::start(receiver.clone()).await;
     let redis = RedisServer::start();
     let url = redis.url();
-    let env = |service: &'static str| {
-        [
-            ("LIVERELAY_CLUSTER_TOKEN", "trace-token"),
-            ("LIVERELAY_ADMIN_TOKEN", "trace-admin"),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
-            ("OTEL_SERVICE_NAME", service),
-            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
-        ]
+    let env = |service| {
+        let admin = [("LIVERELAY_ADMIN_TOKEN", "trace-admin")];
+        [&traced(&endpoint, service)[..], &admin].concat()
     };
     let control = Server::start_role("control", &["--redis-url", &url], &env("test-control"));
     let control_url = format!("http://{}", control.grpc);

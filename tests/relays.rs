@@ -297,21 +297,22 @@ fn pull_runs_once_in_the_cluster_and_fails_over() {
     play_decodes(&edge.url("live/foo"), &dir, "edge-play-2");
 }
 
+/// nginx with a publisher looping on `live/src`, and a config pulling it on demand as
+/// `live/foo` with a 1 s linger.
+fn on_demand_source(tag: &str) -> (Nginx, TempDir, ChildGuard, PathBuf) {
+    let nginx = Nginx::start();
+    let dir = TempDir::new(tag);
+    let publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
+    let on_demand = "mode = \"on-demand\"\nlinger_secs = 1";
+    let conf = config(&dir, &pull(&nginx.url("live/src"), "live/foo", on_demand));
+    (nginx, dir, publisher, conf)
+}
+
 /// An on-demand pull does nothing until its stream is played, runs while watched and stops
 /// after the linger.
 #[test]
 fn on_demand_pull_starts_on_play_and_stops_after_linger() {
-    let nginx = Nginx::start();
-    let dir = TempDir::new("relay-on-demand");
-    let _publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
-    let conf = config(
-        &dir,
-        &pull(
-            &nginx.url("live/src"),
-            "live/foo",
-            "mode = \"on-demand\"\nlinger_secs = 1",
-        ),
-    );
+    let (_nginx, dir, _publisher, conf) = on_demand_source("relay-on-demand");
     let server = start("standalone", &conf, &[]);
     std::thread::sleep(Duration::from_secs(1));
     let row = &relays(&server)[0];
@@ -358,17 +359,7 @@ fn on_demand_pull_starts_on_play_and_stops_after_linger() {
 #[test]
 fn on_demand_pull_starts_when_an_edge_wants_the_stream() {
     let redis = RedisServer::start();
-    let nginx = Nginx::start();
-    let dir = TempDir::new("relay-on-demand-edge");
-    let _publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
-    let conf = config(
-        &dir,
-        &pull(
-            &nginx.url("live/src"),
-            "live/foo",
-            "mode = \"on-demand\"\nlinger_secs = 1",
-        ),
-    );
+    let (_nginx, _dir, _publisher, conf) = on_demand_source("relay-on-demand-edge");
     let url = redis.url();
     let env = |pod| {
         [

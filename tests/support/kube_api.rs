@@ -195,13 +195,17 @@ async fn get_one(
 ) -> Response {
     match api.object(&name) {
         Some(o) => axum::Json(o).into_response(),
-        None => not_found(&name),
+        None => failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{name} not found"),
+        ),
     }
 }
 
-fn not_found(name: &str) -> Response {
-    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{name} not found")});
-    (StatusCode::NOT_FOUND, axum::Json(status)).into_response()
+fn failure(code: StatusCode, reason: &str, message: String) -> Response {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code.as_u16(), "message": message});
+    (code, axum::Json(status)).into_response()
 }
 
 fn apply_patch(object: &mut Value, headers: &HeaderMap, body: &[u8]) -> Result<(), String> {
@@ -219,23 +223,37 @@ fn apply_patch(object: &mut Value, headers: &HeaderMap, body: &[u8]) -> Result<(
     }
 }
 
+/// A PATCH of the object (`status: false`) or of its status subresource, which changes only
+/// the status.
+fn patch(api: &FakeApi, name: &str, headers: &HeaderMap, body: &[u8], status: bool) -> Response {
+    let mut store = api.lock();
+    let Some(mut object) = store.objects.get(name).cloned() else {
+        return failure(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{name} not found"),
+        );
+    };
+    let spec = object["spec"].clone();
+    if let Err(e) = apply_patch(&mut object, headers, body) {
+        return failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e);
+    }
+    store.bump(&mut object);
+    if status {
+        object["spec"] = spec;
+        store.statuses.push(object["status"].clone());
+    }
+    finish(&mut store, name, object.clone());
+    axum::Json(object).into_response()
+}
+
 async fn patch_object(
     State(api): State<FakeApi>,
     Path((_ns, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut store = api.lock();
-    let Some(mut object) = store.objects.get(&name).cloned() else {
-        return not_found(&name);
-    };
-    if let Err(e) = apply_patch(&mut object, &headers, &body) {
-        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422, "message": e});
-        return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(status)).into_response();
-    }
-    store.bump(&mut object);
-    finish(&mut store, &name, object.clone());
-    axum::Json(object).into_response()
+    patch(&api, &name, &headers, &body, false)
 }
 
 async fn patch_status(
@@ -244,19 +262,5 @@ async fn patch_status(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let mut store = api.lock();
-    let Some(mut object) = store.objects.get(&name).cloned() else {
-        return not_found(&name);
-    };
-    let before = object["spec"].clone();
-    if let Err(e) = apply_patch(&mut object, &headers, &body) {
-        return (StatusCode::UNPROCESSABLE_ENTITY, e).into_response();
-    }
-    // The status subresource never changes anything but the status.
-    object["spec"] = before;
-    store.bump(&mut object);
-    store.statuses.push(object["status"].clone());
-    store.objects.insert(name, object.clone());
-    store.emit("MODIFIED", &object);
-    axum::Json(object).into_response()
+    patch(&api, &name, &headers, &body, true)
 }

@@ -100,14 +100,13 @@ impl StreamKeys {
         // The secret rides in `key=` (on the name or the app) or is the stream name itself.
         let secret = attempt.param("key").unwrap_or_else(|| attempt.name.clone());
         let digest = sha256_hex(secret.as_bytes());
-        let fresh = self
+        let cached = self
             .cache()
             .get(&digest)
-            .filter(|c| c.at.elapsed() < self.0.config.cache_for)
-            .map(|c| c.answer.clone());
-        let answer = match fresh {
-            Some(answer) => answer,
-            None => match self.ask(&attempt, &secret).await {
+            .map(|c| (c.answer.clone(), c.at.elapsed() < self.0.config.cache_for));
+        let answer = match cached {
+            Some((answer, true)) => answer,
+            stale => match self.ask(&attempt, &secret).await {
                 Ok(answer) => {
                     if answer.allowed && !self.0.config.cache_for.is_zero() {
                         let cached = Cached {
@@ -118,7 +117,9 @@ impl StreamKeys {
                     }
                     answer
                 }
-                Err(status) => return self.unavailable(&attempt, &status),
+                Err(status) => {
+                    return self.unavailable(&attempt, &status, stale.map(|(a, _)| a));
+                }
             },
         };
         if !answer.allowed {
@@ -131,33 +132,53 @@ impl StreamKeys {
         }
         self.count("allow");
         info!(app = %answer.app, stream = %answer.stream, key_id = %answer.key_id, "stream key accepted");
-        Ok(Admission {
-            app: answer.app,
-            name: answer.stream,
-            tag: Some(answer.key_id),
-            ticket: Box::new(()),
-        })
+        Ok(admitted(answer))
     }
 
+    /// Control could not be asked. `deny`: refused. `allow`: the last answer for this key if
+    /// there was one, else the publish goes on under its name when the key came as `key=`;
+    /// a key given as the stream name is still refused, as publishing under it would show
+    /// the secret to every viewer.
     fn unavailable(
         &self,
         attempt: &StreamAttempt,
         status: &tonic::Status,
+        last: Option<AuthorizePublishResponse>,
     ) -> Result<Admission, Refusal> {
         self.count("control_unavailable");
-        match self.0.config.on_unavailable {
-            ControlUnavailable::Deny => {
-                warn!(app = %attempt.app, client = attempt.client.id, error = %status.message(), "control unreachable: publish denied (auth.on_control_unavailable = deny)");
-                Err(Refusal {
-                    code: code::PUBLISH_DENIED,
-                    description: "authorization service unavailable".into(),
-                })
+        let error = status.message();
+        let (app, client) = (&attempt.app, attempt.client.id);
+        let denied = |why: &str| {
+            warn!(%app, client, error, "control unreachable: publish denied ({why})");
+            Err(Refusal {
+                code: code::PUBLISH_DENIED,
+                description: "authorization service unavailable".into(),
+            })
+        };
+        match (self.0.config.on_unavailable, last) {
+            (ControlUnavailable::Deny, _) => denied("auth.on_control_unavailable = deny"),
+            (ControlUnavailable::Allow, Some(answer)) => {
+                warn!(%app, client, error, stream = %answer.stream, "control unreachable: publish allowed by its last answer (auth.on_control_unavailable = allow)");
+                Ok(admitted(answer))
             }
-            ControlUnavailable::Allow => {
-                warn!(app = %attempt.app, client = attempt.client.id, error = %status.message(), "control unreachable: publish allowed under the name given (auth.on_control_unavailable = allow)");
+            (ControlUnavailable::Allow, None) if attempt.param("key").is_some() => {
+                warn!(%app, client, error, stream = %attempt.name, "control unreachable: publish allowed under the name given (auth.on_control_unavailable = allow)");
                 Ok(Admission::unchanged(attempt))
             }
+            (ControlUnavailable::Allow, None) => {
+                denied("the stream name is the key; it cannot be mapped without control")
+            }
         }
+    }
+}
+
+/// The publish a positive answer allows: the key's public stream, tagged with the key's id.
+fn admitted(answer: AuthorizePublishResponse) -> Admission {
+    Admission {
+        app: answer.app,
+        name: answer.stream,
+        tag: Some(answer.key_id),
+        ticket: Box::new(()),
     }
 }
 
