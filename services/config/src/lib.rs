@@ -233,6 +233,8 @@ pub struct HubSettings {
     pub viewer_queue_frames: usize,
     pub viewer_queue_bytes: usize,
     pub max_streams: usize,
+    /// Audio rides with the next video frame unless the viewers were not woken for this long.
+    pub audio_hold_ms: u64,
 }
 
 impl Default for HubSettings {
@@ -245,6 +247,7 @@ impl Default for HubSettings {
             viewer_queue_frames: d.viewer_queue_frames,
             viewer_queue_bytes: d.viewer_queue_bytes,
             max_streams: d.max_streams,
+            audio_hold_ms: d.audio_hold.as_millis() as u64,
         }
     }
 }
@@ -427,6 +430,7 @@ impl Settings {
             viewer_queue_frames: h.viewer_queue_frames,
             viewer_queue_bytes: h.viewer_queue_bytes,
             max_streams: h.max_streams,
+            audio_hold: Duration::from_millis(h.audio_hold_ms),
         }
     }
 }

@@ -46,6 +46,11 @@ pub struct HubConfig {
     pub viewer_queue_bytes: usize,
     /// Streams (live or with waiting viewers) the hub holds at most.
     pub max_streams: usize,
+    /// An audio message wakes the viewers only if they have not been woken for this long;
+    /// otherwise it goes out with the next video frame. Halves the wakeups and writes per
+    /// player of an audio+video stream; audio waits at most this long. Zero: every message
+    /// wakes them.
+    pub audio_hold: std::time::Duration,
 }
 
 impl Default for HubConfig {
@@ -59,6 +64,7 @@ impl Default for HubConfig {
             viewer_queue_frames: 256,
             viewer_queue_bytes: 16 * 1024 * 1024,
             max_streams: 1000,
+            audio_hold: std::time::Duration::from_millis(40),
         }
     }
 }
@@ -87,7 +93,7 @@ pub struct StreamSummary {
 }
 
 pub(crate) struct HubInner {
-    config: HubConfig,
+    pub(crate) config: HubConfig,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
 }
 

@@ -181,6 +181,8 @@ pub struct Publisher {
     timeline: Timeline,
     generation: u64,
     encoding: FanoutEncoding,
+    /// When the viewers were last woken.
+    woken: std::time::Instant,
 }
 
 impl Publisher {
@@ -201,6 +203,7 @@ impl Publisher {
             timeline,
             generation,
             encoding,
+            woken: std::time::Instant::now(),
         }
     }
 
@@ -222,8 +225,12 @@ impl Publisher {
             .fetch_add(media.payload.len() as u64, Ordering::Relaxed);
         let timestamp = self.timeline.map(media.timestamp);
         let frame = Arc::new(Frame::new(media, timestamp, self.generation, self.encoding));
+        let audio = frame.kind == MediaKind::Audio;
         self.stream.lock().append(frame);
-        self.stream.wake_viewers();
+        if !audio || self.woken.elapsed() >= self.hub.config.audio_hold {
+            self.stream.wake_viewers();
+            self.woken = std::time::Instant::now();
+        }
     }
 }
 

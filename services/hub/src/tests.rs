@@ -271,3 +271,30 @@ async fn viewer_wakes_on_push() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+#[test]
+fn audio_rides_with_the_next_video_frame_unless_held_too_long() {
+    use futures::FutureExt;
+    let hold = std::time::Duration::from_millis(40);
+    let hub = Hub::new(HubConfig {
+        audio_hold: hold,
+        ..HubConfig::default()
+    });
+    let mut v = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    let woken = |v: &mut Viewer| v.changed().now_or_never().is_some();
+    let mut out = Vec::new();
+    v.poll(&mut out, 10);
+    p.push(video(0, true));
+    assert!(woken(&mut v), "video wakes at once");
+    p.push(audio(10));
+    assert!(!woken(&mut v), "audio right after a wakeup waits");
+    p.push(video(33, false));
+    assert!(woken(&mut v), "and goes out with the next video frame");
+    out.clear();
+    v.poll(&mut out, 10);
+    assert_eq!(frames(&out).len(), 3, "nothing was lost");
+    std::thread::sleep(hold);
+    p.push(audio(80));
+    assert!(woken(&mut v), "audio after the hold wakes by itself");
+}
