@@ -172,7 +172,7 @@ fn stream_keys_publish_under_the_public_name_and_die_when_rotated_or_revoked() {
     }
 
     // The live view: owner, codecs, viewers per edge; the route sends players to the edge.
-    let rtmp = RtmpClientHandle::play(edge.rtmp, "live", "cam");
+    let rtmp = FfmpegViewer::play(edge.rtmp, "live", "cam");
     let deadline = Instant::now() + Duration::from_secs(10);
     let live = loop {
         let (status, view) = p.api("GET", "/v1/streams", "");
@@ -260,9 +260,9 @@ fn stream_keys_publish_under_the_public_name_and_die_when_rotated_or_revoked() {
 }
 
 /// A viewer for as long as it is held (ffmpeg playing into the void).
-struct RtmpClientHandle(ChildGuard);
+struct FfmpegViewer(ChildGuard);
 
-impl RtmpClientHandle {
+impl FfmpegViewer {
     fn play(addr: SocketAddr, app: &str, name: &str) -> Self {
         Self(ChildGuard::spawn(
             std::process::Command::new("ffmpeg")
@@ -594,7 +594,7 @@ fn dropping_viewers_through_the_api() {
         assert!(Instant::now() < deadline, "live/dropme never registered");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut viewer = RtmpClientHandle::play(edge.rtmp, "live", "dropme");
+    let mut viewer = FfmpegViewer::play(edge.rtmp, "live", "dropme");
     edge.wait_viewers("live", "dropme", 1, Duration::from_secs(10));
     assert_eq!(
         api(

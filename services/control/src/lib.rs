@@ -24,6 +24,7 @@ use liverelay_registry::{CommandBus, NodeReports, RedisRegistry, RegistryEvent, 
 use liverelay_relay::ClusterToken;
 use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus};
 use tokio::net::TcpListener;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 pub use keys::KeyRecord;
@@ -58,7 +59,7 @@ pub async fn run(
         metrics.clone(),
     )?;
     let stream_events = tokio::spawn(forward_stream_events(registry.clone(), webhooks.clone()));
-    let _stop_events = AbortOnDrop(stream_events);
+    let _stop_events = AbortOnDropHandle::new(stream_events);
     let declared = DeclaredRelays::new(conn.clone(), &prefix);
     let relay_statuses = RedisRelayStatus::new(conn.clone(), &prefix);
     let _reconciler = if settings.control.relay_resources {
@@ -72,7 +73,9 @@ pub async fn run(
             statuses: relay_statuses.clone(),
             refresh: Duration::from_secs(5),
         });
-        Some(AbortOnDrop(tokio::spawn(kubernetes::run(api, context))))
+        Some(AbortOnDropHandle::new(tokio::spawn(kubernetes::run(
+            api, context,
+        ))))
     } else {
         None
     };
@@ -156,13 +159,5 @@ async fn forward_stream_events(registry: Arc<RedisRegistry>, webhooks: Webhooks)
             format!("{kind}:{app}/{name}:{generation}"),
             serde_json::json!({ "app": app, "stream": name, "ingest": owner, "generation": generation }),
         ));
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

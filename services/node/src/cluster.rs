@@ -13,6 +13,7 @@ use liverelay_registry::{
 };
 use liverelay_rtmp_server::{Phase, SessionRole, Sessions};
 use tokio::sync::{broadcast, watch};
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 /// Applies control's commands until the process ends.
@@ -24,7 +25,7 @@ pub async fn follow_commands(
 ) -> anyhow::Result<()> {
     let bus = CommandBus::new(redis.conn(), redis.key_prefix());
     let (mut commands, task) = bus.listen();
-    let _stop = AbortOnDrop(task);
+    let _stop = AbortOnDropHandle::new(task);
     loop {
         let command = match commands.recv().await {
             Ok(c) => c,
@@ -160,13 +161,5 @@ impl LoadReporter {
                 }
             }
         }
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

@@ -109,7 +109,7 @@ impl StaticRelays {
                 return std::future::pending().await;
             };
             let (mut changes, follower) = declared.changes();
-            let _follower = AbortAll(vec![follower.abort_handle()]);
+            let _follower = tokio_util::task::AbortOnDropHandle::new(follower);
             loop {
                 match declared.list().await {
                     Ok(entries) => {
@@ -223,15 +223,6 @@ impl StaticRelays {
                     .await
             }
         }
-    }
-}
-
-/// Stops tasks when the role task is dropped (the node shutting down).
-struct AbortAll(Vec<tokio::task::AbortHandle>);
-
-impl Drop for AbortAll {
-    fn drop(&mut self) {
-        self.0.iter().for_each(tokio::task::AbortHandle::abort);
     }
 }
 
