@@ -3,7 +3,7 @@
 #   make test   install test dependencies if missing, then run the whole test suite
 #   make lint   rustfmt and clippy, as CI runs them
 #   make k8s    regenerate k8s/base from the Helm chart
-#   make fuzz   fuzz the RTMP server session (not part of `make test`)
+#   make fuzz   fuzz each target in services/fuzz (`make test` only replays their corpus)
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
@@ -69,10 +69,16 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# Coverage-guided fuzzing of the server session with cargo-fuzz (installed on first use).
+# Coverage-guided fuzzing with cargo-fuzz (installed on first use): every target of
+# services/fuzz for FUZZ_SECONDS each, from its committed corpus and dictionary. New inputs go to
+# services/fuzz/libfuzzer/corpus (not committed); `make test` replays the committed corpus.
 fuzz:
 	@command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
-	cd services/rtmp/fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run server_session -- -max_total_time=$(FUZZ_SECONDS)
+	cd services/fuzz && for t in $$($(CARGO) fuzz list --fuzz-dir libfuzzer); do \
+		mkdir -p libfuzzer/corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir libfuzzer $$t libfuzzer/corpus/$$t corpus/$$t \
+			-- -dict=$(CURDIR)/services/fuzz/corpus/$$t.dict -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

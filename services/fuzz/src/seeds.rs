@@ -1,0 +1,381 @@
+//! Seed inputs and dictionaries, made with the project's own client session and encoders so
+//! they are what real clients send. `examples/write_seeds.rs` writes them to `corpus/`.
+
+use bytes::{Bytes, BytesMut};
+use liverelay_rtmp::amf::{self, Amf0Value};
+use liverelay_rtmp::chunk::encode_message;
+use liverelay_rtmp::handshake::{ClientKind, HANDSHAKE_SIZE};
+use liverelay_rtmp::message::{RawMessage, UserControl, csid, type_id};
+use liverelay_rtmp::session::{
+    ClientConfig, ClientEvent, ClientSession, Media, MediaKind, PublishKind,
+};
+
+use crate::server_session::{
+    HANDSHAKE_IN_INPUT, Harness, NOTIFY_PLAYERS, REJECT_CONNECT, REJECT_STREAMS,
+};
+
+/// Seeds for `server_session`: (file name, input).
+pub fn server_session() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("publish", record(0, ClientKind::Simple, 4096, publish)),
+        // A 64-byte acknowledgement window: the server acknowledges as the media comes in.
+        (
+            "publish-ack-window",
+            record(0, ClientKind::Simple, 4096, |rec| {
+                rec.inject(&control(
+                    type_id::WINDOW_ACK_SIZE,
+                    64u32.to_be_bytes().to_vec(),
+                ));
+                publish(rec);
+            }),
+        ),
+        // Default chunk size: the keyframe spans many chunks.
+        (
+            "publish-small-chunks",
+            record(0, ClientKind::Simple, 128, publish),
+        ),
+        (
+            "publish-digest-handshake",
+            record(HANDSHAKE_IN_INPUT, ClientKind::Digest, 4096, publish),
+        ),
+        ("play", record(0, ClientKind::Simple, 4096, play)),
+        (
+            "play-simple-handshake-notify",
+            record(
+                HANDSHAKE_IN_INPUT | NOTIFY_PLAYERS,
+                ClientKind::Simple,
+                4096,
+                play,
+            ),
+        ),
+        (
+            "connect-rejected",
+            record(REJECT_CONNECT, ClientKind::Simple, 4096, |_| {}),
+        ),
+        (
+            "streams-rejected",
+            record(REJECT_STREAMS, ClientKind::Simple, 4096, publish_then_play),
+        ),
+    ]
+}
+
+/// A client talking to a recording [`Harness`]: what the client sends becomes the input.
+struct Recorder {
+    harness: Harness,
+    client: ClientSession,
+    /// Client bytes not to forward: its own handshake when the harness does one itself.
+    skip: usize,
+    input: Vec<u8>,
+}
+
+impl Recorder {
+    /// Moves bytes both ways until both are quiet; returns the client's events.
+    fn pump(&mut self) -> Vec<ClientEvent> {
+        loop {
+            let mut moved = false;
+            while let Some(bytes) = self.client.poll_transmit() {
+                moved = true;
+                let skip = self.skip.min(bytes.len());
+                self.skip -= skip;
+                let bytes = &bytes[skip..];
+                if !bytes.is_empty() {
+                    self.input.extend_from_slice(bytes);
+                    self.harness
+                        .read(bytes)
+                        .expect("the server session takes the client's bytes");
+                }
+            }
+            let out = self.harness.take_recorded();
+            if !out.is_empty() {
+                moved = true;
+                self.client
+                    .feed(&out)
+                    .expect("the client takes the server's bytes");
+            }
+            if !moved {
+                return std::iter::from_fn(|| self.client.poll_event()).collect();
+            }
+        }
+    }
+
+    /// Runs `f`, pumps, and returns the first event `pick` accepts.
+    fn until<T>(
+        &mut self,
+        f: impl FnOnce(&mut ClientSession),
+        pick: impl Fn(&ClientEvent) -> Option<T>,
+    ) -> T {
+        f(&mut self.client);
+        let events = self.pump();
+        events
+            .iter()
+            .find_map(pick)
+            .unwrap_or_else(|| panic!("no expected event among {events:?}"))
+    }
+
+    /// Sends bytes the client session would not, between its messages. Only protocol control
+    /// messages with a full (fmt 0) header fit: they leave the client's header compression intact
+    /// as long as it sends nothing on that chunk stream afterwards.
+    fn inject(&mut self, bytes: &[u8]) {
+        self.input.extend_from_slice(bytes);
+        self.harness
+            .read(bytes)
+            .expect("the server session takes the injected bytes");
+    }
+
+    fn create_stream(&mut self) -> u32 {
+        self.until(ClientSession::create_stream, |e| match e {
+            ClientEvent::StreamCreated { stream_id } => Some(*stream_id),
+            _ => None,
+        })
+    }
+}
+
+/// Records a session: handshake and connect, then `script`. Each seed is fed one byte per read
+/// (byte 1 = 1), so the harness answers every command before the next one starts, as a real
+/// client that waits for replies sees it.
+fn record(
+    flags: u8,
+    handshake: ClientKind,
+    chunk_size: u32,
+    script: impl FnOnce(&mut Recorder),
+) -> Vec<u8> {
+    let config = ClientConfig {
+        handshake,
+        chunk_size,
+        ..ClientConfig::new("live?tenant=a", "rtmp://localhost/live?tenant=a")
+    };
+    let random: Vec<u8> = (0..3072u32).map(|i| (i * 7 + 3) as u8).collect();
+    let mut rec = Recorder {
+        harness: Harness::recording(flags),
+        client: ClientSession::new(config, &random, 1000),
+        skip: if flags & HANDSHAKE_IN_INPUT == 0 {
+            1 + 2 * HANDSHAKE_SIZE
+        } else {
+            0
+        },
+        input: vec![flags, 1],
+    };
+    let events = rec.pump();
+    let connected = events
+        .iter()
+        .any(|e| matches!(e, ClientEvent::Connected { .. }));
+    assert_eq!(connected, flags & REJECT_CONNECT == 0, "{events:?}");
+    script(&mut rec);
+    rec.input
+}
+
+fn publish(rec: &mut Recorder) {
+    rec.client.prepare_publish("cam");
+    let id = rec.create_stream();
+    rec.until(
+        |c| c.publish(id, "cam?key=k1&x=2", PublishKind::Live),
+        |e| matches!(e, ClientEvent::PublishStarted { .. }).then_some(()),
+    );
+    for media in sample_media() {
+        rec.client.send_media(id, &media);
+    }
+    rec.pump();
+    rec.client.fc_unpublish("cam");
+    rec.client.delete_stream(id);
+    rec.pump();
+}
+
+fn play(rec: &mut Recorder) {
+    let id = rec.create_stream();
+    rec.until(
+        |c| c.play(id, "cam?token=t"),
+        |e| matches!(e, ClientEvent::PlayStarted { .. }).then_some(()),
+    );
+    rec.client
+        .call("getStreamLength", &[Amf0Value::String("cam".into())]);
+    rec.client.delete_stream(id);
+    rec.pump();
+}
+
+fn publish_then_play(rec: &mut Recorder) {
+    let refused = |e: &ClientEvent| match e {
+        ClientEvent::Status { level, .. } if level == "error" => Some(()),
+        _ => None,
+    };
+    let id = rec.create_stream();
+    rec.until(|c| c.publish(id, "cam", PublishKind::Live), refused);
+    // Media on a stream whose publish was refused must go nowhere.
+    rec.client.send_media(id, &sample_media()[1]);
+    rec.pump();
+    let id = rec.create_stream();
+    rec.until(|c| c.play(id, "cam"), refused);
+}
+
+fn amf_body(values: &[Amf0Value]) -> Bytes {
+    let mut out = BytesMut::new();
+    amf::encode_all(values, &mut out);
+    out.freeze()
+}
+
+/// Metadata, AVC and AAC sequence headers, a keyframe and frames, an Enhanced RTMP (HEVC)
+/// sequence start, a data message, and a timestamp past the 24-bit field (extended timestamp).
+fn sample_media() -> Vec<Media> {
+    let n = |v: f64| Amf0Value::Number(v);
+    let metadata = amf_body(&[
+        Amf0Value::String("onMetaData".into()),
+        Amf0Value::ecma_array([
+            ("width", n(320.0)),
+            ("height", n(240.0)),
+            ("framerate", n(25.0)),
+            ("videocodecid", n(7.0)),
+            ("audiocodecid", n(10.0)),
+        ]),
+    ]);
+    let cue = amf_body(&[Amf0Value::String("onCuePoint".into()), n(1.0)]);
+    let avc_header = vec![
+        0x17, 0x00, 0, 0, 0, 0x01, 0x64, 0x00, 0x1F, 0xFF, 0xE1, 0x00, 0x04, 0x67, 0x64, 0x00,
+        0x1F, 0x01, 0x00, 0x04, 0x68, 0xEE, 0x3C, 0x80,
+    ];
+    let mut keyframe = vec![0x17, 0x01, 0, 0, 0, 0, 0, 0x02, 0x00, 0x65];
+    keyframe.extend((0..0x1FFu32).map(|i| (i * 31) as u8));
+    let inter = vec![
+        0x27, 0x01, 0, 0, 0, 0, 0, 0, 0x05, 0x41, 0x9A, 0x02, 0x03, 0x04,
+    ];
+    let hevc_start = b"\x90hvc1\x01\x02\x03\x04".to_vec();
+    let aac_header = vec![0xAF, 0x00, 0x12, 0x10];
+    let aac = vec![0xAF, 0x01, 0x21, 0x10, 0x04, 0x60, 0x8C, 0x1C];
+    let m = |kind, timestamp, payload: Vec<u8>| Media {
+        kind,
+        timestamp,
+        payload: Bytes::from(payload),
+    };
+    vec![
+        m(MediaKind::Metadata, 0, metadata.to_vec()),
+        m(MediaKind::Video, 0, avc_header),
+        m(MediaKind::Audio, 0, aac_header),
+        m(MediaKind::Video, 0, keyframe),
+        m(MediaKind::Audio, 23, aac.clone()),
+        m(MediaKind::Video, 40, inter.clone()),
+        m(MediaKind::Audio, 46, aac.clone()),
+        m(MediaKind::Data, 50, cue.to_vec()),
+        m(MediaKind::Video, 80, hevc_start),
+        m(MediaKind::Video, 0x0100_0000, inter),
+        m(MediaKind::Audio, 0x0100_0017, aac),
+    ]
+}
+
+/// Dictionary entries for `server_session`: command and property names as AMF0 encodes them,
+/// AMF0 markers, and whole protocol control messages as the chunk encoder writes them.
+pub fn server_session_dictionary() -> Vec<Vec<u8>> {
+    let mut entries = Vec::new();
+    let string = |s: &str| amf_body(&[Amf0Value::String(s.into())]).to_vec();
+    for name in [
+        "connect",
+        "createStream",
+        "deleteStream",
+        "closeStream",
+        "releaseStream",
+        "FCPublish",
+        "FCUnpublish",
+        "FCSubscribe",
+        "publish",
+        "play",
+        "play2",
+        "pause",
+        "pauseRaw",
+        "seek",
+        "receiveAudio",
+        "receiveVideo",
+        "getStreamLength",
+        "_checkbw",
+        "close",
+        "_result",
+        "_error",
+        "onStatus",
+        "@setDataFrame",
+        "@clearDataFrame",
+        "onMetaData",
+        "live",
+        "record",
+        "append",
+    ] {
+        entries.push(string(name));
+    }
+    // Object keys: a 16-bit length and the name, no marker.
+    for key in [
+        "app",
+        "tcUrl",
+        "flashVer",
+        "swfUrl",
+        "pageUrl",
+        "objectEncoding",
+        "streamName",
+        "start",
+        "len",
+    ] {
+        let mut e = (key.len() as u16).to_be_bytes().to_vec();
+        e.extend_from_slice(key.as_bytes());
+        entries.push(e);
+    }
+    for value in [
+        Amf0Value::Null,
+        Amf0Value::Undefined,
+        Amf0Value::Boolean(true),
+        Amf0Value::Number(0.0),
+        Amf0Value::Number(1.0),
+        Amf0Value::Number(3.0),
+        Amf0Value::Object(vec![]),
+        Amf0Value::EcmaArray(vec![]),
+        Amf0Value::StrictArray(vec![Amf0Value::Null]),
+    ] {
+        entries.push(amf_body(&[value]).to_vec());
+    }
+    // Markers with no encoder of their own: reference 0, AVM+ (AMF3 follows), long string.
+    entries.extend([
+        b"\x07\x00\x00".to_vec(),
+        b"\x11".to_vec(),
+        b"\x0c\x00\x00\x00\x04".to_vec(),
+    ]);
+    entries.push(b"?key=".to_vec());
+    entries.push(control(
+        type_id::SET_CHUNK_SIZE,
+        4096u32.to_be_bytes().to_vec(),
+    ));
+    entries.push(control(type_id::ABORT, 3u32.to_be_bytes().to_vec()));
+    entries.push(control(
+        type_id::WINDOW_ACK_SIZE,
+        64u32.to_be_bytes().to_vec(),
+    ));
+    for event in [
+        UserControl::PingRequest(1),
+        UserControl::SetBufferLength {
+            stream_id: 1,
+            millis: 3000,
+        },
+    ] {
+        entries.push(control(type_id::USER_CONTROL, event.encode().to_vec()));
+    }
+    // An extended timestamp field.
+    entries.push(b"\xff\xff\xff".to_vec());
+    entries
+}
+
+/// A protocol control message as one fmt 0 chunk.
+fn control(type_id: u8, payload: Vec<u8>) -> Vec<u8> {
+    let msg = RawMessage {
+        timestamp: 0,
+        type_id,
+        stream_id: 0,
+        payload: Bytes::from(payload),
+    };
+    encode_message(csid::PROTOCOL_CONTROL, &msg, 128).to_vec()
+}
+
+/// One libFuzzer dictionary line: the entry as a quoted string, non-printables escaped.
+pub fn dictionary_line(entry: &[u8]) -> String {
+    let mut line = String::from("\"");
+    for &b in entry {
+        match b {
+            b'"' | b'\\' => line.push_str(&format!("\\{}", b as char)),
+            0x20..=0x7E => line.push(b as char),
+            _ => line.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    line.push('"');
+    line
+}
