@@ -824,6 +824,8 @@ fn restream_targets_follow_the_stream_key() {
 }
 
 /// A draining edge (SIGTERM) reports it at once, and control stops routing new viewers to it.
+/// A draining edge leaves routing at once, while it still serves its viewers, and a pod that
+/// exits leaves no report behind for control to route to.
 #[test]
 fn control_stops_routing_to_a_draining_edge() {
     let dir = TempDir::new("route-drain");
@@ -834,9 +836,14 @@ fn control_stops_routing_to_a_draining_edge() {
         ("LIVERELAY_RTMP__DRAIN_GRACE_SECS", "20"),
         ("LIVERELAY_CLUSTER__REPORT_INTERVAL_SECS", "30"),
     ];
-    let edge_a = p.node("edge", "edge-a", &grace);
-    let _edge_b = p.node("edge", "edge-b", &grace);
+    let mut edge_a = p.node("edge", "edge-a", &grace);
+    let edge_b = p.node("edge", "edge-b", &grace);
     let _publisher = looping_publisher(&ingest.url("live/routed"), &dir.path("pub.log"));
+    // A viewer on each edge keeps the draining one serving through its grace period.
+    let mut viewer_a = FfmpegViewer::play(edge_a.rtmp, "live", "routed");
+    let _viewer_b = FfmpegViewer::play(edge_b.rtmp, "live", "routed");
+    edge_a.wait_viewers("live", "routed", 1, Duration::from_secs(15));
+    edge_b.wait_viewers("live", "routed", 1, Duration::from_secs(15));
     let route = |want: &str| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -867,6 +874,22 @@ fn control_stops_routing_to_a_draining_edge() {
         drained.elapsed()
     );
     assert!(drained.elapsed() < Duration::from_secs(5));
+    assert!(
+        edge_a.is_running(),
+        "edge-a must still be draining (serving its viewer) when routing leaves it"
+    );
+    // Its last viewer gone, the edge finishes draining; its report is gone when it has exited.
+    viewer_a.0.kill();
+    assert!(
+        edge_a.wait_exit(Duration::from_secs(15)).is_some(),
+        "edge-a did not exit after its last viewer left"
+    );
+    let report = p.redis.cli(&["EXISTS", "liverelay:node:{edge-a}"]);
+    assert_eq!(
+        report.as_deref(),
+        Some("0"),
+        "an exited pod left its load report in Redis"
+    );
 }
 
 /// `auth.on_control_unavailable = allow` keeps publishers going while control is away, but

@@ -1,17 +1,20 @@
 //! `Relay` resources reconciled by `liverelay control` with kube-runtime, against a stand-in
-//! Kubernetes API server (no real one runs here; `support::kube_api` speaks its HTTP), with a
-//! real redis-server and a real ingest that runs the declared relay.
+//! Kubernetes API server (no real one runs here; `support::kube_api` speaks its HTTP and, like a
+//! real one, keeps objects per namespace and takes status only through `/status`), with a real
+//! redis-server and a real ingest that runs the declared relay.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use support::kube_api::FakeApi;
 use support::redis::RedisServer;
 use support::*;
 
 const TOKEN: &str = "test-cluster-token";
+/// Control's namespace (its kubeconfig's).
+const NS: &str = "default";
 
 fn wait<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + limit;
@@ -20,6 +23,42 @@ fn wait<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) ->
             return v;
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The first status control wrote through `{NS}/{name}/status` that satisfies `want`. What the
+/// object shows is not enough: only a write to the status subresource reaches a real server.
+fn wait_status_write(
+    api: &FakeApi,
+    name: &str,
+    what: &str,
+    want: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = api.status_writes(NS, name).into_iter().find(|s| want(s)) {
+            return status;
+        }
+        let writes: Vec<String> = api
+            .writes()
+            .iter()
+            .map(|w| {
+                format!(
+                    "{}/{}{} (status dropped: {}) -> {}",
+                    w.namespace,
+                    w.name,
+                    if w.status_subresource { "/status" } else { "" },
+                    w.status_dropped,
+                    w.object["status"]
+                )
+            })
+            .collect();
+        assert!(
+            Instant::now() < deadline,
+            "no status write of {name} through /status shows {what}; writes:\n{}",
+            writes.join("\n")
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -57,9 +96,18 @@ fn relay_resources_start_report_and_stop_relays() {
         (api.watchers() > 0).then_some(())
     });
 
+    // The same name in another namespace: not control's, so never reconciled nor declared.
+    let elsewhere = free_port();
+    api.apply(
+        "other",
+        "camera",
+        json!({"kind": "pull", "url": format!("rtmp://127.0.0.1:{elsewhere}/app/src"), "stream": "live/other"}),
+    );
+
     // A pull from a server that is not there: it runs on the ingest and keeps retrying.
     let closed = free_port();
     api.apply(
+        NS,
         "camera",
         json!({
             "kind": "pull",
@@ -68,10 +116,8 @@ fn relay_resources_start_report_and_stop_relays() {
             "reconnect": {"initialBackoffMs": 200, "maxBackoffMs": 500},
         }),
     );
-    let status = wait(Duration::from_secs(20), "the running pod's status", || {
-        let object = api.object("camera")?;
-        let status = object["status"].clone();
-        (status["owner"] == "ingest-a" && status["attempts"].as_u64() >= Some(2)).then_some(status)
+    let status = wait_status_write(&api, "camera", "the running pod", |s| {
+        s["owner"] == "ingest-a" && s["attempts"].as_u64() >= Some(2)
     });
     assert!(
         ["connecting", "backing_off"].contains(&status["state"].as_str().unwrap()),
@@ -83,7 +129,7 @@ fn relay_resources_start_report_and_stop_relays() {
     );
     assert_eq!(status["observedGeneration"], 1);
     let relay_id = status["relayId"].as_str().unwrap().to_string();
-    let object = api.object("camera").unwrap();
+    let object = api.object(NS, "camera").unwrap();
     assert_eq!(
         object["metadata"]["finalizers"],
         json!(["liverelay.io/relay"])
@@ -103,13 +149,11 @@ fn relay_resources_start_report_and_stop_relays() {
 
     // An invalid resource is reported as such and declares nothing.
     api.apply(
+        NS,
         "broken",
         json!({"kind": "push", "url": "http://not-rtmp/x", "stream": "live/k8s"}),
     );
-    let status = wait(Duration::from_secs(10), "the invalid status", || {
-        let status = api.object("broken")?["status"].clone();
-        (status["state"] == "invalid").then_some(status)
-    });
+    let status = wait_status_write(&api, "broken", "state invalid", |s| s["state"] == "invalid");
     assert!(
         status["lastError"].as_str().unwrap().contains("rtmp"),
         "{status}"
@@ -121,11 +165,34 @@ fn relay_resources_start_report_and_stop_relays() {
         declared.contains("k8s/default/camera") && !declared.contains("broken"),
         "{declared}"
     );
+    // Control reconciled two resources after the other namespace's one was applied: that one
+    // was never touched.
+    assert!(!declared.contains("k8s/other/"), "{declared}");
+    assert!(
+        api.writes().iter().all(|w| w.namespace == NS),
+        "control wrote outside its namespace"
+    );
+    let other = api.object("other", "camera").unwrap();
+    assert!(
+        other["metadata"]["finalizers"].is_null() && other.get("status").is_none(),
+        "{other}"
+    );
+    // Control never asked for a status on the object itself (a real server would drop it).
+    let dropped: Vec<Value> = api
+        .writes()
+        .into_iter()
+        .filter(|w| w.status_dropped)
+        .map(|w| w.object)
+        .collect();
+    assert!(
+        dropped.is_empty(),
+        "status written to the object: {dropped:?}"
+    );
 
     // Deleting the resource stops the relay; the finalizer lets the object go afterwards.
-    api.delete("camera");
+    api.delete(NS, "camera");
     wait(Duration::from_secs(10), "the object to go", || {
-        api.object("camera").is_none().then_some(())
+        api.object(NS, "camera").is_none().then_some(())
     });
     let declared = redis
         .cli(&["HKEYS", "liverelay:relays:declared"])
@@ -138,6 +205,10 @@ fn relay_resources_start_report_and_stop_relays() {
         ),
         "{}",
         ingest.log()
+    );
+    assert!(
+        api.object("other", "camera").is_some(),
+        "the other namespace's camera is another object"
     );
     drop(runtime);
 }

@@ -142,15 +142,30 @@ impl LoadReporter {
         }
     }
 
-    /// Reports every `every`, and at once when draining starts, until the process ends.
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    /// Starts reporting every `every`, and at once when draining starts, until the pod leaves.
+    pub fn spawn(self) -> Reporting {
         let reports = NodeReports::new(self.redis.conn(), self.redis.key_prefix());
+        let (written, written_rx) = watch::channel(None);
+        let pod = self.pod.clone();
+        let task = AbortOnDropHandle::new(tokio::spawn(self.run(reports.clone(), written)));
+        Reporting {
+            reports,
+            pod,
+            written: written_rx,
+            task,
+        }
+    }
+
+    async fn run(mut self, reports: NodeReports, written: watch::Sender<Option<bool>>) {
         let ttl = self.every * 3;
         let mut tick = tokio::time::interval(self.every);
         loop {
             let report = self.snapshot();
-            if let Err(e) = reports.report(&report, ttl).await {
-                warn!(error = %e, "could not report load to the registry");
+            match reports.report(&report, ttl).await {
+                Ok(()) => {
+                    written.send_replace(Some(report.draining));
+                }
+                Err(e) => warn!(error = %e, "could not report load to the registry"),
             }
             tokio::select! {
                 _ = tick.tick() => {}
@@ -160,6 +175,37 @@ impl LoadReporter {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The running load reporter. Control routes new viewers by the last report, which outlives
+/// its writer by up to three intervals; so a pod says it is draining, and finally that it is
+/// gone, before it stops serving instead of leaving a "ready" report behind.
+pub struct Reporting {
+    reports: NodeReports,
+    pod: String,
+    /// Whether the last report that reached the registry said "draining".
+    written: watch::Receiver<Option<bool>>,
+    task: AbortOnDropHandle<()>,
+}
+
+impl Reporting {
+    /// Waits (at most `limit`) until a report saying "draining" is in the registry.
+    pub async fn draining_reported(&mut self, limit: Duration) {
+        let reported = self.written.wait_for(|w| *w == Some(true));
+        if tokio::time::timeout(limit, reported).await.is_err() {
+            warn!(pod = %self.pod, "could not report draining to the registry before draining");
+        }
+    }
+
+    /// Stops reporting and removes the pod's report (bounded by `limit`).
+    pub async fn leave(self, limit: Duration) {
+        self.task.abort();
+        match tokio::time::timeout(limit, self.reports.withdraw(&self.pod)).await {
+            Ok(Ok(())) => info!(pod = %self.pod, "load report withdrawn"),
+            Ok(Err(e)) => warn!(pod = %self.pod, error = %e, "could not withdraw the load report"),
+            Err(_) => warn!(pod = %self.pod, "timed out withdrawing the load report"),
         }
     }
 }

@@ -19,6 +19,10 @@ use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services, Sessions, Stream
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::info;
 
+/// How long a leaving pod waits for its state to reach the registry; past it, the report's TTL
+/// still takes it out of routing.
+const REPORT_LIMIT: Duration = Duration::from_secs(2);
+
 /// A long-running part of a role; the process stops if one ends.
 pub type RoleTask = (&'static str, BoxFuture<'static, anyhow::Result<()>>);
 
@@ -70,6 +74,7 @@ impl Node {
         )
         .await
         .with_context(|| format!("binding RTMP listener on {}", settings.rtmp.listen))?;
+        let mut reporting = None;
         if let Some(redis) = redis {
             let pod = settings.cluster.pod_id();
             let rtmp_url = settings.cluster.public_rtmp_url.clone().unwrap_or_else(|| {
@@ -86,7 +91,7 @@ impl Node {
                 sessions: sessions.clone(),
                 phase: drain.watch(),
             };
-            tasks.push(("load reports", Box::pin(reporter.run())));
+            reporting = Some(reporter.spawn());
             let commands = cluster::follow_commands(redis, pod, sessions, auth.stream_keys);
             tasks.push(("cluster commands", Box::pin(commands)));
         }
@@ -126,10 +131,16 @@ impl Node {
         let grace = Duration::from_secs(settings.rtmp.drain_grace_secs);
         info!(grace_secs = grace.as_secs(), "draining");
         drain.set(Phase::Draining);
+        if let Some(reporting) = reporting.as_mut() {
+            reporting.draining_reported(REPORT_LIMIT).await;
+        }
         if tokio::time::timeout(grace, &mut listener).await.is_err() {
             info!("drain grace period over; closing remaining connections");
             drain.set(Phase::Closing);
             let _ = tokio::time::timeout(Duration::from_secs(5), &mut listener).await;
+        }
+        if let Some(reporting) = reporting {
+            reporting.leave(REPORT_LIMIT).await;
         }
         info!("shut down");
         Ok(())

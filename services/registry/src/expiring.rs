@@ -56,6 +56,18 @@ impl ExpiringEntries {
         Ok(())
     }
 
+    /// Deletes `id`'s entry and its index membership at once, for a writer that leaves for good.
+    pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {
+        let mut del = redis::cmd("DEL");
+        self.conn
+            .query::<i64>(self.op, del.arg(self.key(id)))
+            .await?;
+        let mut remove = redis::cmd("SREM");
+        let remove = remove.arg(&self.index).arg(id);
+        self.conn.query::<i64>(self.op, remove).await?;
+        Ok(())
+    }
+
     /// Every live entry, sorted by id; malformed ones are skipped with a warning.
     pub async fn list<T: DeserializeOwned>(&self) -> Result<Vec<T>, RegistryError> {
         let mut members = redis::cmd("SMEMBERS");

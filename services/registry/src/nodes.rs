@@ -33,6 +33,7 @@ pub struct StreamLoad {
     pub bitrate_bps: f64,
 }
 
+#[derive(Clone)]
 pub struct NodeReports(ExpiringEntries);
 
 impl NodeReports {
@@ -48,6 +49,11 @@ impl NodeReports {
     /// Stores `report` for `ttl`.
     pub async fn report(&self, report: &NodeReport, ttl: Duration) -> Result<(), RegistryError> {
         self.0.put(&report.pod, report, ttl).await
+    }
+
+    /// Removes `pod`'s report: the pod is leaving and must not be routed to.
+    pub async fn withdraw(&self, pod: &str) -> Result<(), RegistryError> {
+        self.0.remove(pod).await
     }
 
     /// Every pod with a current report; expired ones leave the index.
