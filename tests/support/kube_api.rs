@@ -262,20 +262,23 @@ fn failure(code: StatusCode, reason: &str, message: String) -> Response {
     (code, axum::Json(status)).into_response()
 }
 
+/// Why a write is refused: the HTTP status, the reason and the message of a `Status`.
+type Refusal = (StatusCode, &'static str, String);
+
 /// The object a PATCH (JSON or merge patch, by content type) or PUT asks for.
 fn requested(
     current: &Value,
     method: &Method,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Value, Response> {
-    let invalid = |e: String| failure(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e);
+) -> Result<Value, Refusal> {
+    let invalid = |e: String| (StatusCode::UNPROCESSABLE_ENTITY, "Invalid", e);
     let body: Value = serde_json::from_slice(body).map_err(|e| invalid(e.to_string()))?;
     if method == Method::PUT {
         let metadata = &body["metadata"];
         for field in ["namespace", "name"] {
             if !metadata[field].is_null() && metadata[field] != current["metadata"][field] {
-                return Err(failure(
+                return Err((
                     StatusCode::BAD_REQUEST,
                     "BadRequest",
                     format!("the {field} of the object does not match the request"),
@@ -284,7 +287,7 @@ fn requested(
         }
         let version = &metadata["resourceVersion"];
         if !version.is_null() && *version != current["metadata"]["resourceVersion"] {
-            return Err(failure(
+            return Err((
                 StatusCode::CONFLICT,
                 "Conflict",
                 "the object has been modified; apply your changes to the latest version".into(),
@@ -333,7 +336,7 @@ fn write(
     };
     let asked = match requested(&current, method, headers, body) {
         Ok(object) => object,
-        Err(refused) => return refused,
+        Err((code, reason, message)) => return failure(code, reason, message),
     };
     let mut object = current.clone();
     let status_dropped = if status_subresource {
