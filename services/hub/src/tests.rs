@@ -170,38 +170,125 @@ fn unpublish_then_republish_keeps_time_monotonic() {
     ));
 }
 
+/// Video frames of `len` payload bytes (keyframe when `key`), tagged with their index.
+fn big_video(i: u64, key: bool, len: usize) -> Media {
+    let mut payload = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0];
+    payload.extend(i.to_be_bytes());
+    payload.resize(len, 0);
+    Media {
+        kind: MediaKind::Video,
+        timestamp: i * 33,
+        payload: Bytes::from(payload),
+    }
+}
+
+/// The most frames, and wire bytes, the hub held at once while `total` frames (a keyframe
+/// every `gop` frames) flooded a stream with one viewer that never reads and one that keeps up.
+/// A viewer is only a cursor into the ring, so every frame still alive once the keeping-up
+/// viewer dropped its copies is held by the stream (ring, GOP cache, sequence headers): this
+/// measures what the stream holds without trusting its own bookkeeping. The publisher is
+/// returned still live.
+fn flood(config: HubConfig, total: u64, gop: u64, len: usize) -> (usize, usize, Viewer, Publisher) {
+    let hub = Hub::new(config);
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video_header());
+    let slow = hub.play(key()).unwrap();
+    let mut fast = hub.play(key()).unwrap();
+    let mut seen: Vec<std::sync::Weak<Frame>> = Vec::new();
+    let (mut most_frames, mut most_bytes) = (0, 0);
+    for i in 0..total {
+        p.push(big_video(i, i % gop == 0, len));
+        let mut out = Vec::new();
+        fast.poll(&mut out, 1000);
+        for item in &out {
+            if let ViewerItem::Frame(f) = item {
+                seen.push(std::sync::Arc::downgrade(f));
+            }
+        }
+        drop(out);
+        let held: Vec<_> = seen.iter().filter_map(std::sync::Weak::upgrade).collect();
+        most_frames = most_frames.max(held.len());
+        most_bytes = most_bytes.max(held.iter().map(|f| f.wire_len()).sum::<usize>());
+    }
+    assert_eq!(fast.dropped(), 0, "a viewer that keeps up loses nothing");
+    assert_eq!(
+        seen.len() as u64,
+        total + 1,
+        "the viewer that keeps up got every frame and the header"
+    );
+    (most_frames, most_bytes, slow, p)
+}
+
 #[test]
 fn slow_viewer_skips_to_keyframe_and_memory_stays_bounded() {
     let config = HubConfig {
         viewer_queue_frames: 50,
         ..Default::default()
     };
-    let hub = Hub::new(config);
-    let mut p = hub.publish(key()).unwrap();
-    p.push(video_header());
-    let mut slow = hub.play(key()).unwrap();
-    let mut fast = hub.play(key()).unwrap();
-    for i in 0..1000u64 {
-        p.push(video(i * 33, i % 30 == 0));
-        let mut out = Vec::new();
-        fast.poll(&mut out, 1000);
-    }
-    assert_eq!(fast.dropped(), 0, "a viewer that keeps up loses nothing");
+    // 1000 frames of 1000 bytes, a keyframe every 30: without eviction all of them would stay.
+    let (frames_held, bytes_held, mut slow, _live) = flood(config, 1000, 30, 1000);
+    let wire = Frame::new(big_video(1, false, 1000), 0, 1, FanoutEncoding::default()).wire_len();
+    // The README's bound: hub.viewer_queue_frames plus one GOP, and the sequence header.
+    assert!(
+        frames_held <= 50 + 30 + 1,
+        "held {frames_held} frames at once"
+    );
+    assert!(
+        bytes_held <= (50 + 30 + 1) * wire,
+        "held {bytes_held} bytes at once"
+    );
     let items = poll_all(&mut slow);
     let f = frames(&items);
     assert!(f[0].sequence_header, "headers are re-sent after a skip");
     assert!(f[1].keyframe, "the skip lands on a keyframe");
     assert_eq!(f[1].timestamp, 990 * 33);
-    assert!(slow.dropped() > 900);
-    let summary = &hub.streams()[0];
-    assert!(summary.frames_dropped >= slow.dropped());
+    assert_eq!(f.len(), 1 + 10, "the header, then the last GOP so far");
+    assert_eq!(slow.dropped(), 990, "every frame before the last keyframe");
+}
+
+/// The byte limit bounds the ring as the frame limit does, a GOP longer than the queue is held
+/// whole (new viewers start from it) but no more, and a GOP over `gop_max_bytes` is not held.
+#[test]
+fn memory_stays_within_the_byte_limit_and_one_gop() {
+    let wire = Frame::new(big_video(1, false, 1000), 0, 1, FanoutEncoding::default()).wire_len();
+    let by_bytes = HubConfig {
+        viewer_queue_bytes: 20 * wire,
+        ..Default::default()
+    };
+    let (frames_held, bytes_held, ..) = flood(by_bytes, 1000, 10, 1000);
+    assert!(
+        bytes_held <= 20 * wire + 10 * wire + 1000,
+        "held {bytes_held} bytes ({frames_held} frames) with a 20-frame byte limit"
+    );
+
+    let long_gop = HubConfig {
+        viewer_queue_frames: 50,
+        ..Default::default()
+    };
+    let (frames_held, ..) = flood(long_gop, 1000, 200, 1000);
+    assert!(
+        (200..=50 + 200 + 1).contains(&frames_held),
+        "held {frames_held} frames with 200-frame GOPs"
+    );
+
+    let gop_over_limit = HubConfig {
+        viewer_queue_frames: 50,
+        gop_max_bytes: 100 * wire,
+        ..Default::default()
+    };
+    let (frames_held, ..) = flood(gop_over_limit, 1000, 1000, 1000);
+    assert!(
+        frames_held <= 50 + 100 + 1,
+        "held {frames_held} frames of a GOP over gop_max_bytes"
+    );
 }
 
 #[test]
 fn gop_larger_than_cache_limit_is_not_cached() {
+    // The ring has room for the whole GOP: only the cache limit keeps a new viewer from it.
     let config = HubConfig {
         gop_max_bytes: 100,
-        viewer_queue_frames: 10,
+        viewer_queue_frames: 100,
         ..Default::default()
     };
     let hub = Hub::new(config);
@@ -209,6 +296,7 @@ fn gop_larger_than_cache_limit_is_not_cached() {
     for i in 0..40u64 {
         p.push(video(i * 33, i == 0));
     }
+    assert_eq!(hub.streams()[0].gop_cache_bytes, 0, "no GOP is cached");
     let mut v = hub.play(key()).unwrap();
     assert!(
         frames(&poll_all(&mut v)).is_empty(),
