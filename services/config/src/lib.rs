@@ -172,6 +172,13 @@ impl ClusterSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct RtmpSettings {
     pub listen: SocketAddr,
+    /// RTMPS listener (e.g. "0.0.0.0:443"); needs `tls_cert` and `tls_key`. Unset: no RTMPS.
+    pub tls_listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key of the RTMPS listener; reloaded when they change.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    /// Serve RTMPS only: the plain `listen` is not opened.
+    pub tls_only: bool,
     /// Chunk size we send with (announced to every peer).
     pub chunk_size: u32,
     /// Largest chunk size a peer may set.
@@ -193,6 +200,10 @@ impl Default for RtmpSettings {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:1935".parse().expect("valid address"),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_only: false,
             chunk_size: 4096,
             max_chunk_size: MAX_CHUNK_SIZE,
             max_message_size: 8 * 1024 * 1024,
@@ -362,6 +373,12 @@ impl Settings {
         }
         if r.ping_interval_secs == 0 || r.idle_timeout_secs < r.ping_interval_secs {
             return invalid("rtmp.idle_timeout_secs must be >= rtmp.ping_interval_secs > 0".into());
+        }
+        if r.tls_listen.is_some() && (r.tls_cert.is_none() || r.tls_key.is_none()) {
+            return invalid("rtmp.tls_listen needs rtmp.tls_cert and rtmp.tls_key".into());
+        }
+        if r.tls_only && r.tls_listen.is_none() {
+            return invalid("rtmp.tls_only needs rtmp.tls_listen".into());
         }
         if self.redis.lease_ttl_ms < 300 {
             return invalid("redis.lease_ttl_ms must be at least 300".into());

@@ -16,6 +16,7 @@ use liverelay_hub::Hub;
 use liverelay_metrics::{HubCollector, Metrics};
 use liverelay_registry::RedisRegistry;
 use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services, Sessions, StreamPolicy};
+use liverelay_tls::{CertFiles, ReloadingCert};
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::info;
 
@@ -61,25 +62,23 @@ impl Node {
         let sessions = Sessions::default();
         let auth = liverelay_auth::build(&settings, role, metrics.clone(), sessions.clone())?;
         let drain = Drain::default();
-        let rtmp = RtmpServer::bind(
-            settings.rtmp.listen,
-            settings.rtmp_server(),
-            Services {
-                hub: hub.clone(),
-                policy,
-                access: auth.access,
-                sessions: sessions.clone(),
-                metrics: metrics.clone(),
-            },
-        )
-        .await
-        .with_context(|| format!("binding RTMP listener on {}", settings.rtmp.listen))?;
+        let services = Services {
+            hub: hub.clone(),
+            policy,
+            access: auth.access,
+            sessions: sessions.clone(),
+            metrics: metrics.clone(),
+        };
+        let rtmp = bind_rtmp(&settings, services).await?;
         let mut reporting = None;
         if let Some(redis) = redis {
             let pod = settings.cluster.pod_id();
             let rtmp_url = settings.cluster.public_rtmp_url.clone().unwrap_or_else(|| {
                 let host = std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into());
-                format!("rtmp://{host}:{}", settings.rtmp.listen.port())
+                match settings.rtmp.tls_listen.filter(|_| settings.rtmp.tls_only) {
+                    Some(tls) => format!("rtmps://{host}:{}", tls.port()),
+                    None => format!("rtmp://{host}:{}", settings.rtmp.listen.port()),
+                }
             });
             let reporter = cluster::LoadReporter {
                 redis: redis.clone(),
@@ -102,8 +101,20 @@ impl Node {
         let http = HttpServer::bind(settings.http.listen, routes)
             .await
             .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
-        info!(role, rtmp = %rtmp.local_addr()?, http = %http.local_addr()?, "liverelay ready");
-        let mut listener = tokio::spawn(rtmp.run(drain.clone()));
+        let addrs = |tls: bool| {
+            rtmp.iter()
+                .filter(|(_, t)| *t == tls)
+                .filter_map(|(l, _)| l.local_addr().ok())
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        info!(role, rtmp = %addrs(false), rtmps = %addrs(true), http = %http.local_addr()?, "liverelay ready");
+        let runs: Vec<_> = rtmp
+            .into_iter()
+            .map(|(l, _)| l.run(drain.clone()))
+            .collect();
+        let mut listener = tokio::spawn(futures::future::join_all(runs));
         tasks.push((
             "HTTP server",
             Box::pin(async move { Ok(http.run().await?) }),
@@ -145,6 +156,37 @@ impl Node {
         info!("shut down");
         Ok(())
     }
+}
+
+/// How often certificate files are read again in case no change was reported.
+const CERT_CHECK: Duration = Duration::from_secs(30);
+
+/// The RTMP listeners: plain (unless `rtmp.tls_only`) and RTMPS (with `rtmp.tls_listen`), each
+/// with whether it is TLS.
+async fn bind_rtmp(
+    settings: &Settings,
+    services: Services,
+) -> anyhow::Result<Vec<(RtmpServer, bool)>> {
+    let r = &settings.rtmp;
+    let mut listeners = Vec::new();
+    if !r.tls_only {
+        let plain = RtmpServer::bind(r.listen, settings.rtmp_server(), services.clone())
+            .await
+            .with_context(|| format!("binding RTMP listener on {}", r.listen))?;
+        listeners.push((plain, false));
+    }
+    if let (Some(addr), Some(cert), Some(key)) = (r.tls_listen, &r.tls_cert, &r.tls_key) {
+        let cert =
+            ReloadingCert::load(CertFiles::new(cert, key)).context("rtmp.tls_cert/tls_key")?;
+        cert.watch(CERT_CHECK);
+        let tls = liverelay_tls::server_config(cert, None).context("RTMPS TLS setup")?;
+        let rtmps = RtmpServer::bind(addr, settings.rtmp_server(), services)
+            .await
+            .with_context(|| format!("binding RTMPS listener on {addr}"))?
+            .with_tls(Arc::new(tls));
+        listeners.push((rtmps, true));
+    }
+    Ok(listeners)
 }
 
 /// Stops the role's tasks when the node returns (error or shutdown).

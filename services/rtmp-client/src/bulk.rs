@@ -2,7 +2,8 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+
+use crate::ClientStream;
 use tokio::time::Instant;
 
 /// How often a bulk reader acknowledges what it received: servers drop peers they heard
@@ -12,7 +13,7 @@ const ACK_EVERY: Duration = Duration::from_secs(10);
 /// A playing connection that is only counted, not decoded: reads in large batches and sends an
 /// RTMP Acknowledgement now and then to stay alive. Cheap enough for thousands per core.
 pub struct BulkReader {
-    socket: TcpStream,
+    socket: ClientStream,
     buf: Vec<u8>,
     /// Bytes read from the socket over the connection's whole life.
     total: u64,
@@ -20,7 +21,7 @@ pub struct BulkReader {
 }
 
 impl BulkReader {
-    pub(crate) fn new(socket: TcpStream, total: u64, _buffered: u64) -> Self {
+    pub(crate) fn new(socket: ClientStream, total: u64, _buffered: u64) -> Self {
         Self {
             socket,
             buf: vec![0; 128 * 1024],
@@ -58,6 +59,7 @@ impl BulkReader {
         if n > 0 && Instant::now() >= self.next_ack {
             self.next_ack = Instant::now() + ACK_EVERY;
             self.socket.write_all(&acknowledgement(self.total)).await?;
+            self.socket.flush().await?;
         }
         Ok(n)
     }

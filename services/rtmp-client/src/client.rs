@@ -1,4 +1,5 @@
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout_at};
 
+use crate::ClientStream;
 use crate::bulk::BulkReader;
 use crate::{Error, Result, RtmpUrl};
 
@@ -24,6 +26,9 @@ pub struct ClientOptions {
     pub nodelay: bool,
     /// Read buffer growth step: each read asks for at least this much space.
     pub read_size: usize,
+    /// For `rtmps://`: whom to trust (and which client certificate to show); `None` trusts
+    /// the system's roots.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -34,6 +39,7 @@ impl Default for ClientOptions {
             chunk_size: 4096,
             nodelay: true,
             read_size: 16 * 1024,
+            tls: None,
         }
     }
 }
@@ -41,7 +47,7 @@ impl Default for ClientOptions {
 /// One RTMP connection driven by tokio. Commands are queued in the session and written by
 /// [`flush`](Self::flush) (the waiting helpers flush by themselves).
 pub struct RtmpClient {
-    socket: TcpStream,
+    socket: ClientStream,
     session: ClientSession,
     events: VecDeque<ClientEvent>,
     options: ClientOptions,
@@ -50,7 +56,8 @@ pub struct RtmpClient {
 }
 
 impl RtmpClient {
-    /// TCP connect, handshake and `connect` to `url`'s app; returns once the server accepted.
+    /// TCP connect (and TLS for `rtmps://`), handshake and `connect` to `url`'s app; returns
+    /// once the server accepted.
     pub async fn connect(url: &RtmpUrl, options: ClientOptions) -> Result<Self> {
         let deadline = Instant::now() + options.timeout;
         let socket = timeout_at(deadline, TcpStream::connect(url.addr()))
@@ -66,6 +73,15 @@ impl RtmpClient {
         options: ClientOptions,
     ) -> Result<Self> {
         socket.set_nodelay(options.nodelay)?;
+        let socket = if url.tls {
+            let deadline = Instant::now() + options.timeout;
+            let tls = ClientStream::tls(socket, &url.host, options.tls.clone());
+            timeout_at(deadline, tls)
+                .await
+                .map_err(|_| Error::Timeout("TLS handshake"))??
+        } else {
+            ClientStream::Plain(socket)
+        };
         let mut config = ClientConfig::new(url.app.clone(), url.tc_url());
         config.handshake = options.handshake;
         config.chunk_size = options.chunk_size;
@@ -185,6 +201,10 @@ impl RtmpClient {
             self.bytes_out += bytes.len() as u64;
             self.socket.write_all(&bytes).await?;
         }
+        if matches!(self.socket, ClientStream::Tls(_)) {
+            // TLS records may wait in rustls' buffer after a write that returned early.
+            self.socket.flush().await?;
+        }
         Ok(())
     }
 
@@ -247,7 +267,7 @@ impl RtmpClient {
     }
 
     pub fn socket(&self) -> &TcpStream {
-        &self.socket
+        self.socket.tcp()
     }
 
     /// Bytes read from the socket so far.
@@ -268,7 +288,7 @@ impl RtmpClient {
     }
 
     /// The socket and whatever was read but not decoded yet.
-    pub fn into_parts(mut self) -> (TcpStream, BytesMut) {
+    pub fn into_parts(mut self) -> (ClientStream, BytesMut) {
         let pending = std::mem::take(self.session.recv_buffer());
         (self.socket, pending)
     }

@@ -12,22 +12,26 @@
 
 mod bulk;
 mod client;
+mod stream;
 mod url;
 
 pub use bulk::BulkReader;
 pub use client::{ClientOptions, RtmpClient};
 pub use liverelay_rtmp::session::{ClientEvent, Media, MediaKind, PublishKind};
+pub use stream::ClientStream;
 pub use url::RtmpUrl;
 
 /// Why a client operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("bad RTMP URL '{0}': expected rtmp://host[:port]/app[/name]")]
+    #[error("bad RTMP URL '{0}': expected rtmp[s]://host[:port]/app[/name]")]
     BadUrl(String),
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("protocol error from server: {0}")]
     Protocol(#[from] liverelay_rtmp::SessionError),
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("server closed the connection")]
     Closed,
     #[error("timed out waiting for {0}")]

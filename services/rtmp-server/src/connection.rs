@@ -13,7 +13,6 @@ use liverelay_rtmp::command::{StatusLevel, code};
 use liverelay_rtmp::session::{ConnectRequest, PlayRequest, PublishRequest};
 use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, Span, info, info_span, warn};
 
@@ -23,7 +22,7 @@ use crate::drain::{Phase, reached};
 use crate::listener::Services;
 use crate::policy::{Refusal, StreamPolicy, Ticket};
 use crate::sessions::{Registered, SessionInfo, SessionRole, Sessions};
-use crate::write::{try_write_all_vectored, write_all_vectored};
+use crate::write::{Transport, try_write_all_vectored, write_all_vectored};
 use futures::future::BoxFuture;
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
 
@@ -32,6 +31,9 @@ const PUBLISHER_READ: usize = 64 * 1024;
 const PLAYER_READ: usize = 1024;
 /// Batch containers larger than this (in entries) are shrunk after use.
 const SHRINK_ABOVE: usize = 64;
+
+/// The first byte of a TLS ClientHello (record type: handshake); an RTMP C0 is 3.
+pub(crate) const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Random bytes the handshake needs (S1 and S2 bodies).
 const HANDSHAKE_RANDOM: usize = 3072;
@@ -47,6 +49,11 @@ pub enum CloseReason {
     Io(std::io::Error),
     Protocol(SessionError),
     Refused(&'static str),
+    /// The client speaks another protocol on this port (TLS on the plain port, plain RTMP on
+    /// the RTMPS port).
+    WrongProtocol(&'static str),
+    /// The TLS handshake failed.
+    Tls(std::io::Error),
     /// The publish or play was withdrawn (lease lost, key revoked, dropped by an operator).
     Revoked(&'static str, String),
     Shutdown,
@@ -63,6 +70,8 @@ impl fmt::Display for CloseReason {
             Self::Io(e) => write!(f, "socket error: {e}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
             Self::Refused(why) => write!(f, "refused: {why}"),
+            Self::WrongProtocol(why) => write!(f, "wrong protocol: {why}"),
+            Self::Tls(e) => write!(f, "TLS handshake failed: {e}"),
             Self::Revoked(what, why) => write!(f, "{what} revoked: {why}"),
             Self::Shutdown => f.write_str("server shutting down (drain grace period over)"),
         }
@@ -101,8 +110,8 @@ struct Playing {
     held_until: Option<tokio::time::Instant>,
 }
 
-pub struct Connection {
-    socket: TcpStream,
+pub struct Connection<S> {
+    socket: S,
     id: u64,
     peer: SocketAddr,
     config: Arc<RtmpServerConfig>,
@@ -133,9 +142,9 @@ enum Wake {
     Closing,
 }
 
-impl Connection {
+impl<S: Transport> Connection<S> {
     pub fn new(
-        socket: TcpStream,
+        socket: S,
         (id, peer): (u64, SocketAddr),
         config: Arc<RtmpServerConfig>,
         services: Services,
@@ -181,6 +190,7 @@ impl Connection {
                 CloseReason::PeerClosed => "closed",
                 CloseReason::Io(_) => "io",
                 CloseReason::Protocol(SessionError::Handshake(_)) => "bad_version",
+                CloseReason::WrongProtocol(_) => "wrong_protocol",
                 _ => "protocol",
             };
             self.metrics
@@ -295,6 +305,7 @@ impl Connection {
     }
 
     async fn handshake(&mut self) -> Result<(), CloseReason> {
+        let mut first_read = true;
         while !self.session.is_handshake_done() {
             let recv = self.session.recv_buffer();
             if recv.capacity() - recv.len() < 2048 {
@@ -308,6 +319,14 @@ impl Connection {
                 .map_err(CloseReason::Io)?;
             if n == 0 {
                 return Err(CloseReason::PeerClosed);
+            }
+            // Checked on the first read only: later the buffer starts mid-handshake.
+            let first = std::mem::take(&mut first_read);
+            if first && !S::ENCRYPTED && self.session.recv_buffer().first() == Some(&TLS_HANDSHAKE)
+            {
+                return Err(CloseReason::WrongProtocol(
+                    "TLS client on the plain RTMP port (use the RTMPS port)",
+                ));
             }
             self.session.process().map_err(CloseReason::Protocol)?;
             self.flush().await?;
@@ -351,7 +370,7 @@ impl Connection {
             return Ok(());
         }
         // Most writes complete at once; only a full socket pays for a timer and a wait.
-        match try_write_all_vectored(&self.socket, &mut self.out) {
+        match try_write_all_vectored(&mut self.socket, &mut self.out) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(e) => return Err(CloseReason::Io(e)),

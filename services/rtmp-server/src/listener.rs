@@ -1,22 +1,28 @@
 //! Accepting connections, within the connection limit.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use liverelay_hub::Hub;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::access::Access;
 use crate::config::RtmpServerConfig;
-use crate::connection::Connection;
+use crate::connection::{CloseReason, Connection, TLS_HANDSHAKE};
 use crate::drain::{Drain, Phase, reached};
 use crate::policy::StreamPolicy;
 use crate::sessions::Sessions;
-use liverelay_metrics::{KindLabel, Metrics};
+use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
+
+/// Connection ids, unique in the process across listeners (plain and RTMPS): the session
+/// table is keyed by them.
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What every connection shares: where streams live, who may use them, and the role's say.
 #[derive(Clone)]
@@ -32,6 +38,8 @@ pub struct RtmpServer {
     listener: TcpListener,
     config: Arc<RtmpServerConfig>,
     services: Services,
+    /// RTMPS: every connection starts with a TLS handshake.
+    tls: Option<TlsAcceptor>,
 }
 
 impl RtmpServer {
@@ -45,7 +53,15 @@ impl RtmpServer {
             listener,
             config: Arc::new(config),
             services,
+            tls: None,
         })
+    }
+
+    /// Makes this an RTMPS listener: connections start with a TLS handshake (the config's
+    /// certificate resolver decides what each new handshake presents).
+    pub fn with_tls(mut self, tls: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(TlsAcceptor::from(tls));
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -56,7 +72,6 @@ impl RtmpServer {
     /// socket (new connections are refused) and returns once every connection has ended.
     pub async fn run(self, drain: Drain) {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
-        let next_id = AtomicU64::new(1);
         let started = Instant::now();
         let mut phase = drain.watch();
         loop {
@@ -73,7 +88,7 @@ impl RtmpServer {
                     continue;
                 }
             };
-            let id = next_id.fetch_add(1, Ordering::Relaxed);
+            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 warn!(conn = id, %peer, limit = self.config.max_connections, "connection refused: limit reached");
                 self.services
@@ -86,31 +101,55 @@ impl RtmpServer {
             if let Err(e) = socket.set_nodelay(self.config.tcp_nodelay) {
                 warn!(conn = id, %peer, error = %e, "set TCP_NODELAY failed");
             }
-            let conn = Connection::new(
-                socket,
-                (id, peer),
-                self.config.clone(),
-                self.services.clone(),
-                drain.watch(),
-                started,
-            );
             self.services
                 .metrics
                 .connections
                 .get_or_create(&KindLabel { kind: "accepted" })
                 .inc();
             self.services.metrics.connections_open.inc();
+            let span = info_span!("rtmp", conn = id, %peer, tls = self.tls.is_some(), app = tracing::field::Empty, stream = tracing::field::Empty);
+            let (config, services, phase) =
+                (self.config.clone(), self.services.clone(), drain.watch());
             let metrics = self.services.metrics.clone();
-            let span = info_span!("rtmp", conn = id, %peer, app = tracing::field::Empty, stream = tracing::field::Empty);
-            tokio::spawn(
-                async move {
-                    let reason = conn.run().await;
-                    info!(reason = %reason, "connection closed");
-                    metrics.connections_open.dec();
-                    drop(slot);
+            // Two task types, so a plain connection's task is not sized for a TLS one.
+            match self.tls.clone() {
+                None => {
+                    let conn =
+                        Connection::new(socket, (id, peer), config, services, phase, started);
+                    spawn_connection(conn.run(), metrics, slot, span);
                 }
-                .instrument(span),
-            );
+                Some(acceptor) => {
+                    let run = async move {
+                        match accept_tls(socket, &acceptor, &config).await {
+                            Ok(stream) => {
+                                let conn = Connection::new(
+                                    stream,
+                                    (id, peer),
+                                    config,
+                                    services,
+                                    phase,
+                                    started,
+                                );
+                                conn.run().await
+                            }
+                            Err(reason) => {
+                                let label = match reason {
+                                    CloseReason::WrongProtocol(_) => "wrong_protocol",
+                                    CloseReason::HandshakeTimeout => "timeout",
+                                    _ => "tls",
+                                };
+                                services
+                                    .metrics
+                                    .handshake_failures
+                                    .get_or_create(&ReasonLabel { reason: label })
+                                    .inc();
+                                reason
+                            }
+                        }
+                    };
+                    spawn_connection(run, metrics, slot, span);
+                }
+            }
         }
         drop(self.listener);
         info!(
@@ -121,4 +160,53 @@ impl RtmpServer {
         let _ = slots.acquire_many(self.config.max_connections as u32).await;
         info!("all RTMP connections ended");
     }
+}
+
+fn spawn_connection(
+    run: impl Future<Output = CloseReason> + Send + 'static,
+    metrics: Arc<Metrics>,
+    slot: OwnedSemaphorePermit,
+    span: tracing::Span,
+) {
+    tokio::spawn(
+        async move {
+            let reason = run.await;
+            info!(reason = %reason, "connection closed");
+            metrics.connections_open.dec();
+            drop(slot);
+        }
+        .instrument(span),
+    );
+}
+
+/// The TLS handshake of an RTMPS connection, within the RTMP handshake timeout. A client that
+/// does not start with a TLS ClientHello (a plain RTMP C0 is 0x03) is turned away before
+/// rustls sees it, with a reason that says so.
+async fn accept_tls(
+    socket: TcpStream,
+    acceptor: &TlsAcceptor,
+    config: &RtmpServerConfig,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, CloseReason> {
+    let handshake = async {
+        let mut first = [0u8; 1];
+        match socket.peek(&mut first).await {
+            Ok(0) => return Err(CloseReason::PeerClosed),
+            Ok(_) if first[0] == TLS_HANDSHAKE => {}
+            Ok(_) if first[0] == 3 => {
+                return Err(CloseReason::WrongProtocol(
+                    "plain RTMP client on the RTMPS port (use the plain RTMP port or rtmps://)",
+                ));
+            }
+            Ok(_) => {
+                return Err(CloseReason::WrongProtocol(
+                    "not a TLS client on the RTMPS port",
+                ));
+            }
+            Err(e) => return Err(CloseReason::Io(e)),
+        }
+        acceptor.accept(socket).await.map_err(CloseReason::Tls)
+    };
+    tokio::time::timeout(config.handshake_timeout, handshake)
+        .await
+        .unwrap_or(Err(CloseReason::HandshakeTimeout))
 }

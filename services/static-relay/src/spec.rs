@@ -2,6 +2,7 @@
 //! liverelay, the reconnect policy, and an id that is the same on every pod.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use liverelay_hub::StreamKey;
@@ -71,6 +72,10 @@ pub struct RelayConfig {
     /// An on-demand pull keeps running this long after its last viewer left.
     #[serde(default = "defaults::linger_secs")]
     pub linger_secs: u64,
+    /// PEM CA bundle an `rtmps://` peer's certificate is checked against; unset: the system's
+    /// roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
 }
 
 mod defaults {
@@ -108,6 +113,7 @@ pub struct RelaySpec {
     pub stream: StreamKey,
     pub reconnect: Reconnect,
     pub linger: Duration,
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -159,6 +165,7 @@ impl RelaySpec {
                 max_attempts: c.max_attempts,
             },
             linger: Duration::from_secs(c.linger_secs),
+            tls_ca: c.tls_ca.as_ref().map(PathBuf::from),
         })
     }
 
@@ -245,6 +252,7 @@ mod tests {
             stall_timeout_ms: defaults::stall_timeout_ms(),
             max_attempts: None,
             linger_secs: defaults::linger_secs(),
+            tls_ca: None,
         }
     }
 

@@ -39,6 +39,7 @@ impl From<ClientError> for Failure {
             ClientError::Protocol(_) | ClientError::BadUrl(_) => "protocol",
             ClientError::Closed => "closed",
             ClientError::Timeout(_) => "timeout",
+            ClientError::Tls(_) => "tls",
             ClientError::ConnectRefused(_) | ClientError::Refused { .. } => "rejected",
         };
         Self::new(reason, e.to_string())
@@ -96,8 +97,18 @@ impl Progress {
 
 /// Connects to the relay's URL, each step limited by the stall timeout.
 pub(crate) async fn connect(spec: &RelaySpec) -> Result<RtmpClient, Failure> {
+    // Read at every attempt, so a rotated CA file is picked up; without one, rtmps:// trusts
+    // the system's roots.
+    let tls = match spec.tls_ca.as_deref().filter(|_| spec.url.tls) {
+        Some(ca) => Some(Arc::new(
+            liverelay_tls::client_config(Some(ca), None)
+                .map_err(|e| Failure::new("tls", e.to_string()))?,
+        )),
+        None => None,
+    };
     let options = ClientOptions {
         timeout: spec.reconnect.stall_timeout,
+        tls,
         ..ClientOptions::default()
     };
     Ok(RtmpClient::connect(&spec.url, options).await?)

@@ -1,0 +1,499 @@
+//! RTMPS and TLS with real clients: ffmpeg and GStreamer over `rtmps://`, `openssl s_client`
+//! for the certificate a new connection gets, certificates made by the test with `openssl`.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// A throwaway PKI in the test's own directory, made with the `openssl` command.
+struct Pki {
+    dir: TempDir,
+}
+
+/// A CA: its certificate and key files.
+struct Ca {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// A certificate (for `localhost` and 127.0.0.1, server and client use) and its key.
+struct Leaf {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+impl Pki {
+    fn new(tag: &str) -> Self {
+        Self {
+            dir: TempDir::new(tag),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path(name)
+    }
+
+    fn ca(&self, name: &str) -> Ca {
+        let (cert, key) = (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        );
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&cert),
+        ]);
+        Ca { cert, key }
+    }
+
+    /// A certificate with common name `cn`, signed by `ca`.
+    fn leaf(&self, ca: &Ca, cn: &str) -> Leaf {
+        let (cert, key) = (
+            self.path(&format!("{cn}.pem")),
+            self.path(&format!("{cn}.key")),
+        );
+        let csr = self.path(&format!("{cn}.csr"));
+        let ext = self.path(&format!("{cn}.ext"));
+        std::fs::write(
+            &ext,
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
+             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
+        )
+        .unwrap();
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={cn}"),
+            "-keyout",
+            s(&key),
+            "-out",
+            s(&csr),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            s(&csr),
+            "-CA",
+            s(&ca.cert),
+            "-CAkey",
+            s(&ca.key),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            s(&ext),
+            "-out",
+            s(&cert),
+        ]);
+        Leaf { cert, key }
+    }
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl is installed (make test-deps)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A standalone with an RTMPS listener on a free port besides its plain one; returns it and
+/// the RTMPS address.
+fn rtmps_server(leaf: &Leaf, extra: &[(&str, &str)]) -> (Server, SocketAddr) {
+    let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let tls_text = tls.to_string();
+    let mut env = vec![
+        ("LIVERELAY_RTMP__TLS_LISTEN", tls_text.as_str()),
+        ("LIVERELAY_RTMP__TLS_CERT", s(&leaf.cert)),
+        ("LIVERELAY_RTMP__TLS_KEY", s(&leaf.key)),
+    ];
+    env.extend_from_slice(extra);
+    (Server::start_with(&env), tls)
+}
+
+/// The subject of the certificate a new TLS connection to `addr` is shown, as `openssl
+/// s_client` prints it; `None` if the handshake fails.
+fn presented_subject(addr: SocketAddr) -> Option<String> {
+    let out = Command::new("openssl")
+        .args([
+            "s_client",
+            "-connect",
+            &addr.to_string(),
+            "-servername",
+            "localhost",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .expect("openssl runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("subject="))
+        .map(str::to_owned)
+}
+
+fn counts(packets: &[Packet]) -> (usize, usize) {
+    let video = packets.iter().filter(|p| p.video).count();
+    (video, packets.len() - video)
+}
+
+/// ffmpeg publishes over rtmps://; a player over rtmps:// and one over plain rtmp:// each
+/// receive every audio and video frame, decodable.
+#[test]
+fn ffmpeg_publishes_and_plays_over_rtmps_frame_exact() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let (server, tls) = rtmps_server(&leaf, &[]);
+    let dir = TempDir::new("rtmps");
+    let secure = format!("rtmps://{tls}/live/secure");
+    let mut viewers: Vec<_> = [secure.clone(), server.url("live/secure")]
+        .into_iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let out = dir.path(&format!("view{i}.flv"));
+            (
+                ffmpeg_record(&url, &out, &dir.path(&format!("view{i}.log"))),
+                out,
+            )
+        })
+        .collect();
+    server.wait_viewers("live", "secure", 2, Duration::from_secs(15));
+
+    let sent = probe_packets(s(sample_flv()));
+    let mut publisher = ffmpeg_publish(sample_flv(), &secure, &dir.path("pub.log"));
+    wait_success(
+        &mut publisher,
+        Duration::from_secs(30),
+        &dir.path("pub.log"),
+    );
+    for (i, (viewer, out)) in viewers.iter_mut().enumerate() {
+        wait_success(
+            viewer,
+            Duration::from_secs(15),
+            &dir.path(&format!("view{i}.log")),
+        );
+        let got = probe_packets(s(out));
+        assert_eq!(counts(&got), counts(&sent), "viewer {i} got every frame");
+        assert_eq!(decode_errors(out), "", "viewer {i} decodes cleanly");
+    }
+    let log = server.log();
+    assert!(
+        log.contains("tls=true") && log.contains("publish started"),
+        "the publish came over TLS:\n{log}"
+    );
+}
+
+/// A plain RTMP client on the RTMPS port and a TLS client on the plain port are each closed
+/// with a reason that says what happened; with `rtmp.tls_only` the plain port is not opened.
+#[test]
+fn wrong_protocol_on_either_port_is_closed_with_a_reason() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let (server, tls) = rtmps_server(&leaf, &[]);
+    let dir = TempDir::new("wrong-proto");
+
+    // ffmpeg speaking plain RTMP to the TLS port.
+    let mut ff = ffmpeg_publish(
+        sample_flv(),
+        &format!("rtmp://{tls}/live/x"),
+        &dir.path("plain.log"),
+    );
+    let status = ff
+        .wait_timeout(Duration::from_secs(15))
+        .expect("ffmpeg gives up");
+    assert!(!status.success(), "plain RTMP on the RTMPS port must fail");
+    assert!(
+        server.wait_log(
+            "wrong protocol: plain RTMP client on the RTMPS port",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log()
+    );
+    // A TLS client on the plain port.
+    assert_eq!(
+        presented_subject(server.rtmp),
+        None,
+        "no TLS on the plain port"
+    );
+    assert!(
+        server.wait_log(
+            "wrong protocol: TLS client on the plain RTMP port",
+            Duration::from_secs(5)
+        ),
+        "{}",
+        server.log()
+    );
+    assert_eq!(
+        server.metric("liverelay_handshake_failures_total{reason=\"wrong_protocol\"}"),
+        Some(2.0)
+    );
+
+    // TLS only: nothing listens on the plain port; RTMPS works.
+    let (only, tls) = rtmps_server(&leaf, &[("LIVERELAY_RTMP__TLS_ONLY", "true")]);
+    assert!(
+        std::net::TcpStream::connect(only.rtmp).is_err(),
+        "plain port closed"
+    );
+    assert!(presented_subject(tls).is_some_and(|s| s.contains("localhost")));
+}
+
+/// Replacing the certificate files: a new connection is shown the new certificate while a
+/// publish that started before keeps flowing on its connection.
+#[test]
+fn certificate_rotates_without_a_restart() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let old = pki.leaf(&ca, "localhost");
+    let new = pki.leaf(&ca, "rotated");
+    // The server reads copies, which the test then overwrites as cert-manager would.
+    let (cert, key) = (pki.path("live.pem"), pki.path("live.key"));
+    std::fs::copy(&old.cert, &cert).unwrap();
+    std::fs::copy(&old.key, &key).unwrap();
+    let (server, tls) = rtmps_server(
+        &Leaf {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        &[],
+    );
+    let subject = presented_subject(tls).expect("TLS handshake");
+    assert!(subject.contains("CN = localhost"), "{subject}");
+
+    let dir = TempDir::new("rotation");
+    let mut publisher = looping_publisher(&format!("rtmps://{tls}/live/rot"), &dir.path("pub.log"));
+    server.wait_live("live", "rot", Duration::from_secs(15));
+
+    // Written into a temporary name then renamed, so no reader sees half a file.
+    for (from, to) in [(&new.key, &key), (&new.cert, &cert)] {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let subject = presented_subject(tls).expect("TLS handshake");
+        if subject.contains("CN = rotated") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still presenting {subject}; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.log().contains("TLS certificate reloaded"));
+    let frames = |server: &Server| {
+        server.stream_info("live", "rot").unwrap()["frames_in"]
+            .as_u64()
+            .unwrap()
+    };
+    let before = frames(&server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while frames(&server) < before + 50 {
+        assert!(
+            Instant::now() < deadline,
+            "publish stopped flowing after rotation"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        publisher.is_running(),
+        "the publisher's connection survived"
+    );
+    assert_eq!(
+        server.log().matches("publish started").count(),
+        1,
+        "one publish, never restarted"
+    );
+}
+
+/// nginx's `stream` module terminating TLS in front of another nginx's RTMP module: a real
+/// RTMPS server, as the platforms run (RTMP behind a TLS proxy).
+struct TlsProxy {
+    _child: ChildGuard,
+    port: u16,
+    _dir: TempDir,
+}
+
+impl TlsProxy {
+    fn start(leaf: &Leaf, upstream: u16) -> Self {
+        const MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
+        assert!(
+            Path::new(MODULE).exists(),
+            "{MODULE} missing: `make test-deps` installs libnginx-mod-stream"
+        );
+        let dir = TempDir::new("tls-proxy");
+        let port = free_port();
+        let conf = dir.path("nginx.conf");
+        let prefix = dir.path("");
+        std::fs::write(
+            &conf,
+            format!(
+                "load_module {MODULE};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
+                 pid {p}/nginx.pid;\nerror_log {p}/error.log info;\nevents {{ worker_connections 64; }}\n\
+                 stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; \
+                 ssl_certificate_key {key}; proxy_pass 127.0.0.1:{upstream}; }} }}\n",
+                p = prefix.display(),
+                cert = leaf.cert.display(),
+                key = leaf.key.display(),
+            ),
+        )
+        .unwrap();
+        let child = spawn_logged(
+            Command::new("nginx")
+                .arg("-c")
+                .arg(&conf)
+                .arg("-p")
+                .arg(&prefix)
+                .arg("-e")
+                .arg(dir.path("error.log")),
+            &dir.path("stderr.log"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx TLS proxy did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self {
+            _child: child,
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// `rtmps://localhost:PORT/path`: by name, so SNI is sent and the name is verified.
+    fn url(&self, path: &str) -> String {
+        format!("rtmps://localhost:{}/{path}", self.port)
+    }
+}
+
+/// A `[[relays]]` entry with short retries.
+fn relay(kind: &str, url: &str, stream: &str, extra: &str) -> String {
+    format!(
+        "[[relays]]\nkind = \"{kind}\"\nurl = \"{url}\"\nstream = \"{stream}\"\n\
+         initial_backoff_ms = 200\nmax_backoff_ms = 1000\n{extra}\n"
+    )
+}
+
+/// The `GET /v1/relays` row of the relay on `stream` of `kind`, once `ok` holds for it.
+fn wait_relay_row(
+    server: &Server,
+    kind: &str,
+    stream: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = server.http_get("/v1/relays");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let row = v["relays"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["kind"] == kind && r["stream"] == stream)
+            .cloned();
+        if let Some(row) = row.filter(|r| ok(r)) {
+            return row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{kind} relay of {stream}: {body}\nlog:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// ffmpeg plays `url` until it has decoded `frames` video frames.
+fn plays(url: &str, frames: u32, log: &Path) {
+    let mut ff = spawn_logged(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-i", url])
+            .args(["-frames:v", &frames.to_string(), "-f", "null", "-"]),
+        log,
+    );
+    wait_success(&mut ff, Duration::from_secs(20), log);
+}
+
+/// Static relays over RTMPS to and from a real RTMPS server, its certificate verified against
+/// the configured CA by name (SNI); a relay trusting another CA is refused with the reason.
+#[test]
+fn push_and_pull_relays_to_a_real_rtmps_server() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let other = pki.ca("other-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let nginx = support::nginx::Nginx::start();
+    let proxy = TlsProxy::start(&leaf, nginx.port);
+    let dir = TempDir::new("rtmps-relays");
+    let _upstream = looping_publisher(&nginx.url("live/src"), &dir.path("up.log"));
+
+    let good = format!("tls_ca = \"{}\"", ca.cert.display());
+    let wrong = format!("tls_ca = \"{}\"\nmax_attempts = 1", other.cert.display());
+    let conf = dir.path("liverelay.toml");
+    std::fs::write(
+        &conf,
+        [
+            relay("pull", &proxy.url("live/src"), "live/pulled", &good),
+            relay("push", &proxy.url("live/pushed"), "live/local", &good),
+            relay("pull", &proxy.url("live/src"), "live/untrusted", &wrong),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let server = Server::start_role("standalone", &["--config", s(&conf)], &[]);
+
+    // Pull: the stream nginx has, through TLS, plays from liverelay.
+    server.wait_live("live", "pulled", Duration::from_secs(20));
+    plays(&server.url("live/pulled"), 10, &dir.path("play-pulled.log"));
+    // Push: what is published here reaches nginx through TLS.
+    let _local = looping_publisher(&server.url("live/local"), &dir.path("local.log"));
+    wait_relay_row(&server, "push", "live/local", |r| r["state"] == "live");
+    plays(&nginx.url("live/pushed"), 10, &dir.path("play-pushed.log"));
+
+    // The wrong CA: refused for what it is, and no media flowed.
+    let row = wait_relay_row(&server, "pull", "live/untrusted", |r| {
+        r["state"] == "stopped" && r["attempts"] == 1
+    });
+    let error = row["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("tls: ") && error.contains("invalid peer certificate: UnknownIssuer"),
+        "{row}"
+    );
+    assert!(server.stream_info("live", "untrusted").is_none());
+}
