@@ -43,7 +43,13 @@ impl StreamPolicy for EdgePolicy {
                     description: format!("stream registry unavailable ({e}); try again"),
                 });
             }
-            pool.ensure(key);
+            if let Err(e) = pool.ensure(key.clone()) {
+                warn!(stream = %key, error = %e, "play refused: upstream limit");
+                return Err(Refusal {
+                    code: code::PLAY_FAILED,
+                    description: e.to_string(),
+                });
+            }
             Ok(Box::new(()) as Box<dyn Ticket>)
         })
     }

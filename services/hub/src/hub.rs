@@ -1,7 +1,7 @@
 //! The registry of live streams inside one process.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use liverelay_rtmp::media::{parse_audio, parse_video};
@@ -44,8 +44,15 @@ pub struct HubConfig {
     pub viewer_queue_frames: usize,
     /// The same limit in bytes of wire data.
     pub viewer_queue_bytes: usize,
-    /// Streams (live or with waiting viewers) the hub holds at most.
+    /// Live streams (with a publisher) the hub holds at most.
     pub max_streams: usize,
+    /// Streams that are not live but have viewers (waiting for a publisher, or still draining
+    /// an ended publish) the hub holds at most. Counted apart from `max_streams`, so viewers
+    /// of names nobody publishes cannot take the slots publishers need.
+    pub max_waiting_streams: usize,
+    /// Frames (any kind) the GOP cache holds at most; past it the GOP is not cached. Bytes
+    /// alone do not bound a flood of tiny messages.
+    pub gop_max_frames: usize,
     /// An audio message wakes the viewers only if they have not been woken for this long;
     /// otherwise it goes out with the next video frame. Halves the wakeups and writes per
     /// player of an audio+video stream; audio waits at most this long. Zero: every message
@@ -64,6 +71,9 @@ impl Default for HubConfig {
             viewer_queue_frames: 256,
             viewer_queue_bytes: 16 * 1024 * 1024,
             max_streams: 1000,
+            max_waiting_streams: 1000,
+            // A 20 s GOP of 120 fps video with 48 kHz AAC is about 3,500 messages.
+            gop_max_frames: 8192,
             audio_hold: std::time::Duration::from_millis(40),
         }
     }
@@ -75,6 +85,8 @@ pub enum HubError {
     AlreadyPublishing(StreamKey),
     #[error("stream limit of {0} reached")]
     TooManyStreams(usize),
+    #[error("limit of {0} streams waiting for a publisher reached")]
+    TooManyWaiting(usize),
 }
 
 /// A stream as listed by the API.
@@ -95,9 +107,22 @@ pub struct StreamSummary {
 pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
     streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    /// Entries of `streams` with a publisher; changed only under the `streams` lock.
+    live: AtomicUsize,
 }
 
 impl HubInner {
+    /// Ends `stream`'s publish and forgets the stream if nobody watches it any more.
+    pub(crate) fn unpublish(&self, stream: &Arc<Stream>) {
+        {
+            let _streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+            stream.lock().stop_publish();
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        stream.wake_viewers();
+        self.release(stream);
+    }
+
     /// Forgets a stream nobody publishes or watches any more.
     pub(crate) fn release(&self, stream: &Arc<Stream>) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
@@ -125,6 +150,7 @@ impl Hub {
             inner: Arc::new(HubInner {
                 config,
                 streams: Mutex::new(HashMap::new()),
+                live: AtomicUsize::new(0),
             }),
         }
     }
@@ -135,22 +161,38 @@ impl Hub {
 
     /// Takes the publisher slot of `key`; refused while another publisher holds it.
     pub fn publish(&self, key: StreamKey) -> Result<Publisher, HubError> {
-        let stream = {
-            let mut streams = self.lock();
-            let stream = self.get_or_create(&mut streams, &key)?;
-            if stream.lock().live {
-                return Err(HubError::AlreadyPublishing(key));
-            }
-            // Marked live before the map lock is released, so two publishers cannot race.
-            Publisher::start(stream.clone(), self.inner.clone())
-        };
-        Ok(stream)
+        let mut streams = self.lock();
+        let existing = streams.get(&key).cloned();
+        if existing.as_ref().is_some_and(|s| s.lock().live) {
+            return Err(HubError::AlreadyPublishing(key));
+        }
+        let max = self.inner.config.max_streams;
+        if self.inner.live.load(Ordering::Relaxed) >= max {
+            return Err(HubError::TooManyStreams(max));
+        }
+        let stream = existing.unwrap_or_else(|| {
+            let s = Arc::new(Stream::new(key.clone(), self.inner.config));
+            streams.insert(key, s.clone());
+            s
+        });
+        // Marked live before the map lock is released, so two publishers cannot race.
+        self.inner.live.fetch_add(1, Ordering::Relaxed);
+        Ok(Publisher::start(stream, self.inner.clone()))
     }
 
     /// Joins `key` as a viewer; a stream with no publisher yet is created and waited on.
     pub fn play(&self, key: StreamKey) -> Result<Viewer, HubError> {
         let mut streams = self.lock();
-        let stream = self.get_or_create(&mut streams, &key)?;
+        if let Some(s) = streams.get(&key) {
+            return Ok(Viewer::join(s.clone(), self.inner.clone()));
+        }
+        let waiting = streams.len() - self.inner.live.load(Ordering::Relaxed);
+        let max = self.inner.config.max_waiting_streams;
+        if waiting >= max {
+            return Err(HubError::TooManyWaiting(max));
+        }
+        let stream = Arc::new(Stream::new(key.clone(), self.inner.config));
+        streams.insert(key, stream.clone());
         Ok(Viewer::join(stream, self.inner.clone()))
     }
 
@@ -216,21 +258,5 @@ impl Hub {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Arc<Stream>>> {
         self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn get_or_create(
-        &self,
-        streams: &mut HashMap<StreamKey, Arc<Stream>>,
-        key: &StreamKey,
-    ) -> Result<Arc<Stream>, HubError> {
-        if let Some(s) = streams.get(key) {
-            return Ok(s.clone());
-        }
-        if streams.len() >= self.inner.config.max_streams {
-            return Err(HubError::TooManyStreams(self.inner.config.max_streams));
-        }
-        let s = Arc::new(Stream::new(key.clone(), self.inner.config));
-        streams.insert(key.clone(), s.clone());
-        Ok(s)
     }
 }

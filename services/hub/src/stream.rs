@@ -47,7 +47,9 @@ pub(crate) struct StreamState {
     pub next_seq: u64,
     /// Sequence number of the latest keyframe while the GOP since then fits the cache limits.
     pub gop_start: Option<u64>,
+    /// Heap cost of the cached GOP ([`Frame::heap_cost`]).
     pub gop_bytes: usize,
+    gop_frames: usize,
     gop_start_ts: u64,
     pub rates: RateMeter,
     pub metadata: Option<Arc<Frame>>,
@@ -73,6 +75,7 @@ impl Stream {
                 next_seq: 0,
                 gop_start: None,
                 gop_bytes: 0,
+                gop_frames: 0,
                 gop_start_ts: 0,
                 rates: RateMeter::default(),
                 metadata: None,
@@ -92,7 +95,7 @@ impl Stream {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn wake_viewers(&self) {
+    pub(crate) fn wake_viewers(&self) {
         self.notify.send_modify(|v| *v = v.wrapping_add(1));
     }
 }
@@ -107,7 +110,7 @@ impl StreamState {
         self.audio_header = None;
     }
 
-    fn stop_publish(&mut self) {
+    pub(crate) fn stop_publish(&mut self) {
         self.live = false;
         // Frames stay in the ring so viewers still drain what they have not sent yet; nothing
         // of this publish may start a new viewer.
@@ -133,17 +136,22 @@ impl StreamState {
         );
         let seq = self.next_seq;
         self.next_seq += 1;
-        let size = frame.wire_len();
+        let size = frame.heap_cost();
         if frame.keyframe && self.config.gop_cache {
             self.gop_start = Some(seq);
             self.gop_bytes = 0;
+            self.gop_frames = 0;
             self.gop_start_ts = frame.timestamp;
         }
         if self.gop_start.is_some() {
             self.gop_bytes += size;
+            self.gop_frames += 1;
             let too_long =
                 frame.timestamp.saturating_sub(self.gop_start_ts) > self.config.gop_max_duration_ms;
-            if self.gop_bytes > self.config.gop_max_bytes || too_long {
+            if self.gop_bytes > self.config.gop_max_bytes
+                || self.gop_frames > self.config.gop_max_frames
+                || too_long
+            {
                 self.gop_start = None;
             }
         }
@@ -161,7 +169,7 @@ impl StreamState {
             if !over || protected {
                 break;
             }
-            self.ring_bytes -= front.wire_len();
+            self.ring_bytes -= front.heap_cost();
             self.ring.pop_front();
             self.first_seq += 1;
         }
@@ -216,8 +224,12 @@ impl Publisher {
     }
 
     /// Adds one message of the publisher to the stream. The wire encoding is made here, once,
-    /// outside the stream lock.
+    /// outside the stream lock. An empty message carries nothing a player can use, and a flood
+    /// of them (one byte each on the wire) would fill the ring and GOP cache with frames.
     pub fn push(&mut self, media: Media) {
+        if media.payload.is_empty() {
+            return;
+        }
         let stats = &self.stream.stats;
         stats.frames_in.fetch_add(1, Ordering::Relaxed);
         stats
@@ -247,8 +259,6 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.stream.lock().stop_publish();
-        self.stream.wake_viewers();
-        self.hub.release(&self.stream);
+        self.hub.unpublish(&self.stream);
     }
 }

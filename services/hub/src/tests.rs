@@ -322,20 +322,94 @@ fn audio_only_stream_plays_without_keyframes() {
 #[test]
 fn empty_streams_are_forgotten() {
     let hub = Hub::new(HubConfig {
-        max_streams: 1,
+        max_waiting_streams: 1,
         ..Default::default()
     });
     let v = hub.play(key()).unwrap();
     assert_eq!(hub.streams().len(), 1);
     assert_eq!(
         hub.play(StreamKey::new("live", "other")).err(),
-        Some(HubError::TooManyStreams(1))
+        Some(HubError::TooManyWaiting(1))
     );
     drop(v);
     assert!(hub.streams().is_empty());
     let p = hub.publish(StreamKey::new("live", "other")).unwrap();
     drop(p);
     assert!(hub.streams().is_empty());
+}
+
+#[test]
+fn waiting_viewers_never_take_the_publishers_slots() {
+    let hub = Hub::new(HubConfig {
+        max_streams: 2,
+        max_waiting_streams: 3,
+        ..Default::default()
+    });
+    let waiting: Vec<_> = (0..3)
+        .map(|i| {
+            hub.play(StreamKey::new("live", format!("idle{i}")))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        hub.play(StreamKey::new("live", "idle3")).err(),
+        Some(HubError::TooManyWaiting(3))
+    );
+    // Every waiting slot is taken, yet publishers get theirs, up to the live limit, also
+    // on a name viewers wait for (which then leaves the waiting count).
+    let a = hub.publish(StreamKey::new("live", "a")).unwrap();
+    let idle0 = hub.publish(StreamKey::new("live", "idle0")).unwrap();
+    assert_eq!(
+        hub.publish(StreamKey::new("live", "c")).err(),
+        Some(HubError::TooManyStreams(2))
+    );
+    assert!(hub.play(StreamKey::new("live", "idle3")).is_ok());
+    drop(a);
+    let _c = hub.publish(StreamKey::new("live", "c")).unwrap();
+    // An ended publish whose viewers stay counts as waiting again.
+    drop(idle0);
+    assert_eq!(
+        hub.play(StreamKey::new("live", "idle4")).err(),
+        Some(HubError::TooManyWaiting(3))
+    );
+    drop(waiting);
+}
+
+#[test]
+fn empty_media_messages_are_dropped_and_a_gop_is_bounded_in_frames() {
+    let hub = Hub::new(HubConfig {
+        gop_max_frames: 10,
+        ..Default::default()
+    });
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video(0, true));
+    for _ in 0..1000 {
+        p.push(Media {
+            kind: MediaKind::Audio,
+            timestamp: 1,
+            payload: Bytes::new(),
+        });
+    }
+    let s = &hub.streams()[0];
+    assert_eq!(s.frames_in, 1, "empty messages never become frames");
+    assert!(s.gop_cache_bytes > 0, "one keyframe is cached");
+    for i in 1..10 {
+        p.push(audio(i));
+    }
+    assert!(hub.streams()[0].gop_cache_bytes > 0, "10 frames fit");
+    p.push(audio(11));
+    assert_eq!(
+        hub.streams()[0].gop_cache_bytes,
+        0,
+        "the 11th frame ends the cached GOP"
+    );
+    let mut late = hub.play(key()).unwrap();
+    assert!(
+        frames(&poll_all(&mut late))
+            .iter()
+            .all(|f| f.sequence_header),
+        "a late viewer gets no frames of an uncached GOP"
+    );
 }
 
 #[tokio::test]

@@ -94,6 +94,9 @@ pub trait StreamRegistry: Send + Sync + 'static {
     /// Publish and unpublish announcements from every pod, as they happen.
     fn events(&self) -> broadcast::Receiver<RegistryEvent>;
 
+    /// [`RegistryEvent::Wanted`] announcements from every pod, apart from [`Self::events`].
+    fn wants(&self) -> broadcast::Receiver<RegistryEvent>;
+
     /// Announces that a viewer waits for `key` ([`RegistryEvent::Wanted`]).
     fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()>;
 

@@ -21,6 +21,7 @@ pub struct MemoryRegistry {
     ttl: Duration,
     state: Mutex<State>,
     events: broadcast::Sender<RegistryEvent>,
+    wants: broadcast::Sender<RegistryEvent>,
 }
 
 #[derive(Default)]
@@ -35,6 +36,7 @@ impl MemoryRegistry {
             ttl,
             state: Mutex::new(State::default()),
             events: broadcast::channel(1024).0,
+            wants: broadcast::channel(1024).0,
         }
     }
 
@@ -148,8 +150,12 @@ impl StreamRegistry for MemoryRegistry {
         self.events.subscribe()
     }
 
+    fn wants(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.wants.subscribe()
+    }
+
     fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()> {
-        let _ = self.events.send(RegistryEvent::wanted(key));
+        let _ = self.wants.send(RegistryEvent::wanted(key));
         async {}.boxed()
     }
 

@@ -8,7 +8,8 @@
 //! | `{prefix}:stream:{app/name}` | string, PX lease | JSON [`StreamRecord`] of the owner |
 //! | `{prefix}:gen:{app/name}` | counter, expires 24 h after the last claim | last fencing generation handed out |
 //! | `{prefix}:streams` | set | `app/name` of streams believed live (index for listing) |
-//! | `{prefix}:events` | pub/sub channel | JSON [`RegistryEvent`]s |
+//! | `{prefix}:events` | pub/sub channel | JSON [`RegistryEvent`]s: publishes and unpublishes |
+//! | `{prefix}:wants` | pub/sub channel | JSON [`RegistryEvent::Wanted`]: an edge's viewer waits (apart, so waiting viewers do not wake every pod's upstreams) |
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -98,12 +99,13 @@ pub struct RedisRegistry {
     conn: RedisConn,
     config: RedisRegistryConfig,
     events: broadcast::Sender<RegistryEvent>,
-    subscriber: JoinHandle<()>,
+    wants: broadcast::Sender<RegistryEvent>,
+    subscribers: [JoinHandle<()>; 2],
 }
 
 impl Drop for RedisRegistry {
     fn drop(&mut self) {
-        self.subscriber.abort();
+        self.subscribers.iter().for_each(JoinHandle::abort);
     }
 }
 
@@ -117,12 +119,17 @@ impl RedisRegistry {
         let conn =
             RedisConn::connect(&config.urls, config.cluster, config.op_timeout, metrics).await?;
         let events = broadcast::channel(1024).0;
-        let subscriber = conn.subscribe(channel(&config.key_prefix), events.clone());
+        let wants = broadcast::channel(1024).0;
+        let subscribers = [
+            conn.subscribe(channel(&config.key_prefix), events.clone()),
+            conn.subscribe(wants_channel(&config.key_prefix), wants.clone()),
+        ];
         Ok(Self {
             conn,
             config,
             events,
-            subscriber,
+            wants,
+            subscribers,
         })
     }
 
@@ -162,13 +169,12 @@ impl RedisRegistry {
 
     async fn announce(&self, event: &RegistryEvent) {
         let json = serde_json::to_string(event).expect("events serialize");
+        let to = match event {
+            RegistryEvent::Wanted { .. } => wants_channel(&self.config.key_prefix),
+            _ => channel(&self.config.key_prefix),
+        };
         let publish = self
-            .query::<i64>(
-                "announce",
-                redis::cmd("PUBLISH")
-                    .arg(channel(&self.config.key_prefix))
-                    .arg(json),
-            )
+            .query::<i64>("announce", redis::cmd("PUBLISH").arg(to).arg(json))
             .await;
         if let Err(e) = publish {
             warn!(error = %e, "could not announce registry event");
@@ -178,6 +184,10 @@ impl RedisRegistry {
 
 fn channel(prefix: &str) -> String {
     format!("{prefix}:events")
+}
+
+fn wants_channel(prefix: &str) -> String {
+    format!("{prefix}:wants")
 }
 
 fn parse(json: &str) -> Result<StreamRecord, RegistryError> {
@@ -316,6 +326,10 @@ impl StreamRegistry for RedisRegistry {
 
     fn events(&self) -> broadcast::Receiver<RegistryEvent> {
         self.events.subscribe()
+    }
+
+    fn wants(&self) -> broadcast::Receiver<RegistryEvent> {
+        self.wants.subscribe()
     }
 
     fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()> {

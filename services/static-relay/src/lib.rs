@@ -193,7 +193,7 @@ impl StaticRelays {
                     &spec.id,
                     || true,
                     || async {
-                        let events = ctx.registry.as_ref().map(|r| r.events());
+                        let events = ctx.registry.as_ref().map(|r| r.wants());
                         let mut demand = Demand::new(ctx.hub.clone(), spec.stream.clone(), events);
                         loop {
                             demand.wanted().await;
