@@ -551,7 +551,7 @@ async fn edge_drains_on_sigterm() {
     let signalled = Instant::now();
     let mut not_ready = None;
     while signalled.elapsed() < Duration::from_secs(1) {
-        if edge.http_get("/readyz").map(|r| r.0) == Some(503) {
+        if edge.http_get("/readyz").0 == 503 {
             not_ready = Some(signalled.elapsed());
             break;
         }

@@ -187,7 +187,9 @@ impl Server {
                 // Most likely a port taken between free_port() and bind: try other ports.
                 return None;
             }
-            if server.http_get("/readyz").map(|(s, _)| s) == Some(200) {
+            if try_http_request(server.http, "GET", "/readyz", None, "").map(|(s, _)| s)
+                == Some(200)
+            {
                 return Some(server);
             }
             std::thread::sleep(Duration::from_millis(25));
@@ -199,22 +201,34 @@ impl Server {
         format!("rtmp://{}/{path}", self.rtmp)
     }
 
-    /// `GET path` over HTTP/1.0: (status, body).
-    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+    /// `GET path` over HTTP/1.0: (status, body). Panics if the server does not answer.
+    pub fn http_get(&self, path: &str) -> (u16, String) {
         http_get(self.http, path)
     }
 
-    /// One sample of `/metrics` (classic text format), by its exact series text.
+    /// One sample of `/metrics` (classic text format), by its exact series text; `None` if the
+    /// series is not exported. Panics if `/metrics` cannot be read.
     pub fn metric(&self, series: &str) -> Option<f64> {
-        let (_, body) = self.http_get("/metrics")?;
+        let body = self.get_ok("/metrics");
         body.lines()
             .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
-            .and_then(|v| v.trim().parse().ok())
+            .map(|v| {
+                v.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{series}: sample {v:?} is no number ({e})"))
+            })
+    }
+
+    /// The body of `GET path`, which must answer 200.
+    fn get_ok(&self, path: &str) -> String {
+        let (status, body) = self.http_get(path);
+        assert_eq!(status, 200, "GET {path} on {}: {body}", self.http);
+        body
     }
 }
 
-/// `GET path` over HTTP/1.0 to `addr`: (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+/// `GET path` over HTTP/1.0 to `addr`: (status, body). Panics if nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     http_request(addr, "GET", path, None, "")
 }
 
@@ -235,12 +249,26 @@ pub fn http_request(
         s,
         "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
+/// Panics if the request fails (refused, no answer, not HTTP): a check that reads an answer
+/// must never take a failed call for an empty one.
     )
     .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let status = resp.split_whitespace().nth(1)?.parse().ok()?;
     let body = resp
+) -> (u16, String) {
+    try_http_request(addr, method, path, bearer, body)
+        .unwrap_or_else(|| panic!("{method} http://{addr}{path}: no HTTP answer"))
+}
+
+/// The same, `None` if there is no answer: for polling a server that may not be up yet.
+pub fn try_http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
@@ -248,12 +276,15 @@ pub fn http_request(
 }
 
 impl Server {
-    /// The stream's entry in `GET /v1/streams`, if listed.
+    /// The stream's entry in `GET /v1/streams`; `None` if it is not listed. Panics if the
+    /// list cannot be read.
     pub fn stream_info(&self, app: &str, name: &str) -> Option<serde_json::Value> {
-        let (_, body) = self.http_get("/v1/streams")?;
-        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let body = self.get_ok("/v1/streams");
+        let v: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("/v1/streams is no JSON ({e}): {body}"));
         v["streams"]
-            .as_array()?
+            .as_array()
+            .unwrap_or_else(|| panic!("/v1/streams has no list: {body}"))
             .iter()
             .find(|s| s["app"] == app && s["name"] == name)
             .cloned()
@@ -324,6 +355,24 @@ impl Server {
     }
 
     /// Waits for the process to exit by itself.
+    /// Where the log ends now: a mark for [`Server::wait_log_since`].
+    pub fn log_mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until `text` appears in what the log got after `mark`: a line an earlier event
+    /// already wrote does not count for the action under test.
+    pub fn wait_log_since(&self, mark: usize, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.log().get(mark..).unwrap_or("").contains(text) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         self.child.wait_timeout(limit)
     }

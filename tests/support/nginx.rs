@@ -14,14 +14,23 @@ pub struct Nginx {
     child: Option<ChildGuard>,
     pub port: u16,
     dir: TempDir,
+    /// Extra directives of the `live` application.
+    live_directives: String,
 }
 
 impl Nginx {
     pub fn start() -> Self {
+        Self::start_with("")
+    }
+
+    /// Starts it with extra directives in the `live` application (e.g.
+    /// `drop_idle_publisher 1s;`).
+    pub fn start_with(live_directives: &str) -> Self {
         let mut nginx = Self {
             child: None,
             port: free_port(),
             dir: TempDir::new("nginx"),
+            live_directives: live_directives.to_owned(),
         };
         nginx.restart();
         nginx
@@ -51,9 +60,10 @@ impl Nginx {
                  pid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n\
                  events {{ worker_connections 256; }}\n\
                  rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-                   application live {{ live on; }} }} }}\n",
+                   application live {{ live on; {live} }} }} }}\n",
                 dir = dir.display(),
                 port = self.port,
+                live = self.live_directives,
             ),
         )
         .unwrap();

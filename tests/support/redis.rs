@@ -1,4 +1,7 @@
 //! A real `redis-server` on a free port, for cluster tests, and `redis-cli` to look inside.
+//!
+//! Every lookup here fails the test when `redis-cli` cannot ask (no connection, an error
+//! reply): "not there" is only ever Redis saying nil, never a lookup that went wrong.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,47 +57,122 @@ impl RedisServer {
                 .stderr(log),
         );
         self.child = Some(child);
+        let port = self.port.to_string();
         wait_until(
-            || self.cli(&["PING"]).as_deref() == Some("PONG"),
+            || try_query(&["-p", &port], &["PING"]).is_ok_and(|v| v == "PONG"),
             "redis-server starts",
         );
     }
 
-    /// Runs one command with redis-cli; `None` if Redis does not answer.
-    pub fn cli(&self, args: &[&str]) -> Option<String> {
-        cli(self.port, args)
+    /// Runs one command: its reply as JSON (`null` for nil). Panics if Redis cannot be asked
+    /// or answers with an error.
+    pub fn query(&self, args: &[&str]) -> serde_json::Value {
+        query(&["-p", &self.port.to_string()], args)
     }
 
-    /// The registry record of `app/name`, parsed.
+    /// Runs one command: `None` for a nil reply, else the reply as text (an array one element
+    /// a line). Panics if Redis cannot be asked or answers with an error.
+    pub fn cli(&self, args: &[&str]) -> Option<String> {
+        as_text(self.query(args))
+    }
+
+    /// The registry record of `app/name`, parsed; `None` only if Redis has no such key.
     pub fn record(&self, app: &str, name: &str) -> Option<serde_json::Value> {
         Self::record_at(&self.url(), app, name)
     }
 
     /// The same, for a server given by URL (usable from another thread).
     pub fn record_at(url: &str, app: &str, name: &str) -> Option<serde_json::Value> {
-        let out = Command::new("redis-cli")
-            .args([
-                "-u",
-                url,
-                "GET",
-                &format!("liverelay:stream:{{{app}/{name}}}"),
-            ])
-            .output()
-            .ok()?;
-        serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim()).ok()
+        let key = format!("liverelay:stream:{{{app}/{name}}}");
+        let text = as_text(query(&["-u", url], &["GET", &key]))?;
+        Some(
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{key} holds no JSON record ({e}): {text}")),
+        )
     }
 
     /// All keys, sorted.
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .cli(&["KEYS", "*"])
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        keys.retain(|k| !k.is_empty());
+        let mut keys: Vec<String> = match self.query(&["KEYS", "*"]) {
+            serde_json::Value::Array(keys) => keys.into_iter().filter_map(as_text).collect(),
+            other => panic!("KEYS answered {other}"),
+        };
         keys.sort();
         keys
+    }
+
+    /// Keys whose name or value holds `needle`, looking into every element of strings,
+    /// hashes, lists, sets, sorted sets and streams.
+    pub fn keys_holding(&self, needle: &str) -> Vec<String> {
+        self.keys()
+            .into_iter()
+            .filter(|key| key.contains(needle) || self.value(key).to_string().contains(needle))
+            .collect()
+    }
+
+    /// A key's whole value, read with the command for its type.
+    fn value(&self, key: &str) -> serde_json::Value {
+        let kind = self.query(&["TYPE", key]);
+        let read: &[&str] = match kind.as_str() {
+            Some("string") => &["GET"],
+            Some("hash") => &["HGETALL"],
+            Some("list") => &["LRANGE", key, "0", "-1"],
+            Some("set") => &["SMEMBERS"],
+            Some("zset") => &["ZRANGE", key, "0", "-1", "WITHSCORES"],
+            Some("stream") => &["XRANGE", key, "-", "+"],
+            // Expired between KEYS and TYPE.
+            Some("none") => return serde_json::Value::Null,
+            _ => panic!("{key}: a value of type {kind} this check cannot read"),
+        };
+        match read {
+            [command] => self.query(&[command, key]),
+            _ => self.query(read),
+        }
+    }
+}
+
+/// `redis-cli CONNECTION... --json ARGS...`: the reply, or why there is none.
+fn try_query(connection: &[&str], args: &[&str]) -> Result<serde_json::Value, String> {
+    let out = Command::new("redis-cli")
+        .args(connection)
+        .arg("--json")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run redis-cli: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        return Err(format!(
+            "redis-cli failed ({}): {text}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    // Error replies exit 0 and print `error:"..."`.
+    if text.starts_with("error:") {
+        return Err(text.trim().to_owned());
+    }
+    serde_json::from_str(text.trim())
+        .map_err(|e| format!("redis-cli printed no JSON ({e}): {text}"))
+}
+
+fn query(connection: &[&str], args: &[&str]) -> serde_json::Value {
+    try_query(connection, args)
+        .unwrap_or_else(|e| panic!("redis-cli {connection:?} {args:?}: lookup failed: {e}"))
+}
+
+/// A reply as `redis-cli` prints it raw: `None` for nil.
+fn as_text(reply: serde_json::Value) -> Option<String> {
+    match reply {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s),
+        serde_json::Value::Array(items) => Some(
+            items
+                .into_iter()
+                .map(|i| as_text(i).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        other => Some(other.to_string()),
     }
 }
 
@@ -145,7 +223,7 @@ impl RedisCluster {
         };
         for port in &cluster.ports {
             wait_until(
-                || cli(*port, &["PING"]).as_deref() == Some("PONG"),
+                || try_query(&["-p", &port.to_string()], &["PING"]).is_ok_and(|v| v == "PONG"),
                 "cluster node starts",
             );
         }
@@ -167,7 +245,10 @@ impl RedisCluster {
         );
         for port in &cluster.ports {
             wait_until(
-                || cli(*port, &["CLUSTER", "INFO"]).is_some_and(|i| i.contains("cluster_state:ok")),
+                || {
+                    try_query(&["-p", &port.to_string()], &["CLUSTER", "INFO"])
+                        .is_ok_and(|i| i.as_str().is_some_and(|i| i.contains("cluster_state:ok")))
+                },
                 "cluster state ok",
             );
         }
@@ -183,14 +264,12 @@ impl RedisCluster {
             .join(",")
     }
 
-    /// `GET key` following cluster redirects.
+    /// `GET key` following cluster redirects: `None` only for nil.
     pub fn get(&self, key: &str) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-c", "-p", &self.ports[0].to_string(), "GET", key])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-        (!text.is_empty()).then_some(text)
+        as_text(query(
+            &["-c", "-p", &self.ports[0].to_string()],
+            &["GET", key],
+        ))
     }
 
     pub fn node_count(&self) -> usize {
@@ -206,17 +285,6 @@ fn cluster_port() -> u16 {
             return port;
         }
     }
-}
-
-fn cli(port: u16, args: &[&str]) -> Option<String> {
-    let out = Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 fn wait_until(mut ok: impl FnMut() -> bool, what: &str) {

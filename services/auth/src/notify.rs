@@ -42,6 +42,9 @@ impl Answer {
 
 struct Inner {
     hooks: Vec<NotifySettings>,
+    /// Stream keys are on: a secret may ride in `key=` (the name's or the app's query, so also
+    /// in tcUrl), and callbacks must never see it.
+    hide_stream_key: bool,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
     sessions: Sessions,
@@ -76,9 +79,33 @@ fn with_args(mut form: Form, args: Option<&str>) -> Vec<(String, String)> {
     out
 }
 
+/// The form without `key` fields, and tcUrl without its `key` parameter.
+fn without_stream_key(form: &[(String, String)]) -> Vec<(String, String)> {
+    form.iter()
+        .filter(|(k, _)| k != "key")
+        .map(|(k, v)| match (k.as_str(), v.split_once('?')) {
+            ("tcurl", Some((url, query))) => {
+                let kept = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(
+                        form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "key"),
+                    )
+                    .finish();
+                let tc_url = if kept.is_empty() {
+                    url.to_string()
+                } else {
+                    format!("{url}?{kept}")
+                };
+                (k.clone(), tc_url)
+            }
+            _ => (k.clone(), v.clone()),
+        })
+        .collect()
+}
+
 impl Notify {
     pub fn new(
         hooks: Vec<NotifySettings>,
+        hide_stream_key: bool,
         metrics: Arc<Metrics>,
         sessions: Sessions,
     ) -> anyhow::Result<Self> {
@@ -87,6 +114,7 @@ impl Notify {
             .build()?;
         Ok(Self(Arc::new(Inner {
             hooks,
+            hide_stream_key,
             http,
             metrics,
             sessions,
@@ -106,6 +134,13 @@ impl Notify {
         form: &[(String, String)],
     ) -> Answer {
         let timeout = Duration::from_millis(hook.timeout_ms);
+        let hidden;
+        let form = if self.0.hide_stream_key {
+            hidden = without_stream_key(form);
+            &hidden
+        } else {
+            form
+        };
         let request = match hook.notify_method {
             NotifyMethod::Post => self.0.http.post(url).form(form),
             NotifyMethod::Get => self.0.http.get(url).query(form),
@@ -249,9 +284,18 @@ impl Notify {
     }
 }
 
-fn stream_fields(call: &'static str, attempt: &StreamAttempt, name: &str) -> Form {
+/// The fields of every call about a stream: the common ones and its name (all a done call
+/// sends, as nginx-rtmp).
+fn named_fields(call: &'static str, attempt: &StreamAttempt, name: &str) -> Form {
     let mut form = common_fields(call, &attempt.client, &attempt.app);
     form.push(("name", name.to_string()));
+    form
+}
+
+/// The fields of a publish or play call: the named fields and the publish type, or the play's
+/// start, duration and reset.
+fn stream_fields(call: &'static str, attempt: &StreamAttempt, name: &str) -> Form {
+    let mut form = named_fields(call, attempt, name);
     match attempt.action {
         Action::Publish(kind) => form.push(("type", kind.as_str().to_string())),
         Action::Play {
@@ -289,7 +333,13 @@ impl Session {
             tick.tick().await;
             for (hook, url) in &hooks {
                 let elapsed = self.started.elapsed();
-                let mut form = stream_fields("update", &self.attempt, &self.attempt.name);
+                // nginx-rtmp's call names, and no publish type or play arguments.
+                let call = if self.attempt.action.is_publish() {
+                    "update_publish"
+                } else {
+                    "update_play"
+                };
+                let mut form = named_fields(call, &self.attempt, &self.attempt.name);
                 form.push(("time", elapsed.as_secs().to_string()));
                 form.push(("timestamp", elapsed.as_millis().to_string()));
                 let form = with_args(form, self.attempt.args.as_deref());
@@ -320,7 +370,7 @@ impl Session {
             async move {
                 for (hook, url, call) in done {
                     let form = with_args(
-                        stream_fields(call, &session.attempt, &session.attempt.name),
+                        named_fields(call, &session.attempt, &session.attempt.name),
                         session.attempt.args.as_deref(),
                     );
                     // nginx-rtmp ignores what done callbacks answer; so do we.
@@ -361,5 +411,34 @@ impl Access for Notify {
 
     fn admit(&self, attempt: StreamAttempt) -> BoxFuture<'static, Result<Admission, Refusal>> {
         Box::pin(self.clone().stream_checks(attempt))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_key_is_dropped_from_the_fields_and_tcurl() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let form = [
+            pair("tcurl", "rtmp://h/live?key=sk_1&x=2"),
+            pair("name", "cam"),
+            pair("key", "sk_1"),
+            pair("sign", "abc"),
+        ];
+        assert_eq!(
+            without_stream_key(&form),
+            [
+                pair("tcurl", "rtmp://h/live?x=2"),
+                pair("name", "cam"),
+                pair("sign", "abc")
+            ]
+        );
+        let only_key = [pair("tcurl", "rtmp://h/live?key=sk_1")];
+        assert_eq!(
+            without_stream_key(&only_key),
+            [pair("tcurl", "rtmp://h/live")]
+        );
     }
 }

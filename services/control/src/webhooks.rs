@@ -102,6 +102,7 @@ impl Dispatcher {
     async fn run(self: Arc<Self>, mut events: mpsc::Receiver<Event>) {
         while let Some(event) = events.recv().await {
             if !self.first_to_claim(&event).await {
+                info!(event = event.kind, id = %event.id, "webhook event taken by another replica");
                 continue;
             }
             for target in &self.targets {
