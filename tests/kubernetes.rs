@@ -212,3 +212,76 @@ fn relay_resources_start_report_and_stop_relays() {
     );
     drop(runtime);
 }
+
+/// The stand-in refuses what a real API server refuses, so the test above cannot pass with a
+/// controller that writes status to the object or to another namespace.
+#[test]
+fn the_stand_in_keeps_status_to_its_subresource_and_objects_to_their_namespace() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let api = runtime.block_on(FakeApi::start(
+        "liverelay.io",
+        "v1alpha1",
+        "Relay",
+        "relays",
+    ));
+    let spec = json!({"kind": "pull", "url": "rtmp://up/app/src", "stream": "live/a"});
+    api.apply(NS, "camera", spec.clone());
+    let path =
+        |ns: &str, tail: &str| format!("/apis/liverelay.io/v1alpha1/namespaces/{ns}/relays{tail}");
+    let send = |method: &str, path: &str, body: Value| {
+        http_request(api.addr, method, path, None, &body.to_string())
+    };
+
+    // Status on the object: kept out (the label change goes in).
+    let (code, body) = send(
+        "PATCH",
+        &path(NS, "/camera"),
+        json!({"metadata": {"labels": {"a": "b"}}, "status": {"state": "forged"}}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let object = api.object(NS, "camera").unwrap();
+    assert!(object.get("status").is_none(), "{object}");
+    assert_eq!(object["metadata"]["labels"]["a"], "b");
+    assert!(api.writes()[0].status_dropped);
+    assert!(api.status_writes(NS, "camera").is_empty());
+
+    // Through /status: only the status changes.
+    let (code, body) = send(
+        "PATCH",
+        &path(NS, "/camera/status"),
+        json!({"spec": {"stream": "live/b"}, "status": {"state": "live"}}),
+    );
+    assert_eq!(code, 200, "{body}");
+    let object = api.object(NS, "camera").unwrap();
+    assert_eq!(object["status"]["state"], "live");
+    assert_eq!(object["spec"], spec);
+    assert_eq!(api.status_writes(NS, "camera"), [json!({"state": "live"})]);
+
+    // A replacement from an old version is a conflict.
+    let mut stale = object.clone();
+    stale["metadata"]["resourceVersion"] = json!("1");
+    let (code, body) = send("PUT", &path(NS, "/camera/status"), stale);
+    assert_eq!(code, 409, "{body}");
+
+    // Another namespace: not found, and not listed.
+    for (method, tail) in [
+        ("GET", "/camera"),
+        ("PATCH", "/camera"),
+        ("PATCH", "/camera/status"),
+    ] {
+        let (code, body) = send(
+            method,
+            &path("other", tail),
+            json!({"status": {"state": "x"}}),
+        );
+        assert_eq!(code, 404, "{method} {tail}: {body}");
+    }
+    let (_, list) = send("GET", &path("other", ""), Value::Null);
+    assert_eq!(
+        serde_json::from_str::<Value>(&list).unwrap()["items"],
+        json!([]),
+        "{list}"
+    );
+    assert_eq!(api.writes().len(), 2, "nothing else was written");
+    drop(runtime);
+}

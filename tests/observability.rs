@@ -1,9 +1,11 @@
 //! Metrics as operators see them: `/metrics` of each role checked by the real `promtool`
-//! while a stream is live, with the values a stream should show, and a real Prometheus
-//! scraping a standalone server.
+//! while a stream is live, with the values a stream should show, a real Prometheus scraping a
+//! standalone server, and the shipped Grafana dashboard's queries checked by `promtool` and
+//! against what running processes expose.
 
 mod support;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -453,4 +455,438 @@ async fn a_publish_authorization_is_one_trace_across_ingest_and_control() {
     };
     assert_eq!(answered.trace_id, asked.trace_id, "one trace across pods");
     assert_eq!(answered.parent_span_id, asked.span_id);
+}
+
+/// Label names and values of every sample the processes expose, by sample name (a histogram's
+/// `_bucket`, `_sum` and `_count` apart), read from their `/metrics`.
+#[derive(Default, Debug)]
+struct Exposed(BTreeMap<String, BTreeMap<String, BTreeSet<String>>>);
+
+impl Exposed {
+    fn scrape(&mut self, server: &Server) {
+        let (status, body) = server.http_get("/metrics");
+        assert_eq!(status, 200, "{body}");
+        for line in body
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            let labels = self.0.entry(line[..end].to_string()).or_default();
+            if line[end..].starts_with('{') {
+                let (matchers, _) = label_matchers(&line[end + 1..]);
+                for (name, _, value) in matchers {
+                    labels.entry(name).or_default().insert(value);
+                }
+            }
+        }
+    }
+
+    fn labels(&self, metric: &str) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.0[metric]
+    }
+}
+
+/// Labels Prometheus adds to every scraped sample.
+const TARGET_LABELS: [&str; 2] = ["job", "instance"];
+
+/// A label matcher: name, operator (`=`, `!=`, `=~`, `!~`), value.
+type Matcher = (String, String, String);
+
+/// `name op "value"` pairs up to the closing `}` (of a sample or of a PromQL selector, the
+/// text after its `{`), and the text after the `}`.
+fn label_matchers(text: &str) -> (Vec<Matcher>, &str) {
+    let mut out = Vec::new();
+    let mut rest = text.trim_start();
+    loop {
+        if let Some(after) = rest.strip_prefix('}') {
+            return (out, after);
+        }
+        let name_end = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or_else(|| panic!("unterminated labels: {text}"));
+        let name = rest[..name_end].to_string();
+        rest = rest[name_end..].trim_start();
+        let op = ["=~", "!~", "!=", "="]
+            .into_iter()
+            .find(|op| rest.starts_with(op))
+            .unwrap_or_else(|| panic!("no matcher after {name:?} in {text}"));
+        rest = rest[op.len()..].trim_start();
+        let body = rest
+            .strip_prefix('"')
+            .unwrap_or_else(|| panic!("no quoted value for {name:?} in {text}"));
+        let mut value = String::new();
+        let mut chars = body.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => value.extend(chars.next().map(|(_, c)| c)),
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => panic!("unterminated value of {name:?} in {text}"),
+            }
+        };
+        out.push((name, op.to_string(), value));
+        rest = body[end + 1..].trim_start();
+        rest = rest.strip_prefix(',').unwrap_or(rest).trim_start();
+    }
+}
+
+/// The `liverelay_*` selectors of a PromQL expression: metric name and label matchers.
+fn selectors(expr: &str) -> Vec<(String, Vec<Matcher>)> {
+    let mut out = Vec::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("liverelay_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = tail[..end].to_string();
+        rest = &tail[end..];
+        let mut matchers = Vec::new();
+        if let Some(inside) = rest.trim_start().strip_prefix('{') {
+            (matchers, rest) = label_matchers(inside);
+        }
+        out.push((name, matchers));
+    }
+    out
+}
+
+/// The labels of `by (...)` clauses; panics on `without`, which this check does not follow.
+fn grouping_labels(expr: &str) -> Vec<String> {
+    assert!(
+        !expr.contains("without"),
+        "teach this check `without`: {expr}"
+    );
+    expr.match_indices("by")
+        .filter(|(i, _)| {
+            let before = expr[..*i].chars().next_back();
+            !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+                && expr[i + 2..].trim_start().starts_with('(')
+        })
+        .flat_map(|(i, _)| {
+            let open = i + 2 + expr[i + 2..].find('(').unwrap();
+            let close = open + expr[open..].find(')').unwrap();
+            expr[open + 1..close]
+                .split(',')
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The labels a panel's series carry: a grouping's (`le` is consumed by histogram_quantile),
+/// none after an aggregation without `by`, else every label of the metric.
+fn result_labels(expr: &str, exposed: &Exposed) -> BTreeSet<String> {
+    const AGGREGATIONS: [&str; 8] = [
+        "sum", "count", "max", "min", "avg", "topk", "bottomk", "group",
+    ];
+    let mut by: BTreeSet<String> = grouping_labels(expr).into_iter().collect();
+    if expr.contains("histogram_quantile(") {
+        by.remove("le");
+    }
+    let aggregated = AGGREGATIONS.iter().any(|a| {
+        expr.match_indices(a).any(|(i, _)| {
+            let next = expr[i + a.len()..].trim_start();
+            next.starts_with('(') || next.starts_with("by")
+        })
+    });
+    if aggregated {
+        return by;
+    }
+    selectors(expr)
+        .iter()
+        .flat_map(|(metric, _)| exposed.labels(metric).keys().cloned())
+        .chain(TARGET_LABELS.map(String::from))
+        .collect()
+}
+
+/// What is wrong with one dashboard query (`legend` its legendFormat) against what the
+/// processes expose: metrics, matchers' label names and values, groupings, legend labels.
+fn query_problems(expr: &str, legend: &str, exposed: &Exposed) -> Vec<String> {
+    let mut problems = Vec::new();
+    let found = selectors(expr);
+    if found.is_empty() {
+        problems.push("no liverelay metric".into());
+    }
+    let is_label = |metric: &str, label: &str| {
+        TARGET_LABELS.contains(&label) || exposed.labels(metric).contains_key(label)
+    };
+    for (metric, matchers) in &found {
+        if !exposed.0.contains_key(metric) {
+            problems.push(format!("{metric} is not exposed"));
+            continue;
+        }
+        for (label, op, value) in matchers {
+            if TARGET_LABELS.contains(&label.as_str()) {
+                continue;
+            }
+            let Some(values) = exposed.labels(metric).get(label) else {
+                problems.push(format!("{metric} has no label {label}"));
+                continue;
+            };
+            assert!(
+                op == "=" || op == "!=",
+                "teach this check regular expressions: {label}{op}\"{value}\""
+            );
+            if !values.contains(value) {
+                problems.push(format!(
+                    "{metric}{{{label}=\"{value}\"}} never exposed (values: {values:?})"
+                ));
+            }
+        }
+        for label in grouping_labels(expr) {
+            if !is_label(metric, &label) {
+                problems.push(format!("{metric} has no label {label} to group by"));
+            }
+        }
+    }
+    if problems.is_empty() {
+        let labels = result_labels(expr, exposed);
+        for part in legend.split("{{").skip(1) {
+            let label = part.split("}}").next().unwrap().trim();
+            if !labels.contains(label) {
+                problems.push(format!(
+                    "legend {{{{{label}}}}}: the series carry only {labels:?}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// The dashboard's queries with their legends: every `expr` of its panels, and the selectors
+/// of its `label_values(selector, label)` variables (with the label as the legend).
+fn dashboard_queries(dashboard: &serde_json::Value) -> Vec<(String, String)> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(expr) = map.get("expr").and_then(|e| e.as_str()) {
+                    let legend = map["legendFormat"].as_str().unwrap_or_default();
+                    out.push((expr.to_string(), legend.to_string()));
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut queries = Vec::new();
+    walk(&dashboard["panels"], &mut queries);
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if variable["type"] != "query" {
+            continue;
+        }
+        let query = variable["query"]["query"]
+            .as_str()
+            .or(variable["query"].as_str())
+            .unwrap();
+        let args = query
+            .strip_prefix("label_values(")
+            .and_then(|q| q.strip_suffix(')'))
+            .unwrap_or_else(|| panic!("teach this check the variable query {query}"));
+        let (selector, label) = args.rsplit_once(',').unwrap();
+        queries.push((selector.trim().into(), format!("{{{{{}}}}}", label.trim())));
+    }
+    queries
+}
+
+/// The expression Prometheus would get from Grafana: the `$job` variable filled in (any other
+/// variable is for this check to learn).
+fn as_sent(expr: &str) -> String {
+    let sent = expr.replace("$job", ".+");
+    assert!(
+        !sent.contains('$'),
+        "teach this check the variables of {expr}"
+    );
+    sent
+}
+
+/// `promtool check rules` on a rules file recording every expression: PromQL syntax and types
+/// as Prometheus parses them, offline.
+fn promtool_check_queries(exprs: &[String], dir: &TempDir) {
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, expr) in exprs.iter().enumerate() {
+        // A JSON string is a YAML double-quoted scalar.
+        let quoted = serde_json::to_string(&as_sent(expr)).unwrap();
+        rules += &format!("      - record: dashboard:query_{i}\n        expr: {quoted}\n");
+    }
+    let file = dir.path("dashboard-rules.yml");
+    std::fs::write(&file, &rules).unwrap();
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&file)
+        .output()
+        .expect("promtool is installed (make test-deps installs the prometheus package)");
+    assert!(
+        out.status.success(),
+        "promtool check rules: {}{}\n---\n{rules}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every query of the shipped Grafana dashboard is valid PromQL (`promtool`) and selects what
+/// real processes expose: metric names, label names and values of its matchers, groupings, and
+/// the labels its legends show. The processes run a cluster with every metric family
+/// populated: a keyed publish (control, webhook, notify callback), a viewer at the edge, static
+/// relays (one running, one refused), a failed handshake, and Redis gone at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_is_valid_and_selects_what_the_processes_expose() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../charts/liverelay/dashboards/liverelay-overview.json"
+    );
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 20, "the dashboard's queries: {queries:?}");
+    let dir = TempDir::new("dashboard");
+    let exprs: Vec<String> = queries.iter().map(|(e, _)| e.clone()).collect();
+    promtool_check_queries(&exprs, &dir);
+
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let hooks = support::hooks::HookServer::start(|_| support::hooks::Reply::status(204));
+    let token = [
+        ("LIVERELAY_CLUSTER_TOKEN", "dashboard-token"),
+        ("LIVERELAY_ADMIN_TOKEN", "dashboard-admin"),
+    ];
+    let control_conf = dir.path("control.toml");
+    std::fs::write(
+        &control_conf,
+        format!("[[control.webhooks]]\nurl = \"{}\"\n", hooks.url("/events")),
+    )
+    .unwrap();
+    let control = Server::start_role(
+        "control",
+        &[
+            "--redis-url",
+            &url,
+            "--config",
+            control_conf.to_str().unwrap(),
+        ],
+        &token,
+    );
+    let edge = Server::start_role("edge", &["--redis-url", &url], &token);
+    let closed = free_port();
+    let ingest_conf = dir.path("ingest.toml");
+    std::fs::write(
+        &ingest_conf,
+        format!(
+            "[[notify]]\non_publish = \"{}\"\n\n\
+             [[relays]]\nkind = \"pull\"\nurl = \"rtmp://{}/live/show\"\nstream = \"live/copy\"\n\n\
+             [[relays]]\nkind = \"pull\"\nurl = \"rtmp://127.0.0.1:{closed}/live/nobody\"\nstream = \"live/absent\"\ninitial_backoff_ms = 100\n",
+            hooks.url("/on_publish"),
+            edge.rtmp
+        ),
+    )
+    .unwrap();
+    let control_url = format!("http://{}", control.grpc);
+    let mut ingest = Server::start_role(
+        "ingest",
+        &[
+            "--redis-url",
+            &url,
+            "--control-url",
+            &control_url,
+            "--config",
+            ingest_conf.to_str().unwrap(),
+        ],
+        &token,
+    );
+
+    let (status, body) = http_request(
+        control.http,
+        "POST",
+        "/v1/keys",
+        Some("dashboard-admin"),
+        r#"{"app":"live","stream":"show"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let key: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let publish = format!("live/{}", key["key"].as_str().unwrap());
+    let _publisher = looping_publisher(&ingest.url(&publish), &dir.path("pub.log"));
+    ingest.wait_live("live", "show", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("show").await;
+    // The relay pulling the show back from the edge goes live on the ingest.
+    ingest.wait_live("live", "copy", Duration::from_secs(15));
+    let mut junk = tokio::net::TcpStream::connect(edge.rtmp).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut junk, b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    hooks
+        .wait_for(Duration::from_secs(10), |h| h.path == "/events")
+        .expect("a webhook delivery");
+    let exposes = |server: &Server, series: &str| {
+        let (_, body) = server.http_get("/metrics");
+        body.lines().any(|l| l.starts_with(series))
+    };
+    let settled = |server: &Server, series: &[&str], what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let missing: Vec<_> = series.iter().filter(|s| !exposes(server, s)).collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never showed {missing:?}; its log:\n{}",
+                server.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    settled(
+        &ingest,
+        &[
+            "liverelay_static_relay_attempts_total{",
+            "liverelay_static_relay_bytes_total{",
+            "liverelay_auth_decisions_total{",
+            "liverelay_notify_calls_total{",
+        ],
+        "the ingest",
+    );
+    settled(
+        &control,
+        &["liverelay_webhook_deliveries_total{"],
+        "control",
+    );
+    settled(
+        &edge,
+        &[
+            "liverelay_handshake_failures_total{",
+            "liverelay_relay_hop_latency_seconds_bucket{",
+        ],
+        "the edge",
+    );
+    let mut exposed = Exposed::default();
+    exposed.scrape(&control);
+    exposed.scrape(&ingest);
+    // The ingest gone, and Redis: the edge's upstream breaks and its Redis calls fail.
+    ingest.kill();
+    redis.stop();
+    settled(
+        &edge,
+        &[
+            "liverelay_relay_reconnects_total{",
+            "liverelay_redis_errors_total{",
+        ],
+        "the edge without ingest and Redis",
+    );
+    exposed.scrape(&edge);
+    let problems: Vec<String> = queries
+        .iter()
+        .flat_map(|(expr, legend)| {
+            query_problems(expr, legend, &exposed)
+                .into_iter()
+                .map(move |p| format!("{p}\n    in {expr}"))
+        })
+        .collect();
+    assert!(
+        problems.is_empty(),
+        "dashboard queries that would stay empty or mislabelled:\n{}\nexposed: {exposed:#?}",
+        problems.join("\n")
+    );
+    drop(viewer);
 }
