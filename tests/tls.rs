@@ -497,3 +497,175 @@ fn push_and_pull_relays_to_a_real_rtmps_server() {
     );
     assert!(server.stream_info("live", "untrusted").is_none());
 }
+
+const TOKEN: &str = "test-cluster-token";
+
+/// The `cluster.*` TLS settings of a pod: trust `ca`, check servers by the name `localhost`,
+/// and show `client` when asked.
+fn cluster_tls_env<'a>(ca: &'a Ca, client: Option<&'a Leaf>) -> Vec<(&'static str, &'a str)> {
+    let mut env = vec![
+        ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+        ("LIVERELAY_CLUSTER__TLS_CA", s(&ca.cert)),
+        ("LIVERELAY_CLUSTER__TLS_DOMAIN", "localhost"),
+    ];
+    if let Some(leaf) = client {
+        env.push(("LIVERELAY_CLUSTER__TLS_CLIENT_CERT", s(&leaf.cert)));
+        env.push(("LIVERELAY_CLUSTER__TLS_CLIENT_KEY", s(&leaf.key)));
+    }
+    env
+}
+
+/// The settings of a gRPC server with mutual TLS: its certificate, and the CA client
+/// certificates must come from.
+fn mutual_tls_server_env<'a>(leaf: &'a Leaf, client_ca: &'a Ca) -> [(&'static str, &'a str); 3] {
+    [
+        ("LIVERELAY_CLUSTER__TLS_CERT", s(&leaf.cert)),
+        ("LIVERELAY_CLUSTER__TLS_KEY", s(&leaf.key)),
+        ("LIVERELAY_CLUSTER__TLS_CLIENT_CA", s(&client_ca.cert)),
+    ]
+}
+
+/// The relay with mutual TLS: an edge with a certificate from the cluster's CA plays; an edge
+/// without a certificate, or with one from another CA, is refused by the ingest's TLS.
+#[test]
+fn relay_with_mutual_tls_refuses_edges_without_a_valid_client_certificate() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("cluster-ca");
+    let other = pki.ca("other-ca");
+    let server_cert = pki.leaf(&ca, "localhost");
+    let edge_cert = pki.leaf(&ca, "edge");
+    let rogue_cert = pki.leaf(&other, "rogue");
+    let redis = support::redis::RedisServer::start();
+    let url = redis.url();
+    let dir = TempDir::new("mtls-relay");
+
+    let mut env = cluster_tls_env(&ca, None);
+    env.push(("POD_NAME", "ingest-a"));
+    env.extend(mutual_tls_server_env(&server_cert, &ca));
+    let ingest = Server::start_role("ingest", &["--redis-url", &url], &env);
+    let _publisher = looping_publisher(&ingest.url("live/m"), &dir.path("pub.log"));
+    ingest.wait_live("live", "m", Duration::from_secs(15));
+    let log = ingest.log();
+    assert!(
+        log.contains(r#""message":"relay serves TLS","mutual":true"#),
+        "{log}"
+    );
+
+    let edge = |pod: &str, client: Option<&Leaf>| {
+        let mut env = cluster_tls_env(&ca, client);
+        env.push(("POD_NAME", pod));
+        Server::start_role("edge", &["--redis-url", &url], &env)
+    };
+    let good = edge("edge-good", Some(&edge_cert));
+    plays(&good.url("live/m"), 10, &dir.path("play-good.log"));
+
+    for (pod, client, reason) in [
+        ("edge-none", None, "peer sent no certificates"),
+        (
+            "edge-rogue",
+            Some(&rogue_cert),
+            "invalid peer certificate: UnknownIssuer",
+        ),
+    ] {
+        let mark = ingest.log_mark();
+        let refused = edge(pod, client);
+        // A player makes the edge subscribe; it never gets the stream.
+        let _player = ffmpeg_record(
+            &refused.url("live/m"),
+            &dir.path(&format!("{pod}.flv")),
+            &dir.path(&format!("{pod}.log")),
+        );
+        assert!(
+            ingest.wait_log_since(mark, reason, Duration::from_secs(15)),
+            "{pod}: the ingest names the refusal ({reason}):\n{}",
+            ingest.log_since(mark)
+        );
+        assert!(
+            ingest
+                .log_since(mark)
+                .contains("relay gRPC: TLS handshake failed")
+        );
+        assert_eq!(
+            refused
+                .stream_info("live", "m")
+                .map(|s| s["frames_in"].clone()),
+            Some(serde_json::json!(0)),
+            "{pod} got no media"
+        );
+    }
+}
+
+/// Control's gRPC with mutual TLS: a pod with a certificate from the cluster's CA has a stream
+/// key checked and publishes; one without a certificate, or with one from another CA, is
+/// refused by control's TLS and its publish denied.
+#[test]
+fn control_grpc_with_mutual_tls() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("cluster-ca");
+    let other = pki.ca("other-ca");
+    let server_cert = pki.leaf(&ca, "localhost");
+    let node_cert = pki.leaf(&ca, "node");
+    let rogue_cert = pki.leaf(&other, "rogue");
+    let redis = support::redis::RedisServer::start();
+    let dir = TempDir::new("mtls-control");
+
+    let mut env = vec![
+        ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+        ("LIVERELAY_ADMIN_TOKEN", "admin"),
+        ("POD_NAME", "control-0"),
+    ];
+    env.extend(mutual_tls_server_env(&server_cert, &ca));
+    let control = Server::start_role("control", &["--redis-url", &redis.url()], &env);
+    let log = control.log();
+    assert!(
+        log.contains(r#""message":"control gRPC serves TLS","mutual":true"#),
+        "{log}"
+    );
+    let (status, created) = http_request(
+        control.http,
+        "POST",
+        "/v1/keys",
+        Some("admin"),
+        r#"{"app":"live","stream":"keyed"}"#,
+    );
+    assert_eq!(status, 201, "{created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let secret = created["key"].as_str().unwrap();
+    let control_url = format!("https://localhost:{}", control.grpc.port());
+
+    let node = |client: Option<&Leaf>| {
+        Server::start_role(
+            "standalone",
+            &["--control-url", &control_url],
+            &cluster_tls_env(&ca, client),
+        )
+    };
+    let good = node(Some(&node_cert));
+    let _publisher = looping_publisher(&good.url(&format!("live/{secret}")), &dir.path("pub.log"));
+    good.wait_live("live", "keyed", Duration::from_secs(15));
+
+    for (name, client, reason) in [
+        ("none", None, "peer sent no certificates"),
+        (
+            "rogue",
+            Some(&rogue_cert),
+            "invalid peer certificate: UnknownIssuer",
+        ),
+    ] {
+        let mark = control.log_mark();
+        let refused = node(client);
+        let log = dir.path(&format!("pub-{name}.log"));
+        let mut publisher =
+            ffmpeg_publish(sample_flv(), &refused.url(&format!("live/{secret}")), &log);
+        let status = publisher
+            .wait_timeout(Duration::from_secs(20))
+            .expect("publish refused");
+        assert!(!status.success(), "{name}: publish must be refused");
+        assert!(
+            control.wait_log_since(mark, reason, Duration::from_secs(5)),
+            "{name}: control names the refusal ({reason}):\n{}",
+            control.log_since(mark)
+        );
+        assert!(refused.stream_info("live", "keyed").is_none());
+    }
+}

@@ -18,7 +18,7 @@ use liverelay_rtmp_server::{Access, Chain, OpenAccess, Sessions};
 
 pub use notify::Notify;
 pub use signing::{sha256_hex, sign_hex, verify_hex};
-pub use stream_keys::{StreamKeys, StreamKeysConfig};
+pub use stream_keys::{StreamKeys, StreamKeysConfig, control_tls};
 
 /// Generated protobuf and gRPC code of the control service.
 pub mod pb {
@@ -56,6 +56,7 @@ pub fn build(
         let token = settings.cluster.token.clone().unwrap_or_default();
         let keys = StreamKeys::new(
             StreamKeysConfig {
+                tls: control_tls(&settings.cluster, &control_url)?,
                 control_url,
                 token: ClusterToken::new(&token),
                 pod: settings.cluster.pod_id(),

@@ -7,13 +7,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use futures::future::BoxFuture;
+use liverelay_config::ClusterSettings;
 use liverelay_config::ControlUnavailable;
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_relay::ClusterToken;
 use liverelay_rtmp::command::code;
 use liverelay_rtmp_server::{Access, Admission, Refusal, StreamAttempt};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::pb::control_client::ControlClient;
@@ -22,11 +24,39 @@ use crate::signing::sha256_hex;
 
 pub struct StreamKeysConfig {
     pub control_url: String,
+    /// For an `https://` control URL.
+    pub tls: Option<ClientTlsConfig>,
     pub token: ClusterToken,
     pub pod: String,
     pub timeout: Duration,
     pub cache_for: Duration,
     pub on_unavailable: ControlUnavailable,
+}
+
+/// TLS towards control when its URL is `https://`: its certificate checked against
+/// `cluster.tls_ca` (else the system's roots) and `cluster.tls_domain`; this pod's
+/// `cluster.tls_client_cert` shown when control requires one.
+pub fn control_tls(
+    cluster: &ClusterSettings,
+    control_url: &str,
+) -> anyhow::Result<Option<ClientTlsConfig>> {
+    if !control_url.starts_with("https://") {
+        return Ok(None);
+    }
+    let ca = match &cluster.tls_ca {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading cluster.tls_ca {path}"))?)
+        }
+        None => None,
+    };
+    let identity = cluster.client_identity();
+    let tls = liverelay_relay::grpc_client_tls(
+        ca.as_deref(),
+        cluster.tls_domain.as_deref(),
+        identity.as_ref(),
+    )
+    .context("reading cluster.tls_client_cert/tls_client_key")?;
+    Ok(Some(tls))
 }
 
 struct Cached {
@@ -47,7 +77,11 @@ pub struct StreamKeys(Arc<Inner>);
 
 impl StreamKeys {
     pub fn new(config: StreamKeysConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(config.control_url.clone())?
+        let mut endpoint = Endpoint::from_shared(config.control_url.clone())?;
+        if let Some(tls) = config.tls.clone() {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let channel = endpoint
             .connect_timeout(config.timeout)
             .timeout(config.timeout)
             .connect_lazy();

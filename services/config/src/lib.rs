@@ -4,7 +4,7 @@
 //! command-line flags.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
@@ -110,6 +110,12 @@ pub struct ClusterSettings {
     pub tls_ca: Option<String>,
     /// Name the ingests' certificates are checked against (default: the host of the address).
     pub tls_domain: Option<String>,
+    /// PEM CA bundle: the relay and control gRPC servers require a client certificate signed
+    /// by one of these CAs (mutual TLS, in addition to the cluster token).
+    pub tls_client_ca: Option<String>,
+    /// PEM certificate and key edges and ingests show to the relay and control gRPC servers.
+    pub tls_client_cert: Option<String>,
+    pub tls_client_key: Option<String>,
     /// RTMP URL players use to reach this pod (control's route answer); defaults to
     /// `rtmp://POD_IP:<rtmp port>`.
     pub public_rtmp_url: Option<String>,
@@ -130,6 +136,9 @@ impl Default for ClusterSettings {
             tls_key: None,
             tls_ca: None,
             tls_domain: None,
+            tls_client_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
             public_rtmp_url: None,
             report_interval_secs: 5,
         }
@@ -155,6 +164,13 @@ impl ClusterSettings {
         } else {
             self.grpc_listen.to_string()
         }
+    }
+
+    /// The certificate and key files this pod shows to gRPC servers that require one.
+    pub fn client_identity(&self) -> Option<(PathBuf, PathBuf)> {
+        let cert = self.tls_client_cert.as_ref()?;
+        let key = self.tls_client_key.as_ref()?;
+        Some((cert.into(), key.into()))
     }
 
     /// The token, which cluster roles cannot run without.
@@ -379,6 +395,20 @@ impl Settings {
         }
         if r.tls_only && r.tls_listen.is_none() {
             return invalid("rtmp.tls_only needs rtmp.tls_listen".into());
+        }
+        let c = &self.cluster;
+        if c.tls_cert.is_some() != c.tls_key.is_some() {
+            return invalid("cluster.tls_cert and cluster.tls_key go together".into());
+        }
+        if c.tls_client_cert.is_some() != c.tls_client_key.is_some() {
+            return invalid(
+                "cluster.tls_client_cert and cluster.tls_client_key go together".into(),
+            );
+        }
+        if c.tls_client_ca.is_some() && c.tls_cert.is_none() {
+            return invalid(
+                "cluster.tls_client_ca needs cluster.tls_cert and cluster.tls_key".into(),
+            );
         }
         if self.redis.lease_ttl_ms < 300 {
             return invalid("redis.lease_ttl_ms must be at least 300".into());

@@ -106,12 +106,34 @@ pub async fn run(
         ClusterToken::new(&admin_token),
         metrics,
     );
-    let grpc = tonic::transport::Server::builder()
+    let c = &settings.cluster;
+    let tls = liverelay_tls::grpc_server_config(
+        c.tls_cert.as_deref(),
+        c.tls_key.as_deref(),
+        c.tls_client_ca.as_deref(),
+    )
+    .context("control gRPC TLS setup")?;
+    if tls.is_some() {
+        info!(
+            mutual = c.tls_client_ca.is_some(),
+            "control gRPC serves TLS"
+        );
+    }
+    let router = tonic::transport::Server::builder()
         .timeout(Duration::from_secs(30))
-        .add_service(ControlServer::new(service))
-        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-            grpc_listener,
-        ));
+        .add_service(ControlServer::new(service));
+    let grpc = async move {
+        match tls {
+            Some(tls) => {
+                let incoming = liverelay_tls::tls_incoming(grpc_listener, tls, "control gRPC");
+                router.serve_with_incoming(incoming).await
+            }
+            None => {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+                router.serve_with_incoming(incoming).await
+            }
+        }
+    };
     ready.set(true);
     tokio::select! {
         r = http.run() => r.context("HTTP server failed")?,

@@ -37,6 +37,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             ca_pem: std::fs::read(path)
                 .with_context(|| format!("reading cluster.tls_ca {path}"))?,
             domain: settings.cluster.tls_domain.clone(),
+            identity: settings.cluster.client_identity(),
         }),
         None => None,
     };

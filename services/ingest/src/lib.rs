@@ -20,8 +20,8 @@ use liverelay_static_relay::{
     DeclaredRelays, RedisLeases, RedisRelayStatus, RelayContext, StaticRelays,
 };
 
+use liverelay_tls::{grpc_server_config, tls_incoming};
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, ServerTlsConfig};
 use tracing::info;
 
 pub use policy::IngestPolicy;
@@ -52,30 +52,32 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         metrics: metrics.clone(),
     };
     let relay = RelayService::new(hub.clone(), token, metrics.clone()).into_server();
-    let mut server = tonic::transport::Server::builder();
-    match (&settings.cluster.tls_cert, &settings.cluster.tls_key) {
-        (Some(cert), Some(key)) => {
-            let cert =
-                std::fs::read(cert).with_context(|| format!("reading cluster.tls_cert {cert}"))?;
-            let key =
-                std::fs::read(key).with_context(|| format!("reading cluster.tls_key {key}"))?;
-            server = server
-                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
-                .context("relay TLS setup")?;
-            info!("relay serves TLS");
-        }
-        (None, None) => {}
-        _ => anyhow::bail!("cluster.tls_cert and cluster.tls_key go together"),
+    let c = &settings.cluster;
+    let tls = grpc_server_config(
+        c.tls_cert.as_deref(),
+        c.tls_key.as_deref(),
+        c.tls_client_ca.as_deref(),
+    )
+    .context("relay gRPC TLS setup")?;
+    if tls.is_some() {
+        info!(mutual = c.tls_client_ca.is_some(), "relay serves TLS");
     }
     let grpc = async move {
-        server
-            .add_service(relay)
-            .serve_with_incoming(
-                // Frames must not wait for Nagle and the edge's delayed ACK (tens of ms).
-                TcpIncoming::from(listener).with_nodelay(Some(true)),
-            )
-            .await
-            .context("relay gRPC server")
+        let router = tonic::transport::Server::builder().add_service(relay);
+        match tls {
+            Some(tls) => {
+                router
+                    .serve_with_incoming(tls_incoming(listener, tls, "relay gRPC"))
+                    .await
+            }
+            // Frames must not wait for Nagle and the edge's delayed ACK (tens of ms).
+            None => {
+                router
+                    .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true)))
+                    .await
+            }
+        }
+        .context("relay gRPC server")
     };
     let policy: Arc<dyn StreamPolicy> = Arc::new(policy);
     let relays = StaticRelays::new(

@@ -1,9 +1,10 @@
 //! The edge side: open a subscription to the ingest that owns a stream.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use liverelay_hub::StreamKey;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Streaming};
 
 use crate::auth::ClusterToken;
@@ -15,6 +16,45 @@ use crate::pb::{RelayMessage, SubscribeRequest};
 pub struct RelayClientTls {
     pub ca_pem: Vec<u8>,
     pub domain: Option<String>,
+    /// Certificate and key files shown to servers that check client certificates (mutual
+    /// TLS); read at each connection, so a rotated certificate is used from the next one.
+    pub identity: Option<(PathBuf, PathBuf)>,
+}
+
+impl RelayClientTls {
+    /// tonic's TLS settings for a connection now.
+    pub fn config(&self) -> std::io::Result<ClientTlsConfig> {
+        grpc_client_tls(
+            Some(&self.ca_pem),
+            self.domain.as_deref(),
+            self.identity.as_ref(),
+        )
+    }
+}
+
+/// TLS settings of a gRPC client: trust `ca_pem` (or, without it, the system's roots), check
+/// the server's certificate against `domain` (default: the host of the URL), and show the
+/// certificate in `identity` (certificate and key files) when the server asks for one.
+pub fn grpc_client_tls(
+    ca_pem: Option<&[u8]>,
+    domain: Option<&str>,
+    identity: Option<&(PathBuf, PathBuf)>,
+) -> std::io::Result<ClientTlsConfig> {
+    let mut tls = ClientTlsConfig::new();
+    tls = match ca_pem {
+        Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+        None => tls.with_native_roots(),
+    };
+    if let Some(domain) = domain {
+        tls = tls.domain_name(domain);
+    }
+    if let Some((cert, key)) = identity {
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert)?,
+            std::fs::read(key)?,
+        ));
+    }
+    Ok(tls)
 }
 
 #[derive(Clone)]
@@ -56,11 +96,9 @@ pub async fn subscribe(
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2));
     if let Some(tls) = &config.tls {
-        let mut tls_config =
-            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
-        if let Some(domain) = &tls.domain {
-            tls_config = tls_config.domain_name(domain.clone());
-        }
+        let tls_config = tls
+            .config()
+            .map_err(|e| RelayError::Connect(addr.to_owned(), format!("TLS setup: {e}")))?;
         endpoint = endpoint
             .tls_config(tls_config)
             .map_err(|e| RelayError::Connect(addr.to_owned(), format!("TLS setup: {e}")))?;

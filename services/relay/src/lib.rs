@@ -16,6 +16,6 @@ pub mod pb {
 }
 
 pub use auth::{ClusterToken, constant_time_eq};
-pub use client::{RelayClientConfig, RelayClientTls, RelayError, subscribe};
+pub use client::{RelayClientConfig, RelayClientTls, RelayError, grpc_client_tls, subscribe};
 pub use convert::{from_frame, to_media};
 pub use server::RelayService;

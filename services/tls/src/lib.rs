@@ -10,6 +10,7 @@
 //! - [`client_config`]: trust the system roots or a configured CA, optionally presenting a
 //!   client certificate.
 
+mod incoming;
 mod reload;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
+pub use incoming::tls_incoming;
 pub use reload::{CertFiles, ReloadingCert};
 pub use rustls;
 pub use tokio_rustls;
@@ -56,6 +58,9 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// gRPC's ALPN protocol: HTTP/2.
+pub const ALPN_H2: &[u8] = b"h2";
+
 /// A server config that presents `cert` (reloaded as its files change); with `client_ca`,
 /// every client must present a certificate signed by one of those CAs.
 pub fn server_config(
@@ -76,6 +81,28 @@ pub fn server_config(
         None => builder.with_no_client_auth(),
     };
     Ok(builder.with_cert_resolver(cert))
+}
+
+/// How often watched certificate files are read again in case no change was reported.
+pub const RELOAD_CHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A gRPC server's TLS (HTTP/2 by ALPN) when `cert` and `key` are given: the certificate,
+/// reloaded as its files change; with `client_ca`, only clients with a certificate from that
+/// CA get through. Needs a tokio runtime (the file watcher).
+pub fn grpc_server_config(
+    cert: Option<&str>,
+    key: Option<&str>,
+    client_ca: Option<&str>,
+) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    let (Some(cert), Some(key)) = (cert, key) else {
+        return Ok(None);
+    };
+    let client_ca = client_ca.map(Path::new);
+    let cert = ReloadingCert::load(CertFiles::new(cert, key))?;
+    cert.watch(RELOAD_CHECK);
+    let mut config = server_config(cert, client_ca)?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Some(Arc::new(config)))
 }
 
 /// A client config trusting `ca` (PEM bundle) or, without one, the system's roots; presenting
