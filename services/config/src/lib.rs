@@ -10,7 +10,8 @@ use std::time::Duration;
 use config::{Config, Environment, File, FileFormat};
 use liverelay_hub::{FanoutEncoding, HubConfig};
 use liverelay_registry::RedisRegistryConfig;
-use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE};
+use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LENGTH};
+use liverelay_rtmp::name::DEFAULT_MAX_NAME_LEN;
 use liverelay_rtmp::session::ServerConfig;
 use liverelay_rtmp_server::RtmpServerConfig;
 use liverelay_static_relay::{RelayConfig, RelaySpec};
@@ -200,11 +201,21 @@ pub struct RtmpSettings {
     /// Largest chunk size a peer may set.
     pub max_chunk_size: u32,
     pub max_message_size: u32,
+    /// Largest message before a publish is accepted (connect, play, ...).
+    pub max_message_size_before_publish: u32,
     pub ack_window: u32,
     pub handshake_timeout_secs: u64,
+    /// `connect` must come this soon after the handshake...
+    pub connect_timeout_secs: u64,
+    /// ...and a publish or play this soon after `connect`.
+    pub start_timeout_secs: u64,
+    /// Longest app or stream name, in bytes.
+    pub max_name_len: usize,
     pub ping_interval_secs: u64,
     pub idle_timeout_secs: u64,
     pub max_connections: usize,
+    /// Connections one client address may hold at once (0: no limit of its own).
+    pub max_connections_per_ip: usize,
     pub tcp_nodelay: bool,
     /// On SIGTERM: how long existing connections may go on before they are closed.
     pub drain_grace_secs: u64,
@@ -223,11 +234,16 @@ impl Default for RtmpSettings {
             chunk_size: 4096,
             max_chunk_size: MAX_CHUNK_SIZE,
             max_message_size: 8 * 1024 * 1024,
+            max_message_size_before_publish: 64 * 1024,
             ack_window: 5_000_000,
             handshake_timeout_secs: 10,
+            connect_timeout_secs: 10,
+            start_timeout_secs: 30,
+            max_name_len: DEFAULT_MAX_NAME_LEN,
             ping_interval_secs: 30,
             idle_timeout_secs: 60,
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             // Nagle on, as nginx-rtmp runs: measured (bench/RESULTS.md) it halves the CPU per
             // player at moderate load without raising delivery latency on loopback.
             tcp_nodelay: false,
@@ -384,8 +400,22 @@ impl Settings {
                 "rtmp.max_chunk_size must be 128..={MAX_CHUNK_SIZE}"
             ));
         }
-        if r.max_message_size == 0 {
-            return invalid("rtmp.max_message_size must be positive".into());
+        // The chunk codec carries 24-bit message lengths.
+        if r.max_message_size == 0 || r.max_message_size > MAX_MESSAGE_LENGTH {
+            return invalid(format!(
+                "rtmp.max_message_size must be 1..={MAX_MESSAGE_LENGTH}"
+            ));
+        }
+        if r.max_message_size_before_publish < 4096 {
+            return invalid("rtmp.max_message_size_before_publish must be at least 4096".into());
+        }
+        if r.max_name_len == 0 {
+            return invalid("rtmp.max_name_len must be positive".into());
+        }
+        if r.connect_timeout_secs == 0 || r.start_timeout_secs == 0 {
+            return invalid(
+                "rtmp.connect_timeout_secs and rtmp.start_timeout_secs must be positive".into(),
+            );
         }
         if r.ping_interval_secs == 0 || r.idle_timeout_secs < r.ping_interval_secs {
             return invalid("rtmp.idle_timeout_secs must be >= rtmp.ping_interval_secs > 0".into());
@@ -429,14 +459,21 @@ impl Settings {
                 limits: ChunkLimits {
                     max_chunk_size: r.max_chunk_size,
                     max_message_size: r.max_message_size,
+                    // Room for a whole message on each of video, audio and data at once.
+                    max_pending_bytes: 2 * r.max_message_size as usize,
                     ..ChunkLimits::default()
                 },
+                max_message_size_before_publish: r.max_message_size_before_publish,
+                max_name_len: r.max_name_len,
+                connect_timeout: Duration::from_secs(r.connect_timeout_secs),
+                start_timeout: Duration::from_secs(r.start_timeout_secs),
                 ..ServerConfig::default()
             },
             handshake_timeout: Duration::from_secs(r.handshake_timeout_secs),
             ping_interval: Duration::from_secs(r.ping_interval_secs),
             idle_timeout: Duration::from_secs(r.idle_timeout_secs),
             max_connections: r.max_connections,
+            max_connections_per_ip: r.max_connections_per_ip,
             tcp_nodelay: r.tcp_nodelay,
             write_coalesce: Duration::from_millis(r.write_coalesce_ms),
             ..RtmpServerConfig::default()
@@ -623,5 +660,50 @@ mod tests {
             &Overrides::default(),
         );
         assert!(matches!(err, Err(SettingsError::Load(_))));
+    }
+
+    #[test]
+    fn abuse_limits_are_validated_and_passed_on() {
+        // Above the chunk codec's 24-bit message length: refused at startup, not at runtime.
+        for (key, value, refused) in [
+            ("LIVERELAY_RTMP__MAX_MESSAGE_SIZE", "16777216", true),
+            ("LIVERELAY_RTMP__MAX_MESSAGE_SIZE", "16777215", false),
+            ("LIVERELAY_RTMP__MAX_NAME_LEN", "0", true),
+            ("LIVERELAY_RTMP__CONNECT_TIMEOUT_SECS", "0", true),
+            ("LIVERELAY_RTMP__START_TIMEOUT_SECS", "0", true),
+            (
+                "LIVERELAY_RTMP__MAX_MESSAGE_SIZE_BEFORE_PUBLISH",
+                "100",
+                true,
+            ),
+        ] {
+            let loaded = Settings::load_from(None, env(&[(key, value)]), &Overrides::default());
+            let name = key.trim_start_matches("LIVERELAY_RTMP__").to_lowercase();
+            match loaded {
+                Err(SettingsError::Invalid(m)) => {
+                    assert!(refused && m.contains(&name), "{key}={value}: {m}")
+                }
+                Ok(_) => assert!(!refused, "{key}={value} accepted"),
+                Err(e) => panic!("{key}={value}: {e}"),
+            }
+        }
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("LIVERELAY_RTMP__MAX_NAME_LEN", "32"),
+                ("LIVERELAY_RTMP__CONNECT_TIMEOUT_SECS", "3"),
+                ("LIVERELAY_RTMP__START_TIMEOUT_SECS", "4"),
+                ("LIVERELAY_RTMP__MAX_CONNECTIONS_PER_IP", "5"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let c = s.rtmp_server();
+        assert_eq!(c.session.max_name_len, 32);
+        assert_eq!(c.session.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.session.start_timeout, Duration::from_secs(4));
+        assert_eq!(c.session.max_message_size_before_publish, 64 * 1024);
+        assert_eq!(c.session.limits.max_pending_bytes, 16 * 1024 * 1024);
+        assert_eq!(c.max_connections_per_ip, 5);
     }
 }

@@ -19,6 +19,7 @@ const ANY_SIZE: ChunkLimits = ChunkLimits {
     max_chunk_size: MAX_CHUNK_SIZE,
     max_message_size: MAX_MESSAGE_LENGTH,
     max_chunk_streams: 65_600,
+    max_pending_bytes: usize::MAX,
 };
 
 /// A command message the server sent (`_result`, `_error`, `onStatus`, `onFCPublish`, ...),

@@ -118,6 +118,9 @@ enum Expected {
         code: &'static str,
     },
     Control(Control),
+    /// The session's own refusal of a bad name or an unknown stream id, which ends it: an
+    /// error reply with one of these codes.
+    Refusal(&'static [&'static str]),
 }
 
 /// Codes the server may only send when the driver asked for them (`onFCPublish` reuses
@@ -207,12 +210,27 @@ impl Harness {
     pub fn read(&mut self, bytes: &[u8]) -> Result<(), SessionError> {
         let take = (1 + HANDSHAKE_SIZE - self.c0c1.len()).min(bytes.len());
         self.c0c1.extend_from_slice(&bytes[..take]);
-        let result = self.session.feed(bytes);
+        let mut result = self.session.feed(bytes);
         self.fed += bytes.len() as u64;
         if self.session.is_handshake_done() && self.has_handshake_in_input() {
             self.reached.handshake_from_input = true;
         }
         self.handle_events();
+        // Input held back until a connect or publish was answered is decoded now, as the
+        // server's driver does.
+        while result.is_ok() && self.session.has_held_input() {
+            result = self.session.process();
+            self.handle_events();
+        }
+        let refusal: &[&str] = match &result {
+            Err(SessionError::BadName { what: "app", .. }) => &[code::CONNECT_REJECTED],
+            Err(SessionError::BadName { .. }) => &[code::PUBLISH_BAD_NAME, code::PLAY_BAD_NAME],
+            Err(SessionError::UnknownStream { .. }) => &[code::PUBLISH_DENIED, code::PLAY_FAILED],
+            _ => &[],
+        };
+        if !refusal.is_empty() {
+            self.expected.push(Expected::Refusal(refusal));
+        }
         self.flush();
         result
     }
@@ -368,6 +386,10 @@ impl Harness {
                         && r.code.as_deref() == Some(*code)
                 }),
                 Expected::Control(event) => take_first(&mut controls, |c| c == event),
+                Expected::Refusal(codes) => take_first(&mut replies, |r| {
+                    r.level.as_deref() == Some("error")
+                        && codes.contains(&r.code.as_deref().unwrap_or(""))
+                }),
             };
             assert!(found, "the server did not send {expected:?}");
         }

@@ -2,7 +2,7 @@
 //! encoding, made once and shared by every viewer.
 
 use bytes::{Bytes, BytesMut};
-use liverelay_rtmp::chunk::{ChunkDecoder, ChunkLimits, encode_message};
+use liverelay_rtmp::chunk::{ChunkDecoder, ChunkLimits, MAX_MESSAGE_LENGTH, encode_message};
 use liverelay_rtmp::media::{parse_audio, parse_video};
 use liverelay_rtmp::message::{RawMessage, csid, type_id};
 use liverelay_rtmp::{Media, MediaKind};
@@ -104,13 +104,27 @@ impl Frame {
         self.wire.len()
     }
 
+    /// What keeping this frame costs: its bytes plus the frame itself, its `Arc` and the
+    /// buffer's header, so that limits hold for floods of tiny messages too.
+    pub fn heap_cost(&self) -> usize {
+        const OVERHEAD: usize =
+            std::mem::size_of::<Frame>() + 2 * std::mem::size_of::<usize>() + 32;
+        self.wire.len() + OVERHEAD
+    }
+
     /// The message payload (FLV tag body): a slice of the wire bytes when the message fits in
     /// one chunk, else reassembled from the chunks.
     pub fn payload(&self) -> Bytes {
         if self.payload_len <= self.encoding.chunk_size as usize {
             return self.wire.slice(self.wire.len() - self.payload_len..);
         }
-        let mut decoder = ChunkDecoder::new(ChunkLimits::default());
+        // Any length the wire can carry: a frame is as large as the server's configured
+        // message limit, whatever that is.
+        let mut decoder = ChunkDecoder::new(ChunkLimits {
+            max_message_size: MAX_MESSAGE_LENGTH,
+            max_pending_bytes: MAX_MESSAGE_LENGTH as usize,
+            ..ChunkLimits::default()
+        });
         decoder
             .set_chunk_size(self.encoding.chunk_size)
             .expect("our own chunk size is valid");
@@ -154,6 +168,19 @@ fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn payload_of_the_largest_message_the_wire_carries() {
+        // rtmp.max_message_size may be up to 16 MiB - 1; such a frame once hit unreachable!.
+        let payload = Bytes::from(vec![0x17u8; MAX_MESSAGE_LENGTH as usize]);
+        let media = Media {
+            kind: MediaKind::Video,
+            timestamp: 0,
+            payload: payload.clone(),
+        };
+        let frame = Frame::new(media, 0, 1, FanoutEncoding::default());
+        assert_eq!(frame.payload(), payload);
+    }
 
     #[test]
     fn payload_comes_back_from_the_wire_bytes() {

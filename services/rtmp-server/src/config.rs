@@ -13,6 +13,9 @@ pub struct RtmpServerConfig {
     /// ...and closed after this long. Also bounds how long one write may block.
     pub idle_timeout: Duration,
     pub max_connections: usize,
+    /// Connections one client address may hold at once, within `max_connections` (0: no
+    /// limit of its own).
+    pub max_connections_per_ip: usize,
     pub tcp_nodelay: bool,
     /// Frames written to a viewer in one vectored write at most.
     pub max_batch_frames: usize,
@@ -29,6 +32,7 @@ impl Default for RtmpServerConfig {
             ping_interval: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             tcp_nodelay: false,
             max_batch_frames: 256,
             write_coalesce: Duration::ZERO,

@@ -48,6 +48,8 @@ pub enum CloseReason {
     WriteTimeout,
     Io(std::io::Error),
     Protocol(SessionError),
+    /// No `connect`, or no publish or play, within its deadline (the session's timers).
+    Deadline(SessionError),
     Refused(&'static str),
     /// The client speaks another protocol on this port (TLS on the plain port, plain RTMP on
     /// the RTMPS port).
@@ -69,6 +71,7 @@ impl fmt::Display for CloseReason {
             Self::WriteTimeout => f.write_str("peer did not read within the idle timeout"),
             Self::Io(e) => write!(f, "socket error: {e}"),
             Self::Protocol(e) => write!(f, "protocol error: {e}"),
+            Self::Deadline(e) => write!(f, "{e}"),
             Self::Refused(why) => write!(f, "refused: {why}"),
             Self::WrongProtocol(why) => write!(f, "wrong protocol: {why}"),
             Self::Tls(e) => write!(f, "TLS handshake failed: {e}"),
@@ -139,6 +142,8 @@ enum Wake {
     Revoked(&'static str, String),
     /// A coalescing window ended.
     Held,
+    /// The session's deadline (for `connect`, or for a publish or play) passed.
+    Deadline,
     Closing,
 }
 
@@ -179,10 +184,10 @@ impl<S: Transport> Connection<S> {
 
     pub async fn run(mut self) -> CloseReason {
         let timeout = self.config.handshake_timeout;
-        let failure = match tokio::time::timeout(timeout, self.handshake()).await {
-            Err(_) => Some(CloseReason::HandshakeTimeout),
-            Ok(Err(reason)) => Some(reason),
-            Ok(Ok(())) => None,
+        let (failure, with_c2) = match tokio::time::timeout(timeout, self.handshake()).await {
+            Err(_) => (Some(CloseReason::HandshakeTimeout), Ok(())),
+            Ok(Err(reason)) => (Some(reason), Ok(())),
+            Ok(Ok(with_c2)) => (None, with_c2),
         };
         if let Some(reason) = failure {
             let label = match &reason {
@@ -197,6 +202,12 @@ impl<S: Transport> Connection<S> {
                 .handshake_failures
                 .get_or_create(&ReasonLabel { reason: label })
                 .inc();
+            return reason;
+        }
+        // Chunks that arrived together with C2 have been decoded already: answer them (an
+        // error in them is the connection's, not the handshake's).
+        if let Err(reason) = self.answer_input(with_c2).await {
+            let _ = self.flush().await;
             return reason;
         }
         let every = self.config.ping_interval;
@@ -223,6 +234,10 @@ impl<S: Transport> Connection<S> {
                 }
                 continue;
             }
+            let deadline = self
+                .session
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
             let wake = {
                 // A publisher reads in large pieces; a player only receives acks and commands,
                 // and keeping its buffer small keeps thousands of players cheap.
@@ -267,6 +282,7 @@ impl<S: Transport> Connection<S> {
                     why = async { kick_reason(pub_kicked.expect("enabled").await) }, if on.3 => Wake::Revoked("publish", why),
                     why = async { play_revoked.expect("enabled").await }, if on.4 => Wake::Revoked("play", why),
                     why = async { kick_reason(play_kicked.expect("enabled").await) }, if on.5 => Wake::Revoked("play", why),
+                    () = async { tokio::time::sleep_until(deadline.expect("enabled")).await }, if deadline.is_some() => Wake::Deadline,
                     _ = tick.tick() => Wake::Tick,
                 }
             };
@@ -274,6 +290,10 @@ impl<S: Transport> Connection<S> {
                 Wake::Read(r) => self.on_read(r).await,
                 Wake::Viewer => self.on_viewer_changed().await,
                 Wake::Held => self.pump_viewer().await,
+                Wake::Deadline => self
+                    .session
+                    .handle_timeout(Instant::now())
+                    .map_err(CloseReason::Deadline),
                 Wake::Tick => self.on_tick(),
                 Wake::Revoked(what, why) => Err(CloseReason::Revoked(what, why)),
                 Wake::Closing => {
@@ -304,7 +324,8 @@ impl<S: Transport> Connection<S> {
         );
     }
 
-    async fn handshake(&mut self) -> Result<(), CloseReason> {
+    /// Runs the handshake; returns how decoding what came after C2 in the same read went.
+    async fn handshake(&mut self) -> Result<Result<(), SessionError>, CloseReason> {
         let mut first_read = true;
         while !self.session.is_handshake_done() {
             let recv = self.session.recv_buffer();
@@ -328,13 +349,43 @@ impl<S: Transport> Connection<S> {
                     "TLS client on the plain RTMP port (use the RTMPS port)",
                 ));
             }
-            self.session.process().map_err(CloseReason::Protocol)?;
+            let result = self.session.process();
+            if self.session.is_handshake_done() {
+                self.flush().await?;
+                self.last_read = Instant::now();
+                return Ok(result);
+            }
+            result.map_err(CloseReason::Protocol)?;
             self.flush().await?;
         }
-        self.last_read = Instant::now();
-        // Chunks that arrived together with C2 have been decoded already.
-        self.handle_events().await;
-        Ok(())
+        Ok(Ok(()))
+    }
+
+    /// Decodes what was received and answers the session's events; input the session held
+    /// back until a decision (connect, publish) is decoded once it is answered. Then arms or
+    /// checks the session's deadline.
+    async fn process_input(&mut self) -> Result<(), CloseReason> {
+        let result = self.session.process();
+        self.answer_input(result).await
+    }
+
+    /// [`process_input`](Self::process_input) after the session's `process` gave `result`.
+    async fn answer_input(
+        &mut self,
+        mut result: Result<(), SessionError>,
+    ) -> Result<(), CloseReason> {
+        loop {
+            // Events decoded before a protocol error are still acted on.
+            self.handle_events().await;
+            result.map_err(CloseReason::Protocol)?;
+            if self.closing.is_some() || !self.session.has_held_input() {
+                break;
+            }
+            result = self.session.process();
+        }
+        self.session
+            .handle_timeout(Instant::now())
+            .map_err(CloseReason::Deadline)
     }
 
     async fn on_read(&mut self, r: std::io::Result<usize>) -> Result<(), CloseReason> {
@@ -343,10 +394,7 @@ impl<S: Transport> Connection<S> {
             Err(e) => Err(CloseReason::Io(e)),
             Ok(_) => {
                 self.last_read = Instant::now();
-                let result = self.session.process();
-                // Events decoded before a protocol error are still acted on.
-                self.handle_events().await;
-                result.map_err(CloseReason::Protocol)
+                self.process_input().await
             }
         }
     }
@@ -385,7 +433,11 @@ impl<S: Transport> Connection<S> {
     }
 
     async fn handle_events(&mut self) {
-        while let Some(event) = self.session.poll_event() {
+        // Once the connection is refused or closing, queued events are dropped: a refused
+        // client causes no more callbacks.
+        while self.closing.is_none()
+            && let Some(event) = self.session.poll_event()
+        {
             match event {
                 // Boxed: these run once per session, and inline their state would enlarge every
                 // connection's task for its whole life.
@@ -449,8 +501,8 @@ impl<S: Transport> Connection<S> {
         let tc_url = req.tc_url.as_deref().unwrap_or("");
         info!(
             app = %req.app,
-            tc_url = tc_url.split_once('?').map_or(tc_url, |(url, _)| url),
-            flash_ver = req.flash_ver.as_deref().unwrap_or(""),
+            tc_url = loggable(tc_url.split_once('?').map_or(tc_url, |(url, _)| url)),
+            flash_ver = loggable(req.flash_ver.as_deref().unwrap_or("")),
             handshake = ?self.session.handshake_kind(),
             "connect"
         );
@@ -525,16 +577,8 @@ impl<S: Transport> Connection<S> {
         })
     }
 
+    /// The name was checked by the session (`liverelay_rtmp::name`) before this event.
     async fn on_publish(&mut self, req: PublishRequest) {
-        if req.name.is_empty() {
-            return self.refuse_publish(
-                &req,
-                None,
-                code::PUBLISH_BAD_NAME,
-                "stream name is empty",
-                "empty stream name",
-            );
-        }
         if self.publishing.is_some() {
             return self.refuse_publish(
                 &req,
@@ -625,13 +669,14 @@ impl<S: Transport> Connection<S> {
                 &format!("{key} is already being published"),
                 "stream is already live",
             ),
-            Err(e @ HubError::TooManyStreams(_)) => self.refuse_publish(
-                &req,
-                Some(&shown),
-                code::PUBLISH_DENIED,
-                &e.to_string(),
-                "stream limit reached",
-            ),
+            Err(e @ (HubError::TooManyStreams(_) | HubError::TooManyWaiting(_))) => self
+                .refuse_publish(
+                    &req,
+                    Some(&shown),
+                    code::PUBLISH_DENIED,
+                    &e.to_string(),
+                    "stream limit reached",
+                ),
         }
     }
 
@@ -672,14 +717,8 @@ impl<S: Transport> Connection<S> {
         self.closing = Some(CloseReason::Refused(why));
     }
 
+    /// The name was checked by the session before this event, as for a publish.
     async fn on_play(&mut self, req: PlayRequest) {
-        if req.name.is_empty() {
-            let refusal = Refusal {
-                code: code::PLAY_STREAM_NOT_FOUND,
-                description: "stream name is empty".into(),
-            };
-            return self.refuse_play(&req, None, refusal, "empty stream name");
-        }
         let action = Action::Play {
             start: req.start,
             duration: req.duration,
@@ -808,6 +847,12 @@ impl<S: Transport> Connection<S> {
         }
         result
     }
+}
+
+/// A client-chosen string as a log field: its first 256 characters, control characters
+/// escaped, so that it can neither flood the log nor forge lines in it.
+fn loggable(s: &str) -> String {
+    s.chars().take(256).flat_map(char::escape_debug).collect()
 }
 
 fn unix_ms() -> u64 {

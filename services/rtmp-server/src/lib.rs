@@ -11,6 +11,7 @@ mod drain;
 mod listener;
 mod policy;
 mod sessions;
+mod slots;
 mod write;
 
 pub use access::{

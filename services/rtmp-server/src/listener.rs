@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use liverelay_hub::Hub;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, info, info_span, warn};
 
@@ -18,6 +17,7 @@ use crate::connection::{CloseReason, Connection, TLS_HANDSHAKE};
 use crate::drain::{Drain, Phase, reached};
 use crate::policy::StreamPolicy;
 use crate::sessions::Sessions;
+use crate::slots::{Full, Slot, Slots};
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
 
 /// Connection ids, unique in the process across listeners (plain and RTMPS): the session
@@ -71,7 +71,10 @@ impl RtmpServer {
     /// Accepts connections until `drain` leaves the running phase; then closes the listening
     /// socket (new connections are refused) and returns once every connection has ended.
     pub async fn run(self, drain: Drain) {
-        let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let slots = Slots::new(
+            self.config.max_connections,
+            self.config.max_connections_per_ip,
+        );
         let started = Instant::now();
         let mut phase = drain.watch();
         loop {
@@ -89,14 +92,21 @@ impl RtmpServer {
                 }
             };
             let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-            let Ok(slot) = slots.clone().try_acquire_owned() else {
-                warn!(conn = id, %peer, limit = self.config.max_connections, "connection refused: limit reached");
-                self.services
-                    .metrics
-                    .connections
-                    .get_or_create(&KindLabel { kind: "refused" })
-                    .inc();
-                continue;
+            let slot = match slots.try_acquire(peer.ip()) {
+                Ok(slot) => slot,
+                Err(full) => {
+                    let (limit, what) = match full {
+                        Full::Global(limit) => (limit, "limit reached"),
+                        Full::PerAddress(limit) => (limit, "limit per client address reached"),
+                    };
+                    warn!(conn = id, %peer, limit, "connection refused: {what}");
+                    self.services
+                        .metrics
+                        .connections
+                        .get_or_create(&KindLabel { kind: "refused" })
+                        .inc();
+                    continue;
+                }
             };
             if let Err(e) = socket.set_nodelay(self.config.tcp_nodelay) {
                 warn!(conn = id, %peer, error = %e, "set TCP_NODELAY failed");
@@ -152,12 +162,9 @@ impl RtmpServer {
             }
         }
         drop(self.listener);
-        info!(
-            open = self.config.max_connections - slots.available_permits(),
-            "draining: no new connections"
-        );
+        info!(open = slots.open(), "draining: no new connections");
         // Every connection holds one permit; all back means all ended.
-        let _ = slots.acquire_many(self.config.max_connections as u32).await;
+        slots.all_free().await;
         info!("all RTMP connections ended");
     }
 }
@@ -165,7 +172,7 @@ impl RtmpServer {
 fn spawn_connection(
     run: impl Future<Output = CloseReason> + Send + 'static,
     metrics: Arc<Metrics>,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     span: tracing::Span,
 ) {
     tokio::spawn(

@@ -64,6 +64,15 @@ impl Command {
         })
     }
 
+    /// Decodes only the command's name: what a server checks before it spends any work on the
+    /// rest of a message from a peer it has not accepted yet.
+    pub fn peek_name(body: &[u8]) -> Result<String, CommandError> {
+        match Amf0Decoder::new(body).decode()? {
+            Amf0Value::String(s) => Ok(s),
+            _ => Err(CommandError::MissingName),
+        }
+    }
+
     pub fn arg(&self, i: usize) -> Option<&Amf0Value> {
         self.args.get(i)
     }
@@ -130,6 +139,7 @@ pub mod code {
     pub const UNPUBLISH_SUCCESS: &str = "NetStream.Unpublish.Success";
     pub const PLAY_RESET: &str = "NetStream.Play.Reset";
     pub const PLAY_START: &str = "NetStream.Play.Start";
+    pub const PLAY_BAD_NAME: &str = "NetStream.Play.BadName";
     pub const PLAY_STOP: &str = "NetStream.Play.Stop";
     pub const PLAY_FAILED: &str = "NetStream.Play.Failed";
     pub const PLAY_STREAM_NOT_FOUND: &str = "NetStream.Play.StreamNotFound";

@@ -11,6 +11,7 @@ pub mod command;
 pub mod handshake;
 pub mod media;
 pub mod message;
+pub mod name;
 pub mod session;
 pub mod timestamp;
 

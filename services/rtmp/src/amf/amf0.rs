@@ -807,6 +807,26 @@ mod tests {
     }
 
     #[test]
+    fn reference_copies_are_bounded_by_the_input_size() {
+        // 18 doubling levels in ~200 bytes would copy 2^18 values (~10 MiB): refused, where a
+        // fixed 64 MiB budget once let any small message do that much work.
+        let mut bytes = vec![0x0A, 0x00, 0x00, 0x00, 0x13];
+        bytes.extend([0x0A, 0, 0, 0, 0]);
+        for k in 1..19u8 {
+            bytes.extend([0x0A, 0, 0, 0, 2, 0x07, 0x00, k, 0x07, 0x00, k]);
+        }
+        assert!(bytes.len() < 256);
+        assert_eq!(decode_one(&bytes), Err(AmfError::TooLarge));
+        // A few levels are fine.
+        let mut bytes = vec![0x0A, 0x00, 0x00, 0x00, 0x05];
+        bytes.extend([0x0A, 0, 0, 0, 0]);
+        for k in 1..5u8 {
+            bytes.extend([0x0A, 0, 0, 0, 2, 0x07, 0x00, k, 0x07, 0x00, k]);
+        }
+        assert!(decode_one(&bytes).is_ok());
+    }
+
+    #[test]
     fn every_truncation_of_connect_is_an_error() {
         let bytes = connect_bytes();
         // The third value (the command object) starts after name and transaction id.

@@ -11,7 +11,7 @@
 //! Decoders treat their input as hostile. They never panic, check every
 //! peer-declared length against the input left before allocating, nest at
 //! most 64 containers deep ([`AmfError::TooDeep`]), and cap the memory that
-//! reference markers may conjure by copying earlier values at 64 MiB plus 16
+//! reference markers may conjure by copying earlier values at 256 KiB plus 64
 //! bytes per input byte ([`AmfError::TooLarge`]). After an error a decoder's
 //! position is unspecified; discard it.
 //!

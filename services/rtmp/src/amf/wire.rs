@@ -11,9 +11,13 @@ pub(super) const MAX_DEPTH: usize = 64;
 /// Every decoder may materialise this much memory in reference-table copies,
 /// plus `BUDGET_PER_INPUT_BYTE` per input byte, before failing with `TooLarge`.
 /// A reference costs a few input bytes but clones a whole earlier value, so
-/// without a cap `[[x, x], [y, y], ...]` chains grow exponentially.
-const BUDGET_FLOOR: usize = 64 << 20;
-const BUDGET_PER_INPUT_BYTE: usize = 16;
+/// without a cap `[[x, x], [y, y], ...]` chains grow exponentially. The work is
+/// proportional to the message: a 1 KB `connect` may copy ~320 KB at most, not
+/// tens of MiB. Real values fit easily: a table copy of an object costs about
+/// twice its encoded size per nesting level (64 nested objects, the deepest
+/// allowed, take ~100 KB).
+const BUDGET_FLOOR: usize = 256 << 10;
+const BUDGET_PER_INPUT_BYTE: usize = 64;
 
 /// Cursor over the input. Fixed-size reads past the end fail with
 /// `UnexpectedEof`; a declared length or count that the remaining input cannot

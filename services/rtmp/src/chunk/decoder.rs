@@ -37,6 +37,9 @@ pub struct ChunkDecoder {
     streams: HashMap<u32, ChunkStreamState>,
     /// The chunk whose payload we are in the middle of: (csid, payload bytes still expected).
     current: Option<(u32, usize)>,
+    /// Declared lengths of the unfinished messages, summed over all chunk streams: what their
+    /// buffers reserve, checked against `limits.max_pending_bytes`.
+    pending: usize,
 }
 
 struct Header {
@@ -58,7 +61,20 @@ impl ChunkDecoder {
             limits,
             streams: HashMap::new(),
             current: None,
+            pending: 0,
         }
+    }
+
+    /// Changes the message size and pending-bytes limits (a server raises them once a publish
+    /// is accepted). Messages already under way keep the limits they started with.
+    pub fn set_limits(&mut self, max_message_size: u32, max_pending_bytes: usize) {
+        self.limits.max_message_size = max_message_size;
+        self.limits.max_pending_bytes = max_pending_bytes;
+    }
+
+    /// Bytes reserved for unfinished messages right now.
+    pub fn pending_bytes(&self) -> usize {
+        self.pending
     }
 
     pub fn chunk_size(&self) -> u32 {
@@ -76,8 +92,10 @@ impl ChunkDecoder {
 
     /// Applies the peer's Abort Message: the partly received message on `csid` is dropped.
     pub fn abort(&mut self, csid: u32) {
-        if let Some(state) = self.streams.get_mut(&csid) {
-            state.partial = None;
+        if let Some(state) = self.streams.get_mut(&csid)
+            && state.partial.take().is_some()
+        {
+            self.pending -= state.length as usize;
         }
     }
 
@@ -103,6 +121,7 @@ impl ChunkDecoder {
                 }
                 self.current = None;
                 if partial.len() == state.length as usize {
+                    self.pending -= state.length as usize;
                     let payload = state.partial.take().expect("checked above").freeze();
                     return Ok(Some(RawMessage {
                         timestamp: state.timestamp,
@@ -224,9 +243,9 @@ impl ChunkDecoder {
             state.extended = h.ext;
             state.ext_raw = h.ts;
         }
-        if state.partial.is_some() && h.fmt != 3 {
+        if h.fmt != 3 && state.partial.take().is_some() {
             // A full header in the middle of a message: the sender gave up on the old one.
-            state.partial = None;
+            self.pending -= state.length as usize;
         }
         if state.partial.is_none() {
             if h.length > self.limits.max_message_size {
@@ -253,6 +272,14 @@ impl ChunkDecoder {
                     payload: buf.split_to(whole).freeze(),
                 }));
             }
+            let held = self.pending + whole;
+            if held > self.limits.max_pending_bytes {
+                return Err(ChunkError::TooMuchPending {
+                    held,
+                    limit: self.limits.max_pending_bytes,
+                });
+            }
+            self.pending = held;
             state.partial = Some(BytesMut::with_capacity(whole));
         }
         let received = state.partial.as_ref().map_or(0, BytesMut::len);
@@ -262,7 +289,9 @@ impl ChunkDecoder {
             // Zero-length message: complete as soon as its header is read.
             self.current = None;
             let state = self.streams.get_mut(&h.csid).expect("inserted above");
-            state.partial = None;
+            if state.partial.take().is_some() {
+                self.pending -= state.length as usize;
+            }
             return Ok(Some(RawMessage {
                 timestamp: state.timestamp,
                 type_id: state.type_id,

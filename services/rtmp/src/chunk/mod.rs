@@ -31,6 +31,9 @@ pub struct ChunkLimits {
     pub max_message_size: u32,
     /// How many chunk streams the peer may use at once.
     pub max_chunk_streams: usize,
+    /// Bytes the peer may make us hold in unfinished messages, summed over all its chunk
+    /// streams (a message's buffer is reserved at its declared length when it starts).
+    pub max_pending_bytes: usize,
 }
 
 impl Default for ChunkLimits {
@@ -39,6 +42,7 @@ impl Default for ChunkLimits {
             max_chunk_size: MAX_CHUNK_SIZE,
             max_message_size: 8 * 1024 * 1024,
             max_chunk_streams: 64,
+            max_pending_bytes: 16 * 1024 * 1024,
         }
     }
 }
@@ -53,6 +57,8 @@ pub enum ChunkError {
     BadChunkSize(u32, u32),
     #[error("peer uses more than {0} chunk streams")]
     TooManyChunkStreams(usize),
+    #[error("unfinished messages would hold {held} bytes, over the limit of {limit}")]
+    TooMuchPending { held: usize, limit: usize },
 }
 
 #[cfg(test)]

@@ -187,6 +187,7 @@ fn limits_are_enforced() {
         max_chunk_size: 65536,
         max_message_size: 1000,
         max_chunk_streams: 2,
+        max_pending_bytes: 2000,
     };
     let mut dec = ChunkDecoder::new(limits);
     assert_eq!(
@@ -223,6 +224,56 @@ fn limits_are_enforced() {
         dec.decode(&mut BytesMut::from(&[0xC5u8, 1, 2, 3][..])),
         Err(ChunkError::MissingHeader { csid: 5, fmt: 3 })
     );
+}
+
+/// Only the first chunk of a message of `len` bytes on `csid`: the decoder reserves `len`.
+fn first_chunk(csid: u32, len: usize) -> Bytes {
+    encode_message(csid, &msg(0, 9, 1, &vec![7u8; len]), 128).slice(..12 + 128)
+}
+
+#[test]
+fn unfinished_messages_are_capped_across_chunk_streams() {
+    let limits = ChunkLimits {
+        max_message_size: 1000,
+        max_pending_bytes: 2500,
+        ..Default::default()
+    };
+    let mut dec = ChunkDecoder::new(limits);
+    let mut buf = BytesMut::new();
+    buf.put_slice(&first_chunk(3, 1000));
+    buf.put_slice(&first_chunk(4, 1000));
+    assert_eq!(dec.decode(&mut buf), Ok(None));
+    assert_eq!(dec.pending_bytes(), 2000);
+    buf.put_slice(&first_chunk(5, 1000));
+    assert_eq!(
+        dec.decode(&mut buf),
+        Err(ChunkError::TooMuchPending {
+            held: 3000,
+            limit: 2500
+        })
+    );
+
+    // What completes, is aborted or is replaced by a new message stops counting.
+    let mut dec = ChunkDecoder::new(limits);
+    let mut buf = BytesMut::new();
+    let whole = encode_message(3, &msg(0, 9, 1, &[1u8; 1000]), 128);
+    buf.put_slice(&first_chunk(4, 1000));
+    buf.put_slice(&whole);
+    assert_eq!(dec.decode(&mut buf).unwrap().unwrap().payload.len(), 1000);
+    assert_eq!(dec.pending_bytes(), 1000);
+    dec.abort(4);
+    assert_eq!(dec.pending_bytes(), 0);
+    buf.put_slice(&first_chunk(3, 900));
+    buf.put_slice(&first_chunk(3, 800));
+    assert_eq!(dec.decode(&mut buf), Ok(None));
+    assert_eq!(dec.pending_bytes(), 800);
+
+    // A server raises the limits for an accepted publisher.
+    let mut dec = ChunkDecoder::new(limits);
+    dec.set_limits(5000, 10_000);
+    let mut buf = BytesMut::from(&first_chunk(3, 5000)[..]);
+    assert_eq!(dec.decode(&mut buf), Ok(None));
+    assert_eq!(dec.pending_bytes(), 5000);
 }
 
 #[test]

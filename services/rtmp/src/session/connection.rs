@@ -41,6 +41,12 @@ impl ChunkConnection {
         }
     }
 
+    /// Changes the message size and pending-bytes limits for what the peer sends from now on.
+    pub fn set_limits(&mut self, limits: ChunkLimits) {
+        self.decoder
+            .set_limits(limits.max_message_size, limits.max_pending_bytes);
+    }
+
     pub fn out_chunk_size(&self) -> u32 {
         self.encoder.chunk_size()
     }

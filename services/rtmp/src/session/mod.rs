@@ -21,6 +21,7 @@ use crate::chunk::ChunkError;
 use crate::command::{self, Command, CommandError};
 use crate::handshake::HandshakeError;
 use crate::message::{self, RawMessage, type_id};
+use crate::name::NameError;
 
 /// A media message from a publisher, with its timestamp extended to 64 bits.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,22 @@ pub enum SessionError {
     TooManyStreams(u32),
     #[error("unexpected reply: {0}")]
     UnexpectedReply(String),
+    #[error("second connect on one connection")]
+    DuplicateConnect,
+    #[error("bad {what} name: {error}")]
+    BadName {
+        what: &'static str,
+        error: NameError,
+    },
+    #[error("'{command}' on message stream {stream_id}, which was never created")]
+    UnknownStream {
+        command: &'static str,
+        stream_id: u32,
+    },
+    #[error("no connect within {0:?} of the handshake")]
+    ConnectTimeout(std::time::Duration),
+    #[error("no publish or play within {0:?} of connect")]
+    StartTimeout(std::time::Duration),
 }
 
 /// Both ends sort incoming messages the same way; they differ in what a command and a media
@@ -68,10 +85,19 @@ pub(crate) trait MessageHandler {
     fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError>;
     fn handle_media(&mut self, msg: RawMessage) -> Result<(), SessionError>;
 
+    /// Asked with the command's name before the rest of it is decoded, so that a peer cannot
+    /// make us decode what we would refuse anyway.
+    fn check_command(&self, name: &str) -> Result<(), SessionError> {
+        let _ = name;
+        Ok(())
+    }
+
     fn handle_message(&mut self, msg: RawMessage) -> Result<(), SessionError> {
         match msg.type_id {
             type_id::COMMAND_AMF0 | type_id::COMMAND_AMF3 => {
-                let cmd = Command::decode(&command::amf0_body(&msg))?;
+                let body = command::amf0_body(&msg);
+                self.check_command(&Command::peek_name(&body)?)?;
+                let cmd = Command::decode(&body)?;
                 self.handle_command(msg.stream_id, cmd)
             }
             type_id::AUDIO | type_id::VIDEO | type_id::DATA_AMF0 | type_id::DATA_AMF3 => {

@@ -4,6 +4,7 @@
 //! out as events; the driver answers them with `accept_*`/`reject_*`.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -15,6 +16,7 @@ use crate::chunk::ChunkLimits;
 use crate::command::{self, Command, StatusLevel, code, encode_command, on_status, status_info};
 use crate::handshake::{HandshakeKind, ServerHandshake};
 use crate::message::{LimitType, RawMessage, UserControl, type_id};
+use crate::name::{DEFAULT_MAX_NAME_LEN, check_name};
 use crate::timestamp::TimestampExtender;
 
 #[derive(Debug, Clone, Copy)]
@@ -23,9 +25,19 @@ pub struct ServerConfig {
     pub chunk_size: u32,
     /// Window Acknowledgement Size and Set Peer Bandwidth we announce.
     pub ack_window: u32,
+    /// What a publisher may send once its publish is accepted.
     pub limits: ChunkLimits,
+    /// Largest message before a publish is accepted (connect, createStream, play, ...); the
+    /// bytes held in unfinished messages are capped at twice this until then.
+    pub max_message_size_before_publish: u32,
     /// Message streams one connection may create.
     pub max_streams: u32,
+    /// Longest app or stream name, in bytes (see [`crate::name`]).
+    pub max_name_len: usize,
+    /// `connect` must come this soon after the handshake...
+    pub connect_timeout: Duration,
+    /// ...and a publish or play this soon after `connect` (or after the last one ended).
+    pub start_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -34,7 +46,11 @@ impl Default for ServerConfig {
             chunk_size: 4096,
             ack_window: 5_000_000,
             limits: ChunkLimits::default(),
+            max_message_size_before_publish: 64 * 1024,
             max_streams: 16,
+            max_name_len: DEFAULT_MAX_NAME_LEN,
+            connect_timeout: Duration::from_secs(10),
+            start_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -134,6 +150,30 @@ enum Role {
     Playing,
 }
 
+/// What the session waits for from a peer that holds no publish or play, and until when.
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    for_start: bool,
+    /// Armed by the first [`ServerSession::handle_timeout`] of this phase.
+    deadline: Option<Instant>,
+}
+
+impl Waiting {
+    fn connect() -> Self {
+        Self {
+            for_start: false,
+            deadline: None,
+        }
+    }
+
+    fn start() -> Self {
+        Self {
+            for_start: true,
+            deadline: None,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct StreamSlot {
     role: Role,
@@ -148,6 +188,17 @@ pub struct ServerSession {
     conn: ChunkConnection,
     events: VecDeque<ServerEvent>,
     connected: bool,
+    /// A `connect` arrived (accepted or not): a second one is a protocol error.
+    connect_seen: bool,
+    /// The connection was refused: no more input is decoded and no more events come out.
+    refused: bool,
+    /// A `connect`, `publish` or `play` awaits the driver's answer: input after it is decoded
+    /// under the answer's rules (connected or not, publisher's message limits or not, the
+    /// stream still there).
+    held: bool,
+    /// `process` stopped at a held decision with input left over.
+    stalled: bool,
+    waiting: Option<Waiting>,
     object_encoding: f64,
     next_stream_id: u32,
     streams: HashMap<u32, StreamSlot>,
@@ -163,9 +214,14 @@ impl ServerSession {
             handshake_kind: None,
             // Grown by the driver as needed: a player sends little, a publisher a lot.
             inbuf: BytesMut::new(),
-            conn: ChunkConnection::new(config.limits),
+            conn: ChunkConnection::new(before_publish(&config)),
             events: VecDeque::new(),
             connected: false,
+            connect_seen: false,
+            refused: false,
+            held: false,
+            stalled: false,
+            waiting: None,
             object_encoding: 0.0,
             next_stream_id: 1,
             streams: HashMap::new(),
@@ -191,14 +247,68 @@ impl ServerSession {
             }
             self.handshake_kind = hs.kind();
             self.handshake = None;
+            self.waiting = Some(Waiting::connect());
         }
-        while let Some(incoming) = self.conn.next(&mut self.inbuf)? {
+        self.stalled = false;
+        while !self.refused {
+            if self.held {
+                self.stalled = !self.inbuf.is_empty();
+                break;
+            }
+            let Some(incoming) = self.conn.next(&mut self.inbuf)? else {
+                break;
+            };
             match incoming {
                 Incoming::Message(msg) => self.handle_message(msg)?,
                 Incoming::UserControl(_) => {}
             }
         }
         Ok(())
+    }
+
+    /// Whether input waits that an answered decision lets [`process`](Self::process) go on
+    /// with: call `process` again after answering events while this is true.
+    pub fn has_held_input(&self) -> bool {
+        self.stalled && !self.held && !self.refused
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called, if at all: the
+    /// deadline for `connect`, or for a publish or play.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.waiting.and_then(|w| w.deadline)
+    }
+
+    /// Call with the current time after processing input and answering events, and when the
+    /// [`poll_timeout`](Self::poll_timeout) deadline passes. The first call in a phase (after
+    /// the handshake, after `connect`, after the last publish or play ended) arms that phase's
+    /// deadline at `now`; once it has passed, this fails and the connection should close.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        let Some(waiting) = self.waiting.as_mut() else {
+            return Ok(());
+        };
+        let limit = if waiting.for_start {
+            self.config.start_timeout
+        } else {
+            self.config.connect_timeout
+        };
+        match waiting.deadline {
+            None => waiting.deadline = Some(now + limit),
+            Some(deadline) if now >= deadline => {
+                return Err(if waiting.for_start {
+                    SessionError::StartTimeout(limit)
+                } else {
+                    SessionError::ConnectTimeout(limit)
+                });
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Refuses `name` (an app or stream name, without its query) if it breaks the name rule.
+    fn check_name(&self, what: &'static str, name: &str) -> Result<(), SessionError> {
+        check_name(name, self.config.max_name_len)
+            .map_err(|error| SessionError::BadName { what, error })
     }
 
     pub fn is_handshake_done(&self) -> bool {
@@ -223,7 +333,7 @@ impl ServerSession {
         self.conn.out_chunk_size()
     }
 
-    fn on_connect(&mut self, cmd: Command) {
+    fn on_connect(&mut self, cmd: Command) -> Result<(), SessionError> {
         let prop = |k: &str| {
             cmd.command_object
                 .get(k)
@@ -243,9 +353,15 @@ impl ServerSession {
             .get("objectEncoding")
             .and_then(Amf0Value::as_f64)
             .unwrap_or(0.0);
+        let app = app.trim_end_matches('/');
+        if let Err(e) = self.check_name("app", app) {
+            self.refuse(cmd.transaction_id, "bad app name");
+            return Err(e);
+        }
+        self.held = true;
         self.events.push_back(ServerEvent::Connect(ConnectRequest {
             transaction_id: cmd.transaction_id,
-            app: app.trim_end_matches('/').to_owned(),
+            app: app.to_owned(),
             query,
             tc_url,
             flash_ver: prop("flashVer"),
@@ -255,25 +371,70 @@ impl ServerSession {
             command_object: cmd.command_object,
             args: cmd.args,
         }));
+        Ok(())
     }
 
-    fn on_publish(&mut self, stream_id: u32, cmd: &Command) {
+    /// Sends `NetConnection.Connect.Rejected` and stops: nothing more is decoded and no more
+    /// events come out.
+    fn refuse(&mut self, transaction_id: f64, description: &str) {
+        let info = status_info(StatusLevel::Error, code::CONNECT_REJECTED, description);
+        self.conn.send_command(
+            0,
+            encode_command("_error", transaction_id, &[Amf0Value::Null, info]),
+        );
+        self.refused = true;
+        self.held = false;
+        self.events.clear();
+    }
+
+    /// A publish or play must name a stream this connection created, and a valid name;
+    /// otherwise the client gets `code` and the session fails.
+    fn check_stream(
+        &mut self,
+        command: &'static str,
+        stream_id: u32,
+        name: &str,
+        bad_name: &str,
+    ) -> Result<(), SessionError> {
+        let failed = if !self.streams.contains_key(&stream_id) {
+            Err(SessionError::UnknownStream { command, stream_id })
+        } else {
+            self.check_name("stream", name)
+        };
+        if let Err(e) = &failed {
+            let code = match e {
+                SessionError::BadName { .. } => bad_name,
+                _ if command == "publish" => code::PUBLISH_DENIED,
+                _ => code::PLAY_FAILED,
+            };
+            // The description names the problem, never the name.
+            self.send_status(stream_id, StatusLevel::Error, code, &e.to_string());
+        }
+        failed
+    }
+
+    fn on_publish(&mut self, stream_id: u32, cmd: &Command) -> Result<(), SessionError> {
         let (name, query) = command::split_query(cmd.arg_str(0).unwrap_or_default());
+        self.check_stream("publish", stream_id, &name, code::PUBLISH_BAD_NAME)?;
         let kind = match cmd.arg_str(1) {
             Some("record") => PublishKind::Record,
             Some("append") => PublishKind::Append,
             _ => PublishKind::Live,
         };
+        self.held = true;
         self.events.push_back(ServerEvent::Publish(PublishRequest {
             stream_id,
             name,
             query,
             kind,
         }));
+        Ok(())
     }
 
-    fn on_play(&mut self, stream_id: u32, cmd: &Command) {
+    fn on_play(&mut self, stream_id: u32, cmd: &Command) -> Result<(), SessionError> {
         let (name, query) = command::split_query(cmd.arg_str(0).unwrap_or_default());
+        self.check_stream("play", stream_id, &name, code::PLAY_BAD_NAME)?;
+        self.held = true;
         let reset = match cmd.arg(3) {
             Some(Amf0Value::Boolean(b)) => *b,
             Some(v) => v.as_f64().is_some_and(|n| n != 0.0),
@@ -287,15 +448,18 @@ impl ServerSession {
             duration: cmd.arg_f64(2).unwrap_or(-1.0),
             reset,
         }));
+        Ok(())
     }
 
     /// play2 (stream switching) carries a NetStreamPlayOptions object; for live streams it is a
     /// play of `streamName`.
-    fn on_play2(&mut self, stream_id: u32, cmd: &Command) {
+    fn on_play2(&mut self, stream_id: u32, cmd: &Command) -> Result<(), SessionError> {
         let opts = cmd.arg(0);
         let get_str = |k| opts.and_then(|o| o.get(k)).and_then(Amf0Value::as_str);
         let get_f64 = |k| opts.and_then(|o| o.get(k)).and_then(Amf0Value::as_f64);
         let (name, query) = command::split_query(get_str("streamName").unwrap_or_default());
+        self.check_stream("play2", stream_id, &name, code::PLAY_BAD_NAME)?;
+        self.held = true;
         self.events.push_back(ServerEvent::Play(PlayRequest {
             stream_id,
             name,
@@ -304,6 +468,7 @@ impl ServerSession {
             duration: get_f64("len").unwrap_or(-1.0),
             reset: true,
         }));
+        Ok(())
     }
 
     /// Ends what the stream was doing; for a publisher this also says Unpublish.Success.
@@ -326,6 +491,14 @@ impl ServerSession {
         }
         self.events
             .push_back(ServerEvent::StreamClosed { stream_id });
+        self.wait_if_idle();
+    }
+
+    /// With no publish or play left, the peer has `start_timeout` to begin another.
+    fn wait_if_idle(&mut self) {
+        if self.waiting.is_none() && self.streams.values().all(|s| s.role == Role::Idle) {
+            self.waiting = Some(Waiting::start());
+        }
     }
 
     fn send_result(&mut self, txn: f64, props: Amf0Value, info: Amf0Value) {
@@ -346,7 +519,12 @@ impl ServerSession {
     }
 
     pub fn accept_connect(&mut self, req: &ConnectRequest) {
+        if self.refused {
+            return;
+        }
         self.connected = true;
+        self.held = false;
+        self.waiting = Some(Waiting::start());
         self.object_encoding = req.object_encoding;
         self.conn.send_window_ack_size(self.config.ack_window);
         self.conn
@@ -369,22 +547,21 @@ impl ServerSession {
     }
 
     /// Refuses the connection; the driver should close it after sending the output.
+    /// Events already queued are dropped and nothing more is decoded.
     pub fn reject_connect(&mut self, req: &ConnectRequest, description: &str) {
-        let info = status_info(StatusLevel::Error, code::CONNECT_REJECTED, description);
-        self.conn.send_command(
-            0,
-            encode_command("_error", req.transaction_id, &[Amf0Value::Null, info]),
-        );
+        self.refuse(req.transaction_id, description);
     }
 
+    /// Raises the message limits to the publisher's. Does nothing if the stream was deleted
+    /// meanwhile.
     pub fn accept_publish(&mut self, req: &PublishRequest) {
-        self.streams
-            .entry(req.stream_id)
-            .or_insert(StreamSlot {
-                role: Role::Idle,
-                timestamps: Default::default(),
-            })
-            .role = Role::Publishing(req.name.clone());
+        self.held = false;
+        let Some(slot) = self.streams.get_mut(&req.stream_id) else {
+            return;
+        };
+        slot.role = Role::Publishing(req.name.clone());
+        self.waiting = None;
+        self.conn.set_limits(self.config.limits);
         self.conn
             .send_user_control(UserControl::StreamBegin(req.stream_id));
         self.send_status(
@@ -397,6 +574,7 @@ impl ServerSession {
 
     /// Refuses a publish with a status `code` such as [`code::PUBLISH_BAD_NAME`].
     pub fn reject_publish(&mut self, req: &PublishRequest, code: &str, description: &str) {
+        self.held = false;
         self.send_status(req.stream_id, StatusLevel::Error, code, description);
     }
 
@@ -404,14 +582,15 @@ impl ServerSession {
     /// `|RtmpSampleAccess`, in the order Flash Media Server sends them. FMS's data message
     /// `onStatus(NetStream.Data.Start)` is left out: ffmpeg's FLV demuxer turns it into a bogus
     /// data stream. Media then goes out through the driver's fan-out path, on this stream id.
+    /// Only on a stream this connection created: does nothing if it was deleted meanwhile (a
+    /// viewer on an unknown id would cost a private encoding of every frame).
     pub fn accept_play(&mut self, req: &PlayRequest) {
-        self.streams
-            .entry(req.stream_id)
-            .or_insert(StreamSlot {
-                role: Role::Idle,
-                timestamps: Default::default(),
-            })
-            .role = Role::Playing;
+        self.held = false;
+        let Some(slot) = self.streams.get_mut(&req.stream_id) else {
+            return;
+        };
+        slot.role = Role::Playing;
+        self.waiting = None;
         let id = req.stream_id;
         self.conn.send_user_control(UserControl::StreamBegin(id));
         if req.reset {
@@ -437,6 +616,7 @@ impl ServerSession {
     }
 
     pub fn reject_play(&mut self, req: &PlayRequest, code: &str, description: &str) {
+        self.held = false;
         self.send_status(req.stream_id, StatusLevel::Error, code, description);
     }
 
@@ -471,6 +651,18 @@ impl ServerSession {
     }
 }
 
+/// The chunk limits until a publish is accepted: small messages, little held in unfinished ones.
+fn before_publish(config: &ServerConfig) -> ChunkLimits {
+    let size = config
+        .max_message_size_before_publish
+        .min(config.limits.max_message_size);
+    ChunkLimits {
+        max_message_size: size,
+        max_pending_bytes: (2 * size as usize).min(config.limits.max_pending_bytes),
+        ..config.limits
+    }
+}
+
 fn encode_command_values(values: &[Amf0Value]) -> Bytes {
     let mut out = BytesMut::new();
     crate::amf::encode_all(values, &mut out);
@@ -500,13 +692,24 @@ pub(super) fn classify_data(body: Bytes) -> Result<Option<(MediaKind, Bytes)>, S
 }
 
 impl MessageHandler for ServerSession {
+    fn check_command(&self, name: &str) -> Result<(), SessionError> {
+        if name == "connect" {
+            if self.connect_seen {
+                return Err(SessionError::DuplicateConnect);
+            }
+        } else if !self.connected {
+            return Err(SessionError::NotConnected(name.to_owned()));
+        }
+        Ok(())
+    }
+
     fn handle_command(&mut self, stream_id: u32, cmd: Command) -> Result<(), SessionError> {
         let txn = cmd.transaction_id;
-        if cmd.name != "connect" && !self.connected {
-            return Err(SessionError::NotConnected(cmd.name));
-        }
         match cmd.name.as_str() {
-            "connect" => self.on_connect(cmd),
+            "connect" => {
+                self.connect_seen = true;
+                self.on_connect(cmd)?;
+            }
             "createStream" => {
                 if self.streams.len() as u32 >= self.config.max_streams {
                     return Err(SessionError::TooManyStreams(self.config.max_streams));
@@ -556,13 +759,14 @@ impl MessageHandler for ServerSession {
                     self.stop_stream(id);
                 }
             }
-            "publish" => self.on_publish(stream_id, &cmd),
-            "play" => self.on_play(stream_id, &cmd),
-            "play2" => self.on_play2(stream_id, &cmd),
+            "publish" => self.on_publish(stream_id, &cmd)?,
+            "play" => self.on_play(stream_id, &cmd)?,
+            "play2" => self.on_play2(stream_id, &cmd)?,
             "deleteStream" => {
                 let id = cmd.arg_f64(0).map_or(stream_id, |v| v as u32);
                 self.stop_stream(id);
                 self.streams.remove(&id);
+                self.wait_if_idle();
             }
             "closeStream" => self.stop_stream(stream_id),
             "receiveAudio" | "receiveVideo" => {

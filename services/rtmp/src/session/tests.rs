@@ -143,6 +143,9 @@ impl Pair {
                     .expect("client accepts the server's bytes");
                 moved = true;
             }
+            if self.server.has_held_input() {
+                self.server.process().expect("server accepts held input");
+            }
             self.server_events
                 .extend(std::iter::from_fn(|| self.server.poll_event()));
             self.client_events
@@ -1264,7 +1267,7 @@ fn chunk_sizes_both_ways_with_large_messages() {
 #[test]
 fn garbage_after_handshake_is_an_error() {
     let mut pair = Pair::default_pair();
-    pair.pump();
+    pair.connect();
     // fmt 1 on a chunk stream that never had a full header.
     let garbage = [0x45u8, 0x13, 0x37, 0x00, 0xFF, 0xFF, 0xFF, 0x14, 0xAB, 0xCD];
     assert_eq!(
@@ -1278,7 +1281,7 @@ fn garbage_after_handshake_is_an_error() {
 #[test]
 fn broken_amf_command_is_a_command_error() {
     let mut pair = Pair::default_pair();
-    pair.pump();
+    pair.connect();
     let bad = RawMessage {
         timestamp: 0,
         type_id: type_id::COMMAND_AMF0,
@@ -1290,7 +1293,7 @@ fn broken_amf_command_is_a_command_error() {
         Err(SessionError::Command(CommandError::Amf(_)))
     ));
     let mut pair = Pair::default_pair();
-    pair.pump();
+    pair.connect();
     let nameless = RawMessage {
         payload: amf_body(&[Amf0Value::Number(1.0)]),
         ..bad
@@ -1301,26 +1304,313 @@ fn broken_amf_command_is_a_command_error() {
     );
 }
 
-#[test]
-fn publish_before_connect_is_not_connected() {
-    let mut pair = Pair::default_pair();
-    pair.pump();
-    assert!(matches!(
-        pair.take_server().as_slice(),
-        [ServerEvent::Connect(_)]
-    ));
-    // The client holds commands until connect succeeds, so send a raw publish as a broken
-    // client would.
-    let publish = RawMessage {
+/// A server that finished a simple handshake with a raw client and received nothing else,
+/// and a tap on its output.
+fn handshaken_server(config: ServerConfig) -> (ServerSession, Tap) {
+    let mut server = ServerSession::new(config, &random(1), 1000);
+    let mut c0c1 = vec![3u8];
+    c0c1.extend(vec![0u8; 2 * HANDSHAKE_SIZE]);
+    server.feed(&c0c1).unwrap();
+    assert!(server.is_handshake_done());
+    let mut tap = Tap::new();
+    statuses(&mut tap, &mut server);
+    (server, tap)
+}
+
+fn command(stream_id: u32, name: &str, values: &[Amf0Value]) -> RawMessage {
+    RawMessage {
         timestamp: 0,
         type_id: type_id::COMMAND_AMF0,
-        stream_id: 1,
-        payload: encode_command("publish", 2.0, &[Amf0Value::Null, s("x"), s("live")]),
-    };
+        stream_id,
+        payload: encode_command(name, 2.0, values),
+    }
+}
+
+/// Feeds `msg` as chunks of 128 bytes on chunk stream 3.
+fn feed_raw(server: &mut ServerSession, msg: &RawMessage) -> Result<(), SessionError> {
+    server.feed(&encode_message(3, msg, 128))
+}
+
+fn publish_command(stream_id: u32, name: &str) -> RawMessage {
+    command(stream_id, "publish", &[Amf0Value::Null, s(name), s("live")])
+}
+
+fn connect_command(app: &str) -> RawMessage {
+    command(0, "connect", &[Amf0Value::object([("app", s(app))])])
+}
+
+#[test]
+fn publish_before_connect_is_not_connected() {
+    let (mut server, _) = handshaken_server(ServerConfig::default());
     assert_eq!(
-        pair.inject_to_server(8, &publish),
+        feed_raw(&mut server, &publish_command(1, "x")),
         Err(SessionError::NotConnected("publish".into()))
     );
+}
+
+#[test]
+fn commands_before_connect_are_not_decoded_past_their_name() {
+    // An AMF reference bomb after the name of a command that is refused anyway: refused as
+    // NotConnected, never as TooLarge (which would mean the body was decoded).
+    let mut body = BytesMut::new();
+    amf::encode(&s("createStream"), &mut body);
+    body.extend_from_slice(&[0x0A, 0, 0, 0, 0x13, 0x0A, 0, 0, 0, 0]);
+    for k in 1..19u8 {
+        body.extend_from_slice(&[0x0A, 0, 0, 0, 2, 0x07, 0x00, k, 0x07, 0x00, k]);
+    }
+    let msg = RawMessage {
+        payload: body.freeze(),
+        ..command(0, "x", &[])
+    };
+    let (mut server, _) = handshaken_server(ServerConfig::default());
+    assert_eq!(
+        feed_raw(&mut server, &msg),
+        Err(SessionError::NotConnected("createStream".into()))
+    );
+}
+
+#[test]
+fn a_pending_connect_holds_later_input_and_connect_comes_once() {
+    let (mut server, _) = handshaken_server(ServerConfig::default());
+    let mut wire = BytesMut::from(&encode_message(3, &connect_command("live"), 128)[..]);
+    wire.extend_from_slice(&encode_message(3, &connect_command("live"), 128));
+    server.feed(&wire).unwrap();
+    let Some(ServerEvent::Connect(req)) = server.poll_event() else {
+        panic!("expected connect")
+    };
+    // The second connect waits for the answer to the first.
+    assert_eq!(server.poll_event(), None);
+    assert!(!server.has_held_input());
+    server.accept_connect(&req);
+    assert!(server.has_held_input());
+    assert_eq!(server.process(), Err(SessionError::DuplicateConnect));
+}
+
+#[test]
+fn a_refused_connection_produces_no_more_events() {
+    let (mut server, _) = handshaken_server(ServerConfig::default());
+    let mut wire = BytesMut::from(&encode_message(3, &connect_command("live"), 128)[..]);
+    wire.extend_from_slice(&encode_message(3, &command(0, "createStream", &[]), 128));
+    server.feed(&wire).unwrap();
+    let Some(ServerEvent::Connect(req)) = server.poll_event() else {
+        panic!("expected connect")
+    };
+    server.reject_connect(&req, "no");
+    assert!(!server.has_held_input());
+    // Whatever comes later is neither decoded nor answered with events.
+    server.process().unwrap();
+    feed_raw(&mut server, &publish_command(1, "x")).unwrap();
+    assert_eq!(server.poll_event(), None);
+    // A late accept (a driver bug) does not resurrect it.
+    server.accept_connect(&req);
+    assert!(feed_raw(&mut server, &command(0, "createStream", &[])).is_ok());
+    assert_eq!(server.poll_event(), None);
+}
+
+/// "code description" of each `onStatus` and `_error` in the server's new output.
+fn statuses(tap: &mut Tap, server: &mut ServerSession) -> Vec<String> {
+    let seen = tap.msgs.len();
+    while let Some(bytes) = server.poll_transmit() {
+        tap.observe(&bytes);
+    }
+    tap.msgs[seen..]
+        .iter()
+        .filter(|m| m.type_id == type_id::COMMAND_AMF0)
+        .filter_map(|m| {
+            let cmd = Command::decode(&m.payload).ok()?;
+            let info = cmd.args.last()?;
+            Some(format!(
+                "{} {}",
+                info.get("code").and_then(Amf0Value::as_str)?,
+                info.get("description").and_then(Amf0Value::as_str)?
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn bad_names_are_refused_before_any_event() {
+    let long = "n".repeat(257);
+    let (mut server, mut tap) = handshaken_server(ServerConfig::default());
+    assert_eq!(
+        feed_raw(&mut server, &connect_command(&long)),
+        Err(SessionError::BadName {
+            what: "app",
+            error: crate::name::NameError::TooLong {
+                len: 257,
+                limit: 256
+            }
+        })
+    );
+    assert_eq!(server.poll_event(), None);
+    assert_eq!(
+        statuses(&mut tap, &mut server),
+        ["NetConnection.Connect.Rejected bad app name".to_string()]
+    );
+
+    for (cmd, name, status) in [
+        ("publish", long.as_str(), code::PUBLISH_BAD_NAME),
+        ("publish", "a\nb", code::PUBLISH_BAD_NAME),
+        ("publish", "", code::PUBLISH_BAD_NAME),
+        ("play", long.as_str(), code::PLAY_BAD_NAME),
+        ("play", "a\x1b[31m", code::PLAY_BAD_NAME),
+    ] {
+        let mut pair = Pair::default_pair();
+        pair.connect();
+        let id = pair.create_stream();
+        statuses(&mut pair.s2c, &mut pair.server);
+        let msg = command(id, cmd, &[Amf0Value::Null, s(&format!("{name}?k=v"))]);
+        let result = pair.inject_to_server(8, &msg);
+        assert!(
+            matches!(result, Err(SessionError::BadName { what: "stream", .. })),
+            "{cmd} {name:?}: {result:?}"
+        );
+        assert_eq!(pair.server.poll_event(), None, "{cmd} {name:?}");
+        let out = statuses(&mut pair.s2c, &mut pair.server);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].starts_with(status), "{out:?}");
+        assert!(
+            !out[0].contains("nnnn"),
+            "the name is never echoed: {out:?}"
+        );
+    }
+    // The limit is configurable.
+    let mut pair = Pair::new(
+        ServerConfig {
+            max_name_len: 4,
+            ..ServerConfig::default()
+        },
+        client_config(),
+    );
+    pair.connect();
+    let id = pair.create_stream();
+    let msg = command(id, "play", &[Amf0Value::Null, s("abcde")]);
+    assert!(pair.inject_to_server(8, &msg).is_err());
+}
+
+#[test]
+fn play_and_publish_need_a_stream_the_connection_created() {
+    for (cmd, expected) in [
+        ("play", code::PLAY_FAILED),
+        ("publish", code::PUBLISH_DENIED),
+    ] {
+        let mut pair = Pair::default_pair();
+        pair.connect();
+        let id = pair.create_stream();
+        statuses(&mut pair.s2c, &mut pair.server);
+        let msg = command(id + 1, cmd, &[Amf0Value::Null, s("cam")]);
+        let result = pair.inject_to_server(8, &msg);
+        assert!(
+            matches!(result, Err(SessionError::UnknownStream { stream_id, .. }) if stream_id == id + 1),
+            "{result:?}"
+        );
+        assert_eq!(pair.server.poll_event(), None);
+        let out = statuses(&mut pair.s2c, &mut pair.server);
+        assert!(out.len() == 1 && out[0].starts_with(expected), "{out:?}");
+    }
+    // accept_play with an id the session never handed out changes nothing.
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    statuses(&mut pair.s2c, &mut pair.server);
+    let req = PlayRequest {
+        stream_id: 9,
+        name: "cam".into(),
+        query: None,
+        start: -2.0,
+        duration: -1.0,
+        reset: true,
+    };
+    pair.server.accept_play(&req);
+    assert!(statuses(&mut pair.s2c, &mut pair.server).is_empty());
+}
+
+#[test]
+fn messages_are_small_until_a_publish_is_accepted() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let big = command(0, "call", &[Amf0Value::Null, s(&"x".repeat(64 * 1024))]);
+    assert_eq!(
+        pair.inject_to_server(8, &big),
+        Err(SessionError::Chunk(
+            crate::chunk::ChunkError::MessageTooLarge {
+                length: big.payload.len() as u32,
+                limit: 64 * 1024
+            }
+        ))
+    );
+    // Once publishing, a 1 MB keyframe passes.
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.start_publish("cam");
+    let frame = media(MediaKind::Video, 0, keyframe(1 << 20));
+    pair.client.send_media(id, &frame);
+    pair.pump();
+    assert_eq!(server_media(&pair.take_server()), [frame]);
+}
+
+#[test]
+fn media_sent_right_after_publish_waits_for_the_decision() {
+    // A publisher that does not wait for Publish.Start: its first large frame is decoded under
+    // the publisher's limits once the publish is accepted, not refused as pre-publish input.
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    let id = pair.create_stream();
+    pair.client.publish(id, "cam", PublishKind::Live);
+    let frame = media(MediaKind::Video, 0, keyframe(200_000));
+    pair.client.send_media(id, &frame);
+    pair.pump();
+    let ServerEvent::Publish(req) = one(pair.take_server()) else {
+        panic!("expected publish")
+    };
+    pair.server.accept_publish(&req);
+    pair.pump();
+    assert_eq!(server_media(&pair.take_server()), [frame]);
+}
+
+#[test]
+fn deadlines_for_connect_and_for_publish_or_play() {
+    use std::time::{Duration, Instant};
+    let config = ServerConfig {
+        connect_timeout: Duration::from_secs(10),
+        start_timeout: Duration::from_secs(30),
+        ..ServerConfig::default()
+    };
+    let t0 = Instant::now();
+    let secs = |n| t0 + Duration::from_secs(n);
+    // No connect: armed at the first call after the handshake, fails 10 s later.
+    let (mut server, _) = handshaken_server(config);
+    server.handle_timeout(t0).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(10)));
+    server.handle_timeout(secs(9)).unwrap();
+    assert_eq!(
+        server.handle_timeout(secs(10)),
+        Err(SessionError::ConnectTimeout(Duration::from_secs(10)))
+    );
+    // Connected but no publish or play: 30 s from connect.
+    let mut pair = Pair::new(config, client_config());
+    pair.pump();
+    pair.server.handle_timeout(t0).unwrap();
+    let ServerEvent::Connect(req) = one(pair.take_server()) else {
+        panic!()
+    };
+    pair.server.accept_connect(&req);
+    pair.server.handle_timeout(secs(5)).unwrap();
+    assert_eq!(pair.server.poll_timeout(), Some(secs(35)));
+    assert_eq!(
+        pair.server.handle_timeout(secs(35)),
+        Err(SessionError::StartTimeout(Duration::from_secs(30)))
+    );
+    // Playing: no deadline; after the play ends, another 30 s.
+    let mut pair = Pair::new(config, client_config());
+    pair.connect();
+    pair.server.handle_timeout(t0).unwrap();
+    let id = pair.start_play("cam");
+    pair.server.handle_timeout(secs(100)).unwrap();
+    assert_eq!(pair.server.poll_timeout(), None);
+    pair.client.delete_stream(id);
+    pair.pump();
+    pair.server.handle_timeout(secs(200)).unwrap();
+    assert_eq!(pair.server.poll_timeout(), Some(secs(230)));
 }
 
 #[test]

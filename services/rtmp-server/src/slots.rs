@@ -1,0 +1,116 @@
+//! Connection slots: the listener's global limit and, optionally, a limit per client address,
+//! so that one address cannot take every slot. A connection holds one [`Slot`] for its life.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Which limit refused a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    Global(usize),
+    PerAddress(usize),
+}
+
+/// Open connections per client address.
+type OpenPerAddress = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+pub(crate) struct Slots {
+    global: Arc<Semaphore>,
+    max: usize,
+    /// Limit per address (0: none) and the open connections of each address.
+    per_address: usize,
+    open: OpenPerAddress,
+}
+
+/// One open connection; its slots free on drop.
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    address: Option<(IpAddr, OpenPerAddress)>,
+}
+
+impl Slots {
+    pub(crate) fn new(max: usize, per_address: usize) -> Self {
+        Self {
+            global: Arc::new(Semaphore::new(max)),
+            max,
+            per_address,
+            open: Arc::default(),
+        }
+    }
+
+    /// A slot for a connection from `ip`, counted against both limits.
+    pub(crate) fn try_acquire(&self, ip: IpAddr) -> Result<Slot, Full> {
+        let permit = self
+            .global
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Full::Global(self.max))?;
+        let address = if self.per_address == 0 {
+            None
+        } else {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            let count = open.entry(ip).or_default();
+            if *count >= self.per_address {
+                return Err(Full::PerAddress(self.per_address));
+            }
+            *count += 1;
+            Some((ip, self.open.clone()))
+        };
+        Ok(Slot {
+            _permit: permit,
+            address,
+        })
+    }
+
+    /// Connections open now.
+    pub(crate) fn open(&self) -> usize {
+        self.max - self.global.available_permits()
+    }
+
+    /// Returns once every slot is free again.
+    pub(crate) async fn all_free(&self) {
+        let _ = self.global.acquire_many(self.max as u32).await;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((ip, open)) = &self.address {
+            let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(count) = open.get_mut(ip) {
+                *count -= 1;
+                if *count == 0 {
+                    open.remove(ip);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_address_limit_counts_with_the_global_one() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let slots = Slots::new(3, 2);
+        let a1 = slots.try_acquire(a).unwrap();
+        let _a2 = slots.try_acquire(a).unwrap();
+        assert_eq!(slots.try_acquire(a).err(), Some(Full::PerAddress(2)));
+        let _b1 = slots.try_acquire(b).unwrap();
+        assert_eq!(slots.try_acquire(b).err(), Some(Full::Global(3)));
+        assert_eq!(slots.open(), 3);
+        drop(a1);
+        assert_eq!(slots.open(), 2);
+        let _a3 = slots.try_acquire(a).unwrap();
+        // No per-address limit: only the global one.
+        let slots = Slots::new(2, 0);
+        let _x = (slots.try_acquire(a).unwrap(), slots.try_acquire(a).unwrap());
+        assert_eq!(slots.try_acquire(a).err(), Some(Full::Global(2)));
+    }
+}
