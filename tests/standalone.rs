@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use liverelay_rtmp::MediaKind;
 use liverelay_rtmp::media::parse_video;
 use liverelay_rtmp::session::ClientEvent;
-use support::rtmp_client::RtmpClient;
+use support::rtmp_client::{Arrival, MediaLog, RtmpClient};
 use support::*;
 
 fn counts(packets: &[Packet]) -> (usize, usize) {
@@ -175,15 +175,16 @@ fn several_players_decode_a_running_stream() {
 }
 
 /// A second publisher of a live name is refused with NetStream.Publish.BadName and
-/// disconnected; the first publisher's viewers keep receiving.
-#[tokio::test]
+/// disconnected; the first publisher's viewers keep receiving what it publishes after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_publisher_is_refused_and_first_keeps_flowing() {
     let server = Server::start();
     let dir = TempDir::new("second");
-    let _first = ffmpeg_publish(sample_flv(), &server.url("live/dup"), &dir.path("pub.log"));
+    let _first = looping_publisher(&server.url("live/dup"), &dir.path("pub.log"));
     server.wait_live("live", "dup", Duration::from_secs(10));
     let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
     viewer.play("dup").await;
+    let viewer = MediaLog::spawn(viewer);
 
     let mut second = RtmpClient::connect(server.rtmp, "live").await;
     let (_, level, code) = second.publish("dup").await;
@@ -204,13 +205,20 @@ async fn second_publisher_is_refused_and_first_keeps_flowing() {
         .expect("second ffmpeg exits");
     assert!(!status.success(), "second ffmpeg publisher must fail");
 
-    let media = viewer
-        .expect(
-            Duration::from_secs(3),
-            |e| matches!(e, ClientEvent::Media { media, .. } if media.kind == MediaKind::Video),
-        )
-        .await;
-    assert!(media.is_some(), "the first publisher's stream still flows");
+    // The viewer is read all along, so the newest picture it has is the live edge at the
+    // refusal; frames buffered anywhere by then are older. Two seconds of pictures newer than
+    // that (the publisher sends in real time) were published after the refusal.
+    let edge = viewer.pictures().last().map_or(0, |a| a.media.timestamp);
+    let newer = |p: &[Arrival]| p.iter().filter(|a| a.media.timestamp > edge).count();
+    let want = 2 * SAMPLE_FPS as usize;
+    assert!(
+        viewer
+            .wait_pictures(Duration::from_secs(10), |p| newer(p) >= want)
+            .await,
+        "the first publisher's stream goes on after the refusal: {} of {want} pictures newer \
+         than {edge} ms",
+        newer(&viewer.pictures())
+    );
 }
 
 /// Garbage, a bad handshake and an oversized message each close only their own connection, with
