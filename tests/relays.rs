@@ -23,10 +23,23 @@ fn config(dir: &TempDir, relays: &str) -> PathBuf {
     path
 }
 
-fn pull(url: &str, stream: &str, extra: &str) -> String {
+/// Longest backoff of the relays here (`max_backoff_ms`).
+const MAX_BACKOFF_MS: u64 = 1000;
+
+/// A `[[relays]]` entry with the short backoff of these tests and `extra` keys.
+fn relay(kind: &str, url: &str, stream: &str, extra: &str) -> String {
     format!(
-        "[[relays]]\nkind = \"pull\"\nurl = \"{url}\"\nstream = \"{stream}\"\n\
-         initial_backoff_ms = 200\nmax_backoff_ms = 1000\nstall_timeout_ms = 3000\n{extra}\n"
+        "[[relays]]\nkind = \"{kind}\"\nurl = \"{url}\"\nstream = \"{stream}\"\n\
+         initial_backoff_ms = 200\nmax_backoff_ms = {MAX_BACKOFF_MS}\n{extra}\n"
+    )
+}
+
+fn pull(url: &str, stream: &str, extra: &str) -> String {
+    relay(
+        "pull",
+        url,
+        stream,
+        &format!("stall_timeout_ms = 3000\n{extra}"),
     )
 }
 
@@ -109,11 +122,7 @@ fn static_pull_from_nginx() {
 fn push_to_nginx() {
     let nginx = Nginx::start();
     let dir = TempDir::new("relay-push");
-    let relays_toml = format!(
-        "[[relays]]\nkind = \"push\"\nurl = \"{}\"\nstream = \"live/foo\"\n\
-         initial_backoff_ms = 200\nmax_backoff_ms = 1000\n",
-        nginx.url("live/secret-stream-key")
-    );
+    let relays_toml = relay("push", &nginx.url("live/secret-stream-key"), "live/foo", "");
     let server = start("standalone", &config(&dir, &relays_toml), &[]);
     let row = &relays(&server)[0];
     assert_eq!(row["state"], "stopped", "nothing to push yet: {row}");
@@ -215,64 +224,120 @@ async fn pull_reconnects_and_viewers_stay() {
     });
 }
 
+/// Lease TTL of the cluster tests (`redis.lease_ttl_ms`): takeovers wait for it, so it is short.
+const TTL_MS: u64 = 1500;
+
+/// Pod ids of [`ingest_pair`], by index.
+const PODS: [&str; 2] = ["ingest-a", "ingest-b"];
+
+/// A pod of a cluster on `redis` with relay config `conf`, as pod `pod`.
+fn cluster_node(role: &str, conf: &std::path::Path, redis: &RedisServer, pod: &str) -> Server {
+    start(
+        role,
+        conf,
+        &[
+            ("LIVERELAY_CLUSTER_TOKEN", "relay-test-token"),
+            ("LIVERELAY_CLUSTER__POD_ID", pod),
+            ("LIVERELAY_REDIS__URL", &redis.url()),
+            ("LIVERELAY_REDIS__LEASE_TTL_MS", &TTL_MS.to_string()),
+        ],
+    )
+}
+
+/// Two ingests with the same relays, as [`PODS`].
+fn ingest_pair(conf: &std::path::Path, redis: &RedisServer) -> [Server; 2] {
+    PODS.map(|pod| cluster_node("ingest", conf, redis, pod))
+}
+
+/// How these tests tell that a pod ran a relay: the connection attempts it logged for relay
+/// `id` after `mark` (a [`Server::log_mark`]; each attempt logs "relay connecting" with the id).
+fn attempts_logged(server: &Server, id: &str, mark: usize) -> usize {
+    server
+        .log_since(mark)
+        .lines()
+        .filter(|l| l.contains("relay connecting") && l.contains(id))
+        .count()
+}
+
+/// The `kind` relay's row on `server`.
+fn row(server: &Server, kind: &str) -> serde_json::Value {
+    relays(server)
+        .into_iter()
+        .find(|r| r["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} relay listed"))
+}
+
+/// Waits until the `kind` relay is live on one of `pods` and checks, over a lease period (a few
+/// claims by the other pod), that it runs there and only there: both pods list that owner,
+/// and the detector that finds no attempt on the other pod finds the owner's (its positive
+/// control). Returns the owner's index and the relay's id.
+fn runs_once(pods: &[Server; 2], kind: &str) -> (usize, String) {
+    let row = wait_relay(&pods[0], Duration::from_secs(15), "live", |r| {
+        r["kind"] == kind && r["state"] == "live"
+    });
+    let id = row["id"].as_str().unwrap().to_owned();
+    let owner = PODS
+        .iter()
+        .position(|p| row["owner"] == *p)
+        .unwrap_or_else(|| panic!("owned by one of the pods: {row}"));
+    let other = &pods[1 - owner];
+    std::thread::sleep(Duration::from_millis(TTL_MS));
+    assert!(
+        attempts_logged(&pods[owner], &id, 0) >= 1,
+        "the detector sees the owner run {id}:\n{}",
+        pods[owner].log()
+    );
+    assert_eq!(
+        attempts_logged(other, &id, 0),
+        0,
+        "the other pod never ran {id}:\n{}",
+        other.log()
+    );
+    let listed = row_by_id(other, &id);
+    assert_eq!(listed["owner"], PODS[owner], "both pods list the owner");
+    (owner, id)
+}
+
+fn row_by_id(server: &Server, id: &str) -> serde_json::Value {
+    relays(server)
+        .into_iter()
+        .find(|r| r["id"] == id)
+        .unwrap_or_else(|| panic!("{id} not listed"))
+}
+
+/// The relay's byte counter on `server` (`direction` in or out).
+fn relay_bytes(server: &Server, id: &str, direction: &str) -> f64 {
+    server
+        .metric(&format!(
+            "liverelay_static_relay_bytes_total{{relay=\"{id}\",direction=\"{direction}\"}}"
+        ))
+        .unwrap_or(0.0)
+}
+
 /// Two ingests with the same relay: only one runs it (both list it with that owner); the
 /// stream plays from an edge; kill -9 of the owner and the other takes it over within the
 /// lease TTL.
 #[test]
 fn pull_runs_once_in_the_cluster_and_fails_over() {
-    const TTL_MS: u64 = 1500;
     let redis = RedisServer::start();
     let nginx = Nginx::start();
     let dir = TempDir::new("relay-once");
     let _publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
     let conf = config(&dir, &pull(&nginx.url("live/src"), "live/foo", ""));
-    let node = |role: &str, pod: &str| {
-        start(
-            role,
-            &conf,
-            &[
-                ("LIVERELAY_CLUSTER_TOKEN", "relay-test-token"),
-                ("LIVERELAY_CLUSTER__POD_ID", pod),
-                ("LIVERELAY_REDIS__URL", &redis.url()),
-                ("LIVERELAY_REDIS__LEASE_TTL_MS", &TTL_MS.to_string()),
-            ],
-        )
-    };
-    let mut a = node("ingest", "ingest-a");
-    let mut b = node("ingest", "ingest-b");
-    let row = wait_relay(&a, Duration::from_secs(15), "live", |r| {
-        r["state"] == "live"
-    });
-    let owner = row["owner"].as_str().unwrap().to_owned();
-    let id = row["id"].as_str().unwrap().to_owned();
-    assert_eq!(
-        relays(&b)[0]["owner"],
-        owner.as_str(),
-        "both pods list the owner"
-    );
-    let (owner_node, other, other_pod) = if owner == "ingest-a" {
-        (&mut a, &b, "ingest-b")
-    } else {
-        (&mut b, &a, "ingest-a")
-    };
-    let attempts = |s: &Server| s.log().matches("relay connecting").count();
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        attempts(other),
-        0,
-        "the other pod never ran it:\n{}",
-        other.log()
-    );
+    let mut pods = ingest_pair(&conf, &redis);
+    let (owner, id) = runs_once(&pods, "pull");
+    let other = 1 - owner;
     assert_eq!(
         redis.record("live", "foo").unwrap()["owner"],
-        owner.as_str(),
+        PODS[owner],
         "the pulled stream is registered by its puller"
     );
-    let edge = node("edge", "edge-x");
+    let edge = cluster_node("edge", &conf, &redis, "edge-x");
     play_decodes(&edge.url("live/foo"), &dir, "edge-play");
 
-    owner_node.kill();
+    pods[owner].kill();
     let killed = Instant::now();
+    let other = &pods[other];
     assert!(
         other.wait_log("relay lease taken", Duration::from_millis(3 * TTL_MS)),
         "no takeover:\n{}",
@@ -283,7 +348,7 @@ fn pull_runs_once_in_the_cluster_and_fails_over() {
         other,
         Duration::from_secs(10),
         "live on the other pod",
-        |r| r["state"] == "live" && r["owner"] == other_pod,
+        |r| r["state"] == "live" && r["owner"] == PODS[1 - owner],
     );
     eprintln!(
         "exactly once: takeover {took_over:?} after kill -9 (lease TTL {TTL_MS} ms), live again {:?}",
@@ -295,6 +360,302 @@ fn pull_runs_once_in_the_cluster_and_fails_over() {
         "takeover took {took_over:?}"
     );
     play_decodes(&edge.url("live/foo"), &dir, "edge-play-2");
+}
+
+/// Pauses pod `old` (SIGSTOP) until `new` runs `ids` (its lease ran out and the other pod
+/// took and started each), then resumes it. Its first renewal after the pause finds each
+/// lease gone: it must stop those relays before making any connection and log it. Returns its
+/// log mark from before the resume (everything it did since).
+fn pause_until_taken_over(old: &Server, new: &Server, new_pod: &str, ids: &[&str]) -> usize {
+    old.pause();
+    let paused = Instant::now();
+    for id in ids {
+        wait_relay(
+            new,
+            Duration::from_millis(3 * TTL_MS) + Duration::from_secs(10),
+            "running on the other pod",
+            |r| r["id"] == *id && r["owner"] == new_pod && r["state"] == "live",
+        );
+    }
+    eprintln!(
+        "fencing: the other pod runs the relays {:?} after the owner was paused (lease TTL {TTL_MS} ms)",
+        paused.elapsed()
+    );
+    // A stopped process writes nothing: what the log gets from here on came after SIGCONT.
+    let mark = old.log_mark();
+    old.resume();
+    for id in ids {
+        let deadline = Instant::now() + Duration::from_millis(2 * TTL_MS);
+        while !old
+            .log_since(mark)
+            .lines()
+            .any(|l| l.contains("relay lease lost; relay stopped here") && l.contains(*id))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the resumed pod was not fenced off {id}:\n{}",
+                old.log_since(mark)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    mark
+}
+
+/// For two lease periods after `old` was fenced off: it makes no attempt for any of `ids`,
+/// lists `new_pod` as their owner (a stale status of its own would show up here), and `check`
+/// holds (what the destination sees); `new` keeps running them.
+fn only_new_owner_runs(
+    old: &Server,
+    new: &Server,
+    new_pod: &str,
+    ids: &[&str],
+    mark: usize,
+    check: impl Fn(),
+) {
+    let until = Instant::now() + Duration::from_millis(2 * TTL_MS);
+    while Instant::now() < until {
+        for id in ids {
+            assert_eq!(
+                attempts_logged(old, id, mark),
+                0,
+                "the resumed pod ran {id} again:\n{}",
+                old.log_since(mark)
+            );
+            let listed = row_by_id(old, id);
+            assert_eq!(
+                listed["owner"], new_pod,
+                "status names the new owner: {listed}"
+            );
+            let running = row_by_id(new, id);
+            assert_eq!(
+                (running["owner"].as_str(), running["state"].as_str()),
+                (Some(new_pod), Some("live")),
+                "{running}"
+            );
+        }
+        check();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The owner of a pull hangs (SIGSTOP) past its lease; the other ingest takes the pull over
+/// and runs it. When the old owner resumes, it is fenced off: it stops at its first renewal,
+/// logs it, and from then on only the new owner pulls: the old one makes no connection, moves
+/// no more bytes, does not have the stream, and the registry names the new owner.
+#[test]
+fn paused_pull_owner_is_fenced_off_when_it_resumes() {
+    let redis = RedisServer::start();
+    let nginx = Nginx::start();
+    let dir = TempDir::new("relay-fenced-pull");
+    let _publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
+    let conf = config(&dir, &pull(&nginx.url("live/src"), "live/foo", ""));
+    let pods = ingest_pair(&conf, &redis);
+    let (owner, id) = runs_once(&pods, "pull");
+    let (old, new, new_pod) = (&pods[owner], &pods[1 - owner], PODS[1 - owner]);
+
+    let mark = pause_until_taken_over(old, new, new_pod, &[&id]);
+    let fenced_bytes = relay_bytes(old, &id, "in");
+    only_new_owner_runs(old, new, new_pod, &[&id], mark, || {
+        assert_eq!(
+            relay_bytes(old, &id, "in"),
+            fenced_bytes,
+            "the old owner pulls"
+        );
+        assert!(
+            old.stream_info("live", "foo")
+                .is_none_or(|s| s["live"] != true),
+            "the old owner still has the pulled stream"
+        );
+        assert_eq!(redis.record("live", "foo").unwrap()["owner"], new_pod);
+    });
+}
+
+/// Two ingests pull `live/src` from nginx as `live/foo` and push it back to nginx as
+/// `live/out`: the push runs on the pod that has the stream, once.
+fn pull_and_push(tag: &str, nginx: &Nginx) -> (TempDir, ChildGuard, PathBuf) {
+    let dir = TempDir::new(tag);
+    let publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
+    let relays_toml = pull(&nginx.url("live/src"), "live/foo", "")
+        + &relay("push", &nginx.url("live/out"), "live/foo", "");
+    let conf = config(&dir, &relays_toml);
+    (dir, publisher, conf)
+}
+
+/// Two ingests with the same push: exactly one pushes (the target got one publish, the other
+/// pod made no attempt); kill -9 of that pod and the other pushes instead, with never two
+/// publishers at the target.
+#[test]
+fn push_runs_once_in_the_cluster_and_fails_over() {
+    let redis = RedisServer::start();
+    let nginx = Nginx::start();
+    let (_dir, _publisher, conf) = pull_and_push("relay-push-once", &nginx);
+    let mut pods = ingest_pair(&conf, &redis);
+    let (owner, id) = runs_once(&pods, "push");
+    assert_eq!(
+        (nginx.publishes("out"), nginx.already_publishing()),
+        (1, 0),
+        "the target saw one publisher:\n{}",
+        nginx.log()
+    );
+    assert_eq!(probe_streams(&nginx.url("live/out")), SAMPLE_STREAMS);
+
+    pods[owner].kill();
+    let other = &pods[1 - owner];
+    wait_relay(
+        other,
+        Duration::from_millis(3 * TTL_MS) + Duration::from_secs(10),
+        "pushing from the other pod",
+        |r| r["id"] == id.as_str() && r["owner"] == PODS[1 - owner] && r["state"] == "live",
+    );
+    assert_eq!(
+        (nginx.publishes("out"), nginx.already_publishing()),
+        (2, 0),
+        "one more publish, the new owner's:\n{}",
+        nginx.log()
+    );
+    assert_eq!(probe_streams(&nginx.url("live/out")), SAMPLE_STREAMS);
+}
+
+/// The pod that pulls and pushes hangs (SIGSTOP) past its leases; nginx drops its idle
+/// publish and the other pod takes both relays over. When the old owner resumes it is fenced
+/// off both: no connection from it, no new publish at the target, and every status names the
+/// new owner.
+#[test]
+fn paused_push_owner_is_fenced_off_when_it_resumes() {
+    let redis = RedisServer::start();
+    // A hung publisher would otherwise hold the target's name until it resumes.
+    let nginx = Nginx::start_with("drop_idle_publisher 1s;");
+    let (_dir, _publisher, conf) = pull_and_push("relay-fenced-push", &nginx);
+    let pods = ingest_pair(&conf, &redis);
+    let (owner, push_id) = runs_once(&pods, "push");
+    let pull_id = row(&pods[owner], "pull")["id"].as_str().unwrap().to_owned();
+    let (old, new, new_pod) = (&pods[owner], &pods[1 - owner], PODS[1 - owner]);
+
+    let mark = pause_until_taken_over(old, new, new_pod, &[&pull_id, &push_id]);
+    let publishes = nginx.publishes("out");
+    let refused = nginx.already_publishing();
+    only_new_owner_runs(old, new, new_pod, &[&pull_id, &push_id], mark, || {
+        assert_eq!(
+            (nginx.publishes("out"), nginx.already_publishing()),
+            (publishes, refused),
+            "a publish at the target after the new owner's:\n{}",
+            nginx.log()
+        );
+    });
+    assert_eq!(probe_streams(&nginx.url("live/out")), SAMPLE_STREAMS);
+}
+
+/// A pull whose source accepts the play and then sends nothing (its publisher hangs) is
+/// dropped after `stall_timeout_ms` and connected again, and again while nothing comes; it is
+/// live again once media flows.
+#[test]
+fn stalled_pull_reconnects_after_the_stall_timeout() {
+    const STALL_MS: u64 = 1000;
+    let nginx = Nginx::start();
+    let dir = TempDir::new("relay-stall");
+    let publisher = looping_publisher(&nginx.url("live/src"), &dir.path("pub.log"));
+    let stall = format!("stall_timeout_ms = {STALL_MS}");
+    let conf = config(
+        &dir,
+        &relay("pull", &nginx.url("live/src"), "live/foo", &stall),
+    );
+    let server = start("standalone", &conf, &[]);
+    let row = wait_relay(&server, Duration::from_secs(15), "live", |r| {
+        r["state"] == "live" && r["bytes_in"].as_u64() > Some(10_000)
+    });
+    let id = row["id"].as_str().unwrap().to_owned();
+    assert_eq!(row["attempts"], 1, "{row}");
+
+    publisher.pause();
+    let paused = Instant::now();
+    // Ten times the setting is still well under the 10 s default.
+    let row = wait_relay(
+        &server,
+        Duration::from_millis(5 * STALL_MS),
+        "reconnected after a stall",
+        |r| {
+            r["attempts"].as_u64() >= Some(2)
+                && r["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("stalled"))
+        },
+    );
+    let noticed = paused.elapsed();
+    eprintln!(
+        "stall: reconnecting {noticed:?} after the source went quiet (stall_timeout_ms {STALL_MS})"
+    );
+    assert!(
+        noticed >= Duration::from_millis(STALL_MS / 2),
+        "dropped before the stall timeout: {noticed:?} {row}"
+    );
+    assert!(
+        row["last_error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("no media for {STALL_MS} ms")),
+        "{row}"
+    );
+    let stalled = |s: &Server| {
+        s.metric(&format!(
+            "liverelay_static_relay_attempts_total{{relay=\"{id}\",reason=\"stalled\"}}"
+        ))
+        .unwrap_or(0.0)
+    };
+    assert!(stalled(&server) >= 1.0, "stalled attempts counted");
+    assert!(server.log().contains("relay attempt failed"));
+    // Still nothing: the next connection stalls too.
+    wait_relay(
+        &server,
+        Duration::from_millis(5 * STALL_MS),
+        "stalled again",
+        |_| stalled(&server) >= 2.0,
+    );
+
+    publisher.resume();
+    wait_relay(&server, Duration::from_secs(10), "live again", |r| {
+        r["state"] == "live"
+    });
+}
+
+/// A relay whose peer refuses is tried `max_attempts` times, then given up: `stopped`, the
+/// last error kept, and no further attempt.
+#[test]
+fn relay_gives_up_after_max_attempts() {
+    const MAX: u64 = 3;
+    let dir = TempDir::new("relay-max-attempts");
+    let nobody = format!("rtmp://127.0.0.1:{}/live/src", free_port());
+    let max = format!("max_attempts = {MAX}");
+    let conf = config(&dir, &relay("pull", &nobody, "live/foo", &max));
+    let server = start("standalone", &conf, &[]);
+    // Stopped with attempts made: only giving up does that (before the first it has none).
+    let row = wait_relay(&server, Duration::from_secs(10), "given up", |r| {
+        r["state"] == "stopped" && r["attempts"].as_u64() >= Some(1)
+    });
+    let id = row["id"].as_str().unwrap().to_owned();
+    assert_eq!(row["attempts"], MAX, "{row}");
+    assert!(
+        row["last_error"].as_str().unwrap().contains("refused"),
+        "{row}"
+    );
+    assert!(server.wait_log("relay gave up after max_attempts", Duration::from_secs(1)));
+    // Longer than any backoff: a next attempt would have started by now.
+    std::thread::sleep(Duration::from_millis(MAX_BACKOFF_MS + 500));
+    let row = row_by_id(&server, &id);
+    assert_eq!(
+        (row["state"].as_str(), row["attempts"].as_u64()),
+        (Some("stopped"), Some(MAX))
+    );
+    assert_eq!(
+        attempts_logged(&server, &id, 0),
+        MAX as usize,
+        "{}",
+        server.log()
+    );
+    let refused = server.metric(&format!(
+        "liverelay_static_relay_attempts_total{{relay=\"{id}\",reason=\"refused\"}}"
+    ));
+    assert_eq!(refused, Some(MAX as f64));
 }
 
 /// nginx with a publisher looping on `live/src`, and a config pulling it on demand as

@@ -72,6 +72,22 @@ impl ChildGuard {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// SIGSTOP: the process hangs (a stalled node, a frozen encoder) with its sockets open.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // SAFETY: sends a signal to our own child process.
+        let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(sent, 0, "signal {signal} to {}", self.name);
+    }
 }
 
 impl Drop for ChildGuard {
@@ -346,6 +362,22 @@ impl Server {
     /// SIGKILL, as when a pod or node dies.
     pub fn kill(&mut self) {
         self.child.kill();
+    }
+
+    /// SIGSTOP: the pod hangs with its connections open (its leases run out meanwhile).
+    pub fn pause(&self) {
+        self.child.pause();
+    }
+
+    /// SIGCONT after [`Self::pause`].
+    pub fn resume(&self) {
+        self.child.resume();
+    }
+
+    /// What the log got after `mark` (a [`Server::log_mark`]).
+    pub fn log_since(&self, mark: usize) -> String {
+        let log = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(log.get(mark..).unwrap_or_default()).into_owned()
     }
 
     /// SIGTERM, as Kubernetes sends before stopping a pod.

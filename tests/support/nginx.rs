@@ -89,6 +89,19 @@ impl Nginx {
         }
     }
 
+    /// Publish requests nginx received for stream `name` (its `info` log has one line each,
+    /// accepted or not).
+    pub fn publishes(&self, name: &str) -> usize {
+        self.log()
+            .matches(&format!("publish: name='{name}'"))
+            .count()
+    }
+
+    /// Publishes nginx refused because the stream already had a publisher.
+    pub fn already_publishing(&self) -> usize {
+        self.log().matches("live: already publishing").count()
+    }
+
     pub fn log(&self) -> String {
         ["stderr.log", "error.log"]
             .iter()

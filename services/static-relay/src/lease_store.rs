@@ -146,6 +146,11 @@ static FENCED: LazyLock<Script> = LazyLock::new(|| {
 /// How long a relay's counter outlives its last claim: no old holder can still be around.
 const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// The Redis key of relay `id`'s lease (`{id}` is the Cluster hash tag).
+pub(crate) fn lease_key(prefix: &str, id: &str) -> String {
+    format!("{prefix}:relay:{{{id}}}")
+}
+
 /// Leases shared by every pod through the cluster's Redis.
 pub struct RedisLeases {
     conn: RedisConn,
@@ -163,7 +168,7 @@ impl RedisLeases {
     }
 
     fn key(&self, id: &str) -> String {
-        format!("{}:relay:{{{id}}}", self.prefix)
+        lease_key(&self.prefix, id)
     }
 
     async fn fenced(

@@ -55,9 +55,10 @@ impl Ownership {
             let lost = tokio::select! {
                 () = job() => false,
                 () = self.keep(id, generation) => true,
-                () = self.share_status() => unreachable!("status sharing never ends"),
+                () = self.share_status(generation) => unreachable!("status sharing never ends"),
             };
             self.status.set_state(RelayState::Stopped);
+            self.status.set_owner(None);
             if lost {
                 warn!(
                     relay = id,
@@ -65,14 +66,11 @@ impl Ownership {
                 );
             } else {
                 info!(relay = id, generation, "relay released");
+                // While the lease is still ours; the next holder writes its own.
+                self.put_status(generation).await;
                 if let Err(e) = self.leases.release(id, generation).await {
                     warn!(relay = id, error = %e, "cannot release relay lease; it will expire");
                 }
-            }
-            self.status.set_owner(None);
-            if !lost {
-                // The new holder, if any, writes its own.
-                self.put_status().await;
             }
         }
     }
@@ -99,16 +97,18 @@ impl Ownership {
         }
     }
 
-    async fn share_status(&self) {
+    async fn share_status(&self, generation: u64) {
         loop {
-            self.put_status().await;
+            self.put_status(generation).await;
             tokio::time::sleep(STATUS_EVERY).await;
         }
     }
 
-    async fn put_status(&self) {
+    /// Copies the status to Redis if lease `generation` is still held there (after a pause,
+    /// this pod may run before it learns the lease is gone).
+    async fn put_status(&self, generation: u64) {
         if let Some(shared) = &self.shared_status
-            && let Err(e) = shared.put(&self.status.get()).await
+            && let Err(e) = shared.put(&self.status.get(), generation).await
         {
             warn!(relay = %self.status.get().id, error = %e, "cannot store relay status");
         }

@@ -3,16 +3,19 @@
 //! every relay.
 //!
 //! Redis keys: `{prefix}:relay-status:{id}` (JSON [`RelayStatus`], PX [`STATUS_TTL`], rewritten
-//! every second by the holder, so a dead holder's entry disappears) and `{prefix}:relay-statuses`
-//! (set of ids, for listing; ids whose entry expired are dropped when listed).
+//! every second by the holder, so a dead holder's entry disappears; written only while the
+//! writer's lease generation is the current one) and `{prefix}:relay-statuses` (set of ids, for
+//! listing; ids whose entry expired are dropped when listed).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use liverelay_metrics::{Metrics, RelayDirectionLabel, RelayStateLabel};
 use liverelay_registry::{ExpiringEntries, RedisConn, RegistryError};
+use redis::Script;
 use serde::{Deserialize, Serialize};
 
+use crate::lease_store::lease_key;
 use crate::spec::RelaySpec;
 
 /// How long a status written to Redis stays without being rewritten.
@@ -174,27 +177,68 @@ impl StatusCell {
     }
 }
 
+/// Sets the status if the lease is still generation ARGV[1]. KEYS: lease, status. ARGV:
+/// generation, status JSON, ttl ms. Returns 1 if written.
+static PUT_HELD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+        local cur = redis.call('GET', KEYS[1])
+        if not cur or string.match(cur, '^%d+') ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+        return 1
+        ",
+    )
+});
+
 /// Relay statuses in the cluster's Redis.
 #[derive(Clone)]
-pub struct RedisRelayStatus(ExpiringEntries);
+pub struct RedisRelayStatus {
+    entries: ExpiringEntries,
+    conn: RedisConn,
+    prefix: String,
+}
 
 impl RedisRelayStatus {
     pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
-        Self(ExpiringEntries::new(
+        Self {
+            entries: ExpiringEntries::new(
+                conn.clone(),
+                format!("{key_prefix}:relay-status"),
+                Self::index(key_prefix),
+                "relay_status",
+            ),
             conn,
-            format!("{key_prefix}:relay-status"),
-            format!("{key_prefix}:relay-statuses"),
-            "relay_status",
-        ))
+            prefix: key_prefix.to_owned(),
+        }
     }
 
-    /// Writes a status (by the pod holding the relay).
-    pub async fn put(&self, status: &RelayStatus) -> Result<(), RegistryError> {
-        self.0.put(&status.id, status, STATUS_TTL).await
+    fn index(key_prefix: &str) -> String {
+        format!("{key_prefix}:relay-statuses")
+    }
+
+    /// Writes the status of a relay this pod holds with lease `generation`; nothing once that
+    /// lease is gone, so a holder that was paused past its lease cannot overwrite its
+    /// successor's status. The key is the one [`ExpiringEntries`] lists.
+    pub async fn put(&self, status: &RelayStatus, generation: u64) -> Result<(), RegistryError> {
+        let id = &status.id;
+        let json = serde_json::to_string(status).expect("statuses serialize");
+        let mut invocation = PUT_HELD.key(lease_key(&self.prefix, id));
+        invocation
+            .key(format!("{}:relay-status:{{{id}}}", self.prefix))
+            .arg(generation)
+            .arg(json)
+            .arg(STATUS_TTL.as_millis() as u64);
+        let written: i64 = self.conn.invoke("relay_status", &invocation).await?;
+        if written == 1 {
+            let mut add = redis::cmd("SADD");
+            let add = add.arg(Self::index(&self.prefix)).arg(id);
+            self.conn.query::<i64>("relay_status", add).await?;
+        }
+        Ok(())
     }
 
     /// Every relay some pod is holding (or held within [`STATUS_TTL`]), sorted by id.
     pub async fn list(&self) -> Result<Vec<RelayStatus>, RegistryError> {
-        self.0.list().await
+        self.entries.list().await
     }
 }
