@@ -3,11 +3,12 @@
 
 mod support;
 
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use liverelay_rtmp::MediaKind;
-use liverelay_rtmp::media::parse_video;
 use liverelay_rtmp::session::ClientEvent;
+use liverelay_rtmp::{Media, MediaKind};
 use support::redis::{RedisCluster, RedisServer};
 use support::rtmp_client::{RtmpClient, is_picture};
 use support::*;
@@ -36,16 +37,31 @@ impl Cluster {
     }
 
     fn node(&self, role: &str, pod: &str) -> Server {
+        self.node_with(role, pod, &[])
+    }
+
+    fn node_with(&self, role: &str, pod: &str, extra_env: &[(&str, &str)]) -> Server {
         let url = self.redis.url();
+        let env = [
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("POD_NAME", pod),
+            ("LIVERELAY_REDIS__LEASE_TTL_MS", self.lease_ttl_ms),
+            ("LIVERELAY_CLUSTER__UPSTREAM_LINGER_SECS", "2"),
+        ];
         Server::start_role(
             role,
             &["--redis-url", &url],
-            &[
-                ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
-                ("POD_NAME", pod),
-                ("LIVERELAY_REDIS__LEASE_TTL_MS", self.lease_ttl_ms),
-                ("LIVERELAY_CLUSTER__UPSTREAM_LINGER_SECS", "2"),
-            ],
+            &[&env[..], extra_env].concat(),
+        )
+    }
+
+    /// An edge whose reconnect window (10 s by default) is `window`.
+    fn edge_with_window(&self, window: Duration) -> Server {
+        let secs = window.as_secs().to_string();
+        self.node_with(
+            "edge",
+            "edge-x",
+            &[("LIVERELAY_CLUSTER__RECONNECT_WINDOW_SECS", &secs)],
         )
     }
 
@@ -171,15 +187,122 @@ async fn many_viewers_on_one_edge_make_one_upstream() {
     );
 }
 
-/// kill -9 of the ingest a viewer's stream comes from; the publisher moves to another ingest.
-/// The viewer stays connected and gets pictures again within 2 s of the new publish, with
-/// monotonic timestamps and a fresh sequence header; nothing stale stays in Redis.
-#[tokio::test]
+/// Video payloads of a [`MarkedSource`] carry this after the FLV AVC header, so a viewer tells
+/// that source's messages from anything an earlier source sent.
+const MARK: &[u8] = b"liverelay-marked-source";
+
+/// A live source played by the test's own RTMP client, so the instant each picture is sent is
+/// known: it publishes `live/NAME` (retrying while the name is refused, as encoders do), then
+/// sends a sequence header and 25 pictures a second, each marked with [`MARK`] and its index.
+/// Only picture 0 is a keyframe, so a viewer that starts from the GOP cache starts there.
+/// The video is synthetic; nothing on the relay path decodes it.
+struct MarkedSource {
+    /// Taken just before picture `i` is written to the socket.
+    sent: Arc<Mutex<Vec<Instant>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl MarkedSource {
+    fn start(addr: SocketAddr, name: &'static str) -> Self {
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let task = tokio::spawn({
+            let sent = sent.clone();
+            async move {
+                let (mut client, id) = loop {
+                    let mut client = RtmpClient::connect(addr, "live").await;
+                    let (id, _, code) = client.publish(name).await;
+                    if code == "NetStream.Publish.Start" {
+                        break (client, id);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                };
+                let video = |head: [u8; 5], tail: &[u8], timestamp| Media {
+                    kind: MediaKind::Video,
+                    timestamp,
+                    payload: [&head[..], MARK, tail].concat().into(),
+                };
+                client
+                    .send_media(id, &video([0x17, 0, 0, 0, 0], &[], 0))
+                    .await;
+                let mut tick = tokio::time::interval(Duration::from_millis(40));
+                for index in 0u32.. {
+                    tick.tick().await;
+                    let frame_type = if index == 0 { 0x17 } else { 0x27 };
+                    let picture = video(
+                        [frame_type, 1, 0, 0, 0],
+                        &index.to_be_bytes(),
+                        u64::from(index) * 40,
+                    );
+                    sent.lock().unwrap().push(Instant::now());
+                    client.send_media(id, &picture).await;
+                }
+            }
+        });
+        Self { sent, task }
+    }
+
+    /// When picture `index` was sent, if it was.
+    fn sent(&self, index: u32) -> Option<Instant> {
+        self.sent.lock().unwrap().get(index as usize).copied()
+    }
+
+    /// What follows [`MARK`] in a video message from this source: empty for its sequence
+    /// header, the index for a picture.
+    fn marked(event: &ClientEvent) -> Option<&[u8]> {
+        match event {
+            ClientEvent::Media { media, .. } if media.kind == MediaKind::Video => {
+                media.payload.get(5..)?.strip_prefix(MARK)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for MarkedSource {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The viewer's next event while its stream fails over: it stays connected, is never told the
+/// stream ended, and its video timestamps never go back.
+async fn next_failover_event(viewer: &mut RtmpClient, last_ts: &mut u64) -> ClientEvent {
+    let event = viewer
+        .next_event(Duration::from_secs(5))
+        .await
+        .expect("the viewer stays connected and fed");
+    match &event {
+        ClientEvent::Media { media, .. } if media.kind == MediaKind::Video => {
+            assert!(
+                media.timestamp >= *last_ts,
+                "timestamps stay monotonic: {} after {last_ts}",
+                media.timestamp
+            );
+            *last_ts = media.timestamp;
+        }
+        ClientEvent::Status { code, .. } => assert_ne!(
+            code, "NetStream.Play.UnpublishNotify",
+            "the viewer is not told the stream ended"
+        ),
+        _ => {}
+    }
+    event
+}
+
+/// kill -9 of the ingest a viewer's stream comes from; the publisher moves to another ingest
+/// within the edge's reconnect window. The viewer stays connected, gets the new source's
+/// sequence header and then every one of its pictures from the first, with monotonic
+/// timestamps, and is never told the stream ended, not even after the window would have run
+/// out; nothing stale stays in Redis. Prints the failover figure the docs quote: from the
+/// instant the new source sends its first picture to that picture's arrival at the viewer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_survives_ingest_failover() {
+    // Longer than the old owner's lease (1.5 s), which the new publish has to wait out.
+    const WINDOW: Duration = Duration::from_secs(4);
     let cluster = Cluster::with_short_leases();
     let mut ingest_a = cluster.node("ingest", "ingest-a");
     let ingest_b = cluster.node("ingest", "ingest-b");
-    let edge = cluster.node("edge", "edge-x");
+    let edge = cluster.edge_with_window(WINDOW);
     let dir = TempDir::new("cluster-failover");
     let mut publisher = looping_publisher(&ingest_a.url("live/move"), &dir.path("pub-a.log"));
     cluster.wait_owner("move", "ingest-a", Duration::from_secs(10));
@@ -197,73 +320,62 @@ async fn viewer_survives_ingest_failover() {
 
     ingest_a.kill();
     publisher.kill();
-    // The new publish is refused while A's lease lives; the publisher retries, as encoders do.
-    let published = tokio::task::spawn_blocking({
-        let url = ingest_b.url("live/move");
-        let log = dir.path("pub-b.log");
-        let redis = cluster.redis.url();
-        move || {
-            let deadline = Instant::now() + Duration::from_secs(15);
-            loop {
-                let mut p = looping_publisher(&url, &log);
-                std::thread::sleep(Duration::from_millis(700));
-                let owner =
-                    RedisServer::record_at(&redis, "live", "move").map(|r| r["owner"].clone());
-                if p.is_running() && owner.as_ref().is_some_and(|o| o == "ingest-b") {
-                    return (p, Instant::now());
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "publish on ingest B never accepted"
-                );
-            }
-        }
-    })
-    .await
-    .unwrap();
-    let (_publisher_b, _) = published;
-    let publish_ms = cluster.redis.record("live", "move").unwrap()["started_at_ms"]
-        .as_u64()
-        .unwrap();
+    let broke = Instant::now();
+    let source = MarkedSource::start(ingest_b.rtmp, "move");
 
     let mut saw_header = false;
-    let resumed = loop {
-        match viewer
-            .next_event(Duration::from_secs(5))
-            .await
-            .expect("viewer still connected")
-        {
-            ClientEvent::Media { media, .. } if media.kind == MediaKind::Video => {
-                assert!(
-                    media.timestamp >= last_ts,
-                    "timestamps stay monotonic: {} after {last_ts}",
-                    media.timestamp
-                );
-                last_ts = media.timestamp;
-                let tag = parse_video(&media.payload).unwrap();
-                saw_header |= tag.sequence_header;
-                if saw_header && tag.keyframe {
-                    break std::time::SystemTime::now();
-                }
-            }
-            ClientEvent::Status { code, .. } => assert_ne!(
-                code, "NetStream.Play.UnpublishNotify",
-                "viewer saw no unpublish"
-            ),
-            _ => {}
+    let arrived = loop {
+        assert!(
+            broke.elapsed() < Duration::from_secs(15),
+            "no picture from the new source ({} sent)",
+            source.sent.lock().unwrap().len()
+        );
+        let event = next_failover_event(&mut viewer, &mut last_ts).await;
+        let Some(tail) = MarkedSource::marked(&event) else {
+            continue; // the old source's last messages
+        };
+        if tail.is_empty() {
+            saw_header = true;
+            continue;
         }
+        let arrived = Instant::now();
+        assert!(saw_header, "the new sequence header comes first");
+        assert_eq!(
+            tail,
+            0u32.to_be_bytes(),
+            "the first new picture is the keyframe"
+        );
+        break arrived;
     };
-    // From the moment ingest B claimed the stream (its record's start time) to the viewer's
-    // first new keyframe.
-    let resumed_ms = resumed
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let delay = Duration::from_millis(resumed_ms.saturating_sub(publish_ms));
-    eprintln!("failover: pictures again {delay:?} after the publish on ingest B");
+    let sent = source
+        .sent(0)
+        .expect("picture 0 was sent before it arrived");
+    assert!(arrived > sent, "arrived {arrived:?}, sent {sent:?}");
+    let delay = arrived - sent;
+    eprintln!(
+        "failover: the new source's first picture reached the edge's viewer {delay:?} after it \
+         was sent to ingest B ({:?} after ingest A died)",
+        arrived - broke
+    );
+    // Loopback takes a few milliseconds; this bound only catches a failover that stalls.
     assert!(
-        delay < Duration::from_secs(2),
-        "pictures again {delay:?} after the new publish"
+        delay < Duration::from_secs(5),
+        "first new picture after {delay:?}"
+    );
+
+    // Every later picture arrives, in order, and nothing ends the stream when the window (had
+    // the outage not been repaired) would have run out.
+    let mut next_index = 1u32;
+    while broke.elapsed() < WINDOW + Duration::from_secs(3) {
+        let event = next_failover_event(&mut viewer, &mut last_ts).await;
+        if let Some(tail) = MarkedSource::marked(&event) {
+            assert_eq!(tail, next_index.to_be_bytes(), "every picture, in order");
+            next_index += 1;
+        }
+    }
+    assert!(
+        next_index > 50,
+        "the new source kept flowing ({next_index} pictures)"
     );
 
     // Pods' load reports expire by themselves (a dead pod's within three report intervals).
@@ -286,6 +398,47 @@ async fn viewer_survives_ingest_failover() {
         cluster.redis.record("live", "move").unwrap()["owner"],
         "ingest-b"
     );
+}
+
+/// The ingest dies and no new source appears: the edge keeps its viewer connected through the
+/// reconnect window (`cluster.reconnect_window_secs`, 2 s here), then tells it the stream ended
+/// with `NetStream.Play.UnpublishNotify`. (`viewer_survives_ingest_failover` is the other side:
+/// a new source within the window, and no such message.)
+#[tokio::test]
+async fn viewer_is_told_when_no_source_returns_within_the_window() {
+    const WINDOW: Duration = Duration::from_secs(2);
+    let cluster = Cluster::new();
+    let mut ingest = cluster.node("ingest", "ingest-a");
+    let edge = cluster.edge_with_window(WINDOW);
+    let dir = TempDir::new("cluster-window");
+    let mut publisher = looping_publisher(&ingest.url("live/gone"), &dir.path("pub.log"));
+    cluster.wait_owner("gone", "ingest-a", Duration::from_secs(10));
+    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    viewer.play("gone").await;
+    assert!(
+        viewer
+            .expect(Duration::from_secs(5), is_picture)
+            .await
+            .is_some()
+    );
+
+    ingest.kill();
+    publisher.kill();
+    let broke = Instant::now();
+    // `expect` gives up if the connection ends: the viewer has to stay connected to be told.
+    let told = viewer
+        .expect(Duration::from_secs(15), |e| {
+            matches!(e, ClientEvent::Status { code, .. } if code == "NetStream.Play.UnpublishNotify")
+        })
+        .await;
+    let after = broke.elapsed();
+    assert!(
+        told.is_some(),
+        "the viewer stays connected and is told the stream ended; edge log:\n{}",
+        edge.log()
+    );
+    eprintln!("reconnect window: told {after:?} after the ingest died (window {WINDOW:?})");
+    assert!(after >= WINDOW, "not before the window ran out: {after:?}");
 }
 
 /// Redis restarts (empty) during a live stream: the stream keeps flowing to its viewer, new

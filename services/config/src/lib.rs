@@ -102,6 +102,9 @@ pub struct ClusterSettings {
     pub advertise_addr: Option<String>,
     /// How long an edge keeps pulling a stream after its last viewer left.
     pub upstream_linger_secs: u64,
+    /// How long an edge keeps its viewers connected while it looks for a new source after its
+    /// upstream broke; then they get `NetStream.Play.UnpublishNotify`.
+    pub reconnect_window_secs: u64,
     /// Let RTMP players play from an ingest directly.
     pub ingest_allow_play: bool,
     /// PEM certificate chain and key: an ingest serves the relay over TLS when both are set.
@@ -132,6 +135,7 @@ impl Default for ClusterSettings {
             grpc_listen: "0.0.0.0:50051".parse().expect("valid address"),
             advertise_addr: None,
             upstream_linger_secs: 10,
+            reconnect_window_secs: 10,
             ingest_allow_play: false,
             tls_cert: None,
             tls_key: None,

@@ -47,12 +47,12 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         subscriber: settings.cluster.pod_id(),
         connect_timeout: Duration::from_secs(2),
     };
-    let linger = Duration::from_secs(settings.cluster.upstream_linger_secs);
     let pool = UpstreamPool::new(
         hub.clone(),
         registry.clone(),
         relay,
-        linger,
+        Duration::from_secs(settings.cluster.upstream_linger_secs),
+        Duration::from_secs(settings.cluster.reconnect_window_secs),
         metrics.clone(),
     );
     let policy = EdgePolicy {

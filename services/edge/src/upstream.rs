@@ -44,6 +44,7 @@ impl UpstreamPool {
         registry: Arc<dyn StreamRegistry>,
         relay: RelayClientConfig,
         linger: Duration,
+        reconnect_window: Duration,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -52,7 +53,7 @@ impl UpstreamPool {
                 registry,
                 relay,
                 linger,
-                reconnect_window: linger.max(Duration::from_secs(10)),
+                reconnect_window,
                 metrics,
                 tasks: Mutex::new(HashMap::new()),
             }),
