@@ -669,3 +669,54 @@ fn control_grpc_with_mutual_tls() {
         assert!(refused.stream_info("live", "keyed").is_none());
     }
 }
+
+/// GStreamer's own RTMP stack over TLS (GIO): `rtmp2sink` publishes over rtmps://, `rtmp2src`
+/// waiting before the publish plays over rtmps:// and records every picture. GIO reads its CAs
+/// only from the system store (no file or variable to point it at the test's CA), so both
+/// validate everything but the issuer: the name (`localhost`), dates and signature are checked.
+#[test]
+fn gstreamer_rtmp2_over_rtmps() {
+    const FRAMES: usize = 75;
+    const ALL_BUT_UNKNOWN_CA: &str =
+        "bad-identity+not-activated+expired+revoked+insecure+generic-error";
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let (server, tls) = rtmps_server(&leaf, &[]);
+    let dir = TempDir::new("gst-rtmps");
+    let url = format!("rtmps://localhost:{}/live/gst", tls.port());
+    let recording = dir.path("view.flv");
+    let view_log = dir.path("view.log");
+    let mut viewer = spawn_logged(
+        Command::new("gst-launch-1.0").args(["-q", "-e"]).args(
+            format!(
+                "rtmp2src location={url} tls-validation-flags={ALL_BUT_UNKNOWN_CA} \
+                 ! filesink location={}",
+                recording.display()
+            )
+            .split_whitespace(),
+        ),
+        &view_log,
+    );
+    server.wait_viewers("live", "gst", 1, Duration::from_secs(15));
+    let pub_log = dir.path("pub.log");
+    let mut publisher = spawn_logged(
+        Command::new("gst-launch-1.0").args(["-q", "-e"]).args(
+            format!(
+                "videotestsrc is-live=true num-buffers={FRAMES} \
+                 ! video/x-raw,format=I420,width=320,height=240,framerate=25/1 \
+                 ! x264enc speed-preset=superfast key-int-max=50 ! h264parse \
+                 ! flvmux streamable=true \
+                 ! rtmp2sink location={url} tls-validation-flags={ALL_BUT_UNKNOWN_CA}"
+            )
+            .split_whitespace(),
+        ),
+        &pub_log,
+    );
+    wait_success(&mut publisher, Duration::from_secs(30), &pub_log);
+    wait_success(&mut viewer, Duration::from_secs(15), &view_log);
+    let got = probe_packets(s(&recording));
+    assert_eq!(counts(&got), (FRAMES, 0), "rtmp2src got every picture");
+    assert_eq!(decode_errors(&recording), "");
+    assert!(server.log().contains("tls=true"));
+}
