@@ -151,8 +151,9 @@ fn try_query(connection: &[&str], args: &[&str]) -> Result<serde_json::Value, St
     if text.starts_with("error:") {
         return Err(text.trim().to_owned());
     }
-    serde_json::from_str(text.trim())
-        .map_err(|e| format!("redis-cli printed no JSON ({e}): {text}"))
+    // Verbatim strings (`CLUSTER INFO`, `INFO`) are printed as they are, not as JSON.
+    Ok(serde_json::from_str(text.trim())
+        .unwrap_or_else(|_| serde_json::Value::String(text.into_owned())))
 }
 
 fn query(connection: &[&str], args: &[&str]) -> serde_json::Value {
