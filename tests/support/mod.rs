@@ -249,7 +249,21 @@ pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// One HTTP/1.0 request with an optional bearer token and a JSON body: (status, body).
+/// Panics if the request fails (refused, no answer, not HTTP): a check that reads an answer
+/// must never take a failed call for an empty one.
 pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    try_http_request(addr, method, path, bearer, body)
+        .unwrap_or_else(|| panic!("{method} http://{addr}{path}: no HTTP answer"))
+}
+
+/// The same, `None` if there is no answer: for polling a server that may not be up yet.
+pub fn try_http_request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -265,26 +279,12 @@ pub fn http_request(
         s,
         "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-/// Panics if the request fails (refused, no answer, not HTTP): a check that reads an answer
-/// must never take a failed call for an empty one.
     )
     .ok()?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).ok()?;
     let status = resp.split_whitespace().nth(1)?.parse().ok()?;
     let body = resp
-) -> (u16, String) {
-    try_http_request(addr, method, path, bearer, body)
-        .unwrap_or_else(|| panic!("{method} http://{addr}{path}: no HTTP answer"))
-}
-
-/// The same, `None` if there is no answer: for polling a server that may not be up yet.
-pub fn try_http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: &str,
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
@@ -355,6 +355,24 @@ impl Server {
         true
     }
 
+    /// Where the log ends now: a mark for [`Server::wait_log_since`].
+    pub fn log_mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until `text` appears in what the log got after `mark`: a line an earlier event
+    /// already wrote does not count for the action under test.
+    pub fn wait_log_since(&self, mark: usize, text: &str, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while !self.log().get(mark..).unwrap_or("").contains(text) {
+            if Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        true
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child.is_running()
     }
@@ -387,24 +405,6 @@ impl Server {
     }
 
     /// Waits for the process to exit by itself.
-    /// Where the log ends now: a mark for [`Server::wait_log_since`].
-    pub fn log_mark(&self) -> usize {
-        self.log().len()
-    }
-
-    /// Waits until `text` appears in what the log got after `mark`: a line an earlier event
-    /// already wrote does not count for the action under test.
-    pub fn wait_log_since(&self, mark: usize, text: &str, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while !self.log().get(mark..).unwrap_or("").contains(text) {
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        true
-    }
-
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         self.child.wait_timeout(limit)
     }
@@ -642,4 +642,47 @@ pub fn decode_errors(file: &Path) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A stream that must not notice an attack: a recorder waits on `live/{name}` before the
+/// sample is published to it, so [`Bystander::assert_every_frame`] can compare frame by frame.
+pub struct Bystander {
+    recorder: ChildGuard,
+    publisher: ChildGuard,
+    out: PathBuf,
+    logs: [PathBuf; 2],
+}
+
+impl Bystander {
+    pub fn start(server: &Server, name: &str, dir: &TempDir) -> Self {
+        let url = server.url(&format!("live/{name}"));
+        let out = dir.path(&format!("{name}.flv"));
+        let logs = [
+            dir.path(&format!("{name}-record.log")),
+            dir.path(&format!("{name}-publish.log")),
+        ];
+        let recorder = ffmpeg_record(&url, &out, &logs[0]);
+        server.wait_viewers("live", name, 1, Duration::from_secs(10));
+        let publisher = ffmpeg_publish(sample_flv(), &url, &logs[1]);
+        Self {
+            recorder,
+            publisher,
+            out,
+            logs,
+        }
+    }
+
+    /// Waits for the sample to end and asserts the recorder got every audio and video frame.
+    pub fn assert_every_frame(mut self) {
+        wait_success(&mut self.publisher, Duration::from_secs(30), &self.logs[1]);
+        wait_success(&mut self.recorder, Duration::from_secs(15), &self.logs[0]);
+        let sent = probe_packets(sample_flv().to_str().unwrap());
+        let got = probe_packets(self.out.to_str().unwrap());
+        let video = |p: &[Packet]| p.iter().filter(|p| p.video).count();
+        assert_eq!(
+            (video(&got), got.len()),
+            (video(&sent), sent.len()),
+            "the bystander stream lost frames (video, all)"
+        );
+    }
 }

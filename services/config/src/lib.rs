@@ -105,6 +105,8 @@ pub struct ClusterSettings {
     /// How long an edge keeps its viewers connected while it looks for a new source after its
     /// upstream broke; then they get `NetStream.Play.UnpublishNotify`.
     pub reconnect_window_secs: u64,
+    /// Streams an edge pulls (or waits for) at once; plays of further names are refused.
+    pub max_upstreams: usize,
     /// Let RTMP players play from an ingest directly.
     pub ingest_allow_play: bool,
     /// PEM certificate chain and key: an ingest serves the relay over TLS when both are set.
@@ -136,6 +138,7 @@ impl Default for ClusterSettings {
             advertise_addr: None,
             upstream_linger_secs: 10,
             reconnect_window_secs: 10,
+            max_upstreams: 1000,
             ingest_allow_play: false,
             tls_cert: None,
             tls_key: None,
@@ -280,6 +283,9 @@ pub struct HubSettings {
     pub viewer_queue_frames: usize,
     pub viewer_queue_bytes: usize,
     pub max_streams: usize,
+    /// Streams with viewers but no publisher, counted apart from `max_streams`.
+    pub max_waiting_streams: usize,
+    pub gop_max_frames: usize,
     /// Audio rides with the next video frame unless the viewers were not woken for this long.
     pub audio_hold_ms: u64,
 }
@@ -294,6 +300,8 @@ impl Default for HubSettings {
             viewer_queue_frames: d.viewer_queue_frames,
             viewer_queue_bytes: d.viewer_queue_bytes,
             max_streams: d.max_streams,
+            max_waiting_streams: d.max_waiting_streams,
+            gop_max_frames: d.gop_max_frames,
             audio_hold_ms: d.audio_hold.as_millis() as u64,
         }
     }
@@ -518,6 +526,8 @@ impl Settings {
             viewer_queue_frames: h.viewer_queue_frames,
             viewer_queue_bytes: h.viewer_queue_bytes,
             max_streams: h.max_streams,
+            max_waiting_streams: h.max_waiting_streams,
+            gop_max_frames: h.gop_max_frames,
             audio_hold: Duration::from_millis(h.audio_hold_ms),
         }
     }

@@ -53,6 +53,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         relay,
         Duration::from_secs(settings.cluster.upstream_linger_secs),
         Duration::from_secs(settings.cluster.reconnect_window_secs),
+        settings.cluster.max_upstreams,
         metrics.clone(),
     );
     let policy = EdgePolicy {

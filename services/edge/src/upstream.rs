@@ -34,9 +34,18 @@ struct PoolInner {
     relay: RelayClientConfig,
     linger: Duration,
     reconnect_window: Duration,
+    /// Streams this edge pulls (or waits for) at once, at most.
+    max_upstreams: usize,
     metrics: Arc<Metrics>,
     tasks: Mutex<HashMap<StreamKey, JoinHandle<()>>>,
 }
+
+/// How often at most an upstream announces that its viewers wait for a stream.
+const WANT_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+#[error("this edge already pulls its limit of {0} streams")]
+pub struct TooManyUpstreams(pub usize);
 
 impl UpstreamPool {
     pub fn new(
@@ -45,6 +54,7 @@ impl UpstreamPool {
         relay: RelayClientConfig,
         linger: Duration,
         reconnect_window: Duration,
+        max_upstreams: usize,
         metrics: Arc<Metrics>,
     ) -> Self {
         Self {
@@ -54,18 +64,24 @@ impl UpstreamPool {
                 relay,
                 linger,
                 reconnect_window,
+                max_upstreams,
                 metrics,
                 tasks: Mutex::new(HashMap::new()),
             }),
         }
     }
 
-    /// Starts pulling `key` unless an upstream for it is already running.
-    pub fn ensure(&self, key: StreamKey) {
+    /// Starts pulling `key` unless an upstream for it is already running; refused when the
+    /// edge pulls its limit of streams, so plays of made-up names cannot spawn tasks without
+    /// bound.
+    pub fn ensure(&self, key: StreamKey) -> Result<(), TooManyUpstreams> {
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|_, task| !task.is_finished());
         if tasks.contains_key(&key) {
-            return;
+            return Ok(());
+        }
+        if tasks.len() >= self.inner.max_upstreams {
+            return Err(TooManyUpstreams(self.inner.max_upstreams));
         }
         let upstream = Upstream {
             key: key.clone(),
@@ -75,12 +91,14 @@ impl UpstreamPool {
             idle_since: None,
             broken_since: None,
             source_pending: false,
+            wanted_at: None,
         };
         // A root span: the upstream outlives the play that started it.
         let span = info_span!(parent: None, "upstream", stream = %key);
         // In traces it belongs to the play that started it.
         liverelay_telemetry::adopt_current(&span);
         tasks.insert(key, tokio::spawn(upstream.run().instrument(span)));
+        Ok(())
     }
 
     /// Streams being pulled now.
@@ -109,6 +127,8 @@ struct Upstream {
     broken_since: Option<Instant>,
     /// A source arrived but the local publish could not start yet.
     source_pending: bool,
+    /// When this upstream last announced that its viewers want the stream.
+    wanted_at: Option<Instant>,
 }
 
 impl Upstream {
@@ -129,8 +149,8 @@ impl Upstream {
             let Some(record) = record else {
                 // Not live anywhere (yet, or any more): ask for it (an on-demand pull may bring
                 // it in) and wait for a publish announcement.
-                self.pool.registry.want(&self.key).await;
-                self.wait(Duration::from_secs(1)).await;
+                self.want().await;
+                self.wait(WANT_INTERVAL).await;
                 continue;
             };
             let stream = match subscribe(&record.grpc_addr, &self.key, &self.pool.relay).await {
@@ -170,6 +190,17 @@ impl Upstream {
         info!("upstream closed: no viewers");
     }
 
+    /// Announces that viewers wait for the stream: only while one does (not during the
+    /// linger after the last left) and at most once per [`WANT_INTERVAL`], however often the
+    /// loop comes round.
+    async fn want(&mut self) {
+        let due = self.wanted_at.is_none_or(|t| t.elapsed() >= WANT_INTERVAL);
+        if due && self.pool.hub.viewer_count(&self.key) > 0 {
+            self.wanted_at = Some(Instant::now());
+            self.pool.registry.want(&self.key).await;
+        }
+    }
+
     fn reconnect(&self, reason: &'static str) {
         self.pool
             .metrics
@@ -207,8 +238,10 @@ impl Upstream {
                 () = &mut deadline => return,
                 event = self.events.recv() => match event {
                     Ok(RegistryEvent::Published { app, name, .. }) if app == self.key.app && name == self.key.name => return,
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    // Missed events may include this stream's publish: the lookup after the
+                    // interval finds it. Returning at once would make every lagging upstream
+                    // query the registry in a tight loop.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => {
                         (&mut deadline).await;
                         return;
