@@ -36,7 +36,55 @@ app.kubernetes.io/component: {{ .role }}
 
 {{/* Control's gRPC endpoint, which ingests ask about stream keys. */}}
 {{- define "liverelay.controlUrl" -}}
-http://{{ include "liverelay.fullname" . }}-control:50051
+{{ ternary "https" "http" .Values.relayTls.enabled }}://{{ include "liverelay.fullname" . }}-control:50051
+{{- end -}}
+
+{{/* The Secret with the pods' TLS certificate (relay and control gRPC). */}}
+{{- define "liverelay.clusterTlsSecret" -}}
+{{- if .Values.relayTls.certManager.enabled -}}
+{{ include "liverelay.fullname" . }}-cluster-tls
+{{- else -}}
+{{ required "relayTls.existingSecret is required when relayTls.enabled (or relayTls.certManager.enabled)" .Values.relayTls.existingSecret }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret with the RTMPS certificate. */}}
+{{- define "liverelay.rtmpsSecret" -}}
+{{- if .Values.rtmps.certManager.enabled -}}
+{{ include "liverelay.fullname" . }}-rtmps-tls
+{{- else -}}
+{{ required "rtmps.existingSecret is required when rtmps.enabled (or rtmps.certManager.enabled)" .Values.rtmps.existingSecret }}
+{{- end -}}
+{{- end -}}
+
+{{/* Environment of a gRPC server or client of the cluster TLS: (dict "ctx" $ "server" BOOL
+     "client" BOOL); paths in the relay-tls volume. */}}
+{{- define "liverelay.clusterTlsEnv" -}}
+{{- $tls := .ctx.Values.relayTls -}}
+{{- if .server }}
+- name: LIVERELAY_CLUSTER__TLS_CERT
+  value: /etc/liverelay/tls/tls.crt
+- name: LIVERELAY_CLUSTER__TLS_KEY
+  value: /etc/liverelay/tls/tls.key
+{{- if $tls.mutual }}
+- name: LIVERELAY_CLUSTER__TLS_CLIENT_CA
+  value: /etc/liverelay/tls/ca.crt
+{{- end }}
+{{- end }}
+{{- if .client }}
+- name: LIVERELAY_CLUSTER__TLS_CA
+  value: /etc/liverelay/tls/ca.crt
+{{- with $tls.serverName }}
+- name: LIVERELAY_CLUSTER__TLS_DOMAIN
+  value: {{ . | quote }}
+{{- end }}
+{{- if $tls.mutual }}
+- name: LIVERELAY_CLUSTER__TLS_CLIENT_CERT
+  value: /etc/liverelay/tls/tls.crt
+- name: LIVERELAY_CLUSTER__TLS_CLIENT_KEY
+  value: /etc/liverelay/tls/tls.key
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{/* A Secret's data value, base64: (dict "value" GIVEN "old" DATA_OF_THE_DEPLOYED_SECRET)
