@@ -808,11 +808,11 @@ mod tests {
 
     #[test]
     fn reference_copies_are_bounded_by_the_input_size() {
-        // 18 doubling levels in ~200 bytes would copy 2^18 values (~10 MiB): refused, where a
-        // fixed 64 MiB budget once let any small message do that much work.
-        let mut bytes = vec![0x0A, 0x00, 0x00, 0x00, 0x13];
+        // 14 doubling levels in ~170 bytes would copy 2^14 values (~1 MB): refused, where the
+        // fixed 64 MiB budget this replaced let any small message copy that much and more.
+        let mut bytes = vec![0x0A, 0x00, 0x00, 0x00, 0x0F];
         bytes.extend([0x0A, 0, 0, 0, 0]);
-        for k in 1..19u8 {
+        for k in 1..15u8 {
             bytes.extend([0x0A, 0, 0, 0, 2, 0x07, 0x00, k, 0x07, 0x00, k]);
         }
         assert!(bytes.len() < 256);
