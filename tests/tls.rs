@@ -132,6 +132,17 @@ fn openssl(args: &[&str]) {
 /// A standalone with an RTMPS listener on a free port besides its plain one; returns it and
 /// the RTMPS address.
 fn rtmps_server(leaf: &Leaf, extra: &[(&str, &str)]) -> (Server, SocketAddr) {
+    rtmps_node("standalone", &[], leaf, extra)
+}
+
+/// `liverelay ROLE ARGS` with an RTMPS listener on a free port (certificate `leaf`) and `extra`
+/// settings; returns it and the RTMPS address.
+fn rtmps_node(
+    role: &str,
+    args: &[&str],
+    leaf: &Leaf,
+    extra: &[(&str, &str)],
+) -> (Server, SocketAddr) {
     let tls: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let tls_text = tls.to_string();
     let mut env = vec![
@@ -140,7 +151,7 @@ fn rtmps_server(leaf: &Leaf, extra: &[(&str, &str)]) -> (Server, SocketAddr) {
         ("LIVERELAY_RTMP__TLS_KEY", s(&leaf.key)),
     ];
     env.extend_from_slice(extra);
-    (Server::start_with(&env), tls)
+    (Server::start_role(role, args, &env), tls)
 }
 
 /// The subject of the certificate a new TLS connection to `addr` is shown, as `openssl
@@ -719,4 +730,48 @@ fn gstreamer_rtmp2_over_rtmps() {
     assert_eq!(counts(&got), (FRAMES, 0), "rtmp2src got every picture");
     assert_eq!(decode_errors(&recording), "");
     assert!(server.log().contains("tls=true"));
+}
+
+/// Every hop encrypted: ffmpeg publishes over rtmps:// to an ingest, the relay to the edge runs
+/// over mutual TLS, and ffmpeg plays over rtmps:// from the edge: every audio and video frame.
+#[test]
+fn publish_to_an_ingest_and_play_from_an_edge_over_rtmps() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("cluster-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let redis = support::redis::RedisServer::start();
+    let url = redis.url();
+    let dir = TempDir::new("rtmps-cluster");
+    let mut ingest_env = cluster_tls_env(&ca, None);
+    ingest_env.push(("POD_NAME", "ingest-a"));
+    ingest_env.extend(mutual_tls_server_env(&leaf, &ca));
+    let (ingest, ingest_tls) = rtmps_node("ingest", &["--redis-url", &url], &leaf, &ingest_env);
+    let mut edge_env = cluster_tls_env(&ca, Some(&leaf));
+    edge_env.push(("POD_NAME", "edge-a"));
+    let (edge, edge_tls) = rtmps_node("edge", &["--redis-url", &url], &leaf, &edge_env);
+
+    let recording = dir.path("view.flv");
+    let mut viewer = ffmpeg_record(
+        &format!("rtmps://{edge_tls}/live/all"),
+        &recording,
+        &dir.path("view.log"),
+    );
+    edge.wait_viewers("live", "all", 1, Duration::from_secs(15));
+    let sent = probe_packets(s(sample_flv()));
+    let pub_log = dir.path("pub.log");
+    let mut publisher = ffmpeg_publish(
+        sample_flv(),
+        &format!("rtmps://{ingest_tls}/live/all"),
+        &pub_log,
+    );
+    wait_success(&mut publisher, Duration::from_secs(30), &pub_log);
+    wait_success(&mut viewer, Duration::from_secs(20), &dir.path("view.log"));
+    let got = probe_packets(s(&recording));
+    assert_eq!(
+        counts(&got),
+        counts(&sent),
+        "the edge's player got every frame"
+    );
+    assert_eq!(decode_errors(&recording), "");
+    assert!(ingest.log().contains(r#""tls":true"#), "published over TLS");
 }
