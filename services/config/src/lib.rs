@@ -661,6 +661,57 @@ mod tests {
     }
 
     #[test]
+    fn tls_settings_are_checked() {
+        for (vars, problem) in [
+            (
+                &[("LIVERELAY_RTMP__TLS_LISTEN", "0.0.0.0:1936")][..],
+                "rtmp.tls_listen needs rtmp.tls_cert and rtmp.tls_key",
+            ),
+            (
+                &[("LIVERELAY_RTMP__TLS_ONLY", "true")][..],
+                "rtmp.tls_only needs rtmp.tls_listen",
+            ),
+            (
+                &[("LIVERELAY_CLUSTER__TLS_CERT", "/c.pem")][..],
+                "cluster.tls_cert and cluster.tls_key go together",
+            ),
+            (
+                &[("LIVERELAY_CLUSTER__TLS_CLIENT_KEY", "/k.pem")][..],
+                "cluster.tls_client_cert and cluster.tls_client_key go together",
+            ),
+            (
+                &[("LIVERELAY_CLUSTER__TLS_CLIENT_CA", "/ca.pem")][..],
+                "cluster.tls_client_ca needs cluster.tls_cert and cluster.tls_key",
+            ),
+        ] {
+            let err = Settings::load_from(None, env(vars), &Overrides::default());
+            assert!(
+                matches!(&err, Err(SettingsError::Invalid(m)) if m == problem),
+                "{vars:?}: {err:?}"
+            );
+        }
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("LIVERELAY_RTMP__TLS_LISTEN", "127.0.0.1:1936"),
+                ("LIVERELAY_RTMP__TLS_CERT", "/c.pem"),
+                ("LIVERELAY_RTMP__TLS_KEY", "/k.pem"),
+                ("LIVERELAY_RTMP__TLS_ONLY", "true"),
+                ("LIVERELAY_CLUSTER__TLS_CLIENT_CERT", "/cc.pem"),
+                ("LIVERELAY_CLUSTER__TLS_CLIENT_KEY", "/ck.pem"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(s.rtmp.tls_listen, Some("127.0.0.1:1936".parse().unwrap()));
+        assert!(s.rtmp.tls_only);
+        assert_eq!(
+            s.cluster.client_identity(),
+            Some(("/cc.pem".into(), "/ck.pem".into()))
+        );
+    }
+
+    #[test]
     fn bad_values_are_reported() {
         let err = Settings::load_from(
             None,
