@@ -113,3 +113,134 @@ fn consume(bufs: &mut VecDeque<Bytes>, mut written: usize) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use liverelay_tls::{CertFiles, ReloadingCert, client_config, server_config};
+    use rustls_pki_types::ServerName;
+    use tokio::io::AsyncReadExt;
+    use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+    use super::*;
+
+    fn openssl(dir: &Path, args: &[&str]) {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is installed (make test-deps)");
+        assert!(status.success(), "openssl {args:?}");
+    }
+
+    /// A CA and a certificate for `localhost` it signed, in `dir`.
+    fn certificates(dir: &Path) {
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            dir,
+            &[
+                &["req", "-x509"],
+                &ec[..],
+                &["-subj", "/CN=ca", "-keyout", "ca.key", "-out", "ca.pem"],
+            ]
+            .concat(),
+        );
+        openssl(
+            dir,
+            &[
+                &["req"],
+                &ec[..],
+                &[
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    "leaf.key",
+                    "-out",
+                    "leaf.csr",
+                ],
+            ]
+            .concat(),
+        );
+        std::fs::write(
+            dir.join("ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "leaf.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-extfile",
+                "ext",
+                "-out",
+                "leaf.pem",
+            ],
+        );
+    }
+
+    /// A reader that is slower than the writer: the TLS records the socket did not take wait in
+    /// rustls' buffer, and only the flush after the last write sends them. Every byte arrives.
+    #[tokio::test]
+    async fn tls_writes_reach_a_slow_reader_whole() {
+        let dir = std::env::temp_dir().join(format!("liverelay-write-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        certificates(&dir);
+        let cert = ReloadingCert::load(CertFiles::new(dir.join("leaf.pem"), dir.join("leaf.key")))
+            .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(server_config(cert, None).unwrap()));
+        let connector = TlsConnector::from(Arc::new(
+            client_config(Some(&dir.join("ca.pem")), None).unwrap(),
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A 4 KiB pipe: the socket of a player that reads late.
+        let (server_io, client_io) = tokio::io::duplex(4096);
+        let name = ServerName::try_from("localhost").unwrap();
+        let (server, client) = tokio::join!(
+            acceptor.accept(server_io),
+            connector.connect(name, client_io)
+        );
+        let (mut server, mut client) = (server.unwrap(), client.unwrap());
+
+        let frames: Vec<Bytes> = (0..200u32)
+            .map(|i| Bytes::from(vec![i as u8; 1000 + i as usize]))
+            .collect();
+        let total: usize = frames.iter().map(Bytes::len).sum();
+        let mut out: VecDeque<Bytes> = frames.iter().cloned().collect();
+        assert!(
+            !try_write_all_vectored(&mut server, &mut out).unwrap(),
+            "the pipe is full at once"
+        );
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; total];
+            client.read_exact(&mut got).await.map(|_| got)
+        });
+        write_all_vectored(&mut server, &mut out).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), reader)
+            .await
+            .expect("every byte arrives without a further write")
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, frames.concat());
+    }
+}
