@@ -326,17 +326,21 @@ async fn oversized_unfinished_and_exploding_messages_cost_only_the_connection() 
 }
 
 /// A client refused by `on_publish` that sent a `play` in the same write causes no `on_play`
-/// callback; a second `connect` on one connection is refused without a second `on_connect`.
+/// callback; a name a callback renames to follows the clients' rule; a second `connect` on one
+/// connection is refused without a second `on_connect`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_client_causes_no_more_callbacks() {
     let dir = TempDir::new("hostile-callbacks");
     // Only `live/pub` is refused: the bystander publishes `live/cam`.
     let hooks = HookServer::start(|hook| {
-        if hook.path == "/on_publish" && hook.form().get("name").map(String::as_str) == Some("pub")
-        {
-            Reply::status(403)
-        } else {
-            Reply::status(200)
+        match (
+            hook.path.as_str(),
+            hook.form().get("name").map(String::as_str),
+        ) {
+            ("/on_publish", Some("pub")) => Reply::status(403),
+            // A callback that renames to a name no client could have sent.
+            ("/on_publish", Some("renamed")) => Reply::redirect(&"r".repeat(300)),
+            _ => Reply::status(200),
         }
     });
     let mut toml = String::from("[[notify]]\n");
@@ -364,6 +368,16 @@ async fn a_refused_client_causes_no_more_callbacks() {
     socket.write_all(&wire).await.unwrap();
     assert_closed(&mut socket, "refused publisher").await;
     assert_logged(&server, mark, "refused: refused by access");
+
+    // A name chosen by a callback follows the clients' rule.
+    let mut renamed = RtmpClient::connect(server.rtmp, "live").await;
+    let (_, _, code) = renamed.publish("renamed").await;
+    assert_eq!(code, "NetStream.Publish.BadName");
+    assert_logged(
+        &server,
+        mark,
+        "access chose an invalid app or stream name: name of 300 bytes is longer than 256",
+    );
 
     // Two connects in one write: one on_connect, then the second closes the connection.
     let mut socket = handshaken(server.rtmp).await;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use liverelay_hub::{Hub, HubError, Publisher, StreamKey, Viewer, ViewerItem};
 use liverelay_rtmp::command::{StatusLevel, code};
+use liverelay_rtmp::name::{NameError, check_name};
 use liverelay_rtmp::session::{ConnectRequest, PlayRequest, PublishRequest};
 use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
@@ -517,7 +518,15 @@ impl<S: Transport> Connection<S> {
             page_url: req.page_url.clone(),
             connected_at_ms: unix_ms(),
         });
-        match self.access.connect(client.clone()).await {
+        let answer = self.access.connect(client.clone()).await;
+        let answer = answer.and_then(|moved| match moved {
+            Some(app) if self.check_name(&app).is_err() => Err(Refusal {
+                code: code::CONNECT_REJECTED,
+                description: "access moved the connection to an invalid app name".into(),
+            }),
+            moved => Ok(moved),
+        });
+        match answer {
             Ok(moved) => {
                 let client = match moved {
                     Some(app) => {
@@ -539,6 +548,12 @@ impl<S: Transport> Connection<S> {
                 self.closing = Some(CloseReason::Refused("connect refused"));
             }
         }
+    }
+
+    /// A name access chose (a callback's redirect, a stream key's public name) follows the
+    /// rule a client's names follow (the session checked those).
+    fn check_name(&self, name: &str) -> Result<(), NameError> {
+        check_name(name, self.config.session.max_name_len)
     }
 
     /// Asks access about a publish or play; `None` when the client never got connected. Not
@@ -617,6 +632,18 @@ impl<S: Transport> Connection<S> {
                 );
             }
         };
+        if let Err(e) = self
+            .check_name(&admission.app)
+            .and(self.check_name(&admission.name))
+        {
+            return self.refuse_publish(
+                &req,
+                None,
+                code::PUBLISH_BAD_NAME,
+                &format!("access chose an invalid app or stream name: {e}"),
+                "access chose an invalid name",
+            );
+        }
         let key = StreamKey::new(admission.app.clone(), admission.name.clone());
         // The local hub first (one publisher per name here), then the role's policy (one per
         // name in the cluster), so a local duplicate never touches the registry.
@@ -735,6 +762,16 @@ impl<S: Transport> Connection<S> {
             Ok(admission) => admission,
             Err(refusal) => return self.refuse_play(&req, None, refusal, "refused by access"),
         };
+        if let Err(e) = self
+            .check_name(&admission.app)
+            .and(self.check_name(&admission.name))
+        {
+            let refusal = Refusal {
+                code: code::PLAY_BAD_NAME,
+                description: format!("access chose an invalid app or stream name: {e}"),
+            };
+            return self.refuse_play(&req, None, refusal, "access chose an invalid name");
+        }
         let key = StreamKey::new(admission.app.clone(), admission.name.clone());
         let shown = key.to_string();
         // The play session's span: on an edge, the upstream it starts (and the ingest's relay
