@@ -775,3 +775,54 @@ fn publish_to_an_ingest_and_play_from_an_edge_over_rtmps() {
     assert_eq!(decode_errors(&recording), "");
     assert!(ingest.log().contains(r#""tls":true"#), "published over TLS");
 }
+
+/// `http.tls_cert`/`tls_key`: health, readiness and metrics are served over HTTPS (checked by
+/// curl against the test's CA), and plain HTTP on that port gets no answer.
+#[test]
+fn http_endpoints_over_https() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let dir = TempDir::new("https");
+    let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let rtmp = format!("127.0.0.1:{}", free_port());
+    let log = dir.path("liverelay.log");
+    let _server = spawn_logged(
+        Command::new(env!("CARGO_BIN_EXE_liverelay"))
+            .args([
+                "standalone",
+                "--rtmp-listen",
+                &rtmp,
+                "--http-listen",
+                &http.to_string(),
+            ])
+            .env("LIVERELAY_HTTP__TLS_CERT", &leaf.cert)
+            .env("LIVERELAY_HTTP__TLS_KEY", &leaf.key),
+        &log,
+    );
+    let get = |path: &str| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "3", "--cacert", s(&ca.cert)])
+            .arg(format!("https://localhost:{}{path}", http.port()))
+            .output()
+            .expect("curl runs");
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get("/readyz").as_deref() != Some("ready\n") {
+        assert!(
+            Instant::now() < deadline,
+            "no HTTPS readiness; log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(get("/metrics").is_some_and(|m| m.contains("liverelay_connections_open")));
+    assert_eq!(
+        try_http_request(http, "GET", "/readyz", None, ""),
+        None,
+        "no plain HTTP"
+    );
+}

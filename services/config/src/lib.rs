@@ -264,12 +264,18 @@ impl Default for RtmpSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// PEM certificate chain and key: the HTTP endpoints (health, metrics, APIs) are served
+    /// over HTTPS instead, on the same address; reloaded when the files change.
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".parse().expect("valid address"),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -437,6 +443,9 @@ impl Settings {
         }
         if r.tls_only && r.tls_listen.is_none() {
             return invalid("rtmp.tls_only needs rtmp.tls_listen".into());
+        }
+        if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
+            return invalid("http.tls_cert and http.tls_key go together".into());
         }
         let c = &self.cluster;
         if c.tls_cert.is_some() != c.tls_key.is_some() {
@@ -682,6 +691,10 @@ mod tests {
             (
                 &[("LIVERELAY_CLUSTER__TLS_CLIENT_CA", "/ca.pem")][..],
                 "cluster.tls_client_ca needs cluster.tls_cert and cluster.tls_key",
+            ),
+            (
+                &[("LIVERELAY_HTTP__TLS_KEY", "/k.pem")][..],
+                "http.tls_cert and http.tls_key go together",
             ),
         ] {
             let err = Settings::load_from(None, env(vars), &Overrides::default());

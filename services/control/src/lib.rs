@@ -95,7 +95,14 @@ pub async fn run(
         http_api::router(core.clone(), &admin_token, ready.clone(), metrics.clone()),
     )
     .await
-    .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
+    .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?
+    .with_tls(
+        liverelay_tls::https_server_config(
+            settings.http.tls_cert.as_deref(),
+            settings.http.tls_key.as_deref(),
+        )
+        .context("HTTPS setup (http.tls_cert, http.tls_key)")?,
+    );
     let grpc_listener = TcpListener::bind(settings.cluster.grpc_listen)
         .await
         .with_context(|| format!("binding gRPC listener on {}", settings.cluster.grpc_listen))?;

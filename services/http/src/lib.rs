@@ -12,8 +12,13 @@ use axum::routing::get;
 use axum::{Json, Router};
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
+use liverelay_tls::rustls;
+use liverelay_tls::tls_incoming;
+use liverelay_tls::tokio_rustls::server::TlsStream;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
 
 /// Whether the process should receive traffic; flipped on once listeners are up.
 #[derive(Clone, Default)]
@@ -102,6 +107,7 @@ async fn streams(State(s): State<AppState>) -> Json<serde_json::Value> {
 pub struct HttpServer {
     listener: TcpListener,
     router: Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HttpServer {
@@ -109,7 +115,14 @@ impl HttpServer {
         Ok(Self {
             listener: TcpListener::bind(addr).await?,
             router,
+            tls: None,
         })
+    }
+
+    /// Serves HTTPS instead of HTTP.
+    pub fn with_tls(mut self, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -117,6 +130,42 @@ impl HttpServer {
     }
 
     pub async fn run(self) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router).await
+        match self.tls {
+            None => axum::serve(self.listener, self.router).await,
+            Some(tls) => {
+                let addr = self.listener.local_addr()?;
+                let incoming = tls_incoming(self.listener, tls, "HTTPS");
+                axum::serve(TlsListener { incoming, addr }, self.router).await
+            }
+        }
+    }
+}
+
+/// Connections whose TLS handshake succeeded, for axum.
+struct TlsListener {
+    incoming: ReceiverStream<std::io::Result<TlsStream<TcpStream>>>,
+    addr: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            match self.incoming.next().await {
+                Some(Ok(stream)) => {
+                    let peer = stream.get_ref().0.peer_addr();
+                    return (stream, peer.unwrap_or(self.addr));
+                }
+                Some(Err(_)) => continue,
+                // The accept loop only ends with the listener.
+                None => std::future::pending().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
     }
 }

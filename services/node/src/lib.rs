@@ -98,9 +98,13 @@ impl Node {
         if let Some(api) = api {
             routes = routes.merge(api);
         }
+        let h = &settings.http;
+        let https = liverelay_tls::https_server_config(h.tls_cert.as_deref(), h.tls_key.as_deref())
+            .context("HTTPS setup (http.tls_cert, http.tls_key)")?;
         let http = HttpServer::bind(settings.http.listen, routes)
             .await
-            .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?;
+            .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?
+            .with_tls(https);
         let addrs = |tls: bool| {
             rtmp.iter()
                 .filter(|(_, t)| *t == tls)

@@ -60,6 +60,8 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// gRPC's ALPN protocol: HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
+/// The HTTP endpoints' ALPN protocol.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// A server config that presents `cert` (reloaded as its files change); with `client_ca`,
 /// every client must present a certificate signed by one of those CAs.
@@ -94,6 +96,24 @@ pub fn grpc_server_config(
     key: Option<&str>,
     client_ca: Option<&str>,
 ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    watched_server_config(cert, key, client_ca, ALPN_H2)
+}
+
+/// An HTTPS server's TLS (HTTP/1.1) when `cert` and `key` are given, reloaded as the files
+/// change. Needs a tokio runtime.
+pub fn https_server_config(
+    cert: Option<&str>,
+    key: Option<&str>,
+) -> Result<Option<Arc<ServerConfig>>, TlsError> {
+    watched_server_config(cert, key, None, ALPN_HTTP1)
+}
+
+fn watched_server_config(
+    cert: Option<&str>,
+    key: Option<&str>,
+    client_ca: Option<&str>,
+    alpn: &[u8],
+) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     let (Some(cert), Some(key)) = (cert, key) else {
         return Ok(None);
     };
@@ -101,7 +121,7 @@ pub fn grpc_server_config(
     let cert = ReloadingCert::load(CertFiles::new(cert, key))?;
     cert.watch(RELOAD_CHECK);
     let mut config = server_config(cert, client_ca)?;
-    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Some(Arc::new(config)))
 }
 
