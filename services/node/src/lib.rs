@@ -162,9 +162,6 @@ impl Node {
     }
 }
 
-/// How often certificate files are read again in case no change was reported.
-const CERT_CHECK: Duration = Duration::from_secs(30);
-
 /// The RTMP listeners: plain (unless `rtmp.tls_only`) and RTMPS (with `rtmp.tls_listen`), each
 /// with whether it is TLS.
 async fn bind_rtmp(
@@ -182,7 +179,7 @@ async fn bind_rtmp(
     if let (Some(addr), Some(cert), Some(key)) = (r.tls_listen, &r.tls_cert, &r.tls_key) {
         let cert =
             ReloadingCert::load(CertFiles::new(cert, key)).context("rtmp.tls_cert/tls_key")?;
-        cert.watch(CERT_CHECK);
+        cert.watch(liverelay_tls::RELOAD_CHECK);
         let tls = liverelay_tls::server_config(cert, None).context("RTMPS TLS setup")?;
         let rtmps = RtmpServer::bind(addr, settings.rtmp_server(), services)
             .await
