@@ -303,9 +303,12 @@ fn stream_fields(call: &'static str, attempt: &StreamAttempt, name: &str) -> For
             duration,
             reset,
         } => {
-            form.push(("start", start.to_string()));
-            form.push(("duration", duration.to_string()));
-            form.push(("reset", u8::from(reset).to_string()));
+            // As nginx-rtmp sends them: 0 when absent, numbers as 32-bit unsigned (ffmpeg's
+            // start of -2000 is 4294965296), so its auth backends parse them unchanged.
+            let uint32 = |n: Option<f64>| n.map_or(0, |n| n as i64 as u32).to_string();
+            form.push(("start", uint32(start)));
+            form.push(("duration", uint32(duration)));
+            form.push(("reset", u8::from(reset.unwrap_or(false)).to_string()));
         }
     }
     form

@@ -301,7 +301,7 @@ impl Harness {
                     self.streams.insert(id, Role::Playing);
                     self.reached.plays_accepted += 1;
                     self.expect_control(UserControl::StreamBegin(id));
-                    if req.reset {
+                    if req.resets() {
                         self.expect_status(id, code::PLAY_RESET);
                     }
                     self.expect_status(id, code::PLAY_START);

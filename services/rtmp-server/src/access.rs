@@ -31,10 +31,11 @@ pub struct ClientInfo {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Action {
     Publish(PublishKind),
+    /// The play's optional arguments as the client sent them.
     Play {
-        start: f64,
-        duration: f64,
-        reset: bool,
+        start: Option<f64>,
+        duration: Option<f64>,
+        reset: Option<bool>,
     },
 }
 

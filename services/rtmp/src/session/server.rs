@@ -103,10 +103,19 @@ pub struct PlayRequest {
     pub stream_id: u32,
     pub name: String,
     pub query: Option<String>,
-    /// Seconds; -2 live-or-recorded (default), -1 live only, >= 0 recorded from that point.
-    pub start: f64,
-    pub duration: f64,
-    pub reset: bool,
+    /// The optional arguments as the client sent them (`None`: absent), so that callbacks can
+    /// report them as nginx-rtmp does. `start` is -2 live-or-recorded (the default), -1 live
+    /// only, >= 0 recorded from that point.
+    pub start: Option<f64>,
+    pub duration: Option<f64>,
+    pub reset: Option<bool>,
+}
+
+impl PlayRequest {
+    /// Whether the player asked for `NetStream.Play.Reset` (the default).
+    pub fn resets(&self) -> bool {
+        self.reset.unwrap_or(true)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -436,16 +445,16 @@ impl ServerSession {
         self.check_stream("play", stream_id, &name, code::PLAY_BAD_NAME)?;
         self.held = true;
         let reset = match cmd.arg(3) {
-            Some(Amf0Value::Boolean(b)) => *b,
-            Some(v) => v.as_f64().is_some_and(|n| n != 0.0),
-            None => true,
+            Some(Amf0Value::Boolean(b)) => Some(*b),
+            Some(v) => Some(v.as_f64().is_some_and(|n| n != 0.0)),
+            None => None,
         };
         self.events.push_back(ServerEvent::Play(PlayRequest {
             stream_id,
             name,
             query,
-            start: cmd.arg_f64(1).unwrap_or(-2.0),
-            duration: cmd.arg_f64(2).unwrap_or(-1.0),
+            start: cmd.arg_f64(1),
+            duration: cmd.arg_f64(2),
             reset,
         }));
         Ok(())
@@ -464,9 +473,9 @@ impl ServerSession {
             stream_id,
             name,
             query,
-            start: get_f64("start").unwrap_or(-2.0),
-            duration: get_f64("len").unwrap_or(-1.0),
-            reset: true,
+            start: get_f64("start"),
+            duration: get_f64("len"),
+            reset: None,
         }));
         Ok(())
     }
@@ -593,7 +602,7 @@ impl ServerSession {
         self.waiting = None;
         let id = req.stream_id;
         self.conn.send_user_control(UserControl::StreamBegin(id));
-        if req.reset {
+        if req.resets() {
             self.send_status(
                 id,
                 StatusLevel::Status,

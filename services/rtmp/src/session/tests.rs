@@ -720,9 +720,9 @@ fn player_flow() {
             stream_id: id,
             name: "cam".into(),
             query: Some("token=x".into()),
-            start: -2.0,
-            duration: -1.0,
-            reset: true,
+            start: Some(-2.0),
+            duration: Some(-1.0),
+            reset: Some(true),
         }
     );
     // SetBufferLength (3000 ms) follows play, as ffmpeg sends it.
@@ -776,7 +776,7 @@ fn play_with_explicit_arguments() {
     };
     assert_eq!(
         (req.name.as_str(), req.start, req.duration, req.reset),
-        ("vod", 12.5, 30.0, false)
+        ("vod", Some(12.5), Some(30.0), Some(false))
     );
     pair.server.accept_play(&req);
     pair.pump();
@@ -1516,9 +1516,9 @@ fn play_and_publish_need_a_stream_the_connection_created() {
         stream_id: 9,
         name: "cam".into(),
         query: None,
-        start: -2.0,
-        duration: -1.0,
-        reset: true,
+        start: None,
+        duration: None,
+        reset: None,
     };
     pair.server.accept_play(&req);
     assert!(statuses(&mut pair.s2c, &mut pair.server).is_empty());
