@@ -268,6 +268,15 @@ pub struct HttpSettings {
     /// over HTTPS instead, on the same address; reloaded when the files change.
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
+    /// Open connections at once; further ones are closed at accept.
+    pub max_connections: usize,
+    /// A request's headers must arrive within this (and an idle keep-alive connection is
+    /// closed after it): a slowloris client costs one connection for this long.
+    pub header_read_timeout_secs: u64,
+    /// A connection that moves no byte either way for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Request bodies beyond this get 413, on every route.
+    pub max_body_bytes: usize,
 }
 
 impl Default for HttpSettings {
@@ -276,6 +285,10 @@ impl Default for HttpSettings {
             listen: "0.0.0.0:8080".parse().expect("valid address"),
             tls_cert: None,
             tls_key: None,
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_body_bytes: 64 * 1024,
         }
     }
 }
@@ -446,6 +459,13 @@ impl Settings {
         }
         if self.http.tls_cert.is_some() != self.http.tls_key.is_some() {
             return invalid("http.tls_cert and http.tls_key go together".into());
+        }
+        let h = &self.http;
+        if h.max_connections == 0 || h.header_read_timeout_secs == 0 || h.idle_timeout_secs == 0 {
+            return invalid(
+                "http.max_connections, header_read_timeout_secs and idle_timeout_secs must be > 0"
+                    .into(),
+            );
         }
         let c = &self.cluster;
         if c.tls_cert.is_some() != c.tls_key.is_some() {

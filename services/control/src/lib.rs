@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use liverelay_auth::pb::control_server::ControlServer;
 use liverelay_config::Settings;
-use liverelay_http::{HttpServer, Readiness};
+use liverelay_http::{HttpLimits, HttpServer, Readiness};
 use liverelay_metrics::Metrics;
 use liverelay_registry::{CommandBus, NodeReports, RedisRegistry, RegistryEvent, StreamRegistry};
 use liverelay_relay::ClusterToken;
@@ -102,7 +102,8 @@ pub async fn run(
             settings.http.tls_key.as_deref(),
         )
         .context("HTTPS setup (http.tls_cert, http.tls_key)")?,
-    );
+    )
+    .with_limits(HttpLimits::from_settings(&settings.http));
     let grpc_listener = TcpListener::bind(settings.cluster.grpc_listen)
         .await
         .with_context(|| format!("binding gRPC listener on {}", settings.cluster.grpc_listen))?;

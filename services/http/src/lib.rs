@@ -13,12 +13,18 @@ use axum::{Json, Router};
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_tls::rustls;
-use liverelay_tls::tls_incoming;
-use liverelay_tls::tokio_rustls::server::TlsStream;
+use liverelay_tls::tokio_rustls::TlsAcceptor;
 use serde::Serialize;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+
+mod conn;
 
 /// Whether the process should receive traffic; flipped on once listeners are up.
 #[derive(Clone, Default)]
@@ -104,10 +110,37 @@ async fn streams(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(serde_json::json!({ "streams": list }))
 }
 
+/// What one client may cost an HTTP listener (`http.*` settings).
+#[derive(Clone, Copy, Debug)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl HttpLimits {
+    pub fn from_settings(h: &liverelay_config::HttpSettings) -> Self {
+        Self {
+            max_connections: h.max_connections,
+            header_read_timeout: Duration::from_secs(h.header_read_timeout_secs),
+            idle_timeout: Duration::from_secs(h.idle_timeout_secs),
+            max_body_bytes: h.max_body_bytes,
+        }
+    }
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self::from_settings(&liverelay_config::HttpSettings::default())
+    }
+}
+
 pub struct HttpServer {
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    limits: HttpLimits,
 }
 
 impl HttpServer {
@@ -116,6 +149,7 @@ impl HttpServer {
             listener: TcpListener::bind(addr).await?,
             router,
             tls: None,
+            limits: HttpLimits::default(),
         })
     }
 
@@ -125,47 +159,67 @@ impl HttpServer {
         self
     }
 
+    pub fn with_limits(mut self, limits: HttpLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
+    /// Accepts until the task is dropped. A connection beyond `max_connections` is closed at
+    /// once; each one is served (after its TLS handshake) with the header-read and idle
+    /// timeouts, so a client that trickles or stalls costs one slot for a bounded time.
     pub async fn run(self) -> std::io::Result<()> {
-        match self.tls {
-            None => axum::serve(self.listener, self.router).await,
-            Some(tls) => {
-                let addr = self.listener.local_addr()?;
-                let incoming = tls_incoming(self.listener, tls, "HTTPS");
-                axum::serve(TlsListener { incoming, addr }, self.router).await
-            }
-        }
-    }
-}
-
-/// Connections whose TLS handshake succeeded, for axum.
-struct TlsListener {
-    incoming: ReceiverStream<std::io::Result<TlsStream<TcpStream>>>,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        let limits = self.limits;
+        let app = conn::limit_bodies(self.router, limits.max_body_bytes);
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let tls = self.tls.map(TlsAcceptor::from);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout);
+        builder.http2().timer(TokioTimer::new());
+        let builder = Arc::new(builder);
+        let mut refusals = conn::Refusals::default();
         loop {
-            match self.incoming.next().await {
-                Some(Ok(stream)) => {
-                    let peer = stream.get_ref().0.peer_addr();
-                    return (stream, peer.unwrap_or(self.addr));
+            let (tcp, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "HTTP accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
                 }
-                Some(Err(_)) => continue,
-                // The accept loop only ends with the listener.
-                None => std::future::pending().await,
-            }
+            };
+            let Ok(slot) = slots.clone().try_acquire_owned() else {
+                refusals.refused(peer, limits.max_connections);
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let io = conn::Idle::new(tcp, peer, limits.idle_timeout);
+            let (app, builder, tls) = (app.clone(), builder.clone(), tls.clone());
+            tokio::spawn(async move {
+                let _slot = slot;
+                let service = TowerToHyperService::new(app);
+                let served = match tls {
+                    None => builder.serve_connection(TokioIo::new(io), service).await,
+                    Some(tls) => {
+                        match tokio::time::timeout(limits.header_read_timeout, tls.accept(io)).await
+                        {
+                            Ok(Ok(io)) => builder.serve_connection(TokioIo::new(io), service).await,
+                            Ok(Err(e)) => {
+                                return debug!(%peer, error = %e, "HTTPS handshake failed");
+                            }
+                            Err(_) => return warn!(%peer, "HTTPS: TLS handshake timed out"),
+                        }
+                    }
+                };
+                if let Err(e) = served {
+                    conn::log_end(peer, &*e, &limits);
+                }
+            });
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.addr)
     }
 }

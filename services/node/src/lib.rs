@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use futures::future::{BoxFuture, select_all};
 use liverelay_config::Settings;
-use liverelay_http::{HttpServer, Readiness, router};
+use liverelay_http::{HttpLimits, HttpServer, Readiness, router};
 use liverelay_hub::Hub;
 use liverelay_metrics::{HubCollector, Metrics};
 use liverelay_registry::RedisRegistry;
@@ -104,7 +104,8 @@ impl Node {
         let http = HttpServer::bind(settings.http.listen, routes)
             .await
             .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?
-            .with_tls(https);
+            .with_tls(https)
+            .with_limits(HttpLimits::from_settings(&settings.http));
         let addrs = |tls: bool| {
             rtmp.iter()
                 .filter(|(_, t)| *t == tls)
