@@ -1266,7 +1266,7 @@ fn callbacks_send_what_nginx_rtmp_sends() {
     };
     compare("on_publish");
     for (name, base) in [("nginx", nginx.url("")), ("liverelay", server.url(""))] {
-        let streams = probe_streams(&format!("{base}live/cmp?token=t"));
+        let streams = probe_streams(&format!("{base}live/cmp?viewer=9"));
         assert!(
             streams.iter().any(|s| s.starts_with("h264")),
             "{name}: {streams:?}"
@@ -1279,4 +1279,217 @@ fn callbacks_send_what_nginx_rtmp_sends() {
         publisher.kill();
     }
     compare("on_publish_done");
+}
+
+/// The form fields of a callback as sent, duplicates included (`Hook::form` keeps one).
+fn raw_fields(hook: &Hook) -> Vec<(String, String)> {
+    let source: &[u8] = if hook.method == "GET" {
+        hook.query.as_bytes()
+    } else {
+        &hook.body
+    };
+    form_urlencoded::parse(source).into_owned().collect()
+}
+
+/// The code and description of the next status a client gets.
+async fn first_status(client: &mut RtmpClient) -> (String, String) {
+    let status = client
+        .expect(Duration::from_secs(10), |e| {
+            matches!(e, ClientEvent::Status { .. })
+        })
+        .await;
+    match status {
+        Some(ClientEvent::Status {
+            code, description, ..
+        }) => (code, description),
+        other => panic!("no status: {other:?}"),
+    }
+}
+
+/// A client cannot make a callback backend read another name or address, callbacks never see
+/// `key` or `token`, and a refused client learns nothing about the backend: a fixed reason
+/// goes to it, the details (URL without its query, status, error) to the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn callbacks_get_server_fields_once_and_clients_only_a_fixed_reason() {
+    let dir = TempDir::new("notify-hostile");
+    let receiver = HookServer::start(|h| match h.path.as_str() {
+        "/deny" => Reply::status(500),
+        _ => Reply::status(200),
+    });
+    // Nothing listens on this port: the callback cannot be reached.
+    let down = format!("http://127.0.0.1:{}/on_publish?psk=hooksecret", free_port());
+    let toml = format!(
+        "[[notify]]\napp = \"live\"\nnotify_method = \"get\"\non_publish = \"{}\"\n\
+         on_play = \"{}\"\n\n[[notify]]\napp = \"down\"\non_publish = \"{down}\"\n",
+        receiver.url("/on_publish"),
+        receiver.url("/deny?psk=hooksecret"),
+    );
+    let config = dir.path("notify.toml");
+    std::fs::write(&config, toml).unwrap();
+    let server = Server::start_role("standalone", &["--config", config.to_str().unwrap()], &[]);
+
+    // Every server field a client might try to shadow, and both secrets, in the name's query
+    // and the app's (tcUrl).
+    let mut client = RtmpClient::connect(server.rtmp, "live?key=appkey&token=apptoken&a=1").await;
+    let hostile = "cam?name=other&addr=1.2.3.4&call=play&app=x&clientid=9&flashver=f&swfurl=s\
+                   &tcurl=t&pageurl=p&type=record&epoch=1&start=1&duration=2&reset=1&key=k1\
+                   &token=t1&sign=abc";
+    let (_, _, code) = client.publish(hostile).await;
+    assert_eq!(code, "NetStream.Publish.Start");
+    let publish = receiver
+        .wait_for(Duration::from_secs(5), |h| h.path == "/on_publish")
+        .expect("on_publish call");
+    let fields = raw_fields(&publish);
+    let values = |name: &str| -> Vec<&str> {
+        fields
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    assert_eq!(values("name"), ["cam"], "{fields:?}");
+    assert_eq!(values("addr"), ["127.0.0.1"], "{fields:?}");
+    assert_eq!(values("call"), ["publish"], "{fields:?}");
+    assert_eq!(values("app"), ["live"], "{fields:?}");
+    assert_eq!(values("type"), ["live"], "{fields:?}");
+    for server_field in ["clientid", "flashver", "swfurl", "tcurl", "pageurl"] {
+        assert_eq!(values(server_field).len(), 1, "{server_field}: {fields:?}");
+    }
+    for client_only in ["epoch", "start", "duration", "reset", "key", "token"] {
+        assert!(values(client_only).is_empty(), "{client_only}: {fields:?}");
+    }
+    assert_eq!(values("sign"), ["abc"], "other arguments still pass");
+    assert!(values("tcurl")[0].ends_with("/live?a=1"), "{fields:?}");
+
+    // Refused by the backend: the player gets a fixed reason, the log the details.
+    let mut player = RtmpClient::connect(server.rtmp, "live").await;
+    let id = player.create_stream().await;
+    player.send_play(id, "cam");
+    assert_eq!(
+        first_status(&mut player).await,
+        ("NetStream.Play.Failed".into(), "callback refused".into())
+    );
+    assert!(server.wait_log("play callback answered 500", Duration::from_secs(2)));
+    assert!(server.log().contains(&receiver.url("/deny")));
+
+    // Unreachable: another fixed reason.
+    let mut publisher = RtmpClient::connect(server.rtmp, "down").await;
+    let id = publisher.create_stream().await;
+    publisher.send_publish(id, "cam2");
+    assert_eq!(
+        first_status(&mut publisher).await,
+        (
+            "NetStream.Publish.Denied".into(),
+            "callback unavailable".into()
+        )
+    );
+    assert!(server.wait_log("publish callback failed", Duration::from_secs(2)));
+    assert!(
+        !server.log().contains("hooksecret"),
+        "a callback URL's query was logged"
+    );
+}
+
+/// Control gives playback tokens for at most `auth.play_token_max_ttl_secs`; a longer (or
+/// overflowing) `ttl_secs` is a 400, and control keeps serving.
+#[test]
+fn play_token_lifetimes_are_capped() {
+    let p = Platform::start(&[
+        ("LIVERELAY_AUTH__PLAY_TOKEN_SECRET", "playsecret"),
+        ("LIVERELAY_AUTH__PLAY_TOKEN_MAX_TTL_SECS", "100"),
+    ]);
+    let ask = |ttl: &str| {
+        p.api(
+            "POST",
+            "/v1/play-tokens",
+            &format!(r#"{{"app":"live","stream":"tv","ttl_secs":{ttl}}}"#),
+        )
+    };
+    let (status, ok) = ask("100");
+    assert_eq!(status, 200, "{ok}");
+    let expires = ok["expires_at"].as_u64().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(expires <= now + 100, "{expires} {now}");
+    for too_long in ["101", &u64::MAX.to_string()] {
+        let (status, answer) = ask(too_long);
+        assert_eq!(status, 400, "ttl_secs {too_long}: {answer}");
+    }
+    assert_eq!(ask("1").0, 200, "control still serves");
+}
+
+/// `--print-config` shows that secrets are set, never what they are.
+#[test]
+fn print_config_redacts_every_secret() {
+    let dir = TempDir::new("print-config");
+    let config = dir.path("secrets.toml");
+    std::fs::write(
+        &config,
+        "[auth]\nplay_token_secret = \"sec-play\"\n\n\
+         [[control.webhooks]]\nurl = \"https://platform/hook?auth=sec-hookquery\"\nsecret = \"sec-webhook\"\n\n\
+         [[notify]]\non_publish = \"http://auth/on_publish?psk=sec-notify\"\n\n\
+         [[relays]]\nkind = \"push\"\nurl = \"rtmp://a.rtmp.youtube.com/live2/abcd-sec-streamkey\"\nstream = \"live/foo\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_liverelay"))
+        .args([
+            "ingest",
+            "--config",
+            config.to_str().unwrap(),
+            "--print-config",
+        ])
+        .args(["--redis-url", "redis://:sec-redis@127.0.0.1:6379"])
+        .env("LIVERELAY_CLUSTER_TOKEN", "sec-cluster")
+        .env("LIVERELAY_ADMIN_TOKEN", "sec-admin")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(!printed.contains("sec-"), "a secret is printed:\n{printed}");
+    let settings: serde_json::Value = serde_json::from_str(&printed).unwrap();
+    // Positive control: each was read, and shows as set.
+    assert_eq!(settings["cluster"]["token"], "<redacted>");
+    assert_eq!(settings["control"]["admin_token"], "<redacted>");
+    assert_eq!(settings["control"]["webhooks"][0]["secret"], "<redacted>");
+    assert_eq!(settings["auth"]["play_token_secret"], "<redacted>");
+    assert_eq!(
+        settings["redis"]["url"],
+        "redis://:<redacted>@127.0.0.1:6379"
+    );
+}
+
+/// A webhook URL's query (often a receiver's credential) never reaches the log.
+#[test]
+fn webhook_urls_are_logged_without_their_query() {
+    let dir = TempDir::new("webhook-log");
+    let refused_once = std::sync::atomic::AtomicBool::new(false);
+    let receiver = HookServer::start(move |_| {
+        if refused_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Reply::status(204)
+        } else {
+            Reply::status(503)
+        }
+    });
+    let config = dir.path("control.toml");
+    let url = receiver.url("/events?auth=hooksecret");
+    std::fs::write(&config, format!("[[control.webhooks]]\nurl = \"{url}\"\n")).unwrap();
+    let p = Platform::start_with_config(&config);
+    let (_, created) = p.api("POST", "/v1/keys", r#"{"app":"live","stream":"show"}"#);
+    let id = created["id"].as_str().unwrap();
+    let (status, _) = p.api("DELETE", &format!("/v1/keys/{id}"), "");
+    assert_eq!(status, 200);
+    // Refused once (logged with the URL), then delivered (logged again).
+    assert!(
+        p.control
+            .wait_log("webhook delivered", Duration::from_secs(10))
+    );
+    let log = p.control.log();
+    assert!(log.contains("webhook delivery failed"), "{log}");
+    assert!(log.contains(&receiver.url("/events")), "{log}");
+    assert!(
+        !log.contains("hooksecret"),
+        "a webhook URL's query was logged:\n{log}"
+    );
 }

@@ -237,6 +237,11 @@ impl RtmpClient {
         self.session.play(stream_id, name);
     }
 
+    /// Sends `publish` (live) without waiting for the answer.
+    pub fn send_publish(&mut self, stream_id: u32, name: &str) {
+        self.session.publish(stream_id, name, PublishKind::Live);
+    }
+
     /// Plays `name` on a new stream; returns the first status code the server answers with.
     pub async fn play_status(&mut self, name: &str) -> String {
         let id = self.create_stream().await;

@@ -83,7 +83,6 @@ pub fn build(
     if !settings.notify.is_empty() {
         stages.push(Arc::new(Notify::new(
             settings.notify.clone(),
-            stream_keys.is_some(),
             metrics,
             sessions,
         )?));

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use liverelay_config::redact::without_query;
 use liverelay_config::{NotifyMethod, NotifySettings};
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
@@ -19,22 +20,25 @@ use liverelay_rtmp_server::{
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
-/// How a callback answered.
+/// How a callback answered. A denial's details (URL, status, error) are logged where the
+/// call is made; the client only ever gets [`Answer::reason`], which tells an attacker nothing
+/// about the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Answer {
     Allow,
     Redirect(String),
     /// The backend said no.
-    Refused(String),
+    Refused,
     /// No usable answer (connection failed, timeout).
-    Failed(String),
+    Failed,
 }
 
 impl Answer {
-    /// nginx-rtmp denies on both.
-    fn denial(self) -> Option<String> {
+    /// The fixed reason a refused client gets; nginx-rtmp denies on both.
+    fn reason(&self) -> Option<&'static str> {
         match self {
-            Self::Refused(why) | Self::Failed(why) => Some(why),
+            Self::Refused => Some("callback refused"),
+            Self::Failed => Some("callback unavailable"),
             Self::Allow | Self::Redirect(_) => None,
         }
     }
@@ -42,9 +46,6 @@ impl Answer {
 
 struct Inner {
     hooks: Vec<NotifySettings>,
-    /// Stream keys are on: a secret may ride in `key=` (the name's or the app's query, so also
-    /// in tcUrl), and callbacks must never see it.
-    hide_stream_key: bool,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
     sessions: Sessions,
@@ -70,42 +71,77 @@ fn common_fields(call: &'static str, client: &ClientInfo, app: &str) -> Form {
     ]
 }
 
-/// Fields of the stream name's (or connect's) query string, passed on as nginx-rtmp does.
-fn with_args(mut form: Form, args: Option<&str>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = form.drain(..).map(|(k, v)| (k.to_string(), v)).collect();
+/// Fields any call of ours sends. A client argument of the same name is dropped, so that a
+/// backend reading the last (or first) value of a field always reads the server's
+/// (`cam?name=other&addr=1.2.3.4` must not authorize another name or address).
+const SERVER_FIELDS: &[&str] = &[
+    "call",
+    "addr",
+    "clientid",
+    "app",
+    "flashver",
+    "swfurl",
+    "tcurl",
+    "pageurl",
+    "epoch",
+    "name",
+    "type",
+    "start",
+    "duration",
+    "reset",
+    "time",
+    "timestamp",
+];
+
+/// Client arguments that are credentials for liverelay itself (a stream key, a playback
+/// token): callbacks never see them, wherever they ride (the name's or the app's query, so
+/// also tcUrl).
+const SECRET_ARGS: &[&str] = &["key", "token"];
+
+/// Fields of the stream name's (or connect's) query string, passed on as nginx-rtmp does,
+/// except those that collide with a server field or carry a secret.
+fn with_args(form: Form, args: Option<&str>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = form
+        .into_iter()
+        .map(|(k, v)| match k {
+            "tcurl" => (k.to_string(), without_secrets(&v)),
+            _ => (k.to_string(), v),
+        })
+        .collect();
     if let Some(args) = args {
-        out.extend(form_urlencoded::parse(args.trim_start_matches('?').as_bytes()).into_owned());
+        out.extend(
+            form_urlencoded::parse(args.trim_start_matches('?').as_bytes())
+                .into_owned()
+                .filter(|(k, _)| !SERVER_FIELDS.contains(&k.as_str()))
+                .filter(|(k, _)| !SECRET_ARGS.contains(&k.as_str())),
+        );
     }
     out
 }
 
-/// The form without `key` fields, and tcUrl without its `key` parameter.
-fn without_stream_key(form: &[(String, String)]) -> Vec<(String, String)> {
-    form.iter()
-        .filter(|(k, _)| k != "key")
-        .map(|(k, v)| match (k.as_str(), v.split_once('?')) {
-            ("tcurl", Some((url, query))) => {
-                let kept = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(
-                        form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "key"),
-                    )
-                    .finish();
-                let tc_url = if kept.is_empty() {
-                    url.to_string()
-                } else {
-                    format!("{url}?{kept}")
-                };
-                (k.clone(), tc_url)
+/// A URL (tcUrl) without its secret query parameters.
+fn without_secrets(url: &str) -> String {
+    match url.split_once('?') {
+        None => url.to_string(),
+        Some((url, query)) => {
+            let kept = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(
+                    form_urlencoded::parse(query.as_bytes())
+                        .filter(|(k, _)| !SECRET_ARGS.contains(&k.as_ref())),
+                )
+                .finish();
+            if kept.is_empty() {
+                url.to_string()
+            } else {
+                format!("{url}?{kept}")
             }
-            _ => (k.clone(), v.clone()),
-        })
-        .collect()
+        }
+    }
 }
 
 impl Notify {
     pub fn new(
         hooks: Vec<NotifySettings>,
-        hide_stream_key: bool,
         metrics: Arc<Metrics>,
         sessions: Sessions,
     ) -> anyhow::Result<Self> {
@@ -114,7 +150,6 @@ impl Notify {
             .build()?;
         Ok(Self(Arc::new(Inner {
             hooks,
-            hide_stream_key,
             http,
             metrics,
             sessions,
@@ -134,38 +169,36 @@ impl Notify {
         form: &[(String, String)],
     ) -> Answer {
         let timeout = Duration::from_millis(hook.timeout_ms);
-        let hidden;
-        let form = if self.0.hide_stream_key {
-            hidden = without_stream_key(form);
-            &hidden
-        } else {
-            form
-        };
         let request = match hook.notify_method {
             NotifyMethod::Post => self.0.http.post(url).form(form),
             NotifyMethod::Get => self.0.http.get(url).query(form),
         };
-        let answer = match request.timeout(timeout).send().await {
-            Err(e) if e.is_timeout() => Answer::Failed(format!("{call} callback timed out")),
-            Err(e) => Answer::Failed(format!("{call} callback failed: {e}")),
-            Ok(r) if r.status().is_success() => Answer::Allow,
+        // What went wrong, for the log only: reqwest's error text names the URL, with the
+        // whole form in its query for a GET.
+        let (answer, detail) = match request.timeout(timeout).send().await {
+            Err(e) if e.is_timeout() => (Answer::Failed, "timed out".to_string()),
+            Err(e) => (Answer::Failed, format!("failed: {}", e.without_url())),
+            Ok(r) if r.status().is_success() => (Answer::Allow, String::new()),
             Ok(r) if r.status().is_redirection() => {
                 match r
                     .headers()
                     .get(reqwest::header::LOCATION)
                     .and_then(|l| l.to_str().ok())
                 {
-                    Some(to) if !to.is_empty() => Answer::Redirect(to.to_string()),
-                    _ => Answer::Refused(format!("{call} callback redirected without a Location")),
+                    Some(to) if !to.is_empty() => (Answer::Redirect(to.to_string()), String::new()),
+                    _ => (Answer::Refused, "redirected without a Location".to_string()),
                 }
             }
-            Ok(r) => Answer::Refused(format!("{call} callback answered {}", r.status())),
+            Ok(r) => (Answer::Refused, format!("answered {}", r.status())),
         };
+        if answer.reason().is_some() {
+            warn!(url = without_query(url), "{call} callback {detail}");
+        }
         let result = match &answer {
             Answer::Allow => "allow",
             Answer::Redirect(_) => "redirect",
-            Answer::Refused(_) => "deny",
-            Answer::Failed(_) => "error",
+            Answer::Refused => "deny",
+            Answer::Failed => "error",
         };
         self.0
             .metrics
@@ -190,10 +223,10 @@ impl Notify {
             match self.call(hook, url, "connect", &form).await {
                 Answer::Redirect(to) => app = Some(to.trim_start_matches('/').to_string()),
                 answer => {
-                    if let Some(why) = answer.denial() {
+                    if let Some(why) = answer.reason() {
                         return Err(Refusal {
                             code: code::CONNECT_REJECTED,
-                            description: why,
+                            description: why.into(),
                         });
                     }
                 }
@@ -222,10 +255,10 @@ impl Notify {
                 );
                 match self.call(hook, url, call, &form).await {
                     Answer::Allow => {}
-                    Answer::Refused(why) | Answer::Failed(why) => {
+                    answer @ (Answer::Refused | Answer::Failed) => {
                         return Err(Refusal {
                             code: refused,
-                            description: why,
+                            description: answer.reason().unwrap_or_default().into(),
                         });
                     }
                     Answer::Redirect(to) if to.starts_with("rtmp://") => {
@@ -348,19 +381,18 @@ impl Session {
                 let form = with_args(form, self.attempt.args.as_deref());
                 let why = match self.notify.call(hook, url, "update", &form).await {
                     Answer::Allow | Answer::Redirect(_) => continue,
-                    Answer::Refused(why) => why,
-                    Answer::Failed(why) if hook.notify_update_strict => why,
-                    Answer::Failed(why) => {
+                    Answer::Failed if !hook.notify_update_strict => {
                         warn!(
                             client = self.attempt.client.id,
-                            "{why}; session goes on (notify_update_strict off)"
+                            "on_update unavailable; session goes on (notify_update_strict off)"
                         );
                         continue;
                     }
+                    answer => answer.reason().unwrap_or_default(),
                 };
                 let id = self.attempt.client.id;
                 warn!(client = id, "on_update refused the session: {why}");
-                self.notify.0.sessions.kick(|s| s.client_id == id, &why);
+                self.notify.0.sessions.kick(|s| s.client_id == id, why);
                 return;
             }
         }
@@ -421,27 +453,43 @@ impl Access for Notify {
 mod tests {
     use super::*;
 
+    fn pairs(form: &[(String, String)]) -> Vec<(&str, &str)> {
+        form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
     #[test]
-    fn a_stream_key_is_dropped_from_the_fields_and_tcurl() {
-        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
-        let form = [
-            pair("tcurl", "rtmp://h/live?key=sk_1&x=2"),
-            pair("name", "cam"),
-            pair("key", "sk_1"),
-            pair("sign", "abc"),
+    fn secrets_are_dropped_from_the_arguments_and_tcurl() {
+        let form = vec![
+            ("tcurl", "rtmp://h/live?key=sk_1&x=2&token=t".to_string()),
+            ("name", "cam".to_string()),
         ];
+        let out = with_args(form, Some("?key=sk_1&sign=abc&token=t9"));
         assert_eq!(
-            without_stream_key(&form),
+            pairs(&out),
             [
-                pair("tcurl", "rtmp://h/live?x=2"),
-                pair("name", "cam"),
-                pair("sign", "abc")
+                ("tcurl", "rtmp://h/live?x=2"),
+                ("name", "cam"),
+                ("sign", "abc")
             ]
         );
-        let only_key = [pair("tcurl", "rtmp://h/live?key=sk_1")];
+        assert_eq!(without_secrets("rtmp://h/live?key=sk_1"), "rtmp://h/live");
+        assert_eq!(without_secrets("rtmp://h/live"), "rtmp://h/live");
+    }
+
+    #[test]
+    fn client_arguments_never_shadow_server_fields() {
+        let attacker = "name=other&addr=1.2.3.4&call=play&app=x&clientid=9&flashver=f\
+            &swfurl=s&tcurl=t&pageurl=p&type=record&start=1&duration=2&reset=1&epoch=3\
+            &time=4&timestamp=5&user=7";
+        let form = vec![
+            ("name", "cam".to_string()),
+            ("addr", "10.0.0.1".to_string()),
+        ];
+        let out = with_args(form, Some(attacker));
+        // The server's values, once each; other arguments still pass.
         assert_eq!(
-            without_stream_key(&only_key),
-            [pair("tcurl", "rtmp://h/live")]
+            pairs(&out),
+            [("name", "cam"), ("addr", "10.0.0.1"), ("user", "7")]
         );
     }
 }

@@ -1,6 +1,7 @@
-//! Signed playback tokens: `token=<expires>.<signature>` in the play URL's query, where the
-//! signature is HMAC-SHA256 over `app/stream` and the expiry (Unix seconds). An edge checks one
-//! with the shared secret alone, without a round trip; control hands them out.
+//! Signed playback tokens: `token=<expires>.<signature>` in the play URL's query, where
+//! `expires` is Unix seconds in decimal and the signature is the hex HMAC-SHA256 of
+//! [`signed_message`]. An edge checks one with the shared secret alone, without a round trip;
+//! control hands them out, for at most `auth.play_token_max_ttl_secs`.
 
 use std::sync::Arc;
 
@@ -25,18 +26,36 @@ pub enum TokenError {
     Forged,
 }
 
-fn signed_parts<'a>(stream: &'a str, expires: &'a str) -> [&'a [u8]; 3] {
-    [stream.as_bytes(), b"\n", expires.as_bytes()]
+/// Names the encoding, so that a later one can never verify as this one.
+const VERSION: &[u8] = b"liverelay-play-token-v2\n";
+
+/// What a token signs: [`VERSION`], then the app and the stream name each preceded by its
+/// length in bytes (8 bytes, big-endian), then the expiry as sent. Unlike `app/stream`, no
+/// two different (app, stream, expiry) share it, whatever the names contain (`a/b` + `c` is
+/// not `a` + `b/c`).
+pub fn signed_message(app: &str, stream: &str, expires: &str) -> Vec<u8> {
+    let mut message = VERSION.to_vec();
+    for field in [app, stream] {
+        message.extend_from_slice(&(field.len() as u64).to_be_bytes());
+        message.extend_from_slice(field.as_bytes());
+    }
+    message.extend_from_slice(expires.as_bytes());
+    message
 }
 
 /// A token for `app/stream` valid until `expires_at` (Unix seconds).
 pub fn sign(secret: &[u8], app: &str, stream: &str, expires_at: u64) -> String {
-    let path = format!("{app}/{stream}");
     let expires = expires_at.to_string();
-    format!(
-        "{expires}.{}",
-        sign_hex(secret, &signed_parts(&path, &expires))
-    )
+    let signature = sign_hex(secret, &[&signed_message(app, stream, &expires)]);
+    format!("{expires}.{signature}")
+}
+
+/// When a token asked for at `now` for `ttl_secs` expires; `None` beyond `max_ttl_secs` (or
+/// past the end of time).
+pub fn expiry(now: u64, ttl_secs: u64, max_ttl_secs: u64) -> Option<u64> {
+    (ttl_secs <= max_ttl_secs)
+        .then(|| now.checked_add(ttl_secs))
+        .flatten()
 }
 
 pub fn verify(
@@ -48,8 +67,7 @@ pub fn verify(
 ) -> Result<(), TokenError> {
     let (expires, signature) = token.split_once('.').ok_or(TokenError::Malformed)?;
     let expires_at: u64 = expires.parse().map_err(|_| TokenError::Malformed)?;
-    let path = format!("{app}/{stream}");
-    if !verify_hex(secret, &signed_parts(&path, expires), signature) {
+    if !verify_hex(secret, &[&signed_message(app, stream, expires)], signature) {
         return Err(TokenError::Forged);
     }
     if expires_at <= now {
@@ -144,5 +162,25 @@ mod tests {
             verify(b"s3cret", "live", "cam", "x.zz", 0),
             Err(TokenError::Malformed)
         );
+    }
+
+    #[test]
+    fn the_signed_names_cannot_be_regrouped() {
+        // Under the old `app/stream` encoding these two signed the same bytes.
+        let t = sign(b"s3cret", "a/b", "c", 1000);
+        assert_eq!(verify(b"s3cret", "a/b", "c", &t, 0), Ok(()));
+        assert_eq!(
+            verify(b"s3cret", "a", "b/c", &t, 0),
+            Err(TokenError::Forged)
+        );
+    }
+
+    #[test]
+    fn the_lifetime_is_capped_without_overflow() {
+        assert_eq!(expiry(1000, 60, 86_400), Some(1060));
+        assert_eq!(expiry(1000, 86_400, 86_400), Some(87_400));
+        assert_eq!(expiry(1000, 86_401, 86_400), None);
+        assert_eq!(expiry(1000, u64::MAX, 86_400), None);
+        assert_eq!(expiry(u64::MAX, 1, u64::MAX), None);
     }
 }

@@ -45,8 +45,10 @@ pub struct AuthSettings {
     pub control_timeout_ms: u64,
     pub play: PlayAuth,
     /// HMAC key of playback tokens (edges and control share it).
-    #[serde(skip_serializing)]
+    #[serde(serialize_with = "crate::redact::secret")]
     pub play_token_secret: Option<String>,
+    /// The longest lifetime control gives a playback token (`ttl_secs` beyond it: 400).
+    pub play_token_max_ttl_secs: u64,
 }
 
 impl Default for AuthSettings {
@@ -59,6 +61,7 @@ impl Default for AuthSettings {
             control_timeout_ms: 2000,
             play: PlayAuth::Open,
             play_token_secret: None,
+            play_token_max_ttl_secs: 86_400,
         }
     }
 }
@@ -87,12 +90,19 @@ pub enum NotifyMethod {
 #[serde(default, deny_unknown_fields)]
 pub struct NotifySettings {
     pub app: Option<String>,
+    #[serde(serialize_with = "crate::redact::optional_url")]
     pub on_connect: Option<String>,
+    #[serde(serialize_with = "crate::redact::optional_url")]
     pub on_publish: Option<String>,
+    #[serde(serialize_with = "crate::redact::optional_url")]
     pub on_play: Option<String>,
+    #[serde(serialize_with = "crate::redact::optional_url")]
     pub on_publish_done: Option<String>,
+    #[serde(serialize_with = "crate::redact::optional_url")]
     pub on_play_done: Option<String>,
+    #[serde(serialize_with = "crate::redact::optional_url")]
     pub on_done: Option<String>,
+    #[serde(serialize_with = "crate::redact::optional_url")]
     pub on_update: Option<String>,
     pub notify_method: NotifyMethod,
     /// Interval of `on_update` calls.
@@ -132,9 +142,10 @@ impl NotifySettings {
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhookSettings {
+    #[serde(serialize_with = "crate::redact::url")]
     pub url: String,
     /// HMAC-SHA256 key of the `X-Liverelay-Signature` header.
-    #[serde(skip_serializing)]
+    #[serde(serialize_with = "crate::redact::secret")]
     pub secret: Option<String>,
     /// Event types sent (empty: all).
     pub events: Vec<String>,
@@ -159,7 +170,7 @@ impl Default for WebhookSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ControlSettings {
     /// Bearer token of the admin API (`--admin-token`, `LIVERELAY_ADMIN_TOKEN`).
-    #[serde(skip_serializing)]
+    #[serde(serialize_with = "crate::redact::secret")]
     pub admin_token: Option<String>,
     pub webhooks: Vec<WebhookSettings>,
     /// Reconcile `Relay` custom resources in the pod's namespace (needs the chart's RBAC).

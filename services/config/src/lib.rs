@@ -18,6 +18,7 @@ use liverelay_static_relay::{RelayConfig, RelaySpec};
 use serde::{Deserialize, Serialize};
 
 mod access;
+pub mod redact;
 
 pub use access::{
     AuthSettings, ControlSettings, ControlUnavailable, NotifyMethod, NotifySettings, PlayAuth,
@@ -37,6 +38,7 @@ pub struct Settings {
     pub cluster: ClusterSettings,
     pub metrics: MetricsSettings,
     /// Static pull and push relays (`[[relays]]`), run once per cluster.
+    #[serde(serialize_with = "redact::relays")]
     pub relays: Vec<RelayConfig>,
     pub auth: AuthSettings,
     /// nginx-rtmp style HTTP callbacks, per app.
@@ -65,6 +67,7 @@ impl Default for MetricsSettings {
 pub struct RedisSettings {
     /// `redis://[:password@]host:port[/db]` or `rediss://...`; for Redis Cluster, the seed
     /// nodes separated by commas. Also `--redis-url`.
+    #[serde(serialize_with = "redact::redis_url")]
     pub url: String,
     /// Use the Redis Cluster client.
     pub cluster: bool,
@@ -92,6 +95,7 @@ impl Default for RedisSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSettings {
     /// Shared secret every relay call carries (`--cluster-token`, `LIVERELAY_CLUSTER_TOKEN`).
+    #[serde(serialize_with = "redact::secret")]
     pub token: Option<String>,
     /// This pod's id in the registry; defaults to `POD_NAME`, then `HOSTNAME`.
     pub pod_id: Option<String>,

@@ -20,6 +20,8 @@ pub struct Core {
     pub webhooks: Webhooks,
     /// HMAC key of playback tokens, when control hands them out.
     pub play_token_secret: Option<String>,
+    /// The longest `ttl_secs` a playback token is given for.
+    pub play_token_max_ttl_secs: u64,
     /// Relays declared at run time (restream targets, `Relay` resources).
     pub declared: DeclaredRelays,
     pub relay_statuses: RedisRelayStatus,

@@ -272,7 +272,7 @@ async fn revoke_key(
 struct NewPlayToken {
     app: String,
     stream: String,
-    /// Default one hour.
+    /// Default one hour; at most `auth.play_token_max_ttl_secs`.
     ttl_secs: Option<u64>,
 }
 
@@ -289,7 +289,14 @@ async fn play_token(
             "auth.play_token_secret is not configured on control".into(),
         ));
     };
-    let expires_at = unix_now() + req.ttl_secs.unwrap_or(3600);
+    let max = api.core.play_token_max_ttl_secs;
+    let ttl = req.ttl_secs.unwrap_or(3600);
+    let Some(expires_at) = play_token::expiry(unix_now(), ttl, max) else {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("ttl_secs {ttl} exceeds auth.play_token_max_ttl_secs ({max})"),
+        ));
+    };
     let token = play_token::sign(secret.as_bytes(), &req.app, &req.stream, expires_at);
     Ok(
         Json(

@@ -86,6 +86,7 @@ pub async fn run(
         nodes: NodeReports::new(conn, &prefix),
         webhooks,
         play_token_secret: settings.auth.play_token_secret.clone(),
+        play_token_max_ttl_secs: settings.auth.play_token_max_ttl_secs,
         declared,
         relay_statuses,
     });

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use liverelay_auth::{sign_hex, unix_now};
 use liverelay_config::WebhookSettings;
+use liverelay_config::redact::without_query;
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_registry::RedisConn;
 use serde::Serialize;
@@ -161,23 +162,29 @@ impl Dispatcher {
             let outcome = match request.body(body.clone()).send().await {
                 Ok(r) if r.status().is_success() => Ok(()),
                 Ok(r) => Err(format!("answered {}", r.status())),
-                Err(e) => Err(e.to_string()),
+                // reqwest's text names the URL, query and all.
+                Err(e) => Err(e.without_url().to_string()),
             };
             match outcome {
                 Ok(()) => {
                     self.count(event.kind, "delivered");
-                    info!(url = %target.url, event = event.kind, id = %event.id, attempt, "webhook delivered");
+                    info!(url = without_query(&target.url), event = event.kind, id = %event.id, attempt, "webhook delivered");
                     return;
                 }
                 Err(why) if attempt < target.max_attempts => {
                     self.count(event.kind, "retried");
-                    warn!(url = %target.url, event = event.kind, attempt, "webhook delivery failed ({why}); retrying in {delay:?}");
+                    warn!(
+                        url = without_query(&target.url),
+                        event = event.kind,
+                        attempt,
+                        "webhook delivery failed ({why}); retrying in {delay:?}"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(60));
                 }
                 Err(why) => {
                     self.count(event.kind, "failed");
-                    warn!(url = %target.url, event = event.kind, id = %event.id, attempt, "webhook given up: {why}");
+                    warn!(url = without_query(&target.url), event = event.kind, id = %event.id, attempt, "webhook given up: {why}");
                     return;
                 }
             }
