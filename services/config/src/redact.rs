@@ -49,9 +49,12 @@ pub fn redis_urls(urls: &str) -> String {
             let authority_end = rest.find('/').unwrap_or(rest.len());
             match rest[..authority_end].rsplit_once('@') {
                 Some((user_info, host)) => {
-                    let user = user_info.split_once(':').map_or(user_info, |(u, _)| u);
-                    let path = &rest[authority_end..];
-                    format!("{scheme}://{user}:{REDACTED}@{host}{}", url_text(path))
+                    let path = url_text(&rest[authority_end..]);
+                    match user_info.split_once(':') {
+                        Some((user, _)) => format!("{scheme}://{user}:{REDACTED}@{host}{path}"),
+                        // A user name alone is no secret.
+                        None => format!("{scheme}://{user_info}@{host}{path}"),
+                    }
                 }
                 None => url_text(url),
             }
@@ -103,6 +106,7 @@ mod tests {
             redis_urls("redis://127.0.0.1:6379"),
             "redis://127.0.0.1:6379"
         );
+        assert_eq!(redis_urls("redis://user@h:6379"), "redis://user@h:6379");
         assert_eq!(
             redis_urls("redis://h:6379/0?password=pw3"),
             "redis://h:6379/0?<redacted>"
