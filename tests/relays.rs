@@ -622,6 +622,118 @@ fn stalled_pull_reconnects_after_the_stall_timeout() {
     });
 }
 
+/// A TCP proxy in front of `target` that forwards both ways until it has passed `budget`
+/// bytes from the client; from then on it holds the connection open and reads nothing more
+/// (with a small receive buffer, so the client's writes block soon): a target that accepted,
+/// took the publish and went deaf. Later connections are forwarded the same way.
+async fn deaf_proxy(target: std::net::SocketAddr, budget: usize) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(upstream) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (mut client_r, mut client_w) = client.into_split();
+            let (mut up_r, mut up_w) = upstream.into_split();
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut up_r, &mut client_w).await;
+            });
+            tokio::spawn(async move {
+                let mut left = budget;
+                let mut buf = vec![0u8; 1024];
+                while left > 0 {
+                    let want = left.min(buf.len());
+                    match client_r.read(&mut buf[..want]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            left -= n;
+                            if up_w.write_all(&buf[..n]).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                // Hold the socket, read nothing, until the test ends.
+                std::future::pending::<()>().await;
+                drop(client_r);
+            });
+        }
+    });
+    addr
+}
+
+/// A push whose target accepted the connection, took the publish and then stopped reading:
+/// the stall timeout covers writes, so the relay leaves "live" and tries again instead of
+/// hanging in a write forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_a_target_that_stops_reading_stalls_and_retries() {
+    const STALL_MS: u64 = 1000;
+    let nginx = Nginx::start();
+    // Enough for the handshake, connect, publish and the first frames.
+    let proxy = deaf_proxy(
+        format!("127.0.0.1:{}", nginx.port).parse().unwrap(),
+        32 * 1024,
+    )
+    .await;
+    let dir = TempDir::new("relay-push-deaf");
+    let target = format!("rtmp://{proxy}/live/out");
+    let stall = format!("stall_timeout_ms = {STALL_MS}");
+    let server = start(
+        "standalone",
+        &config(&dir, &relay("push", &target, "live/foo", &stall)),
+        &[],
+    );
+    // Fifty times the media's pace: whatever the kernel buffers (it grows a blocked
+    // sender's buffer towards megabytes), the writes block within seconds.
+    let _publisher = spawn_logged(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-stream_loop", "-1"])
+            .args(["-readrate", "50", "-i"])
+            .arg(sample_flv())
+            .args(["-c", "copy", "-f", "flv", &server.url("live/foo")]),
+        &dir.path("pub.log"),
+    );
+    let row = wait_relay(&server, Duration::from_secs(15), "live", |r| {
+        r["state"] == "live"
+    });
+    let id = row["id"].as_str().unwrap().to_owned();
+    let deaf = Instant::now();
+    let stalled = || {
+        server
+            .metric(&format!(
+                "liverelay_static_relay_attempts_total{{relay=\"{id}\",reason=\"stalled\"}}"
+            ))
+            .unwrap_or(0.0)
+    };
+    // The socket buffers fill first (about 4 s here), then one stall timeout.
+    let deadline = deaf + Duration::from_secs(30);
+    while stalled() < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "push still {:?} 30 s after going live with a target that stopped reading\nlog:\n{}",
+            relays(&server)[0]["state"],
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("push: stalled {:?} after going live", deaf.elapsed());
+    assert!(
+        server
+            .log()
+            .contains(&format!("target read nothing for {STALL_MS} ms")),
+        "no log line with the reason:\n{}",
+        server.log()
+    );
+    wait_relay(&server, Duration::from_secs(5), "out of live", |r| {
+        r["state"] != "live"
+    });
+}
+
 /// A relay whose peer refuses is tried `max_attempts` times, then given up: `stopped`, the
 /// last error kept, and no further attempt.
 #[test]

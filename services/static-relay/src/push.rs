@@ -53,7 +53,17 @@ impl Attempt for Push {
                         ViewerItem::Published => {}
                     }
                 }
-                client.flush().await?;
+                // A target that accepted the connection but stopped reading must not hold the
+                // relay "live" forever: the stall timeout bounds every write too.
+                let stall = self.spec.reconnect.stall_timeout;
+                tokio::time::timeout(stall, client.flush())
+                    .await
+                    .map_err(|_| {
+                        Failure::new(
+                            "stalled",
+                            format!("target read nothing for {} ms", stall.as_millis()),
+                        )
+                    })??;
                 if ended {
                     return Ok(());
                 }
