@@ -123,6 +123,34 @@ async fn empty_media_floods_never_become_frames() {
     bystander.assert_every_frame();
 }
 
+/// One connection may ask for only so many plays a minute (and in all): a client cannot make
+/// a server look up and wait for name after name on one socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plays_per_connection_are_limited() {
+    let dir = TempDir::new("plays-per-connection");
+    let server = Server::start_with(&[("LIVERELAY_RTMP__MAX_PLAYS_PER_MINUTE", "3")]);
+    let bystander = Bystander::start(&server, "cam", &dir);
+    let mut churner = RtmpClient::connect(server.rtmp, "live").await;
+    for i in 0..3 {
+        churner.play(&format!("name{i}")).await;
+    }
+    let mark = server.log_mark();
+    assert_eq!(churner.play_status("name3").await, "NetStream.Play.Failed");
+    assert!(server.wait_log_since(
+        mark,
+        "more than 3 plays a minute on one connection",
+        Duration::from_secs(5)
+    ));
+    assert!(
+        churner.closed_by_server(Duration::from_secs(5)).await,
+        "the connection is closed"
+    );
+    // Another connection has its own budget.
+    let mut player = RtmpClient::connect(server.rtmp, "live").await;
+    player.play("cam").await;
+    bystander.assert_every_frame();
+}
+
 /// An edge pulls at most `cluster.max_upstreams` streams at once, so plays of made-up names
 /// cannot spawn work without bound; it announces that a viewer waits (`{prefix}:wants`) only
 /// while one does, at most once a second per stream, and never on the publish/unpublish

@@ -227,6 +227,9 @@ pub struct RtmpSettings {
     pub max_connections: usize,
     /// Connections one client address may hold at once (0: no limit of its own).
     pub max_connections_per_ip: usize,
+    /// Plays one connection may ask for in all, and within a minute (0: no limit).
+    pub max_plays_per_connection: u32,
+    pub max_plays_per_minute: u32,
     pub tcp_nodelay: bool,
     /// On SIGTERM: how long existing connections may go on before they are closed.
     pub drain_grace_secs: u64,
@@ -255,6 +258,8 @@ impl Default for RtmpSettings {
             idle_timeout_secs: 60,
             max_connections: 10_000,
             max_connections_per_ip: 0,
+            max_plays_per_connection: 100,
+            max_plays_per_minute: 20,
             // Nagle on, as nginx-rtmp runs: measured (bench/RESULTS.md) it halves the CPU per
             // player at moderate load without raising delivery latency on loopback.
             tcp_nodelay: false,
@@ -519,6 +524,8 @@ impl Settings {
             idle_timeout: Duration::from_secs(r.idle_timeout_secs),
             max_connections: r.max_connections,
             max_connections_per_ip: r.max_connections_per_ip,
+            max_plays_per_connection: r.max_plays_per_connection,
+            max_plays_per_minute: r.max_plays_per_minute,
             tcp_nodelay: r.tcp_nodelay,
             write_coalesce: Duration::from_millis(r.write_coalesce_ms),
             ..RtmpServerConfig::default()

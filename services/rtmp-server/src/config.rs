@@ -16,6 +16,9 @@ pub struct RtmpServerConfig {
     /// Connections one client address may hold at once, within `max_connections` (0: no
     /// limit of its own).
     pub max_connections_per_ip: usize,
+    /// Plays one connection may ask for in all, and within a minute (0: no limit).
+    pub max_plays_per_connection: u32,
+    pub max_plays_per_minute: u32,
     pub tcp_nodelay: bool,
     /// Frames written to a viewer in one vectored write at most.
     pub max_batch_frames: usize,
@@ -33,6 +36,8 @@ impl Default for RtmpServerConfig {
             idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             max_connections_per_ip: 0,
+            max_plays_per_connection: 100,
+            max_plays_per_minute: 20,
             tcp_nodelay: false,
             max_batch_frames: 256,
             write_coalesce: Duration::ZERO,

@@ -21,6 +21,7 @@ use crate::access::{Access, Action, Admission, ClientInfo, StreamAttempt};
 use crate::config::RtmpServerConfig;
 use crate::drain::{Phase, reached};
 use crate::listener::Services;
+use crate::play_budget::PlayBudget;
 use crate::policy::{Refusal, StreamPolicy, Ticket};
 use crate::sessions::{Registered, SessionInfo, SessionRole, Sessions};
 use crate::write::{Transport, try_write_all_vectored, write_all_vectored};
@@ -131,6 +132,7 @@ pub struct Connection<S> {
     publishing: Option<Publishing>,
     playing: Option<Playing>,
     closing: Option<CloseReason>,
+    plays: PlayBudget,
     last_read: Instant,
     out: VecDeque<Bytes>,
     items: Vec<ViewerItem>,
@@ -161,6 +163,7 @@ impl<S: Transport> Connection<S> {
         rand::fill(&mut random[..]);
         let epoch = started.elapsed().as_millis() as u32;
         let session = ServerSession::new(config.session, &random, epoch);
+        let plays = PlayBudget::new(config.max_plays_per_connection, config.max_plays_per_minute);
         Self {
             socket,
             id,
@@ -177,6 +180,7 @@ impl<S: Transport> Connection<S> {
             publishing: None,
             playing: None,
             closing: None,
+            plays,
             last_read: Instant::now(),
             out: VecDeque::new(),
             items: Vec::new(),
@@ -746,6 +750,13 @@ impl<S: Transport> Connection<S> {
 
     /// The name was checked by the session before this event, as for a publish.
     async fn on_play(&mut self, req: PlayRequest) {
+        if let Err(over) = self.plays.take(Instant::now()) {
+            let refusal = Refusal {
+                code: code::PLAY_FAILED,
+                description: over.to_string(),
+            };
+            return self.refuse_play(&req, None, refusal, "too many plays");
+        }
         let action = Action::Play {
             start: req.start,
             duration: req.duration,

@@ -9,6 +9,7 @@ mod config;
 mod connection;
 mod drain;
 mod listener;
+mod play_budget;
 mod policy;
 mod sessions;
 mod slots;
