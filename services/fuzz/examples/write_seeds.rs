@@ -6,17 +6,35 @@ use std::path::Path;
 
 use liverelay_fuzz::seeds;
 
+type Seeds = fn() -> Vec<(&'static str, Vec<u8>)>;
+type Dictionary = fn() -> Vec<Vec<u8>>;
+
 fn main() -> std::io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let dir = corpus.join("server_session");
-    std::fs::create_dir_all(&dir)?;
-    for (name, input) in seeds::server_session() {
-        std::fs::write(dir.join(name), &input)?;
-        println!("{name}: {} bytes", input.len());
+    let targets: [(&str, Seeds, Dictionary); 2] = [
+        (
+            "server_session",
+            seeds::server_session,
+            seeds::server_session_dictionary,
+        ),
+        (
+            "chunk_decoder",
+            seeds::chunk_decoder,
+            seeds::chunk_decoder_dictionary,
+        ),
+    ];
+    for (target, seeds, dictionary) in targets {
+        let dir = corpus.join(target);
+        std::fs::create_dir_all(&dir)?;
+        for (name, input) in seeds() {
+            std::fs::write(dir.join(name), &input)?;
+            println!("{target}/{name}: {} bytes", input.len());
+        }
+        let dict: String = dictionary()
+            .iter()
+            .map(|e| seeds::dictionary_line(e) + "\n")
+            .collect();
+        std::fs::write(corpus.join(format!("{target}.dict")), dict)?;
     }
-    let dict: String = seeds::server_session_dictionary()
-        .iter()
-        .map(|e| seeds::dictionary_line(e) + "\n")
-        .collect();
-    std::fs::write(corpus.join("server_session.dict"), dict)
+    Ok(())
 }

@@ -13,6 +13,7 @@
 //! Adding a target: a module with a `fuzz(&[u8])` function, an entry in [`TARGETS`], a binary in
 //! `libfuzzer/fuzz_targets/<name>.rs` and seeds in `corpus/<name>/`.
 
+pub mod chunk_decoder;
 pub mod output;
 pub mod seeds;
 pub mod server_session;
@@ -24,7 +25,13 @@ pub struct Target {
     pub run: fn(&[u8]),
 }
 
-pub const TARGETS: &[Target] = &[Target {
-    name: "server_session",
-    run: server_session::fuzz,
-}];
+pub const TARGETS: &[Target] = &[
+    Target {
+        name: "server_session",
+        run: server_session::fuzz,
+    },
+    Target {
+        name: "chunk_decoder",
+        run: chunk_decoder::fuzz,
+    },
+];

@@ -3,7 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use liverelay_rtmp::amf::{self, Amf0Value};
-use liverelay_rtmp::chunk::encode_message;
+use liverelay_rtmp::chunk::{ChunkEncoder, encode_message};
 use liverelay_rtmp::handshake::{ClientKind, HANDSHAKE_SIZE};
 use liverelay_rtmp::message::{RawMessage, UserControl, csid, type_id};
 use liverelay_rtmp::session::{
@@ -57,6 +57,97 @@ pub fn server_session() -> Vec<(&'static str, Vec<u8>)> {
             record(REJECT_STREAMS, ClientKind::Simple, 4096, publish_then_play),
         ),
     ]
+}
+
+/// Seeds for `chunk_decoder`: (file name, input). Byte 0 is the read size less one; the rest
+/// is what the project's chunk encoder writes (with header compression) for sample media and
+/// control messages.
+pub fn chunk_decoder() -> Vec<(&'static str, Vec<u8>)> {
+    let media: Vec<RawMessage> = sample_media()
+        .into_iter()
+        .map(|m| RawMessage {
+            timestamp: m.timestamp as u32,
+            type_id: match m.kind {
+                MediaKind::Audio => type_id::AUDIO,
+                MediaKind::Video => type_id::VIDEO,
+                _ => type_id::DATA_AMF0,
+            },
+            stream_id: 1,
+            payload: m.payload,
+        })
+        .collect();
+    // Media at the default chunk size (the keyframe spans several chunks), read 7 bytes at once.
+    let mut small = vec![6];
+    let mut encoder = ChunkEncoder::default();
+    let mut out = BytesMut::new();
+    for (i, msg) in media.iter().enumerate() {
+        // Audio and video on chunk streams of their own, as clients send them.
+        encoder.write(4 + (i % 2) as u32, msg, &mut out);
+    }
+    small.extend_from_slice(&out);
+    // Set Chunk Size 4096 first, then the same media in large chunks, read whole.
+    let mut large = vec![255];
+    large.extend(control(
+        type_id::SET_CHUNK_SIZE,
+        4096u32.to_be_bytes().to_vec(),
+    ));
+    let mut encoder = ChunkEncoder::default();
+    encoder.set_chunk_size(4096);
+    let mut out = BytesMut::new();
+    for msg in &media {
+        encoder.write(6, msg, &mut out);
+    }
+    large.extend_from_slice(&out);
+    // The first chunk of the keyframe, an Abort of its chunk stream, then a whole message.
+    let mut abort = vec![0];
+    let keyframe = encode_message(4, &media[3], 128);
+    abort.extend_from_slice(&keyframe[..140]);
+    abort.extend(control(type_id::ABORT, 4u32.to_be_bytes().to_vec()));
+    abort.extend_from_slice(&encode_message(5, &media[4], 128));
+    // One byte over the message limit, in a single chunk: the decoder must refuse it (files
+    // named `reject-*` must end in an error).
+    let mut over = vec![255];
+    over.extend(control(
+        type_id::SET_CHUNK_SIZE,
+        65536u32.to_be_bytes().to_vec(),
+    ));
+    let big = RawMessage {
+        payload: Bytes::from(vec![
+            0x27;
+            crate::chunk_decoder::LIMITS.max_message_size as usize
+                + 1
+        ]),
+        ..media[5].clone()
+    };
+    over.extend_from_slice(&encode_message(6, &big, 65536));
+    vec![
+        ("media-small-chunks", small),
+        ("media-large-chunks", large),
+        ("abort", abort),
+        ("reject-message-over-limit", over),
+    ]
+}
+
+/// Dictionary for `chunk_decoder`: basic headers of each form, an extended timestamp and the
+/// control messages the decoder's owner applies.
+pub fn chunk_decoder_dictionary() -> Vec<Vec<u8>> {
+    let mut entries: Vec<Vec<u8>> = vec![
+        b"\x03".to_vec(),
+        b"\x43".to_vec(),
+        b"\x83".to_vec(),
+        b"\xc3".to_vec(),
+        b"\x00\x40".to_vec(),
+        b"\x01\xff\xff".to_vec(),
+        b"\xff\xff\xff".to_vec(),
+    ];
+    for (kind, value) in [
+        (type_id::SET_CHUNK_SIZE, 1u32),
+        (type_id::SET_CHUNK_SIZE, 65536),
+        (type_id::ABORT, 4),
+    ] {
+        entries.push(control(kind, value.to_be_bytes().to_vec()));
+    }
+    entries
 }
 
 /// A client talking to a recording [`Harness`]: what the client sends becomes the input.

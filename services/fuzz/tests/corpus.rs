@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use liverelay_fuzz::{TARGETS, server_session};
+use liverelay_fuzz::{TARGETS, chunk_decoder, server_session};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -89,6 +89,22 @@ fn server_session_seeds_reach_connect_publish_and_play() {
     assert!(total.acknowledgements > 0, "{total:?}");
 }
 
+/// The chunk-decoder seeds decode cleanly, whole messages and all, so mutations start from
+/// valid streams (with Set Chunk Size and Abort among them); `reject-*` seeds end in an error.
+#[test]
+fn chunk_decoder_seeds_decode_every_message() {
+    for (path, data) in corpus("chunk_decoder") {
+        let (messages, error) = chunk_decoder::decode(&data[1..], 1 + data[0] as usize);
+        let name = path.file_name().unwrap().to_string_lossy();
+        assert_eq!(
+            error.is_some(),
+            name.starts_with("reject-"),
+            "{name}: {error:?}"
+        );
+        assert!(!messages.is_empty(), "{name}: {messages:?}");
+    }
+}
+
 /// The generator still runs against today's client and server (it asserts every step got its
 /// reply), and what it makes passes the target.
 #[test]
@@ -97,6 +113,13 @@ fn seed_generator_works() {
         replay(
             &format!("generated seed {name}"),
             server_session::fuzz,
+            &input,
+        );
+    }
+    for (name, input) in liverelay_fuzz::seeds::chunk_decoder() {
+        replay(
+            &format!("generated seed {name}"),
+            chunk_decoder::fuzz,
             &input,
         );
     }
