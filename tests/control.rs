@@ -848,9 +848,15 @@ fn restream_targets_follow_the_stream_key() {
 
     let _publisher =
         looping_publisher(&ingest.url(&format!("live/{secret}")), &dir.path("pub.log"));
+    // Relay URLs and remote errors are for the admin only.
+    let (status, rows) = api(p.control.http, "GET", "/v1/relays", None, "");
+    assert_eq!(
+        status, 401,
+        "GET /v1/relays without the admin token: {rows}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let relay = loop {
-        let (_, rows) = api(p.control.http, "GET", "/v1/relays", None, "");
+        let (_, rows) = p.api("GET", "/v1/relays", "");
         let live = rows["relays"]
             .as_array()
             .unwrap()

@@ -181,3 +181,42 @@ fn an_oversized_body_gets_413_on_any_route() {
     let (status, _) = http_request(server.http, "GET", "/healthz", None, &"x".repeat(1000));
     assert_eq!(status, 200, "a small body is fine");
 }
+
+/// Commands Redis has run so far (`INFO stats`).
+fn redis_commands(redis: &support::redis::RedisServer) -> u64 {
+    let info = redis.cli(&["INFO", "stats"]).unwrap();
+    info.lines()
+        .find_map(|l| l.trim().strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no total_commands_processed in {info}"))
+}
+
+/// The open route lookup on control costs Redis round trips: a flood of lookups for one
+/// stream reuses the answer (500 ms) instead of asking Redis for each.
+#[test]
+fn a_flood_of_route_lookups_costs_redis_one_lookup_per_stream_per_interval() {
+    let redis = support::redis::RedisServer::start();
+    let control = Server::start_role(
+        "control",
+        &["--redis-url", &redis.url()],
+        &[
+            ("LIVERELAY_CLUSTER_TOKEN", "route-test-token"),
+            ("LIVERELAY_ADMIN_TOKEN", "admin"),
+        ],
+    );
+    const LOOKUPS: u64 = 200;
+    let before = redis_commands(&redis);
+    let start = Instant::now();
+    for _ in 0..LOOKUPS {
+        let (status, body) = http_get(control.http, "/v1/streams/live/nobody/route");
+        assert_eq!(status, 404, "{body}");
+    }
+    let took = start.elapsed();
+    let commands = redis_commands(&redis) - before;
+    // One lookup per 500 ms plus control's own background traffic; uncached, one per request.
+    let allowed = 20 + 4 * (took.as_millis() as u64 / 500 + 1);
+    assert!(
+        commands < allowed.min(LOOKUPS),
+        "{LOOKUPS} route lookups in {took:?} ran {commands} Redis commands (allowed {allowed})"
+    );
+}

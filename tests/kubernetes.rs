@@ -135,7 +135,7 @@ fn relay_resources_start_report_and_stop_relays() {
         json!(["liverelay.io/relay"])
     );
     // Control's relay list shows the same relay, held by the ingest.
-    let (code, body) = control.http_get("/v1/relays");
+    let (code, body) = http_request(control.http, "GET", "/v1/relays", Some("admin"), "");
     assert_eq!(code, 200, "{body}");
     let rows: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(

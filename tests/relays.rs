@@ -43,14 +43,19 @@ fn pull(url: &str, stream: &str, extra: &str) -> String {
     )
 }
 
+/// The admin token every server here is started with: `GET /v1/relays` answers only with it.
+const ADMIN: &str = "relay-test-admin";
+
 fn start(role: &str, config: &std::path::Path, env: &[(&str, &str)]) -> Server {
     let path = config.to_str().unwrap();
-    Server::start_role(role, &["--config", path], env)
+    let mut env = env.to_vec();
+    env.push(("LIVERELAY_ADMIN_TOKEN", ADMIN));
+    Server::start_role(role, &["--config", path], &env)
 }
 
 /// Rows of `GET /v1/relays`.
 fn relays(server: &Server) -> Vec<serde_json::Value> {
-    let (status, body) = server.http_get("/v1/relays");
+    let (status, body) = http_request(server.http, "GET", "/v1/relays", Some(ADMIN), "");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["relays"].as_array().unwrap().clone()
@@ -126,6 +131,12 @@ fn push_to_nginx() {
     let dir = TempDir::new("relay-push");
     let relays_toml = relay("push", &nginx.url("live/secret-stream-key"), "live/foo", "");
     let server = start("standalone", &config(&dir, &relays_toml), &[]);
+    // Relay URLs and remote errors are for the admin only.
+    for token in [None, Some("wrong")] {
+        let (status, body) = http_request(server.http, "GET", "/v1/relays", token, "");
+        assert_eq!(status, 401, "GET /v1/relays with {token:?}: {body}");
+        assert!(!body.contains(&nginx.port.to_string()), "{body}");
+    }
     let row = &relays(&server)[0];
     assert_eq!(row["state"], "stopped", "nothing to push yet: {row}");
     assert!(!row["url"].as_str().unwrap().contains("secret"), "{row}");

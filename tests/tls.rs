@@ -430,7 +430,7 @@ fn wait_relay_row(
 ) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, body) = server.http_get("/v1/relays");
+        let (_, body) = http_request(server.http, "GET", "/v1/relays", Some("admin"), "");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         let row = v["relays"]
             .as_array()
@@ -487,7 +487,11 @@ fn push_and_pull_relays_to_a_real_rtmps_server() {
         .concat(),
     )
     .unwrap();
-    let server = Server::start_role("standalone", &["--config", s(&conf)], &[]);
+    let server = Server::start_role(
+        "standalone",
+        &["--config", s(&conf)],
+        &[("LIVERELAY_ADMIN_TOKEN", "admin")],
+    );
 
     // Pull: the stream nginx has, through TLS, plays from liverelay.
     server.wait_live("live", "pulled", Duration::from_secs(20));

@@ -10,11 +10,13 @@
 //! | `GET`/`POST /v1/keys/{id}/targets`, `DELETE .../targets/{target}` | restream targets of a key |
 //! | `POST /v1/play-tokens` | a signed playback token |
 //! | `GET /v1/streams` | live streams with owner, codecs, bitrate, viewers per edge |
-//! | `GET /v1/streams/{app}/{stream}/route` | the edge a new viewer should use (open) |
+//! | `GET /v1/streams/{app}/{stream}/route` | the edge a new viewer should use (open; cached 500 ms per stream) |
 //! | `POST /v1/streams/{app}/{stream}/drop` | end a stream's publisher or viewers |
-//! | `GET /v1/relays` | static relays (config, restream targets, `Relay` resources): owner, state, errors (open) |
+//! | `GET /v1/relays` | static relays (config, restream targets, `Relay` resources): owner, state, errors |
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -40,6 +42,40 @@ struct Api {
     admin_token: Arc<str>,
     ready: Readiness,
     metrics: Arc<Metrics>,
+    routes: Arc<RouteCache>,
+}
+
+/// How long a route answer is reused: the open route endpoint costs Redis round trips, so a
+/// flood of lookups costs one per stream per this; short, so a draining edge leaves routing at
+/// once (well within the report interval).
+const ROUTE_TTL: Duration = Duration::from_millis(500);
+/// Streams whose answer is kept at once; made-up names cannot grow it beyond.
+const ROUTE_CACHE_MAX: usize = 10_000;
+
+type RouteAnswer = Result<serde_json::Value, (StatusCode, String)>;
+
+/// Route answers by stream (a Redis failure is not kept).
+#[derive(Default)]
+struct RouteCache(Mutex<HashMap<(String, String), (Instant, RouteAnswer)>>);
+
+impl RouteCache {
+    fn get(&self, key: &(String, String)) -> Option<RouteAnswer> {
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(key)
+            .filter(|(at, _)| at.elapsed() < ROUTE_TTL)
+            .map(|(_, answer)| answer.clone())
+    }
+
+    fn put(&self, key: (String, String), answer: RouteAnswer) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= ROUTE_CACHE_MAX {
+            map.retain(|_, (at, _)| at.elapsed() < ROUTE_TTL);
+            if map.len() >= ROUTE_CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, (Instant::now(), answer));
+    }
 }
 
 /// An API failure as a status and `{"error": ...}`.
@@ -115,6 +151,7 @@ pub fn router(
             admin_token: admin_token.into(),
             ready,
             metrics,
+            routes: Arc::default(),
         })
 }
 
@@ -314,7 +351,24 @@ async fn streams(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
 }
 
 async fn route(State(api): State<Api>, Path((app, stream)): Path<(String, String)>) -> ApiResult {
-    let key = liverelay_hub::StreamKey::new(app.clone(), stream.clone());
+    let key = (app, stream);
+    let answer = match api.routes.get(&key) {
+        Some(answer) => answer,
+        None => {
+            let answer = find_route(&api, &key.0, &key.1).await?;
+            api.routes.put(key, answer.clone());
+            answer
+        }
+    };
+    match answer {
+        Ok(route) => Ok(Json(route).into_response()),
+        Err((status, why)) => Err(ApiError(status, why)),
+    }
+}
+
+/// The answer for a viewer of `app/stream` from Redis; `Err` only when Redis failed.
+async fn find_route(api: &Api, app: &str, stream: &str) -> Result<RouteAnswer, ApiError> {
+    let key = liverelay_hub::StreamKey::new(app.to_owned(), stream.to_owned());
     if api
         .core
         .registry
@@ -323,19 +377,16 @@ async fn route(State(api): State<Api>, Path((app, stream)): Path<(String, String
         .map_err(unavailable)?
         .is_none()
     {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("{key} is not live"),
-        ));
+        return Ok(Err((StatusCode::NOT_FOUND, format!("{key} is not live"))));
     }
     let reports = api.core.nodes.list().await.map_err(unavailable)?;
-    match live::route(&reports, &app, &stream) {
-        Some(route) => Ok(Json(route).into_response()),
-        None => Err(ApiError(
+    Ok(match live::route(&reports, app, stream) {
+        Some(route) => Ok(json!(route)),
+        None => Err((
             StatusCode::SERVICE_UNAVAILABLE,
             "no edge is available".into(),
         )),
-    }
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -442,7 +493,8 @@ async fn remove_target(
 }
 
 /// What the pods report for every relay they hold, plus declared relays no pod has taken yet.
-async fn relays(State(api): State<Api>) -> ApiResult {
+async fn relays(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
+    api.admin(&headers)?;
     let held = api.core.relay_statuses.list().await.map_err(unavailable)?;
     let declared = api.core.declared.list().await.map_err(unavailable)?;
     let mut rows: Vec<serde_json::Value> = held.iter().map(|s| json!(s)).collect();

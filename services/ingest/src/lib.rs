@@ -97,6 +97,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             declared: Some(DeclaredRelays::new(redis.conn(), redis.key_prefix())),
         },
     );
+    // `GET /v1/relays` answers only with it.
+    let admin_token = settings.control.admin_token.clone();
     Node {
         role: "ingest",
         settings,
@@ -107,7 +109,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             ("relay gRPC server", Box::pin(grpc)),
             ("static relays", relays.run()),
         ],
-        api: Some(liverelay_static_relay::router(relays)),
+        api: Some(liverelay_static_relay::router(
+            relays,
+            admin_token.as_deref(),
+        )),
         redis: Some(redis),
     }
     .run(shutdown)

@@ -33,6 +33,8 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             declared: None,
         },
     );
+    // `GET /v1/relays` answers only with it.
+    let admin_token = settings.control.admin_token.clone();
     Node {
         role: "standalone",
         settings,
@@ -40,7 +42,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         policy,
         metrics,
         tasks: vec![("static relays", relays.run())],
-        api: Some(liverelay_static_relay::router(relays)),
+        api: Some(liverelay_static_relay::router(
+            relays,
+            admin_token.as_deref(),
+        )),
         redis: None,
     }
     .run(shutdown)

@@ -1,22 +1,60 @@
 //! `GET /v1/relays`: every configured relay with its owner, state, last error, attempts and
 //! bytes. In a cluster the holder's status comes from Redis (any pod answers for all).
+//! Relay URLs and remote servers' errors are not for anyone on the network: the route needs
+//! the admin token (`control.admin_token`, `--admin-token`), and without one configured on the
+//! pod it answers nobody.
+
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
+use liverelay_relay::constant_time_eq;
 
 use crate::StaticRelays;
 use crate::status::RelayStatus;
 
-pub fn router(relays: StaticRelays) -> Router {
-    Router::new()
-        .route("/v1/relays", get(list))
-        .with_state(relays)
+#[derive(Clone)]
+struct Api {
+    relays: StaticRelays,
+    admin_token: Option<Arc<str>>,
 }
 
-async fn list(State(relays): State<StaticRelays>) -> (StatusCode, Json<serde_json::Value>) {
+pub fn router(relays: StaticRelays, admin_token: Option<&str>) -> Router {
+    Router::new()
+        .route("/v1/relays", get(list))
+        .with_state(Api {
+            relays,
+            admin_token: admin_token.map(Into::into),
+        })
+}
+
+/// `Authorization: Bearer <admin token>`, or why not.
+fn admitted(headers: &HeaderMap, token: Option<&str>) -> Result<(), &'static str> {
+    let Some(token) = token else {
+        return Err("relay details need an admin token: set control.admin_token on this pod");
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        Some(_) => Err("wrong admin token"),
+        None => Err("admin token required (Authorization: Bearer ...)"),
+    }
+}
+
+async fn list(State(api): State<Api>, headers: HeaderMap) -> (StatusCode, Json<serde_json::Value>) {
+    if let Err(why) = admitted(&headers, api.admin_token.as_deref()) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            Json(serde_json::json!({ "error": why })),
+        );
+    }
+    let relays = api.relays;
     let mut rows = relays.local_statuses();
     if let Some(shared) = relays.shared_status() {
         match shared.list().await {
