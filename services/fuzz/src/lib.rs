@@ -13,6 +13,7 @@
 //! Adding a target: a module with a `fuzz(&[u8])` function, an entry in [`TARGETS`], a binary in
 //! `libfuzzer/fuzz_targets/<name>.rs` and seeds in `corpus/<name>/`.
 
+pub mod amf;
 pub mod chunk_decoder;
 pub mod output;
 pub mod seeds;
@@ -33,5 +34,9 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "chunk_decoder",
         run: chunk_decoder::fuzz,
+    },
+    Target {
+        name: "amf",
+        run: amf::fuzz,
     },
 ];

@@ -2,7 +2,7 @@
 //! they are what real clients send. `examples/write_seeds.rs` writes them to `corpus/`.
 
 use bytes::{Bytes, BytesMut};
-use liverelay_rtmp::amf::{self, Amf0Value};
+use liverelay_rtmp::amf::{self, Amf0Value, Amf3Value};
 use liverelay_rtmp::chunk::{ChunkEncoder, encode_message};
 use liverelay_rtmp::handshake::{ClientKind, HANDSHAKE_SIZE};
 use liverelay_rtmp::message::{RawMessage, UserControl, csid, type_id};
@@ -147,6 +147,133 @@ pub fn chunk_decoder_dictionary() -> Vec<Vec<u8>> {
     ] {
         entries.push(control(kind, value.to_be_bytes().to_vec()));
     }
+    entries
+}
+
+/// AMF3 values of every kind the encoder writes.
+fn amf3_samples() -> Vec<Amf3Value> {
+    use Amf3Value as V;
+    let s = |t: &str| V::String(t.into());
+    vec![
+        V::Undefined,
+        V::Null,
+        V::Boolean(true),
+        V::Integer(-5),
+        V::Integer(0x0FFF_FFFF),
+        V::Double(0.5),
+        s("cam"),
+        V::XmlDocument("<a/>".into()),
+        V::Date(1.7e12),
+        V::Array {
+            assoc: vec![("k".into(), s("cam"))],
+            dense: vec![V::Integer(1), s("cam")],
+        },
+        V::Object {
+            class_name: Some("flash.Point".into()),
+            sealed: vec![("x".into(), V::Integer(1)), ("y".into(), V::Double(2.5))],
+            dynamic: vec![],
+        },
+        V::Object {
+            class_name: None,
+            sealed: vec![],
+            dynamic: vec![
+                ("app".into(), s("live")),
+                ("tcUrl".into(), s("rtmp://h/live")),
+            ],
+        },
+        V::Xml("<b/>".into()),
+        V::ByteArray(vec![1, 2, 3]),
+        V::VectorInt {
+            fixed: false,
+            items: vec![-1, 2],
+        },
+        V::VectorUint {
+            fixed: true,
+            items: vec![3],
+        },
+        V::VectorDouble {
+            fixed: false,
+            items: vec![1.5],
+        },
+        V::VectorObject {
+            fixed: false,
+            type_name: "*".into(),
+            items: vec![s("cam"), V::Null],
+        },
+        V::Dictionary {
+            weak_keys: false,
+            entries: vec![(s("k"), V::Integer(2))],
+        },
+    ]
+}
+
+/// Seeds for `amf`: byte 0 picks AMF0 (0) or AMF3 (1), then a message body the project's
+/// encoders wrote.
+pub fn amf() -> Vec<(&'static str, Vec<u8>)> {
+    let amf0 = |values: &[Amf0Value]| {
+        let mut input = vec![0];
+        input.extend_from_slice(&amf_body(values));
+        input
+    };
+    let n = Amf0Value::Number;
+    let connect = [
+        Amf0Value::String("connect".into()),
+        n(1.0),
+        Amf0Value::object([
+            ("app", Amf0Value::String("live".into())),
+            ("tcUrl", Amf0Value::String("rtmp://localhost/live".into())),
+            ("objectEncoding", n(3.0)),
+        ]),
+    ];
+    let others = [
+        Amf0Value::Boolean(false),
+        Amf0Value::Null,
+        Amf0Value::Undefined,
+        Amf0Value::StrictArray(vec![n(1.0), Amf0Value::String("x".into())]),
+        Amf0Value::Date {
+            millis: 1.7e12,
+            timezone: 0,
+        },
+        Amf0Value::TypedObject {
+            class_name: "Point".into(),
+            properties: vec![("x".into(), n(1.0))],
+        },
+        Amf0Value::XmlDocument("<a/>".into()),
+    ];
+    let avmplus: Vec<Amf0Value> = amf3_samples().into_iter().map(Amf0Value::Avmplus).collect();
+    let mut amf3 = vec![1];
+    for value in amf3_samples() {
+        let mut out = BytesMut::new();
+        amf::encode_amf3(&value, &mut out);
+        amf3.extend_from_slice(&out);
+    }
+    vec![
+        ("amf0-connect", amf0(&connect)),
+        ("amf0-metadata", {
+            let mut input = vec![0];
+            input.extend_from_slice(&sample_media()[0].payload);
+            input
+        }),
+        ("amf0-other-types", amf0(&others)),
+        ("amf0-avmplus", amf0(&avmplus)),
+        ("amf3-all-types", amf3),
+    ]
+}
+
+/// Dictionary for `amf`: markers of both formats, and references (which the encoders never
+/// write) to the first string, object and trait.
+pub fn amf_dictionary() -> Vec<Vec<u8>> {
+    let mut entries: Vec<Vec<u8>> = (0..=0x11u8).map(|m| vec![m]).collect();
+    entries.extend([
+        b"\x00\x00\x09".to_vec(),
+        b"\x07\x00\x00".to_vec(),
+        b"\x06\x00".to_vec(),
+        b"\x0a\x00".to_vec(),
+        b"\x0a\x01".to_vec(),
+        b"\x0a\x0b\x01".to_vec(),
+        b"\x01".to_vec(),
+        b"\xff\xff\xff\xff".to_vec(),
+    ]);
     entries
 }
 

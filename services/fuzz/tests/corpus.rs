@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use liverelay_fuzz::{TARGETS, chunk_decoder, server_session};
+use liverelay_fuzz::{TARGETS, amf, chunk_decoder, server_session};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -102,6 +102,22 @@ fn chunk_decoder_seeds_decode_every_message() {
             "{name}: {error:?}"
         );
         assert!(!messages.is_empty(), "{name}: {messages:?}");
+    }
+}
+
+/// The AMF seeds decode whole, so mutations start from valid bodies.
+#[test]
+fn amf_seeds_decode_whole() {
+    for (path, data) in corpus("amf") {
+        let (count, error) = if data[0] & 1 == 0 {
+            let (values, error) = amf::decode_amf0(&data[1..]);
+            (values.len(), error)
+        } else {
+            let (values, error) = amf::decode_amf3(&data[1..]);
+            (values.len(), error)
+        };
+        assert_eq!(error, None, "{}", path.display());
+        assert!(count >= 2, "{}: {count} values", path.display());
     }
 }
 
