@@ -11,7 +11,7 @@ type Dictionary = fn() -> Vec<Vec<u8>>;
 
 fn main() -> std::io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let targets: [(&str, Seeds, Dictionary); 3] = [
+    let targets: [(&str, Seeds, Dictionary); 4] = [
         (
             "server_session",
             seeds::server_session,
@@ -23,6 +23,7 @@ fn main() -> std::io::Result<()> {
             seeds::chunk_decoder_dictionary,
         ),
         ("amf", seeds::amf, seeds::amf_dictionary),
+        ("media_tag", seeds::media_tag, seeds::media_tag_dictionary),
     ];
     for (target, seeds, dictionary) in targets {
         let dir = corpus.join(target);

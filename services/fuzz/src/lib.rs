@@ -15,6 +15,7 @@
 
 pub mod amf;
 pub mod chunk_decoder;
+pub mod media_tag;
 pub mod output;
 pub mod seeds;
 pub mod server_session;
@@ -38,5 +39,9 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "amf",
         run: amf::fuzz,
+    },
+    Target {
+        name: "media_tag",
+        run: media_tag::fuzz,
     },
 ];

@@ -277,6 +277,46 @@ pub fn amf_dictionary() -> Vec<Vec<u8>> {
     entries
 }
 
+/// Seeds for `media_tag`: the sample media's audio and video payloads, and Enhanced RTMP
+/// audio and video headers of each codec.
+pub fn media_tag() -> Vec<(&'static str, Vec<u8>)> {
+    let names = [
+        "avc-sequence-header",
+        "aac-sequence-header",
+        "avc-keyframe",
+        "aac-frame",
+        "avc-inter-frame",
+        "hevc-enhanced-sequence-start",
+    ];
+    // Each distinct audio and video payload once, in order.
+    let mut media: Vec<Vec<u8>> = Vec::new();
+    for m in sample_media() {
+        let payload = m.payload.to_vec();
+        if matches!(m.kind, MediaKind::Audio | MediaKind::Video) && !media.contains(&payload) {
+            media.push(payload);
+        }
+    }
+    assert_eq!(media.len(), names.len());
+    let mut seeds: Vec<_> = names.into_iter().zip(media).collect();
+    seeds.extend([
+        ("av1-enhanced-keyframe", b"\x91av01\x0a\x0b".to_vec()),
+        ("vp9-enhanced-frames-x", b"\xa3vp09\x01".to_vec()),
+        ("opus-enhanced-sequence-start", b"\x90Opus\x01\x02".to_vec()),
+        ("video-info-frame", b"\x52\x00".to_vec()),
+    ]);
+    seeds
+}
+
+/// Dictionary for `media_tag`: the FourCCs the parsers know.
+pub fn media_tag_dictionary() -> Vec<Vec<u8>> {
+    [
+        "avc1", "hvc1", "av01", "vp09", "mp4a", "Opus", "fLaC", "ac-3", "ec-3", ".mp3",
+    ]
+    .iter()
+    .map(|f| f.as_bytes().to_vec())
+    .collect()
+}
+
 /// A client talking to a recording [`Harness`]: what the client sends becomes the input.
 struct Recorder {
     harness: Harness,

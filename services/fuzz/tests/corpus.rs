@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use liverelay_fuzz::{TARGETS, amf, chunk_decoder, server_session};
+use liverelay_rtmp::media::{VideoCodec, parse_audio, parse_video};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -119,6 +120,35 @@ fn amf_seeds_decode_whole() {
         assert_eq!(error, None, "{}", path.display());
         assert!(count >= 2, "{}: {count} values", path.display());
     }
+}
+
+/// The tag seeds hold keyframes, video and audio sequence headers, info frames and Enhanced
+/// RTMP codecs, so each branch of the parsers is a mutation away.
+#[test]
+fn media_tag_seeds_cover_frame_kinds() {
+    let files = corpus("media_tag");
+    let videos: Vec<_> = files.iter().filter_map(|(_, d)| parse_video(d)).collect();
+    assert!(
+        videos
+            .iter()
+            .any(|t| t.keyframe && t.codec == VideoCodec::Avc)
+    );
+    assert!(
+        videos
+            .iter()
+            .any(|t| t.keyframe && t.codec == VideoCodec::Av1)
+    );
+    assert!(
+        videos
+            .iter()
+            .any(|t| t.sequence_header && t.codec == VideoCodec::Hevc)
+    );
+    assert!(videos.iter().any(|t| t.info_only));
+    assert!(
+        files
+            .iter()
+            .any(|(_, d)| parse_audio(d).is_some_and(|t| t.sequence_header))
+    );
 }
 
 /// The generator still runs against today's client and server (it asserts every step got its
