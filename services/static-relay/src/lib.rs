@@ -149,7 +149,14 @@ impl StaticRelays {
                 continue;
             }
             let cell = StatusCell::new(&spec, self.context.metrics.clone());
-            let task = tokio::spawn(self.clone().run_one(spec.clone(), cell.clone()));
+            let this = self.clone();
+            let (s, c) = (spec.clone(), cell.clone());
+            let task = tokio::spawn(restart_on_panic(
+                spec.clone(),
+                cell.clone(),
+                self.context.metrics.clone(),
+                move || this.clone().run_one(s.clone(), c.clone()),
+            ));
             running.insert(
                 spec.id.clone(),
                 Running {
@@ -226,6 +233,48 @@ impl StaticRelays {
     }
 }
 
+/// Runs a relay's task again (after its backoff) whenever it panicked, so that one bug costs
+/// one relay a restart, not the relay for the pod's life; each panic is logged, counted
+/// (`static_relay_attempts_total{reason="panicked"}`) and kept as the relay's last error.
+async fn restart_on_panic<F, Fut>(
+    spec: RelaySpec,
+    status: StatusCell,
+    metrics: Arc<liverelay_metrics::Metrics>,
+    task: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut backoff =
+        liverelay_backoff::Backoff::new(spec.reconnect.initial_backoff, spec.reconnect.max_backoff);
+    loop {
+        // Aborted with this task (the relay is stopped), not left running.
+        let run = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(task()));
+        let Err(e) = run.await else { return };
+        if !e.is_panic() {
+            return;
+        }
+        let panic = e.into_panic();
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        metrics
+            .static_relay_attempts
+            .get_or_create(&liverelay_metrics::RelayReasonLabel {
+                relay: spec.id.clone(),
+                reason: "panicked",
+            })
+            .inc();
+        status.set_error(format!("panicked: {what}"));
+        status.set_state(RelayState::BackingOff);
+        let delay = backoff.next_delay();
+        tracing::error!(relay = %spec.id, panic = %what, retry_in_ms = delay.as_millis() as u64, "relay task panicked; restarting it");
+        tokio::time::sleep(delay).await;
+    }
+}
+
 /// Stops every running relay when the role task is dropped.
 struct AbortRunning(Arc<Mutex<BTreeMap<String, Running>>>);
 
@@ -233,5 +282,53 @@ impl Drop for AbortRunning {
     fn drop(&mut self) {
         let running = self.0.lock().unwrap_or_else(|e| e.into_inner());
         running.values().for_each(|r| r.task.abort());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::spec::RelayConfig;
+
+    #[tokio::test]
+    async fn a_panicked_relay_task_is_reported_and_restarted() {
+        let config = RelayConfig {
+            kind: RelayKind::Push,
+            url: "rtmp://target/live/out".into(),
+            stream: "live/foo".into(),
+            mode: RelayMode::Static,
+            initial_backoff_ms: 10,
+            max_backoff_ms: 10,
+            stall_timeout_ms: 1000,
+            max_attempts: None,
+            linger_secs: 10,
+            tls_ca: None,
+        };
+        let spec = RelaySpec::parse(0, &config).unwrap();
+        let metrics = Arc::new(liverelay_metrics::Metrics::new("standalone"));
+        let status = StatusCell::new(&spec, metrics.clone());
+        let runs = Arc::new(AtomicU32::new(0));
+        let counted = runs.clone();
+        // The first run panics, the second ends normally.
+        let task = move || {
+            let run = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                assert!(run > 0, "boom");
+            }
+        };
+        let restarted = restart_on_panic(spec.clone(), status.clone(), metrics.clone(), task);
+        tokio::time::timeout(Duration::from_secs(10), restarted)
+            .await
+            .expect("the task was not run again after its panic");
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        let last_error = status.get().last_error.unwrap_or_default();
+        assert!(last_error.contains("panicked: boom"), "{last_error}");
+        let series = format!(
+            "liverelay_static_relay_attempts_total{{relay=\"{}\",reason=\"panicked\"}} 1",
+            spec.id
+        );
+        assert!(metrics.render().contains(&series), "{}", metrics.render());
     }
 }
