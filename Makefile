@@ -4,9 +4,11 @@
 #   make lint   rustfmt and clippy, as CI runs them
 #   make k8s    regenerate k8s/base from the Helm chart
 #   make fuzz   fuzz each target in services/fuzz (`make test` only replays their corpus)
+#   make fuzz-ci   the same for FUZZ_CI_SECONDS (20 s) per target: the short run for CI
 
 CARGO ?= cargo
 FUZZ_SECONDS ?= 60
+FUZZ_CI_SECONDS ?= 20
 # Independent RTMP implementations for tests/interop.rs: GStreamer's rtmp2 and librtmp elements,
 # with what their pipelines encode, mux and decode.
 GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
@@ -14,7 +16,7 @@ GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugin
 GST_ELEMENTS := rtmp2sink rtmp2src rtmpsink videotestsrc audiotestsrc x264enc h264parse aacparse \
 	avenc_aac avdec_h264 flvmux flvdemux
 
-.PHONY: run build release test test-deps test-chart k8s lint fmt fuzz clean
+.PHONY: run build release test test-deps test-chart k8s lint fmt fuzz fuzz-ci clean
 
 # Python tools for the chart checks (real Helm engine, kubernetes-validate), in a venv.
 VENV := .venv
@@ -80,6 +82,13 @@ fuzz:
 		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --fuzz-dir libfuzzer $$t libfuzzer/corpus/$$t corpus/$$t \
 			-- -dict=$(CURDIR)/services/fuzz/corpus/$$t.dict -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
+
+# A short, fixed-time real fuzz run of every target, for a CI job of its own. Not part of
+# `make test`: the first run installs cargo-fuzz and builds every target with sanitizers on a
+# nightly-flagged toolchain, which takes minutes; `make test` instead replays the committed
+# corpus and a fixed batch of mutations (`cargo test -p liverelay-fuzz`, a few seconds).
+fuzz-ci:
+	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
 
 clean:
 	$(CARGO) clean
