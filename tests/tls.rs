@@ -781,7 +781,8 @@ fn publish_to_an_ingest_and_play_from_an_edge_over_rtmps() {
 }
 
 /// `http.tls_cert`/`tls_key`: health, readiness and metrics are served over HTTPS (checked by
-/// curl against the test's CA), and plain HTTP on that port gets no answer.
+/// curl against the test's CA), and plain HTTP on that port gets no answer. A slowloris client
+/// over TLS is closed at the header-read timeout as on plain HTTP.
 #[test]
 fn http_endpoints_over_https() {
     let pki = Pki::new("tls-pki");
@@ -801,7 +802,8 @@ fn http_endpoints_over_https() {
                 &http.to_string(),
             ])
             .env("LIVERELAY_HTTP__TLS_CERT", &leaf.cert)
-            .env("LIVERELAY_HTTP__TLS_KEY", &leaf.key),
+            .env("LIVERELAY_HTTP__TLS_KEY", &leaf.key)
+            .env("LIVERELAY_HTTP__HEADER_READ_TIMEOUT_SECS", "2"),
         &log,
     );
     let get = |path: &str| {
@@ -828,5 +830,39 @@ fn http_endpoints_over_https() {
         try_http_request(http, "GET", "/readyz", None, ""),
         None,
         "no plain HTTP"
+    );
+
+    // Headers trickled over TLS, a byte every 100 ms: openssl exits when the server closes.
+    let mut slow = ChildGuard::spawn(
+        Command::new("openssl")
+            .args(["s_client", "-quiet", "-CAfile", s(&ca.cert)])
+            .args(["-connect", &http.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let mut input = slow.stdin().expect("openssl's stdin");
+    let start = Instant::now();
+    let request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    for b in request.iter().chain(std::iter::repeat(&b'a')).take(150) {
+        if !slow.is_running() || std::io::Write::write_all(&mut input, &[*b]).is_err() {
+            break;
+        }
+        let _ = std::io::Write::flush(&mut input);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = start.elapsed();
+    assert!(
+        slow.wait_timeout(Duration::from_secs(1)).is_some(),
+        "a TLS client trickling headers for {took:?} was never closed"
+    );
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(10),
+        "closed after {took:?}, expected about the 2 s header-read timeout"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        logged.contains("request headers not received within 2s"),
+        "no log line with the reason:\n{logged}"
     );
 }

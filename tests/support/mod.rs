@@ -45,6 +45,11 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// The child's stdin, once, if it was spawned with `Stdio::piped()`.
+    pub fn stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
     /// Waits for the process to exit by itself; `None` if it is still running at `limit`.
     pub fn wait_timeout(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + limit;
