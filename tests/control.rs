@@ -89,18 +89,7 @@ fn api(
 
 /// The status a play of `name` (query included) gets, with `app` (query included).
 async fn play_status(addr: SocketAddr, app: &str, name: &str) -> String {
-    let mut client = RtmpClient::connect(addr, app).await;
-    let id = client.create_stream().await;
-    client.send_play(id, name);
-    match client
-        .expect(Duration::from_secs(5), |e| {
-            matches!(e, ClientEvent::Status { .. })
-        })
-        .await
-    {
-        Some(ClientEvent::Status { code, .. }) => code,
-        other => panic!("no play status: {other:?}"),
-    }
+    RtmpClient::connect(addr, app).await.play_status(name).await
 }
 
 /// Waits until the ffmpeg child exits; returns how long that took.
