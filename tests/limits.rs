@@ -311,8 +311,9 @@ async fn write_coalescing_batches_a_players_writes_and_keeps_every_frame() {
         .iter()
         .filter(|g| **g >= Duration::from_millis(100))
         .count();
+    // Generous above: a loaded machine adds pauses of its own; ignoring the window gives 1.
     assert!(
-        (6..=24).contains(&bursts),
+        (6..=40).contains(&bursts),
         "{bursts} bursts of pictures for 3 s at a 250 ms window; gaps over 100 ms: {:?}",
         gaps.iter()
             .filter(|g| **g >= Duration::from_millis(100))
