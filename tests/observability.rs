@@ -422,17 +422,9 @@ async fn a_publish_authorization_is_one_trace_across_ingest_and_control() {
         &["--redis-url", &url, "--control-url", &control_url],
         &env("test-ingest"),
     );
-    let (status, body) = http_request(
-        control.http,
-        "POST",
-        "/v1/keys",
-        Some("trace-admin"),
-        r#"{"app":"live","stream":"keyed"}"#,
-    );
-    assert_eq!(status, 201, "{body}");
-    let key: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let key = create_stream_key(control.http, "trace-admin", "live", "keyed");
     let mut publisher = RtmpClient::connect(ingest.rtmp, "live").await;
-    let (_, _, code) = publisher.publish(key["key"].as_str().unwrap()).await;
+    let (_, _, code) = publisher.publish(&key).await;
     assert_eq!(code, "NetStream.Publish.Start");
 
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -795,16 +787,8 @@ async fn every_dashboard_query_is_valid_and_selects_what_the_processes_expose() 
         &token,
     );
 
-    let (status, body) = http_request(
-        control.http,
-        "POST",
-        "/v1/keys",
-        Some("dashboard-admin"),
-        r#"{"app":"live","stream":"show"}"#,
-    );
-    assert_eq!(status, 201, "{body}");
-    let key: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let publish = format!("live/{}", key["key"].as_str().unwrap());
+    let key = create_stream_key(control.http, "dashboard-admin", "live", "show");
+    let publish = format!("live/{key}");
     let _publisher = looping_publisher(&ingest.url(&publish), &dir.path("pub.log"));
     ingest.wait_live("live", "show", Duration::from_secs(10));
     let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;

@@ -363,43 +363,21 @@ struct TlsProxy {
 
 impl TlsProxy {
     fn start(leaf: &Leaf, upstream: u16) -> Self {
-        const MODULE: &str = "/usr/lib/nginx/modules/ngx_stream_module.so";
-        assert!(
-            Path::new(MODULE).exists(),
-            "{MODULE} missing: `make test-deps` installs libnginx-mod-stream"
-        );
         let dir = TempDir::new("tls-proxy");
         let port = free_port();
-        let conf = dir.path("nginx.conf");
-        let prefix = dir.path("");
-        std::fs::write(
-            &conf,
-            format!(
-                "load_module {MODULE};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
-                 pid {p}/nginx.pid;\nerror_log {p}/error.log info;\nevents {{ worker_connections 64; }}\n\
-                 stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; \
-                 ssl_certificate_key {key}; proxy_pass 127.0.0.1:{upstream}; }} }}\n",
-                p = prefix.display(),
-                cert = leaf.cert.display(),
-                key = leaf.key.display(),
-            ),
-        )
-        .unwrap();
-        let child = spawn_logged(
-            Command::new("nginx")
-                .arg("-c")
-                .arg(&conf)
-                .arg("-p")
-                .arg(&prefix)
-                .arg("-e")
-                .arg(dir.path("error.log")),
-            &dir.path("stderr.log"),
+        let body = format!(
+            "events {{ worker_connections 64; }}\n\
+             stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; \
+             ssl_certificate_key {key}; proxy_pass 127.0.0.1:{upstream}; }} }}\n",
+            cert = leaf.cert.display(),
+            key = leaf.key.display(),
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx TLS proxy did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let child = support::nginx::run(
+            &dir,
+            "/usr/lib/nginx/modules/ngx_stream_module.so",
+            &body,
+            port,
+        );
         Self {
             _child: child,
             port,
@@ -636,16 +614,7 @@ fn control_grpc_with_mutual_tls() {
         log.contains(r#""message":"control gRPC serves TLS","mutual":true"#),
         "{log}"
     );
-    let (status, created) = http_request(
-        control.http,
-        "POST",
-        "/v1/keys",
-        Some("admin"),
-        r#"{"app":"live","stream":"keyed"}"#,
-    );
-    assert_eq!(status, 201, "{created}");
-    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let secret = created["key"].as_str().unwrap();
+    let secret = create_stream_key(control.http, "admin", "live", "keyed");
     let control_url = format!("https://localhost:{}", control.grpc.port());
 
     let node = |client: Option<&Leaf>| {

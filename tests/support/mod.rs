@@ -649,6 +649,19 @@ pub fn decode_errors(file: &Path) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Creates a stream key for `app/stream` through control's HTTP API (`admin` is its admin
+/// token); returns the secret a publisher uses.
+pub fn create_stream_key(control: SocketAddr, admin: &str, app: &str, stream: &str) -> String {
+    let body = serde_json::json!({ "app": app, "stream": stream }).to_string();
+    let (status, created) = http_request(control, "POST", "/v1/keys", Some(admin), &body);
+    assert_eq!(status, 201, "creating a key for {app}/{stream}: {created}");
+    let created: serde_json::Value = serde_json::from_str(&created).unwrap();
+    created["key"]
+        .as_str()
+        .expect("the key's secret")
+        .to_owned()
+}
+
 /// A stream that must not notice an attack: a recorder waits on `live/{name}` before the
 /// sample is published to it, so [`Bystander::assert_every_frame`] can compare frame by frame.
 pub struct Bystander {

@@ -18,6 +18,55 @@ pub struct Nginx {
     live_directives: String,
 }
 
+/// Runs one nginx process in the foreground with `module` loaded and the configuration `body`
+/// (events and server blocks), its pid file and logs in `dir`; returns once it listens on
+/// `port`, and panics with its logs if it does not.
+pub fn run(dir: &TempDir, module: &str, body: &str, port: u16) -> ChildGuard {
+    assert!(
+        std::path::Path::new(module).exists(),
+        "{module} missing: `make test-deps` installs nginx's modules"
+    );
+    let prefix = dir.path("");
+    let conf = dir.path("nginx.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "load_module {module};\ndaemon off;\nmaster_process off;\nworker_processes 1;\n\
+             pid {p}/nginx.pid;\nerror_log {p}/error.log info;\n{body}",
+            p = prefix.display(),
+        ),
+    )
+    .unwrap();
+    let child = spawn_logged(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-e")
+            .arg(dir.path("error.log")),
+        &dir.path("stderr.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "nginx did not start on port {port}: {}",
+            logs(dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+fn logs(dir: &TempDir) -> String {
+    ["stderr.log", "error.log"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.path(f)).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Nginx {
     pub fn start() -> Self {
         Self::start_with("")
@@ -50,43 +99,14 @@ impl Nginx {
     /// Starts it (again) on the same port.
     pub fn restart(&mut self) {
         self.stop();
-        let dir = self.dir.path("");
-        let conf = self.dir.path("nginx.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "load_module {MODULE};\n\
-                 daemon off;\nmaster_process off;\nworker_processes 1;\n\
-                 pid {dir}/nginx.pid;\nerror_log {dir}/error.log info;\n\
-                 events {{ worker_connections 256; }}\n\
-                 rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-                   application live {{ live on; {live} }} }} }}\n",
-                dir = dir.display(),
-                port = self.port,
-                live = self.live_directives,
-            ),
-        )
-        .unwrap();
-        let child = spawn_logged(
-            Command::new("nginx")
-                .arg("-c")
-                .arg(&conf)
-                .arg("-p")
-                .arg(&dir)
-                .arg("-e")
-                .arg(self.dir.path("error.log")),
-            &self.dir.path("stderr.log"),
+        let body = format!(
+            "events {{ worker_connections 256; }}\n\
+             rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+               application live {{ live on; {live} }} }} }}\n",
+            port = self.port,
+            live = self.live_directives,
         );
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start (is libnginx-mod-rtmp installed? `make test-deps`): {}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.child = Some(run(&self.dir, MODULE, &body, self.port));
     }
 
     /// Publish requests nginx received for stream `name` (its `info` log has one line each,
@@ -103,10 +123,6 @@ impl Nginx {
     }
 
     pub fn log(&self) -> String {
-        ["stderr.log", "error.log"]
-            .iter()
-            .map(|f| std::fs::read_to_string(self.dir.path(f)).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n")
+        logs(&self.dir)
     }
 }
