@@ -857,10 +857,10 @@ async fn relay_over_tls() {
     );
 
     let mut plain =
-        liverelay_relay::pb::relay_client::RelayClient::connect(format!("http://{}", ingest.grpc))
+        liverelay_proto::relay::v1::relay_client::RelayClient::connect(format!("http://{}", ingest.grpc))
             .await
             .unwrap();
-    let mut request = tonic::Request::new(liverelay_relay::pb::SubscribeRequest {
+    let mut request = tonic::Request::new(liverelay_proto::relay::v1::SubscribeRequest {
         app: "live".into(),
         name: "tls".into(),
         subscriber: "plain".into(),
@@ -877,8 +877,8 @@ async fn relay_over_tls() {
 /// The relay refuses calls without the cluster token, or with a wrong one.
 #[tokio::test]
 async fn relay_requires_the_cluster_token() {
-    use liverelay_relay::pb::SubscribeRequest;
-    use liverelay_relay::pb::relay_client::RelayClient;
+    use liverelay_proto::relay::v1::SubscribeRequest;
+    use liverelay_proto::relay::v1::relay_client::RelayClient;
 
     let cluster = Cluster::new();
     let ingest = cluster.node("ingest", "ingest-a");

@@ -686,8 +686,8 @@ fn dropping_viewers_through_the_api() {
 /// and a key made over gRPC authorizes exactly its stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_api_keeps_to_its_tokens() {
-    use liverelay_auth::pb::control_client::ControlClient;
-    use liverelay_auth::pb::{AuthorizePublishRequest, CreateKeyRequest, KeyRef};
+    use liverelay_proto::control::v1::control_client::ControlClient;
+    use liverelay_proto::control::v1::{AuthorizePublishRequest, CreateKeyRequest, KeyRef};
     use tonic::Code;
 
     let p = Platform::start(&[]);

@@ -1,29 +1,24 @@
 //! Who may connect, publish and play, as [`Access`] checks the RTMP server asks before the hub:
-//! stream keys checked with the control service ([`StreamKeys`]), nginx-rtmp style HTTP
+//! stream keys checked with the control service ([`PublishKeys`]), nginx-rtmp style HTTP
 //! callbacks ([`Notify`]), and signed playback tokens ([`play_token`]). [`build`] chains what
 //! the settings turn on; with nothing configured everyone may do everything.
 
 mod notify;
 pub mod play_token;
+mod publish_keys;
 mod signing;
-mod stream_keys;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use liverelay_config::{PlayAuth, PublishAuth, Settings};
 use liverelay_metrics::Metrics;
-use liverelay_relay::ClusterToken;
 use liverelay_rtmp_server::{Access, Chain, OpenAccess, Sessions};
+use liverelay_types::{ClusterToken, Role};
 
 pub use notify::Notify;
+pub use publish_keys::{PublishKeys, PublishKeysConfig, control_tls};
 pub use signing::{sha256_hex, sign_hex, verify_hex};
-pub use stream_keys::{StreamKeys, StreamKeysConfig, control_tls};
-
-/// Generated protobuf and gRPC code of the control service.
-pub mod pb {
-    tonic::include_proto!("liverelay.control.v1");
-}
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -35,27 +30,27 @@ pub fn unix_now() -> u64 {
 /// The access checks a node runs, and the stream-key check (to forget revoked keys) if on.
 pub struct Built {
     pub access: Arc<dyn Access>,
-    pub stream_keys: Option<StreamKeys>,
+    pub stream_keys: Option<PublishKeys>,
 }
 
 /// Chains the checks `settings` turn on for `role`: stream keys (publishing roles), playback
 /// tokens, then callbacks (which so see the public name, never a stream key).
 pub fn build(
     settings: &Settings,
-    role: &str,
+    role: Role,
     metrics: Arc<Metrics>,
     sessions: Sessions,
 ) -> anyhow::Result<Built> {
     let auth = &settings.auth;
     let mut stages: Vec<Arc<dyn Access>> = Vec::new();
     let mut stream_keys = None;
-    if auth.publish() == PublishAuth::Key && role != "edge" {
+    if auth.publish() == PublishAuth::Key && role != Role::Edge {
         let control_url = auth.control_url.clone().ok_or_else(|| {
             anyhow::anyhow!("auth.publish = \"key\" needs auth.control_url (--control-url)")
         })?;
         let token = settings.cluster.token.clone().unwrap_or_default();
-        let keys = StreamKeys::new(
-            StreamKeysConfig {
+        let keys = PublishKeys::new(
+            PublishKeysConfig {
                 tls: control_tls(&settings.cluster, &control_url)?,
                 control_url,
                 token: ClusterToken::new(&token),

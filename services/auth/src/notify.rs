@@ -14,9 +14,8 @@ use liverelay_config::redact::without_query;
 use liverelay_config::{NotifyMethod, NotifySettings};
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{
-    Access, Action, Admission, ClientInfo, Refusal, Sessions, StreamAttempt, Ticket,
-};
+use liverelay_rtmp_server::{Access, Action, Admission, ClientInfo, Sessions, StreamAttempt};
+use liverelay_types::{Refusal, Ticket};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 

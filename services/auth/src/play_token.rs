@@ -8,7 +8,8 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{Access, Admission, Refusal, StreamAttempt};
+use liverelay_rtmp_server::{Access, Admission, StreamAttempt};
+use liverelay_types::Refusal;
 use tracing::warn;
 
 use crate::signing::{sign_hex, verify_hex};

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use liverelay_auth::pb::control_server::Control;
-use liverelay_auth::pb::{
+use liverelay_metrics::{Metrics, OutcomeLabel};
+use liverelay_proto::control::v1::control_server::Control;
+use liverelay_proto::control::v1::{
     AuthorizePublishRequest, AuthorizePublishResponse, CreateKeyRequest, CreatedKey, KeyRef,
     ListKeysRequest, ListKeysResponse, StreamKey,
 };
-use liverelay_metrics::{Metrics, OutcomeLabel};
-use liverelay_relay::ClusterToken;
+use liverelay_types::ClusterToken;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span, warn};
 
@@ -76,7 +76,7 @@ impl Control for ControlService {
         &self,
         request: Request<AuthorizePublishRequest>,
     ) -> Result<Response<AuthorizePublishResponse>, Status> {
-        self.cluster.verify(&request)?;
+        liverelay_proto::token::verify(&self.cluster, &request)?;
         let span = info_span!("authorize_publish", app = %request.get_ref().app, pod = %request.get_ref().pod);
         liverelay_telemetry::set_remote_parent(&span, request.metadata());
         let req = request.into_inner();
@@ -123,7 +123,7 @@ impl Control for ControlService {
         &self,
         request: Request<CreateKeyRequest>,
     ) -> Result<Response<CreatedKey>, Status> {
-        self.admin.verify(&request)?;
+        liverelay_proto::token::verify(&self.admin, &request)?;
         let req = request.into_inner();
         let metadata = match req.metadata_json.as_str() {
             "" => None,
@@ -157,7 +157,7 @@ impl Control for ControlService {
         &self,
         request: Request<ListKeysRequest>,
     ) -> Result<Response<ListKeysResponse>, Status> {
-        self.admin.verify(&request)?;
+        liverelay_proto::token::verify(&self.admin, &request)?;
         let keys = self.core.keys.list().await.map_err(status)?;
         Ok(Response::new(ListKeysResponse {
             keys: keys.iter().map(to_pb).collect(),
@@ -165,7 +165,7 @@ impl Control for ControlService {
     }
 
     async fn get_key(&self, request: Request<KeyRef>) -> Result<Response<StreamKey>, Status> {
-        self.admin.verify(&request)?;
+        liverelay_proto::token::verify(&self.admin, &request)?;
         let record = self
             .core
             .keys
@@ -176,7 +176,7 @@ impl Control for ControlService {
     }
 
     async fn rotate_key(&self, request: Request<KeyRef>) -> Result<Response<CreatedKey>, Status> {
-        self.admin.verify(&request)?;
+        liverelay_proto::token::verify(&self.admin, &request)?;
         self.core
             .rotate_key(&request.get_ref().id)
             .await
@@ -185,7 +185,7 @@ impl Control for ControlService {
     }
 
     async fn revoke_key(&self, request: Request<KeyRef>) -> Result<Response<StreamKey>, Status> {
-        self.admin.verify(&request)?;
+        liverelay_proto::token::verify(&self.admin, &request)?;
         let record = self
             .core
             .revoke_key(&request.get_ref().id)

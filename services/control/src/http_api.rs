@@ -27,7 +27,7 @@ use liverelay_auth::{play_token, unix_now};
 use liverelay_http::Readiness;
 use liverelay_metrics::Metrics;
 use liverelay_registry::{ClusterCommand, DropTarget};
-use liverelay_relay::constant_time_eq;
+use liverelay_types::constant_time_eq;
 use serde::Deserialize;
 use serde_json::json;
 use tracing::warn;
@@ -368,7 +368,7 @@ async fn route(State(api): State<Api>, Path((app, stream)): Path<(String, String
 
 /// The answer for a viewer of `app/stream` from Redis; `Err` only when Redis failed.
 async fn find_route(api: &Api, app: &str, stream: &str) -> Result<RouteAnswer, ApiError> {
-    let key = liverelay_hub::StreamKey::new(app.to_owned(), stream.to_owned());
+    let key = liverelay_types::StreamId::new(app.to_owned(), stream.to_owned());
     if api
         .core
         .registry

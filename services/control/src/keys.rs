@@ -9,7 +9,7 @@
 
 use liverelay_auth::sha256_hex;
 use liverelay_registry::{RedisConn, RegistryError};
-use liverelay_relay::constant_time_eq;
+use liverelay_types::constant_time_eq;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

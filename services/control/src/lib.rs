@@ -16,13 +16,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use liverelay_auth::pb::control_server::ControlServer;
 use liverelay_config::Settings;
 use liverelay_http::{HttpLimits, HttpServer, Readiness};
 use liverelay_metrics::Metrics;
+use liverelay_proto::control::v1::control_server::ControlServer;
 use liverelay_registry::{CommandBus, NodeReports, RedisRegistry, RegistryEvent, StreamRegistry};
-use liverelay_relay::ClusterToken;
 use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus};
+use liverelay_types::ClusterToken;
 use tokio::net::TcpListener;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};

@@ -1,6 +1,7 @@
 //! What is live, from the registry (who owns each stream) and the pods' load reports (who
 //! watches it where), and which edge a new viewer should use.
 
+use liverelay_types::Role;
 use std::collections::BTreeMap;
 
 use liverelay_registry::{NodeReport, StreamRecord};
@@ -76,7 +77,7 @@ pub fn route(reports: &[NodeReport], app: &str, name: &str) -> Option<Route> {
     let path = format!("{app}/{name}");
     reports
         .iter()
-        .filter(|r| r.role == "edge" && !r.draining)
+        .filter(|r| r.role == Role::Edge && !r.draining)
         .min_by_key(|r| (r.viewers, !r.streams.contains_key(&path), r.pod.clone()))
         .map(|r| Route {
             pod: r.pod.clone(),
@@ -105,7 +106,7 @@ mod tests {
         }
         NodeReport {
             pod: pod.into(),
-            role: "edge".into(),
+            role: Role::Edge,
             rtmp_url: format!("rtmp://{pod}:1935/"),
             draining,
             publishers: 0,

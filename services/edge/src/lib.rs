@@ -7,6 +7,7 @@
 mod policy;
 mod upstream;
 
+use liverelay_types::Role;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,14 +18,15 @@ use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
-use liverelay_relay::{ClusterToken, RelayClientConfig, RelayClientTls};
+use liverelay_relay::{RelayClientConfig, RelayClientTls};
+use liverelay_types::ClusterToken;
 
 pub use policy::EdgePolicy;
 pub use upstream::UpstreamPool;
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
-    let metrics = Arc::new(Metrics::new("edge"));
+    let metrics = Arc::new(Metrics::new(Role::Edge));
     let redis = Arc::new(
         RedisRegistry::connect(settings.redis_registry(), metrics.clone())
             .await
@@ -62,7 +64,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         hub: hub.clone(),
     };
     Node {
-        role: "edge",
+        role: Role::Edge,
         settings,
         hub,
         policy: Arc::new(policy),

@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use liverelay_hub::{Hub, StreamKey};
+use liverelay_hub::Hub;
 use liverelay_registry::StreamRegistry;
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{Refusal, StreamPolicy, Ticket};
+use liverelay_types::StreamId;
+use liverelay_types::{Refusal, StreamPolicy, Ticket};
 use tracing::warn;
 
 use crate::upstream::UpstreamPool;
@@ -22,14 +23,14 @@ impl StreamPolicy for EdgePolicy {
         Some(self_refusal())
     }
 
-    fn publish(&self, _: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+    fn publish(&self, _: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
         Box::pin(async { Err(self_refusal()) })
     }
 
     /// A stream already pulled here plays at once. Otherwise the registry must answer (a
     /// stream that is not live yet is waited for, like nginx-rtmp's idle streams); with the
     /// registry down a new stream cannot be found and the play fails with a clear status.
-    fn play(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+    fn play(&self, key: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
         let pool = self.pool.clone();
         let registry = self.registry.clone();
         let hub = self.hub.clone();

@@ -11,12 +11,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use liverelay_backoff::Backoff;
-use liverelay_hub::{Hub, Publisher, StreamKey};
+use liverelay_hub::{Hub, Publisher};
 use liverelay_metrics::{Metrics, ReasonLabel};
+use liverelay_proto::relay::v1::relay_message::Kind;
+use liverelay_proto::relay::v1::{MediaFrame, RelayMessage};
 use liverelay_registry::{RegistryEvent, StreamRegistry};
-use liverelay_relay::pb::relay_message::Kind;
-use liverelay_relay::pb::{MediaFrame, RelayMessage};
 use liverelay_relay::{RelayClientConfig, RelayError, subscribe, to_media};
+use liverelay_types::StreamId;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tonic::Streaming;
@@ -37,7 +38,7 @@ struct PoolInner {
     /// Streams this edge pulls (or waits for) at once, at most.
     max_upstreams: usize,
     metrics: Arc<Metrics>,
-    tasks: Mutex<HashMap<StreamKey, JoinHandle<()>>>,
+    tasks: Mutex<HashMap<StreamId, JoinHandle<()>>>,
 }
 
 /// How often at most an upstream announces that its viewers wait for a stream.
@@ -74,7 +75,7 @@ impl UpstreamPool {
     /// Starts pulling `key` unless an upstream for it is already running; refused when the
     /// edge pulls its limit of streams, so plays of made-up names cannot spawn tasks without
     /// bound.
-    pub fn ensure(&self, key: StreamKey) -> Result<(), TooManyUpstreams> {
+    pub fn ensure(&self, key: StreamId) -> Result<(), TooManyUpstreams> {
         let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
         tasks.retain(|_, task| !task.is_finished());
         if tasks.contains_key(&key) {
@@ -117,7 +118,7 @@ enum Outcome {
 }
 
 struct Upstream {
-    key: StreamKey,
+    key: StreamId,
     pool: Arc<PoolInner>,
     events: broadcast::Receiver<RegistryEvent>,
     /// The local publish viewers read from; kept across failovers.

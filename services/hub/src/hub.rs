@@ -5,33 +5,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use liverelay_rtmp::media::{parse_audio, parse_video};
+use liverelay_types::StreamId;
 
 use crate::frame::FanoutEncoding;
 use crate::rates::StreamRates;
 use crate::stream::{Publisher, Stream};
 use crate::viewer::Viewer;
-
-/// `app/name`, the identity of a stream.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamKey {
-    pub app: String,
-    pub name: String,
-}
-
-impl StreamKey {
-    pub fn new(app: impl Into<String>, name: impl Into<String>) -> Self {
-        Self {
-            app: app.into(),
-            name: name.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for StreamKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.app, self.name)
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct HubConfig {
@@ -82,7 +61,7 @@ impl Default for HubConfig {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HubError {
     #[error("stream {0} is already being published")]
-    AlreadyPublishing(StreamKey),
+    AlreadyPublishing(StreamId),
     #[error("stream limit of {0} reached")]
     TooManyStreams(usize),
     #[error("limit of {0} streams waiting for a publisher reached")]
@@ -92,7 +71,7 @@ pub enum HubError {
 /// A stream as listed by the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamSummary {
-    pub key: StreamKey,
+    pub key: StreamId,
     pub live: bool,
     pub viewers: u64,
     pub frames_in: u64,
@@ -106,7 +85,7 @@ pub struct StreamSummary {
 
 pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
-    streams: Mutex<HashMap<StreamKey, Arc<Stream>>>,
+    streams: Mutex<HashMap<StreamId, Arc<Stream>>>,
     /// Entries of `streams` with a publisher; changed only under the `streams` lock.
     live: AtomicUsize,
 }
@@ -160,7 +139,7 @@ impl Hub {
     }
 
     /// Takes the publisher slot of `key`; refused while another publisher holds it.
-    pub fn publish(&self, key: StreamKey) -> Result<Publisher, HubError> {
+    pub fn publish(&self, key: StreamId) -> Result<Publisher, HubError> {
         let mut streams = self.lock();
         let existing = streams.get(&key).cloned();
         if existing.as_ref().is_some_and(|s| s.lock().live) {
@@ -181,7 +160,7 @@ impl Hub {
     }
 
     /// Joins `key` as a viewer; a stream with no publisher yet is created and waited on.
-    pub fn play(&self, key: StreamKey) -> Result<Viewer, HubError> {
+    pub fn play(&self, key: StreamId) -> Result<Viewer, HubError> {
         let mut streams = self.lock();
         if let Some(s) = streams.get(&key) {
             return Ok(Viewer::join(s.clone(), self.inner.clone()));
@@ -197,13 +176,13 @@ impl Hub {
     }
 
     /// Whether `key` has a publisher here.
-    pub fn is_live(&self, key: &StreamKey) -> bool {
+    pub fn is_live(&self, key: &StreamId) -> bool {
         let stream = self.lock().get(key).cloned();
         stream.is_some_and(|s| s.lock().live)
     }
 
     /// Codec names of a live stream's current sequence headers: (video, audio).
-    pub fn codecs(&self, key: &StreamKey) -> (Option<&'static str>, Option<&'static str>) {
+    pub fn codecs(&self, key: &StreamId) -> (Option<&'static str>, Option<&'static str>) {
         let Some(stream) = self.lock().get(key).cloned() else {
             return (None, None);
         };
@@ -222,7 +201,7 @@ impl Hub {
     }
 
     /// Viewers of `key` here (RTMP players and relay subscribers).
-    pub fn viewer_count(&self, key: &StreamKey) -> u64 {
+    pub fn viewer_count(&self, key: &StreamId) -> u64 {
         let stream = self.lock().get(key).cloned();
         stream.map_or(0, |s| s.stats.viewers.load(Ordering::Relaxed))
     }
@@ -256,7 +235,7 @@ impl Hub {
         out
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamKey, Arc<Stream>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Arc<Stream>>> {
         self.inner.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -14,7 +14,7 @@ mod timeline;
 mod viewer;
 
 pub use frame::{FanoutEncoding, Frame};
-pub use hub::{Hub, HubConfig, HubError, StreamKey, StreamSummary};
+pub use hub::{Hub, HubConfig, HubError, StreamSummary};
 pub use rates::StreamRates;
 pub use stream::{Publisher, StreamStats};
 pub use viewer::{Viewer, ViewerItem};

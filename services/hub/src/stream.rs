@@ -9,9 +9,10 @@ use liverelay_rtmp::{Media, MediaKind};
 use tokio::sync::watch;
 
 use crate::frame::{FanoutEncoding, Frame};
-use crate::hub::{HubConfig, HubInner, StreamKey};
+use crate::hub::{HubConfig, HubInner};
 use crate::rates::RateMeter;
 use crate::timeline::Timeline;
+use liverelay_types::StreamId;
 
 /// Counters a stream keeps for metrics and the API; updated without taking the stream lock.
 #[derive(Debug, Default)]
@@ -26,7 +27,7 @@ pub struct StreamStats {
 }
 
 pub(crate) struct Stream {
-    pub key: StreamKey,
+    pub key: StreamId,
     pub state: Mutex<StreamState>,
     /// Bumped on every change viewers must look at (new frame, publish, unpublish).
     pub notify: watch::Sender<u64>,
@@ -61,7 +62,7 @@ pub(crate) struct StreamState {
 }
 
 impl Stream {
-    pub fn new(key: StreamKey, config: HubConfig) -> Self {
+    pub fn new(key: StreamId, config: HubConfig) -> Self {
         Self {
             key,
             state: Mutex::new(StreamState {
@@ -215,7 +216,7 @@ impl Publisher {
         }
     }
 
-    pub fn key(&self) -> &StreamKey {
+    pub fn key(&self) -> &StreamId {
         &self.stream.key
     }
 

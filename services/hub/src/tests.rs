@@ -2,9 +2,10 @@ use bytes::Bytes;
 use liverelay_rtmp::{Media, MediaKind};
 
 use crate::*;
+use liverelay_types::StreamId;
 
-fn key() -> StreamKey {
-    StreamKey::new("live", "test")
+fn key() -> StreamId {
+    StreamId::new("live", "test")
 }
 
 fn video(ts: u64, keyframe: bool) -> Media {
@@ -328,12 +329,12 @@ fn empty_streams_are_forgotten() {
     let v = hub.play(key()).unwrap();
     assert_eq!(hub.streams().len(), 1);
     assert_eq!(
-        hub.play(StreamKey::new("live", "other")).err(),
+        hub.play(StreamId::new("live", "other")).err(),
         Some(HubError::TooManyWaiting(1))
     );
     drop(v);
     assert!(hub.streams().is_empty());
-    let p = hub.publish(StreamKey::new("live", "other")).unwrap();
+    let p = hub.publish(StreamId::new("live", "other")).unwrap();
     drop(p);
     assert!(hub.streams().is_empty());
 }
@@ -346,30 +347,27 @@ fn waiting_viewers_never_take_the_publishers_slots() {
         ..Default::default()
     });
     let waiting: Vec<_> = (0..3)
-        .map(|i| {
-            hub.play(StreamKey::new("live", format!("idle{i}")))
-                .unwrap()
-        })
+        .map(|i| hub.play(StreamId::new("live", format!("idle{i}"))).unwrap())
         .collect();
     assert_eq!(
-        hub.play(StreamKey::new("live", "idle3")).err(),
+        hub.play(StreamId::new("live", "idle3")).err(),
         Some(HubError::TooManyWaiting(3))
     );
     // Every waiting slot is taken, yet publishers get theirs, up to the live limit, also
     // on a name viewers wait for (which then leaves the waiting count).
-    let a = hub.publish(StreamKey::new("live", "a")).unwrap();
-    let idle0 = hub.publish(StreamKey::new("live", "idle0")).unwrap();
+    let a = hub.publish(StreamId::new("live", "a")).unwrap();
+    let idle0 = hub.publish(StreamId::new("live", "idle0")).unwrap();
     assert_eq!(
-        hub.publish(StreamKey::new("live", "c")).err(),
+        hub.publish(StreamId::new("live", "c")).err(),
         Some(HubError::TooManyStreams(2))
     );
-    assert!(hub.play(StreamKey::new("live", "idle3")).is_ok());
+    assert!(hub.play(StreamId::new("live", "idle3")).is_ok());
     drop(a);
-    let _c = hub.publish(StreamKey::new("live", "c")).unwrap();
+    let _c = hub.publish(StreamId::new("live", "c")).unwrap();
     // An ended publish whose viewers stay counts as waiting again.
     drop(idle0);
     assert_eq!(
-        hub.play(StreamKey::new("live", "idle4")).err(),
+        hub.play(StreamId::new("live", "idle4")).err(),
         Some(HubError::TooManyWaiting(3))
     );
     drop(waiting);

@@ -9,8 +9,9 @@ use liverelay_rtmp::MediaKind;
 use tokio::sync::watch;
 
 use crate::frame::Frame;
-use crate::hub::{HubInner, StreamKey};
+use crate::hub::HubInner;
 use crate::stream::{Stream, StreamState};
+use liverelay_types::StreamId;
 
 /// What a viewer is to be sent, in order.
 #[derive(Debug, Clone)]
@@ -69,7 +70,7 @@ impl Viewer {
         viewer
     }
 
-    pub fn key(&self) -> &StreamKey {
+    pub fn key(&self) -> &StreamId {
         &self.stream.key
     }
 

@@ -4,6 +4,7 @@
 
 mod policy;
 
+use liverelay_types::Role;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +15,12 @@ use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_node::Node;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
-use liverelay_relay::{ClusterToken, RelayService};
-use liverelay_rtmp_server::StreamPolicy;
+use liverelay_relay::RelayService;
 use liverelay_static_relay::{
     DeclaredRelays, RedisLeases, RedisRelayStatus, RelayContext, StaticRelays,
 };
+use liverelay_types::ClusterToken;
+use liverelay_types::StreamPolicy;
 
 use liverelay_tls::{grpc_server_config, tls_incoming};
 use tonic::transport::server::TcpIncoming;
@@ -28,7 +30,7 @@ pub use policy::IngestPolicy;
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
-    let metrics = Arc::new(Metrics::new("ingest"));
+    let metrics = Arc::new(Metrics::new(Role::Ingest));
     let redis = Arc::new(
         RedisRegistry::connect(settings.redis_registry(), metrics.clone())
             .await
@@ -100,7 +102,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     // `GET /v1/relays` answers only with it.
     let admin_token = settings.control.admin_token.clone();
     Node {
-        role: "ingest",
+        role: Role::Ingest,
         settings,
         hub,
         policy,

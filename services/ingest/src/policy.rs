@@ -5,11 +5,12 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
-use liverelay_hub::{Hub, StreamKey};
+use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_registry::{Lease, RegistryError, StreamRecord, StreamRegistry};
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{Refusal, StreamPolicy, Ticket};
+use liverelay_types::StreamId;
+use liverelay_types::{Refusal, StreamPolicy, Ticket};
 use tokio::task::JoinHandle;
 use tracing::warn;
 
@@ -45,7 +46,7 @@ impl Drop for LeaseTicket {
 }
 
 impl StreamPolicy for IngestPolicy {
-    fn publish(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+    fn publish(&self, key: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
         let registry = self.registry.clone();
         let hub = self.hub.clone();
         let metrics = self.metrics.clone();
@@ -88,7 +89,7 @@ impl StreamPolicy for IngestPolicy {
         })
     }
 
-    fn play(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+    fn play(&self, key: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
         let allow = self.allow_play;
         Box::pin(async move {
             if allow {
@@ -105,7 +106,7 @@ impl StreamPolicy for IngestPolicy {
 
 /// Puts the stream's codecs into its record once the sequence headers are known (and again if
 /// they change), with the lease's next renewal.
-async fn publish_codecs(hub: Hub, key: StreamKey, lease: Weak<Lease>, ttl: Duration) {
+async fn publish_codecs(hub: Hub, key: StreamId, lease: Weak<Lease>, ttl: Duration) {
     let mut sent = (None, None);
     let mut tick = tokio::time::interval((ttl / 3).min(Duration::from_secs(1)));
     loop {

@@ -1,5 +1,6 @@
 //! The `liverelay` binary: parses flags, loads settings, sets up logging and runs one role.
 
+use liverelay_types::Role;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,11 +17,11 @@ use liverelay_telemetry::LogFormat as TelemetryFormat;
 )]
 struct Cli {
     #[command(subcommand)]
-    role: Role,
+    role: Command,
 }
 
 #[derive(Subcommand)]
-enum Role {
+enum Command {
     /// Everything in one process, state in memory (no Redis).
     Standalone(Common),
     /// Cluster ingest: accepts publishers, registers streams in Redis, serves edges over gRPC.
@@ -102,11 +103,11 @@ impl Common {
 }
 
 /// Log format: as configured, else JSON lines in the cluster roles and text in standalone.
-fn log_format(settings: &Settings, role: &str) -> TelemetryFormat {
+fn log_format(settings: &Settings, role: Role) -> TelemetryFormat {
     match settings.log.format {
         Some(LogFormat::Json) => TelemetryFormat::Json,
         Some(LogFormat::Text) => TelemetryFormat::Text,
-        None if role == "standalone" => TelemetryFormat::Text,
+        None if role == Role::Standalone => TelemetryFormat::Text,
         None => TelemetryFormat::Json,
     }
 }
@@ -135,11 +136,11 @@ async fn shutdown_signal() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (common, role) = match &cli.role {
-        Role::Standalone(c) => (c, "standalone"),
-        Role::Ingest(c) => (c, "ingest"),
-        Role::Edge(c) => (c, "edge"),
-        Role::Control(c) => (c, "control"),
-        Role::Crd => {
+        Command::Standalone(c) => (c, Role::Standalone),
+        Command::Ingest(c) => (c, Role::Ingest),
+        Command::Edge(c) => (c, Role::Edge),
+        Command::Control(c) => (c, Role::Control),
+        Command::Crd => {
             print!("{}", liverelay_control::kubernetes::crd_yaml());
             return ExitCode::SUCCESS;
         }
@@ -172,17 +173,17 @@ fn main() -> ExitCode {
     };
     let format = log_format(&settings, role);
     let filter = settings.log.filter.clone();
-    let telemetry =
-        runtime.block_on(async { liverelay_telemetry::init(role, format, filter.as_deref()) });
+    let telemetry = runtime
+        .block_on(async { liverelay_telemetry::init(role.as_str(), format, filter.as_deref()) });
     let result = runtime.block_on(async move {
         match role {
-            "ingest" => liverelay_ingest::run(settings, shutdown_signal()).await,
-            "edge" => liverelay_edge::run(settings, shutdown_signal()).await,
-            "control" => {
-                let metrics = std::sync::Arc::new(liverelay_metrics::Metrics::new("control"));
+            Role::Ingest => liverelay_ingest::run(settings, shutdown_signal()).await,
+            Role::Edge => liverelay_edge::run(settings, shutdown_signal()).await,
+            Role::Control => {
+                let metrics = std::sync::Arc::new(liverelay_metrics::Metrics::new(Role::Control));
                 liverelay_control::run(settings, metrics, shutdown_signal()).await
             }
-            _ => liverelay_standalone::run(settings, shutdown_signal()).await,
+            Role::Standalone => liverelay_standalone::run(settings, shutdown_signal()).await,
         }
     });
     let code = match result {

@@ -11,6 +11,8 @@ mod hub_collector;
 
 use std::sync::Mutex;
 
+use liverelay_types::Role;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -106,7 +108,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(role: &'static str) -> Self {
+    pub fn new(role: Role) -> Self {
         let s = Self {
             registry: Mutex::new(Registry::default()),
             connections: Family::default(),
@@ -133,7 +135,7 @@ impl Metrics {
             build
                 .get_or_create(&BuildLabels {
                     version: env!("CARGO_PKG_VERSION"),
-                    role,
+                    role: role.as_str(),
                 })
                 .set(1);
             r.register(

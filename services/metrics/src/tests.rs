@@ -1,17 +1,18 @@
 use bytes::Bytes;
-use liverelay_hub::{Hub, HubConfig, StreamKey};
+use liverelay_hub::{Hub, HubConfig};
 use liverelay_rtmp::{Media, MediaKind};
+use liverelay_types::StreamId;
 
 use super::*;
 
 #[test]
 fn exposition_has_process_and_stream_families() {
     let hub = Hub::new(HubConfig::default());
-    let metrics = Metrics::new("standalone");
+    let metrics = Metrics::new(liverelay_types::Role::Standalone);
     metrics.register_hub(HubCollector::new(hub.clone(), 1));
-    let mut publisher = hub.publish(StreamKey::new("live", "a")).unwrap();
-    let _viewer = hub.play(StreamKey::new("live", "a")).unwrap();
-    let _waiting = hub.play(StreamKey::new("live", "b")).unwrap();
+    let mut publisher = hub.publish(StreamId::new("live", "a")).unwrap();
+    let _viewer = hub.play(StreamId::new("live", "a")).unwrap();
+    let _waiting = hub.play(StreamId::new("live", "b")).unwrap();
     publisher.push(Media {
         kind: MediaKind::Video,
         timestamp: 0,

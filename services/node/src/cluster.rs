@@ -2,11 +2,12 @@
 //! sessions (a revoked key's publish ends, a dropped stream's viewers go), and it reports its
 //! load (viewers per stream, draining) so control can show and route.
 
+use liverelay_types::Role;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use liverelay_auth::StreamKeys;
+use liverelay_auth::PublishKeys;
 use liverelay_hub::Hub;
 use liverelay_registry::{
     ClusterCommand, CommandBus, DropTarget, NodeReport, NodeReports, RedisRegistry, StreamLoad,
@@ -21,7 +22,7 @@ pub async fn follow_commands(
     redis: Arc<RedisRegistry>,
     pod: String,
     sessions: Sessions,
-    stream_keys: Option<StreamKeys>,
+    stream_keys: Option<PublishKeys>,
 ) -> anyhow::Result<()> {
     let bus = CommandBus::new(redis.conn(), redis.key_prefix());
     let (mut commands, task) = bus.listen();
@@ -43,7 +44,7 @@ fn apply(
     command: &ClusterCommand,
     pod: &str,
     sessions: &Sessions,
-    stream_keys: Option<&StreamKeys>,
+    stream_keys: Option<&PublishKeys>,
 ) {
     match command {
         ClusterCommand::KeyRevoked { key_id } => {
@@ -91,7 +92,7 @@ fn apply(
 pub struct LoadReporter {
     pub redis: Arc<RedisRegistry>,
     pub pod: String,
-    pub role: &'static str,
+    pub role: Role,
     pub rtmp_url: String,
     pub every: Duration,
     pub hub: Hub,
@@ -130,7 +131,7 @@ impl LoadReporter {
         }
         NodeReport {
             pod: self.pod.clone(),
-            role: self.role.to_string(),
+            role: self.role,
             rtmp_url: self.rtmp_url.clone(),
             draining: *self.phase.borrow() != Phase::Running,
             publishers,

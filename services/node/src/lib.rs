@@ -4,6 +4,7 @@
 
 mod cluster;
 
+use liverelay_types::Role;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +16,9 @@ use liverelay_http::{HttpLimits, HttpServer, Readiness, router};
 use liverelay_hub::Hub;
 use liverelay_metrics::{HubCollector, Metrics};
 use liverelay_registry::RedisRegistry;
-use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services, Sessions, StreamPolicy};
+use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services, Sessions};
 use liverelay_tls::{CertFiles, ReloadingCert};
+use liverelay_types::StreamPolicy;
 use tokio::task::{AbortHandle, JoinHandle};
 use tracing::info;
 
@@ -28,7 +30,7 @@ const REPORT_LIMIT: Duration = Duration::from_secs(2);
 pub type RoleTask = (&'static str, BoxFuture<'static, anyhow::Result<()>>);
 
 pub struct Node {
-    pub role: &'static str,
+    pub role: Role,
     pub settings: Settings,
     pub hub: Hub,
     pub policy: Arc<dyn StreamPolicy>,
@@ -114,7 +116,7 @@ impl Node {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        info!(role, rtmp = %addrs(false), rtmps = %addrs(true), http = %http.local_addr()?, "liverelay ready");
+        info!(role = role.as_str(), rtmp = %addrs(false), rtmps = %addrs(true), http = %http.local_addr()?, "liverelay ready");
         let runs: Vec<_> = rtmp
             .into_iter()
             .map(|(l, _)| l.run(drain.clone()))

@@ -185,7 +185,7 @@ mod tests {
         let reg: Arc<dyn StreamRegistry> =
             Arc::new(MemoryRegistry::new(Duration::from_millis(150)));
         let claim = reg.claim(record("a")).await.unwrap();
-        let metrics = Arc::new(Metrics::new("test"));
+        let metrics = Arc::new(Metrics::new(liverelay_types::Role::Ingest));
         let lease = Lease::hold(reg.clone(), claim.clone(), metrics.clone());
         lease.set_details(StreamRecord {
             video_codec: Some("h264".into()),

@@ -17,7 +17,7 @@ mod redis_registry;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use liverelay_hub::StreamKey;
+use liverelay_types::StreamId;
 use tokio::sync::broadcast;
 
 pub use commands::{ClusterCommand, CommandBus, DropTarget};
@@ -36,7 +36,7 @@ pub struct Claim {
 }
 
 impl Claim {
-    pub fn key(&self) -> StreamKey {
+    pub fn key(&self) -> StreamId {
         self.record.key()
     }
 
@@ -85,7 +85,7 @@ pub trait StreamRegistry: Send + Sync + 'static {
 
     fn lookup<'a>(
         &'a self,
-        key: &'a StreamKey,
+        key: &'a StreamId,
     ) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>>;
 
     /// Every live stream.
@@ -98,7 +98,7 @@ pub trait StreamRegistry: Send + Sync + 'static {
     fn wants(&self) -> broadcast::Receiver<RegistryEvent>;
 
     /// Announces that a viewer waits for `key` ([`RegistryEvent::Wanted`]).
-    fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()>;
+    fn want<'a>(&'a self, key: &'a StreamId) -> BoxFuture<'a, ()>;
 
     fn lease_ttl(&self) -> Duration;
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use liverelay_hub::StreamKey;
+use liverelay_types::StreamId;
 use tokio::sync::broadcast;
 
 use crate::{Claim, RegistryError, RegistryEvent, Renewal, StreamRecord, StreamRegistry};
@@ -26,8 +26,8 @@ pub struct MemoryRegistry {
 
 #[derive(Default)]
 struct State {
-    streams: HashMap<StreamKey, Entry>,
-    generations: HashMap<StreamKey, u64>,
+    streams: HashMap<StreamId, Entry>,
+    generations: HashMap<StreamId, u64>,
 }
 
 impl MemoryRegistry {
@@ -44,7 +44,7 @@ impl MemoryRegistry {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn live(&self, state: &mut State, key: &StreamKey) -> Option<StreamRecord> {
+    fn live(&self, state: &mut State, key: &StreamId) -> Option<StreamRecord> {
         match state.streams.get(key) {
             Some(e) if e.expires > Instant::now() => Some(e.record.clone()),
             Some(_) => {
@@ -131,7 +131,7 @@ impl StreamRegistry for MemoryRegistry {
 
     fn lookup<'a>(
         &'a self,
-        key: &'a StreamKey,
+        key: &'a StreamId,
     ) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>> {
         let found = self.live(&mut self.lock(), key);
         async move { Ok(found) }.boxed()
@@ -154,7 +154,7 @@ impl StreamRegistry for MemoryRegistry {
         self.wants.subscribe()
     }
 
-    fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()> {
+    fn want<'a>(&'a self, key: &'a StreamId) -> BoxFuture<'a, ()> {
         let _ = self.wants.send(RegistryEvent::wanted(key));
         async {}.boxed()
     }

@@ -2,6 +2,7 @@
 //! draining), so control can show who watches what and send a new viewer to the least loaded
 //! edge. A report expires unless renewed: a dead pod drops out by itself.
 
+use liverelay_types::Role;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::{ExpiringEntries, RedisConn, RegistryError};
 pub struct NodeReport {
     pub pod: String,
     /// `ingest`, `edge` or `standalone`.
-    pub role: String,
+    pub role: Role,
     /// Where players reach this pod.
     pub rtmp_url: String,
     pub draining: bool,

@@ -1,4 +1,4 @@
-use liverelay_hub::StreamKey;
+use liverelay_types::StreamId;
 use serde::{Deserialize, Serialize};
 
 /// A live stream as the cluster knows it.
@@ -22,8 +22,8 @@ pub struct StreamRecord {
 }
 
 impl StreamRecord {
-    pub fn key(&self) -> StreamKey {
-        StreamKey::new(self.app.clone(), self.name.clone())
+    pub fn key(&self) -> StreamId {
+        StreamId::new(self.app.clone(), self.name.clone())
     }
 }
 
@@ -48,11 +48,11 @@ pub enum RegistryEvent {
 }
 
 impl RegistryEvent {
-    pub fn key(&self) -> StreamKey {
+    pub fn key(&self) -> StreamId {
         match self {
             Self::Published { app, name, .. }
             | Self::Unpublished { app, name, .. }
-            | Self::Wanted { app, name } => StreamKey::new(app.clone(), name.clone()),
+            | Self::Wanted { app, name } => StreamId::new(app.clone(), name.clone()),
         }
     }
 
@@ -65,7 +65,7 @@ impl RegistryEvent {
         }
     }
 
-    pub(crate) fn wanted(key: &StreamKey) -> Self {
+    pub(crate) fn wanted(key: &StreamId) -> Self {
         Self::Wanted {
             app: key.app.clone(),
             name: key.name.clone(),

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use liverelay_hub::StreamKey;
 use liverelay_metrics::Metrics;
+use liverelay_types::StreamId;
 use redis::{Cmd, Script, Value};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
@@ -143,11 +143,11 @@ impl RedisRegistry {
         &self.config.key_prefix
     }
 
-    fn record_key(&self, key: &StreamKey) -> String {
+    fn record_key(&self, key: &StreamId) -> String {
         format!("{}:stream:{{{key}}}", self.config.key_prefix)
     }
 
-    fn gen_key(&self, key: &StreamKey) -> String {
+    fn gen_key(&self, key: &StreamId) -> String {
         format!("{}:gen:{{{key}}}", self.config.key_prefix)
     }
 
@@ -285,7 +285,7 @@ impl StreamRegistry for RedisRegistry {
 
     fn lookup<'a>(
         &'a self,
-        key: &'a StreamKey,
+        key: &'a StreamId,
     ) -> BoxFuture<'a, Result<Option<StreamRecord>, RegistryError>> {
         async move {
             let json: Option<String> = self
@@ -307,7 +307,7 @@ impl StreamRegistry for RedisRegistry {
                 let Some((app, stream)) = name.split_once('/') else {
                     continue;
                 };
-                match self.lookup(&StreamKey::new(app, stream)).await? {
+                match self.lookup(&StreamId::new(app, stream)).await? {
                     Some(record) => out.push(record),
                     None => {
                         // Its lease expired without a release (owner died): drop it from the index.
@@ -332,7 +332,7 @@ impl StreamRegistry for RedisRegistry {
         self.wants.subscribe()
     }
 
-    fn want<'a>(&'a self, key: &'a StreamKey) -> BoxFuture<'a, ()> {
+    fn want<'a>(&'a self, key: &'a StreamId) -> BoxFuture<'a, ()> {
         async move { self.announce(&RegistryEvent::wanted(key)).await }.boxed()
     }
 

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use liverelay_hub::StreamKey;
+use liverelay_types::StreamId;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Streaming};
 
-use crate::auth::ClusterToken;
 use crate::pb::relay_client::RelayClient;
 use crate::pb::{RelayMessage, SubscribeRequest};
+use liverelay_types::ClusterToken;
 
 /// TLS towards the ingests: the CAs to trust and the name their certificates carry.
 #[derive(Clone)]
@@ -80,7 +80,7 @@ pub enum RelayError {
 /// Subscribes to `key` on the ingest at `addr` (host:port).
 pub async fn subscribe(
     addr: &str,
-    key: &StreamKey,
+    key: &StreamId,
     config: &RelayClientConfig,
 ) -> Result<Streaming<RelayMessage>, RelayError> {
     let scheme = if config.tls.is_some() {
@@ -112,7 +112,7 @@ pub async fn subscribe(
         name: key.name.clone(),
         subscriber: config.subscriber.clone(),
     });
-    config.token.attach(&mut request)?;
+    liverelay_proto::token::attach(&config.token, &mut request)?;
     liverelay_telemetry::inject(&tracing::Span::current(), request.metadata_mut());
     Ok(RelayClient::new(channel)
         .subscribe(request)

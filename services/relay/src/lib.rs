@@ -5,17 +5,12 @@
 //! a keyframe instead of slowing the ingest. An edge calls [`subscribe`] and feeds what arrives
 //! into its own hub. Every call carries the cluster token.
 
-mod auth;
 mod client;
 mod convert;
 mod server;
 
-/// Generated protobuf and gRPC code.
-pub mod pb {
-    tonic::include_proto!("liverelay.relay.v1");
-}
+use liverelay_proto::relay::v1 as pb;
 
-pub use auth::{ClusterToken, constant_time_eq};
 pub use client::{RelayClientConfig, RelayClientTls, RelayError, grpc_client_tls, subscribe};
 pub use convert::{from_frame, to_media};
 pub use server::RelayService;

@@ -4,18 +4,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use liverelay_hub::{Hub, StreamKey, Viewer, ViewerItem};
+use liverelay_hub::{Hub, Viewer, ViewerItem};
 use liverelay_metrics::Metrics;
+use liverelay_types::StreamId;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info, info_span};
 
-use crate::auth::ClusterToken;
 use crate::convert::from_frame;
 use crate::pb::relay_message::Kind;
 use crate::pb::relay_server::{Relay, RelayServer};
 use crate::pb::{EndOfStream, PublisherRestarted, RelayMessage, StreamHeader, SubscribeRequest};
+use liverelay_types::ClusterToken;
 
 /// Messages buffered per subscriber beyond the hub's own bounded backlog.
 const SUBSCRIBER_QUEUE: usize = 64;
@@ -52,10 +53,10 @@ impl Relay for RelayService {
         &self,
         request: Request<SubscribeRequest>,
     ) -> Result<Response<MessageStream>, Status> {
-        self.token.verify(&request)?;
+        liverelay_proto::token::verify(&self.token, &request)?;
         let metadata = request.metadata().clone();
         let req = request.into_inner();
-        let key = StreamKey::new(req.app, req.name);
+        let key = StreamId::new(req.app, req.name);
         if !self.hub.is_live(&key) {
             return Err(Status::not_found(format!("{key} is not live here")));
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use liverelay_rtmp::session::PublishKind;
 
-use crate::policy::{Refusal, Ticket};
+use liverelay_types::{Refusal, Ticket};
 
 /// What the server knows about a client once it has sent `connect` (nginx-rtmp's notify
 /// fields).
@@ -167,19 +167,6 @@ impl Access for Chain {
                 ticket: Box::new(tickets),
             })
         })
-    }
-}
-
-impl Ticket for Vec<Box<dyn Ticket>> {
-    fn revoked(&self) -> Option<BoxFuture<'static, String>> {
-        let mut all: Vec<_> = self.iter().filter_map(|t| t.revoked()).collect();
-        match all.len() {
-            0 => None,
-            1 => all.pop(),
-            _ => Some(Box::pin(
-                async move { futures::future::select_all(all).await.0 },
-            )),
-        }
     }
 }
 

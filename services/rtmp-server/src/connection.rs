@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use liverelay_hub::{Hub, HubError, Publisher, StreamKey, Viewer, ViewerItem};
+use liverelay_hub::{Hub, HubError, Publisher, Viewer, ViewerItem};
 use liverelay_rtmp::command::{StatusLevel, code};
 use liverelay_rtmp::name::{NameError, check_name};
 use liverelay_rtmp::session::{ConnectRequest, PlayRequest, PublishRequest};
 use liverelay_rtmp::{MediaKind, ServerEvent, ServerSession, SessionError};
+use liverelay_types::StreamId;
 use tokio::io::AsyncReadExt;
 use tokio::sync::{oneshot, watch};
 use tracing::{Instrument, Span, info, info_span, warn};
@@ -22,11 +23,11 @@ use crate::config::RtmpServerConfig;
 use crate::drain::{Phase, reached};
 use crate::listener::Services;
 use crate::play_budget::PlayBudget;
-use crate::policy::{Refusal, StreamPolicy, Ticket};
 use crate::sessions::{Registered, SessionInfo, SessionRole, Sessions};
 use crate::write::{Transport, try_write_all_vectored, write_all_vectored};
 use futures::future::BoxFuture;
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
+use liverelay_types::{Refusal, StreamPolicy, Ticket};
 
 /// Free receive space kept for a publisher's and a player's reads.
 const PUBLISHER_READ: usize = 64 * 1024;
@@ -583,7 +584,7 @@ impl<S: Transport> Connection<S> {
     fn register(
         &self,
         role: SessionRole,
-        key: &StreamKey,
+        key: &StreamId,
         tag: Option<String>,
     ) -> (Registered, oneshot::Receiver<String>) {
         self.sessions.register(SessionInfo {
@@ -648,7 +649,7 @@ impl<S: Transport> Connection<S> {
                 "access chose an invalid name",
             );
         }
-        let key = StreamKey::new(admission.app.clone(), admission.name.clone());
+        let key = StreamId::new(admission.app.clone(), admission.name.clone());
         // The local hub first (one publisher per name here), then the role's policy (one per
         // name in the cluster), so a local duplicate never touches the registry.
         // The publish session's span lasts as long as the publish (a trace of its own life).
@@ -783,7 +784,7 @@ impl<S: Transport> Connection<S> {
             };
             return self.refuse_play(&req, None, refusal, "access chose an invalid name");
         }
-        let key = StreamKey::new(admission.app.clone(), admission.name.clone());
+        let key = StreamId::new(admission.app.clone(), admission.name.clone());
         let shown = key.to_string();
         // The play session's span: on an edge, the upstream it starts (and the ingest's relay
         // subscription, through the trace context on the gRPC call) join its trace.

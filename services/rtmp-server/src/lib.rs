@@ -10,7 +10,6 @@ mod connection;
 mod drain;
 mod listener;
 mod play_budget;
-mod policy;
 mod sessions;
 mod slots;
 mod write;
@@ -21,5 +20,4 @@ pub use access::{
 pub use config::RtmpServerConfig;
 pub use drain::{Drain, Phase};
 pub use listener::{RtmpServer, Services};
-pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};
 pub use sessions::{Registered, SessionInfo, SessionRole, Sessions};

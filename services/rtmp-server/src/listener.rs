@@ -15,10 +15,10 @@ use crate::access::Access;
 use crate::config::RtmpServerConfig;
 use crate::connection::{CloseReason, Connection, TLS_HANDSHAKE};
 use crate::drain::{Drain, Phase, reached};
-use crate::policy::StreamPolicy;
 use crate::sessions::Sessions;
 use crate::slots::{Full, Slot, Slots};
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
+use liverelay_types::StreamPolicy;
 
 /// Connection ids, unique in the process across listeners (plain and RTMPS): the session
 /// table is keyed by them.

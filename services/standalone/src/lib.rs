@@ -2,6 +2,7 @@
 //! state in memory and no Redis. The same hub and RTMP driver the cluster roles use; the only
 //! rule is the hub's own (one publisher per name). Static relays run here too.
 
+use liverelay_types::Role;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,12 +11,12 @@ use liverelay_config::Settings;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_node::Node;
-use liverelay_rtmp_server::{OpenPolicy, StreamPolicy};
 use liverelay_static_relay::{MemoryLeases, RelayContext, StaticRelays};
+use liverelay_types::{OpenPolicy, StreamPolicy};
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let hub = Hub::new(settings.hub());
-    let metrics = Arc::new(Metrics::new("standalone"));
+    let metrics = Arc::new(Metrics::new(Role::Standalone));
     let policy: Arc<dyn StreamPolicy> = Arc::new(OpenPolicy);
     // One process: relay leases only keep a relay from running twice here.
     let relays = StaticRelays::new(
@@ -36,7 +37,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
     // `GET /v1/relays` answers only with it.
     let admin_token = settings.control.admin_token.clone();
     Node {
-        role: "standalone",
+        role: Role::Standalone,
         settings,
         hub,
         policy,

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
-use liverelay_relay::constant_time_eq;
+use liverelay_types::constant_time_eq;
 
 use crate::StaticRelays;
 use crate::status::RelayStatus;

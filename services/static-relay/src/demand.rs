@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use liverelay_hub::{Hub, StreamKey};
+use liverelay_hub::Hub;
 use liverelay_registry::RegistryEvent;
+use liverelay_types::StreamId;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -14,14 +15,14 @@ const POLL: Duration = Duration::from_millis(200);
 
 pub(crate) struct Demand {
     hub: Hub,
-    key: StreamKey,
+    key: StreamId,
     events: Option<broadcast::Receiver<RegistryEvent>>,
 }
 
 impl Demand {
     pub fn new(
         hub: Hub,
-        key: StreamKey,
+        key: StreamId,
         events: Option<broadcast::Receiver<RegistryEvent>>,
     ) -> Self {
         Self { hub, key, events }

@@ -28,7 +28,7 @@ use futures::future::BoxFuture;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_registry::StreamRegistry;
-use liverelay_rtmp_server::StreamPolicy;
+use liverelay_types::StreamPolicy;
 
 pub use api::router;
 pub use declared::DeclaredRelays;
@@ -307,7 +307,9 @@ mod tests {
             tls_ca: None,
         };
         let spec = RelaySpec::parse(0, &config).unwrap();
-        let metrics = Arc::new(liverelay_metrics::Metrics::new("standalone"));
+        let metrics = Arc::new(liverelay_metrics::Metrics::new(
+            liverelay_types::Role::Standalone,
+        ));
         let status = StatusCell::new(&spec, metrics.clone());
         let runs = Arc::new(AtomicU32::new(0));
         let counted = runs.clone();

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use liverelay_hub::{Hub, Publisher};
 use liverelay_rtmp_client::{ClientEvent, RtmpClient};
-use liverelay_rtmp_server::{StreamPolicy, Ticket};
+use liverelay_types::{StreamPolicy, Ticket};
 use tokio::time::Instant;
 use tracing::info;
 

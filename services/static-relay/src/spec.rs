@@ -5,8 +5,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use liverelay_hub::StreamKey;
 use liverelay_rtmp_client::RtmpUrl;
+use liverelay_types::StreamId;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -110,7 +110,7 @@ pub struct RelaySpec {
     pub kind: RelayKind,
     pub mode: RelayMode,
     pub url: RtmpUrl,
-    pub stream: StreamKey,
+    pub stream: StreamId,
     pub reconnect: Reconnect,
     pub linger: Duration,
     pub tls_ca: Option<PathBuf>,
@@ -140,7 +140,7 @@ impl RelaySpec {
             )));
         }
         let stream = match c.stream.split_once('/') {
-            Some((app, name)) if !app.is_empty() && !name.is_empty() => StreamKey::new(app, name),
+            Some((app, name)) if !app.is_empty() && !name.is_empty() => StreamId::new(app, name),
             _ => return Err(fail("stream must be 'app/name'".into())),
         };
         if c.kind == RelayKind::Push && c.mode == RelayMode::OnDemand {
@@ -230,7 +230,7 @@ fn redact(kind: RelayKind, url: &RtmpUrl) -> String {
 
 /// `kind:app/name:hash` with a hash of the URL (FNV-1a: stable across builds, unlike std's
 /// hasher), so the id is readable yet distinct for several targets of one stream.
-fn relay_id(kind: RelayKind, url: &str, stream: &StreamKey) -> String {
+fn relay_id(kind: RelayKind, url: &str, stream: &StreamId) -> String {
     let hash = url.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });

@@ -1,5 +1,5 @@
-//! Generates the relay's gRPC code from `proto/`. protoc comes from `protoc-bin-vendored` so a
-//! build needs nothing installed; an existing `PROTOC` wins.
+//! Generates every gRPC API from `proto/`. protoc comes from `protoc-bin-vendored` so a build
+//! needs nothing installed; an existing `PROTOC` wins.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os("PROTOC").is_none() {
@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Media payloads stay `bytes::Bytes`: decoding slices the received buffer.
         .bytes(".liverelay.relay.v1.MediaFrame.payload")
         .compile_protos(
-            &["../../proto/liverelay/relay/v1/relay.proto"],
+            &[
+                "../../proto/liverelay/relay/v1/relay.proto",
+                "../../proto/liverelay/control/v1/control.proto",
+            ],
             &["../../proto"],
         )?;
     Ok(())

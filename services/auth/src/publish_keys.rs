@@ -12,17 +12,18 @@ use futures::future::BoxFuture;
 use liverelay_config::ClusterSettings;
 use liverelay_config::ControlUnavailable;
 use liverelay_metrics::{Metrics, OutcomeLabel};
-use liverelay_relay::ClusterToken;
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{Access, Admission, Refusal, StreamAttempt};
+use liverelay_rtmp_server::{Access, Admission, StreamAttempt};
+use liverelay_types::ClusterToken;
+use liverelay_types::Refusal;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::pb::control_client::ControlClient;
-use crate::pb::{AuthorizePublishRequest, AuthorizePublishResponse};
 use crate::signing::sha256_hex;
+use liverelay_proto::control::v1::control_client::ControlClient;
+use liverelay_proto::control::v1::{AuthorizePublishRequest, AuthorizePublishResponse};
 
-pub struct StreamKeysConfig {
+pub struct PublishKeysConfig {
     pub control_url: String,
     /// For an `https://` control URL.
     pub tls: Option<ClientTlsConfig>,
@@ -66,17 +67,17 @@ struct Cached {
 
 struct Inner {
     client: ControlClient<Channel>,
-    config: StreamKeysConfig,
+    config: PublishKeysConfig,
     metrics: Arc<Metrics>,
     /// By the key's SHA-256: the secret itself is kept nowhere.
     cache: Mutex<HashMap<String, Cached>>,
 }
 
 #[derive(Clone)]
-pub struct StreamKeys(Arc<Inner>);
+pub struct PublishKeys(Arc<Inner>);
 
-impl StreamKeys {
-    pub fn new(config: StreamKeysConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+impl PublishKeys {
+    pub fn new(config: PublishKeysConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
         let mut endpoint = Endpoint::from_shared(config.control_url.clone())?;
         if let Some(tls) = config.tls.clone() {
             endpoint = endpoint.tls_config(tls)?;
@@ -124,7 +125,7 @@ impl StreamKeys {
             client_addr: attempt.client.addr.to_string(),
             pod: self.0.config.pod.clone(),
         });
-        self.0.config.token.attach(&mut request)?;
+        liverelay_proto::token::attach(&self.0.config.token, &mut request)?;
         liverelay_telemetry::inject(&tracing::Span::current(), request.metadata_mut());
         let mut client = self.0.client.clone();
         Ok(client.authorize_publish(request).await?.into_inner())
@@ -216,7 +217,7 @@ fn admitted(answer: AuthorizePublishResponse) -> Admission {
     }
 }
 
-impl Access for StreamKeys {
+impl Access for PublishKeys {
     fn admit(&self, attempt: StreamAttempt) -> BoxFuture<'static, Result<Admission, Refusal>> {
         if !attempt.action.is_publish() {
             return Box::pin(async move { Ok(Admission::unchanged(&attempt)) });

@@ -2,7 +2,8 @@
 //! stream in the cluster registry, the edge starts pulling it, standalone allows everything.
 
 use futures::future::BoxFuture;
-use liverelay_hub::StreamKey;
+
+use crate::StreamId;
 
 /// Why a publish or play was refused, as the RTMP status the client receives.
 #[derive(Debug, Clone)]
@@ -25,6 +26,20 @@ pub trait Ticket: Send {
 
 impl Ticket for () {}
 
+/// Several tickets held together: revoked when any one of them is.
+impl Ticket for Vec<Box<dyn Ticket>> {
+    fn revoked(&self) -> Option<BoxFuture<'static, String>> {
+        let mut all: Vec<_> = self.iter().filter_map(|t| t.revoked()).collect();
+        match all.len() {
+            0 => None,
+            1 => all.pop(),
+            _ => Some(Box::pin(
+                async move { futures::future::select_all(all).await.0 },
+            )),
+        }
+    }
+}
+
 pub trait StreamPolicy: Send + Sync + 'static {
     /// `Some(refusal)` when this role takes no publishers at all: asked before the local hub,
     /// so a refused publish never holds a stream's slot, even for a moment.
@@ -32,19 +47,19 @@ pub trait StreamPolicy: Send + Sync + 'static {
         None
     }
 
-    fn publish(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
-    fn play(&self, key: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
+    fn publish(&self, id: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
+    fn play(&self, id: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>>;
 }
 
 /// Standalone: the hub's own rules (one publisher per name) are all there is.
 pub struct OpenPolicy;
 
 impl StreamPolicy for OpenPolicy {
-    fn publish(&self, _: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+    fn publish(&self, _: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
         Box::pin(async { Ok(Box::new(()) as Box<dyn Ticket>) })
     }
 
-    fn play(&self, _: StreamKey) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
+    fn play(&self, _: StreamId) -> BoxFuture<'static, Result<Box<dyn Ticket>, Refusal>> {
         Box::pin(async { Ok(Box::new(()) as Box<dyn Ticket>) })
     }
 }

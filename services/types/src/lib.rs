@@ -1,0 +1,18 @@
+//! The vocabulary at the bottom of the workspace. Every crate may depend on this one, so no
+//! crate depends on another only for a type that belongs to neither. Nothing here does I/O.
+
+#![forbid(unsafe_code)]
+
+mod policy;
+mod role;
+mod stream_id;
+mod task;
+mod time;
+mod token;
+
+pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};
+pub use role::{Role, UnknownRole};
+pub use stream_id::{InvalidStreamId, StreamId};
+pub use task::AbortOnDrop;
+pub use time::{unix_ms, unix_secs};
+pub use token::{ClusterToken, TokenRejected, constant_time_eq};
