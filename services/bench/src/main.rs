@@ -102,6 +102,10 @@ struct Common {
     /// Simple (not digest) handshake.
     #[arg(long)]
     simple_handshake: bool,
+    /// For `rtmps://` URLs: trust the CA certificates in this PEM file instead of the
+    /// system's roots (e.g. a test server's self-signed certificate).
+    #[arg(long)]
+    ca: Option<PathBuf>,
     /// Label in the report and plot legend.
     #[arg(long, default_value = "run")]
     label: String,
@@ -189,16 +193,24 @@ struct PlayArgs {
     max_latency_ms: f64,
 }
 
-fn client_options(c: &Common) -> ClientOptions {
-    ClientOptions {
+fn client_options(c: &Common) -> anyhow::Result<ClientOptions> {
+    let tls = match &c.ca {
+        Some(ca) => Some(Arc::new(
+            liverelay_tls::client_config(Some(ca), None)
+                .with_context(|| format!("loading CA certificates from {}", ca.display()))?,
+        )),
+        None => None,
+    };
+    Ok(ClientOptions {
         timeout: c.timeout,
         handshake: if c.simple_handshake {
             ClientKind::Simple
         } else {
             ClientKind::Digest
         },
+        tls,
         ..ClientOptions::default()
-    }
+    })
 }
 
 fn make_source(s: &SourceArgs) -> anyhow::Result<Source> {
@@ -252,7 +264,7 @@ fn plan(common: &Common, source: Option<Source>, play: Option<&PlayArgs>) -> any
         max_latency_ms: p.max_latency_ms,
         server_pid: common.server_pid,
         server_core: common.server_core,
-        client: client_options(common),
+        client: client_options(common)?,
         label: common.label.clone(),
         quiet: common.quiet,
     })

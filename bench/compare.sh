@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Before/after: the same fan-out scenarios against two liverelay builds, side by side in one run
+# (server order alternating per run), e.g. the commit before a refactor and the working tree:
+#
+#   git worktree add /tmp/base <commit> && (cd /tmp/base && cargo build --release -p liverelay)
+#   BENCH_BASE_BIN=/tmp/base/target/release/liverelay bash bench/compare.sh
+#
+#   BENCH_BASE_BIN   the "before" binary (required); "after" is this checkout's release build
+#   BENCH_RUNS=3     repetitions; BENCH_QUICK=1 for a short check of the pipeline
+#   BENCH_OUT=DIR    where results go (default: bench/); tables go to results/compare.md
+set -euo pipefail
+
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+BASE=${BENCH_BASE_BIN:?set BENCH_BASE_BIN to the liverelay binary to compare against}
+[ -x "$BASE" ] || { log "$BASE is not an executable"; exit 2; }
+ALL_SERVERS=(liverelay liverelay-base)
+LABEL=([liverelay]="after" [liverelay-base]="before")
+SERVER_BIN=([liverelay-base]="$BASE")
+SETTINGS=([liverelay]="" [liverelay-base]="")
+SERVERS=(liverelay liverelay-base)
+
+mkdir -p "$OUT/results"
+rm -f "$OUT"/results/cmp*-*.json "$OUT"/results/cmp*-*.txt "$OUT"/results/incidents
+if [ "$QUICK" = 1 ]; then
+    RUNS=1; PLAYERS=200; RAMP_AT=100,200; RAMP_STEP=200; RAMP_MAX=400; DURATION=5s
+else
+    PLAYERS=1000; RAMP_AT=1000,2000,3000,4000,5000,6000; RAMP_STEP=2000; DURATION=15s
+    RAMP_MAX=$(( MAXCONN - 100 < 14000 ? MAXCONN - 100 : 14000 ))
+fi
+
+# CPU and memory per player at a fixed audience, then the largest audience still sustained.
+scenario cmpfixed --bitrate 2.5M --fps 30 --gop 2s --players "$PLAYERS" --duration "$DURATION" \
+    --settle 3s -q
+scenario cmpramp --bitrate 2.5M --fps 30 --gop 2s --ramp-at "$RAMP_AT" --ramp-step "$RAMP_STEP" \
+    --ramp-max "$RAMP_MAX" --ramp-interval 6s --settle 3s -q
+
+B=$BIN/liverelay-bench
+# shellcheck disable=SC2046
+{
+    echo "### Before/after ($(date -u '+%Y-%m-%d %H:%M UTC'), $RUNS run(s), after = \`$(cd "$ROOT" && git rev-parse --short HEAD)\` + working tree)"
+    echo
+    echo '```sh'
+    echo "BENCH_BASE_BIN=$BASE bash bench/compare.sh"
+    for c in "${COMMANDS[@]}"; do echo "# $c"; done
+    echo '```'
+    echo
+    echo "#### $PLAYERS players of one 2.5 Mbit/s stream"
+    echo
+    "$B" compare $(inputs cmpfixed)
+    echo
+    echo "#### Ramp: the largest sustained audience"
+    echo
+    "$B" compare $(inputs cmpramp) --at "${RAMP_AT%%,*}"
+} | tee "$OUT/results/compare.md"

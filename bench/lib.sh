@@ -1,0 +1,218 @@
+# Shared by bench/run.sh (`make bench`) and bench/compare.sh: settings, dependencies, the
+# release build, and starting, stopping and loading one server at a time. Sourced, not run.
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${BENCH_OUT:-$ROOT/bench}
+RUNS=${BENCH_RUNS:-3}
+QUICK=${BENCH_QUICK:-0}
+REPORT_ONLY=${BENCH_REPORT_ONLY:-0}
+CARGO=${CARGO:-cargo}
+WORK=$(mktemp -d /tmp/liverelay-bench.XXXXXX)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+SERVER_CORE=0
+TOOL_CORE=1
+STARTED=()   # PIDs this script started; killed on any exit
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+cleanup() {
+    local p
+    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${STARTED[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# --- dependencies -----------------------------------------------------------------------
+need=()
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+[ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need+=(libnginx-mod-rtmp)
+[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's package may start a system nginx; ours runs from its own config and pid file.
+
+log "building release binaries"
+(cd "$ROOT" && $CARGO build --release -p liverelay -p liverelay-bench)
+
+NCPU=$(nproc)
+if [ "$NCPU" -lt 2 ]; then
+    log "warning: $NCPU core(s): server and tool share a core"
+    TOOL_CORE=0
+fi
+FDS=$(ulimit -n)
+# Each process may open at most $FDS sockets; keep ramps below that.
+MAXCONN=$((FDS - 200))
+
+# --- helpers ---------------------------------------------------------------------------------
+# A port below the ephemeral range (the tool's thousands of client sockets use those) that no
+# socket uses in any state.
+free_port() {
+    local p lo
+    lo=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    for _ in $(seq 200); do
+        p=$((10000 + RANDOM % (lo - 10000)))
+        if ! ss -Htan "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+    done
+    return 1
+}
+
+wait_port() {
+    local port=$1
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "server did not listen on $port"
+    return 1
+}
+
+SERVER_PID=""   # process to sample (/proc): liverelay, or nginx's worker
+SERVER_MAIN=""  # process to stop
+PORT=""
+
+start_server() { # start_server KIND: up to 3 tries on fresh ports
+    local try
+    for try in 1 2 3; do
+        start_server_once "$1" && return 0
+        log "${LABEL[$1]} did not start (try $try); its log:"
+        tail -5 "$WORK/liverelay.log" "$WORK/nginx/nginx-error.log" 2>/dev/null >&2 || true
+        stop_server
+        sleep 1
+    done
+    return 1
+}
+
+start_server_once() {
+    local kind=$1
+    PORT=$(free_port)
+    case $kind in
+        liverelay*)
+            local http; http=$(free_port)
+            local rtmp=$PORT tls=()
+            if [ "${SCHEME[$kind]:-rtmp}" = rtmps ]; then
+                # RTMPS on $PORT (what the tool loads), plain RTMP on a port nobody uses.
+                rtmp=$(free_port)
+                tls=(LIVERELAY_RTMP__TLS_LISTEN=127.0.0.1:$PORT
+                    LIVERELAY_RTMP__TLS_CERT="$(bench_cert)/cert.pem"
+                    LIVERELAY_RTMP__TLS_KEY="$(bench_cert)/key.pem")
+            fi
+            # shellcheck disable=SC2086 # the variant's settings are words of NAME=VALUE
+            env RUST_LOG=warn LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN ${SETTINGS[$kind]} "${tls[@]}" \
+                taskset -c $SERVER_CORE "${SERVER_BIN[$kind]:-$BIN/liverelay}" standalone \
+                --rtmp-listen "127.0.0.1:$rtmp" --http-listen "127.0.0.1:$http" \
+                >"$WORK/liverelay.log" 2>&1 &
+            SERVER_MAIN=$!
+            STARTED+=("$SERVER_MAIN")
+            SERVER_PID=$SERVER_MAIN
+            ;;
+        nginx)
+            local dir=$WORK/nginx
+            mkdir -p "$dir"
+            sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$PORT#g" -e "s#@FDS@#$FDS#g" \
+                "$ROOT/bench/nginx.conf.in" >"$dir/nginx.conf"
+            taskset -c $SERVER_CORE nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/nginx-error.log" \
+                >"$dir/out.log" 2>&1 &
+            SERVER_MAIN=$!
+            STARTED+=("$SERVER_MAIN")
+            SERVER_PID=""
+            for _ in $(seq 50); do
+                SERVER_PID=$(pgrep -P "$SERVER_MAIN" | head -1 || true)
+                [ -n "$SERVER_PID" ] && break
+                sleep 0.1
+            done
+            [ -n "$SERVER_PID" ] || { log "nginx worker did not start"; cat "$dir/nginx-error.log" >&2; return 1; }
+            STARTED+=("$SERVER_PID")
+            ;;
+    esac
+    wait_port "$PORT"
+}
+
+stop_server() {
+    kill -TERM "$SERVER_MAIN" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_MAIN" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_MAIN" ${SERVER_PID:+"$SERVER_PID"} 2>/dev/null || true
+    wait "$SERVER_MAIN" 2>/dev/null || true
+}
+
+# Filled by the sourcing script: the servers of the next scenario (the last is the baseline of
+# the ratios), every kind it may run, and per kind its label, its environment words, and
+# optionally its binary, URL scheme and extra tool flags.
+SERVERS=(); ALL_SERVERS=()
+declare -A LABEL=() SETTINGS=() SERVER_BIN=() SCHEME=() TOOL_ARGS=()
+COMMANDS=()
+
+# scenario NAME TOOL-ARGS...: every server, $RUNS times (server order alternates per run).
+scenario() {
+    local name=$1; shift
+    local run kind order i
+    COMMANDS+=("$name: taskset -c $TOOL_CORE liverelay-bench run --url rtmp://127.0.0.1:PORT/live/$name $* --server-pid PID --server-core $SERVER_CORE")
+    local k
+    for k in "${SERVERS[@]}"; do
+        [ "${SCHEME[$k]:-rtmp}" = rtmp ] ||
+            COMMANDS+=("$name (${LABEL[$k]}): the same with --url ${SCHEME[$k]}://127.0.0.1:PORT/live/$name ${TOOL_ARGS[$k]}")
+    done
+    [ "$REPORT_ONLY" = 1 ] && return 0
+    for run in $(seq "$RUNS"); do
+        order=("${SERVERS[@]}")
+        if [ $((run % 2)) -eq 0 ]; then
+            order=(); for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do order+=("${SERVERS[$i]}"); done
+        fi
+        for kind in "${order[@]}"; do
+            log "$name run $run/$RUNS: ${LABEL[$kind]}"
+            if ! start_server "$kind"; then
+                echo "$name run $run: ${LABEL[$kind]} did not start; run skipped" >>"$OUT/results/incidents"
+                continue
+            fi
+            local json=$OUT/results/$name-$kind-$run.json
+            # shellcheck disable=SC2086 # extra tool flags of this server kind, as words
+            if ! taskset -c $TOOL_CORE "$BIN/liverelay-bench" run ${TOOL_ARGS[$kind]:-} \
+                --url "${SCHEME[$kind]:-rtmp}://127.0.0.1:$PORT/live/$name" --label "${LABEL[$kind]}" \
+                --server-pid "$SERVER_PID" --server-core "$SERVER_CORE" --json "$json" "$@" \
+                >"$OUT/results/$name-$kind-$run.txt" 2>"$WORK/tool.err"; then
+                log "tool failed:"; tail -5 "$WORK/tool.err" >&2
+            fi
+            tail -n +1 "$OUT/results/$name-$kind-$run.txt" | tail -3 >&2 || true
+            if ! kill -0 "$SERVER_MAIN" 2>/dev/null; then
+                log "SERVER DIED during $name run $run (${LABEL[$kind]})"
+                echo "$name run $run: ${LABEL[$kind]} exited during the run (log: results/$name-$kind-$run.server.log)" >>"$OUT/results/incidents"
+                cp "$WORK/liverelay.log" "$OUT/results/$name-$kind-$run.server.log" 2>/dev/null ||
+                    cp "$WORK/nginx/nginx-error.log" "$OUT/results/$name-$kind-$run.server.log" 2>/dev/null || true
+            fi
+            stop_server
+            sleep 1
+        done
+    done
+}
+
+
+
+# A self-signed certificate for 127.0.0.1 in $WORK (made once), for RTMPS server kinds.
+bench_cert() {
+    local dir=$WORK/tls
+    if [ ! -e "$dir/cert.pem" ]; then
+        mkdir -p "$dir"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+            -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+            -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+    fi
+    echo "$dir"
+}
+
+inputs() { # inputs NAME → LABEL=PATH for every run of every server
+    local name=$1 kind f
+    for kind in "${ALL_SERVERS[@]}"; do
+        for f in "$OUT"/results/"$name"-"$kind"-[0-9]*.json; do
+            [ -e "$f" ] && printf '%s=%s ' "${LABEL[$kind]}" "$f"
+        done
+    done
+}
