@@ -8,6 +8,7 @@
 
 mod frame;
 mod hub;
+mod metrics;
 mod rates;
 mod stream;
 mod timeline;
@@ -15,6 +16,7 @@ mod viewer;
 
 pub use frame::{FanoutEncoding, Frame};
 pub use hub::{Hub, HubConfig, HubError, StreamSummary};
+pub use metrics::HubCollector;
 pub use rates::StreamRates;
 pub use stream::{Publisher, StreamStats};
 pub use viewer::{Viewer, ViewerItem};

@@ -1,56 +1,52 @@
-use bytes::Bytes;
-use liverelay_hub::{Hub, HubConfig};
-use liverelay_rtmp::{Media, MediaKind};
-use liverelay_types::StreamId;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use super::*;
 
 #[test]
-fn exposition_has_process_and_stream_families() {
-    let hub = Hub::new(HubConfig::default());
-    let metrics = Metrics::new(liverelay_types::Role::Standalone);
-    metrics.register_hub(HubCollector::new(hub.clone(), 1));
-    let mut publisher = hub.publish(StreamId::new("live", "a")).unwrap();
-    let _viewer = hub.play(StreamId::new("live", "a")).unwrap();
-    let _waiting = hub.play(StreamId::new("live", "b")).unwrap();
-    publisher.push(Media {
-        kind: MediaKind::Video,
-        timestamp: 0,
-        payload: Bytes::from_static(&[0x17, 1, 0, 0, 0]),
+fn exposition_has_build_info_and_registered_families_in_both_formats() {
+    let metrics = MetricsRegistry::new(Role::Standalone);
+    let connections = metrics.register(|r| {
+        let family: Family<KindLabel, Counter> = Family::default();
+        r.register(
+            "liverelay_connections",
+            "RTMP connections by kind (accepted, refused)",
+            family.clone(),
+        );
+        family
     });
-    metrics
-        .connections
+    let durations = metrics.register(|r| {
+        let family: Family<KindLabel, Histogram> = Family::new_with_constructor(latency_histogram);
+        r.register(
+            "liverelay_example_duration_seconds",
+            "An example",
+            family.clone(),
+        );
+        family
+    });
+    connections
         .get_or_create(&KindLabel { kind: "accepted" })
         .inc();
-    metrics
-        .redis_op_duration
-        .get_or_create(&OpLabel { op: "claim" })
+    durations
+        .get_or_create(&KindLabel { kind: "claim" })
         .observe(0.002);
 
     let text = metrics.render();
     for line in [
         "liverelay_build_info{version=\"0.1.0\",role=\"standalone\"} 1",
         "liverelay_connections_total{kind=\"accepted\"} 1",
-        "liverelay_streams{state=\"live\"} 1",
-        "liverelay_streams{state=\"idle\"} 1",
-        "liverelay_publishers 1",
-        "liverelay_viewers 2",
-        "liverelay_stream_series_omitted 1",
-        "liverelay_stream_viewers{app=\"live\",stream=\"a\"} 1",
-        "liverelay_stream_ingress_bytes_total{app=\"live\",stream=\"a\"} 5",
-        "liverelay_redis_operation_duration_seconds_count{op=\"claim\"} 1",
+        "liverelay_example_duration_seconds_count{kind=\"claim\"} 1",
+        "liverelay_example_duration_seconds_bucket{le=\"0.0032\",kind=\"claim\"} 1",
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
-    assert!(
-        !text.contains("stream=\"b\""),
-        "the cap keeps the most watched stream only"
-    );
 
     let classic = metrics.render_prometheus_text();
     assert!(classic.contains("# TYPE liverelay_connections_total counter\nliverelay_connections_total{kind=\"accepted\"} 1"));
-    assert!(classic.contains("# HELP liverelay_lease_renewals_total Stream lease renewals"));
-    assert!(classic.contains("# TYPE liverelay_publishers gauge"));
+    assert!(classic.contains(
+        "# HELP liverelay_connections_total RTMP connections by kind (accepted, refused)."
+    ));
+    assert!(classic.contains("# TYPE liverelay_build_info gauge"));
     assert!(!classic.contains("# EOF"));
     assert_eq!(
         metrics

@@ -1,4 +1,8 @@
-//! Per-stream metrics, read from the hub when scraped.
+//! The hub's metrics: stream counts and per-stream figures, read from the hub's own counters
+//! and rates ([`StreamStats`](crate::StreamStats), the media-timeline rate meter) when
+//! `/metrics` is scraped, never updated on the media path for metrics' sake. At most
+//! `max_stream_series` streams get their own series (the most watched first), to bound
+//! cardinality.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -6,7 +10,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
-use liverelay_hub::{Hub, StreamSummary};
+use crate::{Hub, StreamSummary};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StreamLabels {
@@ -165,5 +169,49 @@ impl Collector for HubCollector {
             |s| ConstGauge::new(s.gop_cache_bytes as i64),
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use liverelay_rtmp::{Media, MediaKind};
+    use liverelay_types::StreamId;
+    use prometheus_client::registry::Registry;
+
+    use super::*;
+    use crate::HubConfig;
+
+    #[test]
+    fn streams_and_the_most_watched_stream_are_exposed() {
+        let hub = Hub::new(HubConfig::default());
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(HubCollector::new(hub.clone(), 1)));
+        let mut publisher = hub.publish(StreamId::new("live", "a")).unwrap();
+        let _viewer = hub.play(StreamId::new("live", "a")).unwrap();
+        let _waiting = hub.play(StreamId::new("live", "b")).unwrap();
+        publisher.push(Media {
+            kind: MediaKind::Video,
+            timestamp: 0,
+            payload: Bytes::from_static(&[0x17, 1, 0, 0, 0]),
+        });
+
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "liverelay_streams{state=\"live\"} 1",
+            "liverelay_streams{state=\"idle\"} 1",
+            "liverelay_publishers 1",
+            "liverelay_viewers 2",
+            "liverelay_stream_series_omitted 1",
+            "liverelay_stream_viewers{app=\"live\",stream=\"a\"} 1",
+            "liverelay_stream_ingress_bytes_total{app=\"live\",stream=\"a\"} 5",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("stream=\"b\""),
+            "the cap keeps the most watched stream only"
+        );
     }
 }
