@@ -517,11 +517,11 @@ impl Settings {
                 max_name_len: r.max_name_len,
                 connect_timeout: Duration::from_secs(r.connect_timeout_secs),
                 start_timeout: Duration::from_secs(r.start_timeout_secs),
+                ping_interval: Duration::from_secs(r.ping_interval_secs),
+                idle_timeout: Duration::from_secs(r.idle_timeout_secs),
                 ..ServerConfig::default()
             },
             handshake_timeout: Duration::from_secs(r.handshake_timeout_secs),
-            ping_interval: Duration::from_secs(r.ping_interval_secs),
-            idle_timeout: Duration::from_secs(r.idle_timeout_secs),
             max_connections: r.max_connections,
             max_connections_per_ip: r.max_connections_per_ip,
             max_plays_per_connection: r.max_plays_per_connection,

@@ -5,13 +5,11 @@ use liverelay_rtmp::session::ServerConfig;
 /// Limits and timeouts of the RTMP listener.
 #[derive(Debug, Clone)]
 pub struct RtmpServerConfig {
+    /// The protocol's limits and timers; its `idle_timeout` also bounds how long one write
+    /// may block.
     pub session: ServerConfig,
     /// The handshake must finish within this time.
     pub handshake_timeout: Duration,
-    /// A peer we received nothing from for this long is pinged...
-    pub ping_interval: Duration,
-    /// ...and closed after this long. Also bounds how long one write may block.
-    pub idle_timeout: Duration,
     pub max_connections: usize,
     /// Connections one client address may hold at once, within `max_connections` (0: no
     /// limit of its own).
@@ -32,8 +30,6 @@ impl Default for RtmpServerConfig {
         Self {
             session: ServerConfig::default(),
             handshake_timeout: Duration::from_secs(10),
-            ping_interval: Duration::from_secs(30),
-            idle_timeout: Duration::from_secs(60),
             max_connections: 10_000,
             max_connections_per_ip: 0,
             max_plays_per_connection: 100,

@@ -84,6 +84,16 @@ impl fmt::Display for CloseReason {
     }
 }
 
+impl CloseReason {
+    /// Why the session's `handle_timeout` failed: idle keeps its own reason.
+    fn timer(e: SessionError) -> Self {
+        match e {
+            SessionError::IdleTimeout(_) => Self::IdleTimeout,
+            e => Self::Deadline(e),
+        }
+    }
+}
+
 struct Publishing {
     stream_id: u32,
     publisher: Publisher,
@@ -134,7 +144,6 @@ pub struct Connection<S> {
     playing: Option<Playing>,
     closing: Option<CloseReason>,
     plays: PlayBudget,
-    last_read: Instant,
     out: VecDeque<Bytes>,
     items: Vec<ViewerItem>,
 }
@@ -142,11 +151,10 @@ pub struct Connection<S> {
 enum Wake {
     Read(std::io::Result<usize>),
     Viewer,
-    Tick,
     Revoked(&'static str, String),
     /// A coalescing window ended.
     Held,
-    /// The session's deadline (for `connect`, or for a publish or play) passed.
+    /// The session's timer (`connect` or publish/play deadline, ping, idle) is due.
     Deadline,
     Closing,
 }
@@ -182,7 +190,6 @@ impl<S: Transport> Connection<S> {
             playing: None,
             closing: None,
             plays,
-            last_read: Instant::now(),
             out: VecDeque::new(),
             items: Vec::new(),
         }
@@ -216,8 +223,6 @@ impl<S: Transport> Connection<S> {
             let _ = self.flush().await;
             return reason;
         }
-        let every = self.config.ping_interval;
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         // Made once: re-creating it on every wakeup would re-register with a watch channel
         // every connection shares.
         let mut phase = self.phase.clone();
@@ -289,7 +294,6 @@ impl<S: Transport> Connection<S> {
                     why = async { play_revoked.expect("enabled").await }, if on.4 => Wake::Revoked("play", why),
                     why = async { kick_reason(play_kicked.expect("enabled").await) }, if on.5 => Wake::Revoked("play", why),
                     () = async { tokio::time::sleep_until(deadline.expect("enabled")).await }, if deadline.is_some() => Wake::Deadline,
-                    _ = tick.tick() => Wake::Tick,
                 }
             };
             let step = match wake {
@@ -299,8 +303,7 @@ impl<S: Transport> Connection<S> {
                 Wake::Deadline => self
                     .session
                     .handle_timeout(Instant::now())
-                    .map_err(CloseReason::Deadline),
-                Wake::Tick => self.on_tick(),
+                    .map_err(CloseReason::timer),
                 Wake::Revoked(what, why) => Err(CloseReason::Revoked(what, why)),
                 Wake::Closing => {
                     self.say_goodbye();
@@ -358,7 +361,7 @@ impl<S: Transport> Connection<S> {
             let result = self.session.process();
             if self.session.is_handshake_done() {
                 self.flush().await?;
-                self.last_read = Instant::now();
+                self.session.note_received(Instant::now());
                 return Ok(result);
             }
             result.map_err(CloseReason::Protocol)?;
@@ -391,7 +394,7 @@ impl<S: Transport> Connection<S> {
         }
         self.session
             .handle_timeout(Instant::now())
-            .map_err(CloseReason::Deadline)
+            .map_err(CloseReason::timer)
     }
 
     async fn on_read(&mut self, r: std::io::Result<usize>) -> Result<(), CloseReason> {
@@ -399,21 +402,10 @@ impl<S: Transport> Connection<S> {
             Ok(0) => Err(CloseReason::PeerClosed),
             Err(e) => Err(CloseReason::Io(e)),
             Ok(_) => {
-                self.last_read = Instant::now();
+                self.session.note_received(Instant::now());
                 self.process_input().await
             }
         }
-    }
-
-    fn on_tick(&mut self) -> Result<(), CloseReason> {
-        let quiet = self.last_read.elapsed();
-        if quiet >= self.config.idle_timeout {
-            return Err(CloseReason::IdleTimeout);
-        }
-        if quiet >= self.config.ping_interval {
-            self.session.ping(quiet.as_millis() as u32);
-        }
-        Ok(())
     }
 
     async fn flush(&mut self) -> Result<(), CloseReason> {
@@ -429,7 +421,7 @@ impl<S: Transport> Connection<S> {
             Ok(false) => {}
             Err(e) => return Err(CloseReason::Io(e)),
         }
-        let limit = self.config.idle_timeout.max(Duration::from_secs(1));
+        let limit = self.config.session.idle_timeout.max(Duration::from_secs(1));
         match tokio::time::timeout(limit, write_all_vectored(&mut self.socket, &mut self.out)).await
         {
             Err(_) => Err(CloseReason::WriteTimeout),

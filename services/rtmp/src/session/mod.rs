@@ -2,7 +2,8 @@
 //!
 //! A session is fed received bytes ([`ServerSession::recv_buffer`] + `process`) and yields
 //! events and bytes to send. It never does I/O or reads a clock: the driver (a tokio task in the
-//! server crate, a test, a fuzzer) moves the bytes and decides what to accept.
+//! server crate, a test, a fuzzer) moves the bytes, decides what to accept, and passes the time
+//! in (`note_received`, and `handle_timeout` when `poll_timeout` says).
 
 mod client;
 mod connection;
@@ -77,6 +78,8 @@ pub enum SessionError {
     ConnectTimeout(std::time::Duration),
     #[error("no publish or play within {0:?} of connect")]
     StartTimeout(std::time::Duration),
+    #[error("nothing received within the idle timeout ({0:?})")]
+    IdleTimeout(std::time::Duration),
 }
 
 /// Both ends sort incoming messages the same way; they differ in what a command and a media

@@ -38,6 +38,11 @@ pub struct ServerConfig {
     pub connect_timeout: Duration,
     /// ...and a publish or play this soon after `connect` (or after the last one ended).
     pub start_timeout: Duration,
+    /// A peer we received nothing from for this long is pinged, and again each time this
+    /// passes while it stays quiet (zero: never)...
+    pub ping_interval: Duration,
+    /// ...and fails with [`SessionError::IdleTimeout`] after this long (zero: never).
+    pub idle_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +56,8 @@ impl Default for ServerConfig {
             max_name_len: DEFAULT_MAX_NAME_LEN,
             connect_timeout: Duration::from_secs(10),
             start_timeout: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -183,6 +190,13 @@ impl Waiting {
     }
 }
 
+/// When bytes last arrived from the peer, and when the last ping of this quiet spell went out.
+#[derive(Debug, Clone, Copy)]
+struct Quiet {
+    since: Instant,
+    pinged: Option<Instant>,
+}
+
 #[derive(Debug)]
 struct StreamSlot {
     role: Role,
@@ -208,6 +222,9 @@ pub struct ServerSession {
     /// `process` stopped at a held decision with input left over.
     stalled: bool,
     waiting: Option<Waiting>,
+    /// Set by [`ServerSession::note_received`] (or the first `handle_timeout` after the
+    /// handshake); drives pings and the idle timeout once the handshake is done.
+    quiet: Option<Quiet>,
     object_encoding: f64,
     next_stream_id: u32,
     streams: HashMap<u32, StreamSlot>,
@@ -231,6 +248,7 @@ impl ServerSession {
             held: false,
             stalled: false,
             waiting: None,
+            quiet: None,
             object_encoding: 0.0,
             next_stream_id: 1,
             streams: HashMap::new(),
@@ -281,17 +299,39 @@ impl ServerSession {
         self.stalled && !self.held && !self.refused
     }
 
+    /// Tells the session that bytes arrived from the peer at `now` (call on every read that
+    /// got some): the ping and idle timers count from the last of these.
+    pub fn note_received(&mut self, now: Instant) {
+        self.quiet = Some(Quiet {
+            since: now,
+            pinged: None,
+        });
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) must next be called, if at all: the
-    /// deadline for `connect`, or for a publish or play.
+    /// earliest of the deadline for `connect` (or for a publish or play), the next ping and
+    /// the idle timeout.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.waiting.and_then(|w| w.deadline)
+        let deadline = self.waiting.and_then(|w| w.deadline);
+        [deadline, self.next_ping(), self.idle_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Call with the current time after processing input and answering events, and when the
     /// [`poll_timeout`](Self::poll_timeout) deadline passes. The first call in a phase (after
     /// the handshake, after `connect`, after the last publish or play ended) arms that phase's
     /// deadline at `now`; once it has passed, this fails and the connection should close.
+    /// A ping is queued when one is due; after `idle_timeout` with nothing received this fails
+    /// with [`SessionError::IdleTimeout`].
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), SessionError> {
+        self.check_deadline(now)?;
+        self.check_quiet(now)
+    }
+
+    /// The connect, publish or play deadline of [`handle_timeout`](Self::handle_timeout).
+    fn check_deadline(&mut self, now: Instant) -> Result<(), SessionError> {
         let Some(waiting) = self.waiting.as_mut() else {
             return Ok(());
         };
@@ -312,6 +352,47 @@ impl ServerSession {
             Some(_) => {}
         }
         Ok(())
+    }
+
+    /// Pings a quiet peer and gives up on a silent one. The timers start at the last
+    /// [`note_received`](Self::note_received), or here if there was none since the handshake.
+    fn check_quiet(&mut self, now: Instant) -> Result<(), SessionError> {
+        if !self.is_handshake_done() {
+            return Ok(());
+        }
+        let quiet = *self.quiet.get_or_insert(Quiet {
+            since: now,
+            pinged: None,
+        });
+        if self.idle_deadline().is_some_and(|idle| now >= idle) {
+            return Err(SessionError::IdleTimeout(self.config.idle_timeout));
+        }
+        if self.next_ping().is_some_and(|ping| now >= ping) {
+            self.quiet = Some(Quiet {
+                pinged: Some(now),
+                ..quiet
+            });
+            let silent = now.saturating_duration_since(quiet.since);
+            self.ping(silent.as_millis() as u32);
+        }
+        Ok(())
+    }
+
+    /// The quiet spell's start, once the handshake is done.
+    fn quiet(&self) -> Option<Quiet> {
+        self.quiet.filter(|_| self.is_handshake_done())
+    }
+
+    fn next_ping(&self) -> Option<Instant> {
+        let every = self.config.ping_interval;
+        let quiet = self.quiet().filter(|_| !every.is_zero())?;
+        Some(quiet.pinged.unwrap_or(quiet.since) + every)
+    }
+
+    fn idle_deadline(&self) -> Option<Instant> {
+        let limit = self.config.idle_timeout;
+        let quiet = self.quiet().filter(|_| !limit.is_zero())?;
+        Some(quiet.since + limit)
     }
 
     /// Refuses `name` (an app or stream name, without its query) if it breaks the name rule.

@@ -1573,6 +1573,9 @@ fn deadlines_for_connect_and_for_publish_or_play() {
     let config = ServerConfig {
         connect_timeout: Duration::from_secs(10),
         start_timeout: Duration::from_secs(30),
+        // Quiet timers off: this test is about the deadlines alone.
+        ping_interval: Duration::ZERO,
+        idle_timeout: Duration::ZERO,
         ..ServerConfig::default()
     };
     let t0 = Instant::now();
@@ -1611,6 +1614,144 @@ fn deadlines_for_connect_and_for_publish_or_play() {
     pair.pump();
     pair.server.handle_timeout(secs(200)).unwrap();
     assert_eq!(pair.server.poll_timeout(), Some(secs(230)));
+}
+
+/// The ping requests the server sent, by timestamp.
+fn pings_sent(tap: &mut Tap, server: &mut ServerSession) -> Vec<u32> {
+    if let Some(bytes) = server.poll_transmit() {
+        tap.observe(&bytes);
+    }
+    let pings = tap
+        .of_type(type_id::USER_CONTROL)
+        .into_iter()
+        .filter_map(|m| match UserControl::parse(&m.payload) {
+            Some(UserControl::PingRequest(ts)) => Some(ts),
+            _ => None,
+        })
+        .collect();
+    tap.msgs.clear();
+    pings
+}
+
+fn quiet_config() -> ServerConfig {
+    use std::time::Duration;
+    ServerConfig {
+        ping_interval: Duration::from_secs(30),
+        idle_timeout: Duration::from_secs(60),
+        // Far away: these tests are about the quiet timers.
+        connect_timeout: Duration::from_secs(1000),
+        ..ServerConfig::default()
+    }
+}
+
+#[test]
+fn a_quiet_peer_is_pinged_after_the_interval_and_not_before() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let secs = |n| t0 + Duration::from_secs(n);
+    let config = ServerConfig {
+        idle_timeout: Duration::from_secs(100),
+        ..quiet_config()
+    };
+    let (mut server, mut tap) = handshaken_server(config);
+    server.note_received(t0);
+    server.handle_timeout(t0).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(30)));
+    server.handle_timeout(secs(29)).unwrap();
+    assert_eq!(pings_sent(&mut tap, &mut server), Vec::<u32>::new());
+    // Due at 30 s of quiet; the timestamp is the quiet time in milliseconds, as before.
+    server
+        .handle_timeout(secs(30) + Duration::from_millis(5))
+        .unwrap();
+    assert_eq!(pings_sent(&mut tap, &mut server), [30_005]);
+    // Early and repeated calls send nothing more; the next ping is one interval later.
+    server.handle_timeout(secs(31)).unwrap();
+    assert_eq!(pings_sent(&mut tap, &mut server), Vec::<u32>::new());
+    let next = secs(60) + Duration::from_millis(5);
+    assert_eq!(server.poll_timeout(), Some(next));
+    server.handle_timeout(next).unwrap();
+    assert_eq!(pings_sent(&mut tap, &mut server), [60_005]);
+}
+
+#[test]
+fn receiving_bytes_pushes_the_ping_and_the_idle_deadline() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let secs = |n| t0 + Duration::from_secs(n);
+    let (mut server, mut tap) = handshaken_server(quiet_config());
+    server.note_received(t0);
+    server.handle_timeout(t0).unwrap();
+    server.handle_timeout(secs(30)).unwrap();
+    assert_eq!(pings_sent(&mut tap, &mut server), [30_000]);
+    // The peer answers (any bytes do): both timers count from then.
+    server.note_received(secs(45));
+    assert_eq!(server.poll_timeout(), Some(secs(75)));
+    server.handle_timeout(secs(70)).unwrap();
+    server.handle_timeout(secs(74)).unwrap();
+    assert_eq!(pings_sent(&mut tap, &mut server), Vec::<u32>::new());
+    server.handle_timeout(secs(75)).unwrap();
+    assert_eq!(pings_sent(&mut tap, &mut server), [30_000]);
+    // Idle at 60 s after the last bytes, not after the first ones.
+    server.handle_timeout(secs(104)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(105)));
+    assert_eq!(
+        server.handle_timeout(secs(105)),
+        Err(SessionError::IdleTimeout(Duration::from_secs(60)))
+    );
+}
+
+#[test]
+fn a_silent_peer_fails_with_the_idle_timeout() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let secs = |n| t0 + Duration::from_secs(n);
+    let (mut server, mut tap) = handshaken_server(quiet_config());
+    // No note_received: the first call after the handshake starts the quiet spell.
+    server.handle_timeout(t0).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(30)));
+    server.handle_timeout(secs(30)).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(60)));
+    server.handle_timeout(secs(59)).unwrap();
+    let error = server.handle_timeout(secs(60)).unwrap_err();
+    assert_eq!(error, SessionError::IdleTimeout(Duration::from_secs(60)));
+    assert!(
+        error
+            .to_string()
+            .contains("nothing received within the idle timeout")
+    );
+    // Idle wins over a ping due at the same moment.
+    assert_eq!(pings_sent(&mut tap, &mut server), [30_000]);
+}
+
+#[test]
+fn poll_timeout_is_the_earliest_deadline() {
+    use std::time::{Duration, Instant};
+    let t0 = Instant::now();
+    let secs = |n| t0 + Duration::from_secs(n);
+    let config = |connect, ping, idle| ServerConfig {
+        connect_timeout: Duration::from_secs(connect),
+        ping_interval: Duration::from_secs(ping),
+        idle_timeout: Duration::from_secs(idle),
+        ..ServerConfig::default()
+    };
+    // The connect deadline first...
+    let (mut server, _) = handshaken_server(config(10, 30, 60));
+    server.handle_timeout(t0).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(10)));
+    // ...the ping first...
+    let (mut server, _) = handshaken_server(config(100, 30, 60));
+    server.handle_timeout(t0).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(30)));
+    // ...the idle timeout first (no ping before it)...
+    let (mut server, _) = handshaken_server(config(100, 70, 60));
+    server.handle_timeout(t0).unwrap();
+    assert_eq!(server.poll_timeout(), Some(secs(60)));
+    // ...and nothing during the handshake, whatever was received.
+    let mut server = ServerSession::new(config(10, 30, 60), &random(1), 1000);
+    server.feed(&[3]).unwrap();
+    server.note_received(t0);
+    server.handle_timeout(t0).unwrap();
+    assert_eq!(server.poll_timeout(), None);
 }
 
 #[test]
