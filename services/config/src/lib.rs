@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use liverelay_hub::{FanoutEncoding, HubConfig};
+use liverelay_redis::RedisConfig;
 use liverelay_registry::RedisRegistryConfig;
 use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LENGTH};
 use liverelay_rtmp::name::DEFAULT_MAX_NAME_LEN;
@@ -532,9 +533,10 @@ impl Settings {
         }
     }
 
-    pub fn redis_registry(&self) -> RedisRegistryConfig {
+    /// The cluster's Redis connection.
+    pub fn redis_connection(&self) -> RedisConfig {
         let r = &self.redis;
-        RedisRegistryConfig {
+        RedisConfig {
             urls: r
                 .url
                 .split(',')
@@ -543,8 +545,14 @@ impl Settings {
                 .collect(),
             cluster: r.cluster,
             key_prefix: r.key_prefix.clone(),
-            lease_ttl: Duration::from_millis(r.lease_ttl_ms),
             op_timeout: Duration::from_millis(r.op_timeout_ms),
+        }
+    }
+
+    pub fn redis_registry(&self) -> RedisRegistryConfig {
+        RedisRegistryConfig {
+            redis: self.redis_connection(),
+            lease_ttl: Duration::from_millis(self.redis.lease_ttl_ms),
         }
     }
 

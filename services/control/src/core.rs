@@ -3,7 +3,8 @@
 //! of it by webhook.
 
 use liverelay_auth::unix_now;
-use liverelay_registry::{ClusterCommand, CommandBus, NodeReports, StreamRegistry};
+use liverelay_redis::{ClusterCommand, CommandBus, NodeReports};
+use liverelay_registry::StreamRegistry;
 use std::sync::Arc;
 use tracing::{info, warn};
 

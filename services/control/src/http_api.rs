@@ -26,7 +26,7 @@ use axum::{Json, Router};
 use liverelay_auth::{play_token, unix_now};
 use liverelay_http::Readiness;
 use liverelay_metrics::Metrics;
-use liverelay_registry::{ClusterCommand, DropTarget};
+use liverelay_redis::{ClusterCommand, DropTarget};
 use liverelay_types::constant_time_eq;
 use serde::Deserialize;
 use serde_json::json;

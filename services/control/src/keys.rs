@@ -8,7 +8,7 @@
 //! | `{prefix}:keys` | set | every key id |
 
 use liverelay_auth::sha256_hex;
-use liverelay_registry::{RedisConn, RegistryError};
+use liverelay_redis::{RedisConn, RedisError};
 use liverelay_types::constant_time_eq;
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +43,7 @@ pub enum KeyError {
     #[error("no such key")]
     NotFound,
     #[error(transparent)]
-    Store(#[from] RegistryError),
+    Store(#[from] RedisError),
 }
 
 pub struct KeyStore {
@@ -63,10 +63,10 @@ pub fn new_secret() -> String {
 }
 
 impl KeyStore {
-    pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
+    pub fn new(conn: RedisConn) -> Self {
         Self {
+            prefix: conn.key_prefix().to_owned(),
             conn,
-            prefix: key_prefix.to_string(),
         }
     }
 
@@ -82,7 +82,7 @@ impl KeyStore {
         format!("{}:keys", self.prefix)
     }
 
-    async fn save(&self, record: &KeyRecord) -> Result<(), RegistryError> {
+    async fn save(&self, record: &KeyRecord) -> Result<(), RedisError> {
         let json = serde_json::to_string(record).expect("records serialize");
         self.conn
             .query::<()>(
@@ -137,8 +137,7 @@ impl KeyStore {
             .query("key_get", redis::cmd("GET").arg(self.record_key(id)))
             .await?;
         let json = json.ok_or(KeyError::NotFound)?;
-        serde_json::from_str(&json)
-            .map_err(|e| KeyError::Store(RegistryError::Corrupt(e.to_string())))
+        serde_json::from_str(&json).map_err(|e| KeyError::Store(RedisError::Corrupt(e.to_string())))
     }
 
     /// Every key, oldest first.

@@ -20,7 +20,8 @@ use liverelay_config::Settings;
 use liverelay_http::{HttpLimits, HttpServer, Readiness};
 use liverelay_metrics::Metrics;
 use liverelay_proto::control::v1::control_server::ControlServer;
-use liverelay_registry::{CommandBus, NodeReports, RedisRegistry, RegistryEvent, StreamRegistry};
+use liverelay_redis::{CommandBus, NodeReports};
+use liverelay_registry::{RedisRegistry, RegistryEvent, StreamRegistry};
 use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus};
 use liverelay_types::ClusterToken;
 use tokio::net::TcpListener;
@@ -51,17 +52,15 @@ pub async fn run(
             .context("setting up the Redis connection")?,
     );
     let conn = registry.conn();
-    let prefix = registry.key_prefix().to_string();
     let webhooks = Webhooks::start(
         settings.control.webhooks.clone(),
         conn.clone(),
-        &prefix,
         metrics.clone(),
     )?;
     let stream_events = tokio::spawn(forward_stream_events(registry.clone(), webhooks.clone()));
     let _stop_events = AbortOnDropHandle::new(stream_events);
-    let declared = DeclaredRelays::new(conn.clone(), &prefix);
-    let relay_statuses = RedisRelayStatus::new(conn.clone(), &prefix);
+    let declared = DeclaredRelays::new(conn.clone());
+    let relay_statuses = RedisRelayStatus::new(conn.clone());
     let _reconciler = if settings.control.relay_resources {
         let client = kube::Client::try_default().await.context(
             "control.relay_resources needs a Kubernetes API (in-cluster config or KUBECONFIG)",
@@ -80,10 +79,10 @@ pub async fn run(
         None
     };
     let core = Arc::new(Core {
-        keys: keys::KeyStore::new(conn.clone(), &prefix),
-        commands: CommandBus::new(conn.clone(), &prefix),
+        keys: keys::KeyStore::new(conn.clone()),
+        commands: CommandBus::new(conn.clone()),
         registry,
-        nodes: NodeReports::new(conn, &prefix),
+        nodes: NodeReports::new(conn),
         webhooks,
         play_token_secret: settings.auth.play_token_secret.clone(),
         play_token_max_ttl_secs: settings.auth.play_token_max_ttl_secs,

@@ -4,7 +4,8 @@
 use liverelay_types::Role;
 use std::collections::BTreeMap;
 
-use liverelay_registry::{NodeReport, StreamRecord};
+use liverelay_redis::NodeReport;
+use liverelay_registry::StreamRecord;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
@@ -90,7 +91,7 @@ pub fn route(reports: &[NodeReport], app: &str, name: &str) -> Option<Route> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use liverelay_registry::StreamLoad;
+    use liverelay_redis::StreamLoad;
 
     fn edge(pod: &str, viewers: u64, draining: bool, serving: bool) -> NodeReport {
         let mut streams = BTreeMap::new();

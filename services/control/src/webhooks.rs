@@ -11,7 +11,7 @@ use liverelay_auth::{sign_hex, unix_now};
 use liverelay_config::WebhookSettings;
 use liverelay_config::redact::without_query;
 use liverelay_metrics::{Metrics, OutcomeLabel};
-use liverelay_registry::RedisConn;
+use liverelay_redis::RedisConn;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -58,7 +58,6 @@ impl Webhooks {
     pub fn start(
         targets: Vec<WebhookSettings>,
         conn: RedisConn,
-        key_prefix: &str,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         if targets.is_empty() {
@@ -73,8 +72,8 @@ impl Webhooks {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
+            prefix: conn.key_prefix().to_owned(),
             conn,
-            prefix: key_prefix.to_string(),
             metrics: metrics.clone(),
         });
         tokio::spawn(dispatcher.run(events));

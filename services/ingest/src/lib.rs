@@ -89,14 +89,13 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             policy: policy.clone(),
             leases: Arc::new(RedisLeases::new(
                 redis.conn(),
-                redis.key_prefix(),
                 Duration::from_millis(settings.redis.lease_ttl_ms),
             )),
-            shared_status: Some(RedisRelayStatus::new(redis.conn(), redis.key_prefix())),
+            shared_status: Some(RedisRelayStatus::new(redis.conn())),
             registry: Some(registry),
             metrics: metrics.clone(),
             pod_id: settings.cluster.pod_id(),
-            declared: Some(DeclaredRelays::new(redis.conn(), redis.key_prefix())),
+            declared: Some(DeclaredRelays::new(redis.conn())),
         },
     );
     // `GET /v1/relays` answers only with it.

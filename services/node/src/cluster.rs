@@ -4,13 +4,12 @@
 
 use liverelay_types::Role;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use liverelay_auth::PublishKeys;
 use liverelay_hub::Hub;
-use liverelay_registry::{
-    ClusterCommand, CommandBus, DropTarget, NodeReport, NodeReports, RedisRegistry, StreamLoad,
+use liverelay_redis::{
+    ClusterCommand, CommandBus, DropTarget, NodeReport, NodeReports, RedisConn, StreamLoad,
 };
 use liverelay_rtmp_server::{Phase, SessionRole, Sessions};
 use tokio::sync::{broadcast, watch};
@@ -19,12 +18,12 @@ use tracing::{info, warn};
 
 /// Applies control's commands until the process ends.
 pub async fn follow_commands(
-    redis: Arc<RedisRegistry>,
+    redis: RedisConn,
     pod: String,
     sessions: Sessions,
     stream_keys: Option<PublishKeys>,
 ) -> anyhow::Result<()> {
-    let bus = CommandBus::new(redis.conn(), redis.key_prefix());
+    let bus = CommandBus::new(redis);
     let (mut commands, task) = bus.listen();
     let _stop = AbortOnDropHandle::new(task);
     loop {
@@ -90,7 +89,7 @@ fn apply(
 }
 
 pub struct LoadReporter {
-    pub redis: Arc<RedisRegistry>,
+    pub redis: RedisConn,
     pub pod: String,
     pub role: Role,
     pub rtmp_url: String,
@@ -145,7 +144,7 @@ impl LoadReporter {
 
     /// Starts reporting every `every`, and at once when draining starts, until the pod leaves.
     pub fn spawn(self) -> Reporting {
-        let reports = NodeReports::new(self.redis.conn(), self.redis.key_prefix());
+        let reports = NodeReports::new(self.redis.clone());
         let (written, written_rx) = watch::channel(None);
         let pod = self.pod.clone();
         let task = AbortOnDropHandle::new(tokio::spawn(self.run(reports.clone(), written)));

@@ -73,7 +73,7 @@ impl Node {
         };
         let rtmp = bind_rtmp(&settings, services).await?;
         let mut reporting = None;
-        if let Some(redis) = redis {
+        if let Some(redis) = redis.map(|registry| registry.conn()) {
             let pod = settings.cluster.pod_id();
             let rtmp_url = settings.cluster.public_rtmp_url.clone().unwrap_or_else(|| {
                 let host = std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into());

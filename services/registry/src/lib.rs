@@ -4,29 +4,25 @@
 //! (cluster). Ownership is a lease: a record with a time to live that the owner renews; a
 //! fencing `generation` makes every claim distinguishable, so an old owner can never renew or
 //! delete a newer owner's record. Publish and unpublish are announced as [`RegistryEvent`]s.
+//!
+//! Only the registry lives here: the Redis connection and the other state pods keep in Redis
+//! (commands, load reports, expiring entries) are `liverelay-redis`.
 
-mod commands;
-mod expiring;
 mod lease;
 mod memory;
-mod nodes;
 mod record;
-mod redis_conn;
 mod redis_registry;
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use liverelay_redis::RedisError;
 use liverelay_types::StreamId;
 use tokio::sync::broadcast;
 
-pub use commands::{ClusterCommand, CommandBus, DropTarget};
-pub use expiring::ExpiringEntries;
 pub use lease::{Lease, LeaseState};
 pub use memory::MemoryRegistry;
-pub use nodes::{NodeReport, NodeReports, StreamLoad};
 pub use record::{RegistryEvent, StreamRecord};
-pub use redis_conn::RedisConn;
 pub use redis_registry::{RedisRegistry, RedisRegistryConfig};
 
 /// Proof of ownership returned by [`StreamRegistry::claim`].
@@ -66,6 +62,15 @@ pub enum RegistryError {
     Unavailable(String),
     #[error("registry holds a malformed record: {0}")]
     Corrupt(String),
+}
+
+impl From<RedisError> for RegistryError {
+    fn from(e: RedisError) -> Self {
+        match e {
+            RedisError::Unavailable(why) => Self::Unavailable(why),
+            RedisError::Corrupt(why) => Self::Corrupt(why),
+        }
+    }
 }
 
 pub trait StreamRegistry: Send + Sync + 'static {

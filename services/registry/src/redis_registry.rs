@@ -17,13 +17,13 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use liverelay_metrics::Metrics;
+use liverelay_redis::{RedisConfig, RedisConn};
 use liverelay_types::StreamId;
 use redis::{Cmd, Script, Value};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tracing::warn;
 
-use crate::redis_conn::RedisConn;
 use crate::{Claim, RegistryError, RegistryEvent, Renewal, StreamRecord, StreamRegistry};
 
 /// How long a stream's fencing counter outlives its last claim. Long enough that no old owner
@@ -86,18 +86,14 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
 
 #[derive(Debug, Clone)]
 pub struct RedisRegistryConfig {
-    /// `redis://[:password@]host:port[/db]` (or `rediss://`); several for a cluster's seeds.
-    pub urls: Vec<String>,
-    pub cluster: bool,
-    pub key_prefix: String,
+    /// The cluster's Redis (URLs, key prefix, operation timeout).
+    pub redis: RedisConfig,
     pub lease_ttl: Duration,
-    /// Each Redis operation fails after this long (Redis down must not hang a publish).
-    pub op_timeout: Duration,
 }
 
 pub struct RedisRegistry {
     conn: RedisConn,
-    config: RedisRegistryConfig,
+    lease_ttl: Duration,
     events: broadcast::Sender<RegistryEvent>,
     wants: broadcast::Sender<RegistryEvent>,
     subscribers: [JoinHandle<()>; 2],
@@ -116,21 +112,25 @@ impl RedisRegistry {
         config: RedisRegistryConfig,
         metrics: Arc<Metrics>,
     ) -> Result<Self, RegistryError> {
-        let conn =
-            RedisConn::connect(&config.urls, config.cluster, config.op_timeout, metrics).await?;
+        let conn = RedisConn::connect(&config.redis, metrics).await?;
+        Ok(Self::new(conn, config.lease_ttl))
+    }
+
+    /// The registry on an existing connection; follows the events and wants channels.
+    pub fn new(conn: RedisConn, lease_ttl: Duration) -> Self {
         let events = broadcast::channel(1024).0;
         let wants = broadcast::channel(1024).0;
         let subscribers = [
-            conn.subscribe(channel(&config.key_prefix), events.clone()),
-            conn.subscribe(wants_channel(&config.key_prefix), wants.clone()),
+            conn.subscribe(channel(conn.key_prefix()), events.clone()),
+            conn.subscribe(wants_channel(conn.key_prefix()), wants.clone()),
         ];
-        Ok(Self {
+        Self {
             conn,
-            config,
+            lease_ttl,
             events,
             wants,
             subscribers,
-        })
+        }
     }
 
     /// The registry's Redis handle, for the other cluster state kept beside it.
@@ -140,23 +140,23 @@ impl RedisRegistry {
 
     /// Prefix of every key and channel.
     pub fn key_prefix(&self) -> &str {
-        &self.config.key_prefix
+        self.conn.key_prefix()
     }
 
     fn record_key(&self, key: &StreamId) -> String {
-        format!("{}:stream:{{{key}}}", self.config.key_prefix)
+        format!("{}:stream:{{{key}}}", self.key_prefix())
     }
 
     fn gen_key(&self, key: &StreamId) -> String {
-        format!("{}:gen:{{{key}}}", self.config.key_prefix)
+        format!("{}:gen:{{{key}}}", self.key_prefix())
     }
 
     fn index_key(&self) -> String {
-        format!("{}:streams", self.config.key_prefix)
+        format!("{}:streams", self.key_prefix())
     }
 
     fn ttl_ms(&self) -> u64 {
-        self.config.lease_ttl.as_millis() as u64
+        self.lease_ttl.as_millis() as u64
     }
 
     async fn query<T: redis::FromRedisValue>(
@@ -164,14 +164,14 @@ impl RedisRegistry {
         name: &'static str,
         cmd: &mut Cmd,
     ) -> Result<T, RegistryError> {
-        self.conn.query(name, cmd).await
+        Ok(self.conn.query(name, cmd).await?)
     }
 
     async fn announce(&self, event: &RegistryEvent) {
         let json = serde_json::to_string(event).expect("events serialize");
         let to = match event {
-            RegistryEvent::Wanted { .. } => wants_channel(&self.config.key_prefix),
-            _ => channel(&self.config.key_prefix),
+            RegistryEvent::Wanted { .. } => wants_channel(self.key_prefix()),
+            _ => channel(self.key_prefix()),
         };
         let publish = self
             .query::<i64>("announce", redis::cmd("PUBLISH").arg(to).arg(json))
@@ -337,6 +337,6 @@ impl StreamRegistry for RedisRegistry {
     }
 
     fn lease_ttl(&self) -> Duration {
-        self.config.lease_ttl
+        self.lease_ttl
     }
 }

@@ -7,7 +7,7 @@
 //! | `{prefix}:relays:declared` | hash | source (e.g. `k8s/NAMESPACE/NAME`) → [`RelayConfig`] JSON |
 //! | `{prefix}:relays:changed` | pub/sub | a message after every change (pods re-read the hash) |
 
-use liverelay_registry::{RedisConn, RegistryError};
+use liverelay_redis::{RedisConn, RedisError};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tracing::warn;
@@ -21,10 +21,10 @@ pub struct DeclaredRelays {
 }
 
 impl DeclaredRelays {
-    pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
+    pub fn new(conn: RedisConn) -> Self {
         Self {
+            prefix: conn.key_prefix().to_owned(),
             conn,
-            prefix: key_prefix.to_string(),
         }
     }
 
@@ -36,7 +36,7 @@ impl DeclaredRelays {
         format!("{}:relays:changed", self.prefix)
     }
 
-    async fn announce(&self) -> Result<(), RegistryError> {
+    async fn announce(&self) -> Result<(), RedisError> {
         self.conn
             .query::<i64>(
                 "relays_changed",
@@ -47,7 +47,7 @@ impl DeclaredRelays {
     }
 
     /// Declares (or replaces) the relay from `source`; announced only when it changed.
-    pub async fn put(&self, source: &str, config: &RelayConfig) -> Result<(), RegistryError> {
+    pub async fn put(&self, source: &str, config: &RelayConfig) -> Result<(), RedisError> {
         let json = serde_json::to_string(config).expect("relay configs serialize");
         let current: Option<String> = self
             .conn
@@ -68,7 +68,7 @@ impl DeclaredRelays {
         self.announce().await
     }
 
-    pub async fn remove(&self, source: &str) -> Result<(), RegistryError> {
+    pub async fn remove(&self, source: &str) -> Result<(), RedisError> {
         let removed: i64 = self
             .conn
             .query(
@@ -83,7 +83,7 @@ impl DeclaredRelays {
     }
 
     /// Every declared relay, by source; entries that no longer parse are logged and skipped.
-    pub async fn list(&self) -> Result<Vec<(String, RelayConfig)>, RegistryError> {
+    pub async fn list(&self) -> Result<Vec<(String, RelayConfig)>, RedisError> {
         let all: Vec<(String, String)> = self
             .conn
             .query("relays_list", redis::cmd("HGETALL").arg(self.hash()))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use liverelay_registry::{RedisConn, RegistryError};
+use liverelay_redis::{RedisConn, RedisError};
 use redis::Script;
 
 pub trait LeaseStore: Send + Sync + 'static {
@@ -25,20 +25,14 @@ pub trait LeaseStore: Send + Sync + 'static {
         &'a self,
         id: &'a str,
         owner: &'a str,
-    ) -> BoxFuture<'a, Result<Option<u64>, RegistryError>>;
+    ) -> BoxFuture<'a, Result<Option<u64>, RedisError>>;
 
     /// Extends the lease; `false` once it is no longer this generation's.
-    fn renew<'a>(
-        &'a self,
-        id: &'a str,
-        generation: u64,
-    ) -> BoxFuture<'a, Result<bool, RegistryError>>;
+    fn renew<'a>(&'a self, id: &'a str, generation: u64)
+    -> BoxFuture<'a, Result<bool, RedisError>>;
 
-    fn release<'a>(
-        &'a self,
-        id: &'a str,
-        generation: u64,
-    ) -> BoxFuture<'a, Result<(), RegistryError>>;
+    fn release<'a>(&'a self, id: &'a str, generation: u64)
+    -> BoxFuture<'a, Result<(), RedisError>>;
 
     fn ttl(&self) -> Duration;
 }
@@ -63,7 +57,7 @@ impl LeaseStore for MemoryLeases {
         &'a self,
         id: &'a str,
         _owner: &'a str,
-    ) -> BoxFuture<'a, Result<Option<u64>, RegistryError>> {
+    ) -> BoxFuture<'a, Result<Option<u64>, RedisError>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let (generation, expires) = state.entry(id.to_owned()).or_insert((0, None));
         let now = Instant::now();
@@ -81,7 +75,7 @@ impl LeaseStore for MemoryLeases {
         &'a self,
         id: &'a str,
         generation: u64,
-    ) -> BoxFuture<'a, Result<bool, RegistryError>> {
+    ) -> BoxFuture<'a, Result<bool, RedisError>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         let renewed = match state.get_mut(id) {
@@ -98,7 +92,7 @@ impl LeaseStore for MemoryLeases {
         &'a self,
         id: &'a str,
         generation: u64,
-    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+    ) -> BoxFuture<'a, Result<(), RedisError>> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((g, expires)) = state.get_mut(id)
             && *g == generation
@@ -159,10 +153,10 @@ pub struct RedisLeases {
 }
 
 impl RedisLeases {
-    pub fn new(conn: RedisConn, prefix: &str, ttl: Duration) -> Self {
+    pub fn new(conn: RedisConn, ttl: Duration) -> Self {
         Self {
+            prefix: conn.key_prefix().to_owned(),
             conn,
-            prefix: prefix.to_owned(),
             ttl,
         }
     }
@@ -176,7 +170,7 @@ impl RedisLeases {
         op: &'static str,
         id: &str,
         generation: u64,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<bool, RedisError> {
         let mut invocation = FENCED.key(self.key(id));
         invocation
             .arg(generation)
@@ -192,7 +186,7 @@ impl LeaseStore for RedisLeases {
         &'a self,
         id: &'a str,
         owner: &'a str,
-    ) -> BoxFuture<'a, Result<Option<u64>, RegistryError>> {
+    ) -> BoxFuture<'a, Result<Option<u64>, RedisError>> {
         async move {
             let mut invocation = CLAIM.key(self.key(id));
             invocation
@@ -210,7 +204,7 @@ impl LeaseStore for RedisLeases {
         &'a self,
         id: &'a str,
         generation: u64,
-    ) -> BoxFuture<'a, Result<bool, RegistryError>> {
+    ) -> BoxFuture<'a, Result<bool, RedisError>> {
         self.fenced("renew", id, generation).boxed()
     }
 
@@ -218,7 +212,7 @@ impl LeaseStore for RedisLeases {
         &'a self,
         id: &'a str,
         generation: u64,
-    ) -> BoxFuture<'a, Result<(), RegistryError>> {
+    ) -> BoxFuture<'a, Result<(), RedisError>> {
         self.fenced("release", id, generation)
             .map(|r| r.map(drop))
             .boxed()

@@ -11,7 +11,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use liverelay_metrics::{Metrics, RelayDirectionLabel, RelayStateLabel};
-use liverelay_registry::{ExpiringEntries, RedisConn, RegistryError};
+use liverelay_redis::{ExpiringEntries, RedisConn, RedisError};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -199,16 +199,17 @@ pub struct RedisRelayStatus {
 }
 
 impl RedisRelayStatus {
-    pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
+    pub fn new(conn: RedisConn) -> Self {
+        let key_prefix = conn.key_prefix().to_owned();
         Self {
             entries: ExpiringEntries::new(
                 conn.clone(),
                 format!("{key_prefix}:relay-status"),
-                Self::index(key_prefix),
+                Self::index(&key_prefix),
                 "relay_status",
             ),
             conn,
-            prefix: key_prefix.to_owned(),
+            prefix: key_prefix,
         }
     }
 
@@ -219,7 +220,7 @@ impl RedisRelayStatus {
     /// Writes the status of a relay this pod holds with lease `generation`; nothing once that
     /// lease is gone, so a holder that was paused past its lease cannot overwrite its
     /// successor's status. The key is the one [`ExpiringEntries`] lists.
-    pub async fn put(&self, status: &RelayStatus, generation: u64) -> Result<(), RegistryError> {
+    pub async fn put(&self, status: &RelayStatus, generation: u64) -> Result<(), RedisError> {
         let id = &status.id;
         let json = serde_json::to_string(status).expect("statuses serialize");
         let mut invocation = PUT_HELD.key(lease_key(&self.prefix, id));
@@ -238,7 +239,7 @@ impl RedisRelayStatus {
     }
 
     /// Every relay some pod is holding (or held within [`STATUS_TTL`]), sorted by id.
-    pub async fn list(&self) -> Result<Vec<RelayStatus>, RegistryError> {
+    pub async fn list(&self) -> Result<Vec<RelayStatus>, RedisError> {
         self.entries.list().await
     }
 }

@@ -31,7 +31,7 @@ pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("Redis: {0}")]
-    Redis(#[from] liverelay_registry::RegistryError),
+    Redis(#[from] liverelay_redis::RedisError),
     #[error("finalizer: {0}")]
     Finalizer(String),
 }

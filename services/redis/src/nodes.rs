@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ExpiringEntries, RedisConn, RegistryError};
+use crate::{ExpiringEntries, RedisConn, RedisError};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeReport {
@@ -38,27 +38,29 @@ pub struct StreamLoad {
 pub struct NodeReports(ExpiringEntries);
 
 impl NodeReports {
-    pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
+    /// `{prefix}:node:{pod}` entries indexed by `{prefix}:nodes`.
+    pub fn new(conn: RedisConn) -> Self {
+        let prefix = conn.key_prefix().to_owned();
         Self(ExpiringEntries::new(
             conn,
-            format!("{key_prefix}:node"),
-            format!("{key_prefix}:nodes"),
+            format!("{prefix}:node"),
+            format!("{prefix}:nodes"),
             "node_report",
         ))
     }
 
     /// Stores `report` for `ttl`.
-    pub async fn report(&self, report: &NodeReport, ttl: Duration) -> Result<(), RegistryError> {
+    pub async fn report(&self, report: &NodeReport, ttl: Duration) -> Result<(), RedisError> {
         self.0.put(&report.pod, report, ttl).await
     }
 
     /// Removes `pod`'s report: the pod is leaving and must not be routed to.
-    pub async fn withdraw(&self, pod: &str) -> Result<(), RegistryError> {
+    pub async fn withdraw(&self, pod: &str) -> Result<(), RedisError> {
         self.0.remove(pod).await
     }
 
     /// Every pod with a current report; expired ones leave the index.
-    pub async fn list(&self) -> Result<Vec<NodeReport>, RegistryError> {
+    pub async fn list(&self) -> Result<Vec<NodeReport>, RedisError> {
         self.0.list().await
     }
 }

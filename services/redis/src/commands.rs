@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use crate::{RedisConn, RegistryError};
+use crate::{RedisConn, RedisError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,15 +42,16 @@ pub struct CommandBus {
 }
 
 impl CommandBus {
-    pub fn new(conn: RedisConn, key_prefix: &str) -> Self {
+    /// `{prefix}:commands`.
+    pub fn new(conn: RedisConn) -> Self {
         Self {
+            channel: format!("{}:commands", conn.key_prefix()),
             conn,
-            channel: format!("{key_prefix}:commands"),
         }
     }
 
     /// Sends a command; returns how many pods were listening.
-    pub async fn send(&self, command: &ClusterCommand) -> Result<u64, RegistryError> {
+    pub async fn send(&self, command: &ClusterCommand) -> Result<u64, RedisError> {
         let json = serde_json::to_string(command).expect("commands serialize");
         self.conn
             .query(

@@ -1,7 +1,8 @@
-//! One Redis handle for a single node and for Redis Cluster, with a per-operation timeout and
-//! metrics, plus pub/sub subscriptions that survive Redis restarts. Everything the cluster keeps
-//! in Redis (streams, node reports, cluster commands, stream keys) goes through it, so a dead
-//! Redis fails one operation quickly instead of hanging a publish.
+//! One Redis handle for a single node and for Redis Cluster, with the key prefix, a
+//! per-operation timeout and metrics, plus pub/sub subscriptions that survive Redis restarts.
+//! Everything the cluster keeps in Redis (streams, node reports, cluster commands, stream keys,
+//! relays) goes through it, so a dead Redis fails one operation quickly instead of hanging a
+//! publish.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::RegistryError;
+use crate::{RedisConfig, RedisError};
 
 /// One connection type for both deployments, so callers have one code path.
 #[derive(Clone)]
@@ -53,16 +54,14 @@ impl ConnectionLike for Conn {
     }
 }
 
-pub(crate) fn unavailable(e: impl std::fmt::Display) -> RegistryError {
-    RegistryError::Unavailable(e.to_string())
-}
-
 /// A cheap, clonable handle on the cluster's Redis.
 #[derive(Clone)]
 pub struct RedisConn {
     conn: Conn,
     /// Pub/sub goes to the first URL: any node of a cluster sees every PUBLISH.
     pubsub_url: String,
+    /// Prefix of every key and channel.
+    key_prefix: String,
     op_timeout: Duration,
     metrics: Arc<Metrics>,
 }
@@ -70,21 +69,29 @@ pub struct RedisConn {
 impl RedisConn {
     /// Sets up the connection; a single-node client connects lazily and reconnects by itself,
     /// so the process starts (and keeps serving what it can) while Redis is down.
-    pub async fn connect(
-        urls: &[String],
-        cluster: bool,
-        op_timeout: Duration,
-        metrics: Arc<Metrics>,
-    ) -> Result<Self, RegistryError> {
+    pub async fn connect(config: &RedisConfig, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
+        let RedisConfig {
+            urls,
+            cluster,
+            key_prefix,
+            op_timeout,
+        } = config;
+        let (cluster, op_timeout) = (*cluster, *op_timeout);
         let first = urls
             .first()
-            .ok_or_else(|| unavailable("no Redis URL configured"))?
+            .ok_or_else(|| RedisError::unavailable("no Redis URL configured"))?
             .clone();
         let conn = if cluster {
-            let client = redis::cluster::ClusterClient::new(urls.to_vec()).map_err(unavailable)?;
-            Conn::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+            let client = redis::cluster::ClusterClient::new(urls.to_vec())
+                .map_err(RedisError::unavailable)?;
+            Conn::Cluster(
+                client
+                    .get_async_connection()
+                    .await
+                    .map_err(RedisError::unavailable)?,
+            )
         } else {
-            let client = redis::Client::open(first.as_str()).map_err(unavailable)?;
+            let client = redis::Client::open(first.as_str()).map_err(RedisError::unavailable)?;
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(op_timeout))
                 .set_response_timeout(Some(op_timeout))
@@ -93,15 +100,21 @@ impl RedisConn {
             Conn::Single(
                 client
                     .get_connection_manager_lazy(manager)
-                    .map_err(unavailable)?,
+                    .map_err(RedisError::unavailable)?,
             )
         };
         Ok(Self {
             conn,
             pubsub_url: first,
+            key_prefix: key_prefix.clone(),
             op_timeout,
             metrics,
         })
+    }
+
+    /// Prefix of every key and channel (`redis.key_prefix`, `liverelay` by default).
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
     }
 
     /// Runs one operation within the operation timeout, timing it and counting failures.
@@ -109,11 +122,11 @@ impl RedisConn {
         &self,
         name: &'static str,
         op: impl std::future::Future<Output = redis::RedisResult<T>>,
-    ) -> Result<T, RegistryError> {
+    ) -> Result<T, RedisError> {
         let started = std::time::Instant::now();
         let result = match tokio::time::timeout(self.op_timeout, op).await {
-            Err(_) => Err(unavailable("Redis did not answer in time")),
-            Ok(r) => r.map_err(unavailable),
+            Err(_) => Err(RedisError::unavailable("Redis did not answer in time")),
+            Ok(r) => r.map_err(RedisError::unavailable),
         };
         let label = OpLabel { op: name };
         self.metrics
@@ -131,7 +144,7 @@ impl RedisConn {
         &self,
         name: &'static str,
         cmd: &Cmd,
-    ) -> Result<T, RegistryError> {
+    ) -> Result<T, RedisError> {
         let mut conn = self.conn.clone();
         self.run(name, cmd.query_async::<T>(&mut conn)).await
     }
@@ -141,7 +154,7 @@ impl RedisConn {
         &self,
         name: &'static str,
         pipe: &Pipeline,
-    ) -> Result<T, RegistryError> {
+    ) -> Result<T, RedisError> {
         let mut conn = self.conn.clone();
         self.run(name, pipe.query_async::<T>(&mut conn)).await
     }
@@ -151,7 +164,7 @@ impl RedisConn {
         &self,
         name: &'static str,
         invocation: &ScriptInvocation<'_>,
-    ) -> Result<T, RegistryError> {
+    ) -> Result<T, RedisError> {
         let mut conn = self.conn.clone();
         self.run(name, invocation.invoke_async(&mut conn)).await
     }

@@ -7,8 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::RegistryError;
-use crate::redis_conn::RedisConn;
+use crate::{RedisConn, RedisError};
 
 /// `{prefix}:{kind}:{id}` entries indexed by the set `{prefix}:{index}`.
 #[derive(Clone)]
@@ -41,7 +40,7 @@ impl ExpiringEntries {
         id: &str,
         value: &T,
         ttl: Duration,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), RedisError> {
         let json = serde_json::to_string(value).expect("entries serialize");
         let mut set = redis::cmd("SET");
         let set = set
@@ -57,7 +56,7 @@ impl ExpiringEntries {
     }
 
     /// Deletes `id`'s entry and its index membership at once, for a writer that leaves for good.
-    pub async fn remove(&self, id: &str) -> Result<(), RegistryError> {
+    pub async fn remove(&self, id: &str) -> Result<(), RedisError> {
         let mut del = redis::cmd("DEL");
         self.conn
             .query::<i64>(self.op, del.arg(self.key(id)))
@@ -69,7 +68,7 @@ impl ExpiringEntries {
     }
 
     /// Every live entry, sorted by id; malformed ones are skipped with a warning.
-    pub async fn list<T: DeserializeOwned>(&self) -> Result<Vec<T>, RegistryError> {
+    pub async fn list<T: DeserializeOwned>(&self) -> Result<Vec<T>, RedisError> {
         let mut members = redis::cmd("SMEMBERS");
         let mut ids: Vec<String> = self.conn.query(self.op, members.arg(&self.index)).await?;
         ids.sort();
