@@ -5,6 +5,13 @@
 //! queues media and hands out [`ClientEvent`]s. It never panics on what the server sends: every
 //! protocol violation, refusal, timeout or close comes back as an [`Error`].
 //!
+//! Waiting helpers take a limit: [`RtmpClient::wait_for`] an event that matches,
+//! [`RtmpClient::count_pictures`] in a time window, [`RtmpClient::wait_closed`] for the server to
+//! hang up. [`RtmpClient::publish_status`] and [`RtmpClient::play_status`] return the server's
+//! answer whatever it is, for callers that check refusals. For testing servers, a client can
+//! also write raw bytes ([`RtmpClient::write_raw`]), play a peer that hung
+//! ([`RtmpClient::stop_writing`]) and note the server's pings ([`ClientOptions::record_pings`]).
+//!
 //! A player that only needs to count what it receives (load generation) can turn the client
 //! into a [`BulkReader`] once playing: it reads in large batches (`SO_RCVLOWAT`) without decoding
 //! and keeps the connection alive with periodic acknowledgements, so thousands of them fit on
@@ -12,11 +19,12 @@
 
 mod bulk;
 mod client;
+mod pings;
 mod stream;
 mod url;
 
 pub use bulk::BulkReader;
-pub use client::{ClientOptions, RtmpClient};
+pub use client::{ClientOptions, RtmpClient, StreamStatus, is_picture};
 pub use liverelay_rtmp::session::{ClientEvent, Media, MediaKind, PublishKind};
 pub use stream::ClientStream;
 pub use url::RtmpUrl;
