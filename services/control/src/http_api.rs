@@ -23,16 +23,16 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use liverelay_auth::{play_token, unix_now};
+use liverelay_auth::play_token;
 use liverelay_http::Readiness;
-use liverelay_metrics::Metrics;
+use liverelay_metrics::MetricsRegistry;
 use liverelay_redis::{ClusterCommand, DropTarget};
-use liverelay_types::constant_time_eq;
+use liverelay_types::{constant_time_eq, unix_secs};
 use serde::Deserialize;
 use serde_json::json;
 use tracing::warn;
 
-use crate::core::Core;
+use crate::core::{self, Core};
 use crate::keys::{KeyError, KeyRecord};
 use crate::live;
 
@@ -41,7 +41,7 @@ struct Api {
     core: Arc<Core>,
     admin_token: Arc<str>,
     ready: Readiness,
-    metrics: Arc<Metrics>,
+    metrics: Arc<MetricsRegistry>,
     routes: Arc<RouteCache>,
 }
 
@@ -130,7 +130,7 @@ pub fn router(
     core: Arc<Core>,
     admin_token: &str,
     ready: Readiness,
-    metrics: Arc<Metrics>,
+    metrics: Arc<MetricsRegistry>,
 ) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -224,14 +224,6 @@ struct NewKey {
     metadata: Option<serde_json::Value>,
 }
 
-/// A path segment liverelay can serve: non-empty, no slash or query characters.
-fn valid_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 256
-        && !s.contains(['/', '?', '&', '#'])
-        && !s.chars().any(char::is_control)
-}
-
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError(
@@ -248,10 +240,10 @@ async fn create_key(
 ) -> ApiResult {
     api.admin(&headers)?;
     let new: NewKey = parse_json(&body)?;
-    if !valid_name(&new.app) || !valid_name(&new.stream) {
+    if !core::valid_names(&new.app, &new.stream) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
-            "app and stream must be non-empty names without '/', '?', '&' or '#'".into(),
+            core::INVALID_NAMES.into(),
         ));
     }
     if new.metadata.as_ref().is_some_and(|m| !m.is_object()) {
@@ -261,7 +253,7 @@ async fn create_key(
         ));
     }
     let expires_at = new.expires_at.as_ref().map(Time::unix).transpose()?;
-    if expires_at.is_some_and(|t| t <= unix_now()) {
+    if expires_at.is_some_and(|t| t <= unix_secs()) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             "expires_at is in the past".into(),
@@ -328,7 +320,7 @@ async fn play_token(
     };
     let max = api.core.play_token_max_ttl_secs;
     let ttl = req.ttl_secs.unwrap_or(3600);
-    let Some(expires_at) = play_token::expiry(unix_now(), ttl, max) else {
+    let Some(expires_at) = play_token::expiry(unix_secs(), ttl, max) else {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("ttl_secs {ttl} exceeds auth.play_token_max_ttl_secs ({max})"),

@@ -9,6 +9,7 @@ mod http_api;
 mod keys;
 pub mod kubernetes;
 mod live;
+mod metrics;
 mod webhooks;
 
 use std::future::Future;
@@ -29,6 +30,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 pub use keys::KeyRecord;
+pub use metrics::WebhookMetrics;
 
 use crate::core::Core;
 use crate::webhooks::{Event, Webhooks};
@@ -55,7 +57,7 @@ pub async fn run(
     let webhooks = Webhooks::start(
         settings.control.webhooks.clone(),
         conn.clone(),
-        metrics.clone(),
+        metrics.registry().register(WebhookMetrics::register),
     )?;
     let stream_events = tokio::spawn(forward_stream_events(registry.clone(), webhooks.clone()));
     let _stop_events = AbortOnDropHandle::new(stream_events);
@@ -92,7 +94,12 @@ pub async fn run(
     let ready = Readiness::default();
     let http = HttpServer::bind(
         settings.http.listen,
-        http_api::router(core.clone(), &admin_token, ready.clone(), metrics.clone()),
+        http_api::router(
+            core.clone(),
+            &admin_token,
+            ready.clone(),
+            metrics.registry().clone(),
+        ),
     )
     .await
     .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?

@@ -7,14 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use liverelay_auth::{sign_hex, unix_now};
+use liverelay_auth::sign_hex;
 use liverelay_config::WebhookSettings;
 use liverelay_config::redact::without_query;
-use liverelay_metrics::{Metrics, OutcomeLabel};
+use liverelay_metrics::OutcomeLabel;
 use liverelay_redis::RedisConn;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
+
+use crate::metrics::WebhookMetrics;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -32,7 +34,7 @@ impl Event {
         Self {
             id,
             kind,
-            created_at: unix_now(),
+            created_at: liverelay_types::unix_secs(),
             data,
         }
     }
@@ -42,7 +44,7 @@ impl Event {
 #[derive(Clone)]
 pub struct Webhooks {
     queue: Option<mpsc::Sender<Event>>,
-    metrics: Arc<Metrics>,
+    metrics: WebhookMetrics,
 }
 
 struct Dispatcher {
@@ -50,7 +52,7 @@ struct Dispatcher {
     http: reqwest::Client,
     conn: RedisConn,
     prefix: String,
-    metrics: Arc<Metrics>,
+    metrics: WebhookMetrics,
 }
 
 impl Webhooks {
@@ -58,7 +60,7 @@ impl Webhooks {
     pub fn start(
         targets: Vec<WebhookSettings>,
         conn: RedisConn,
-        metrics: Arc<Metrics>,
+        metrics: WebhookMetrics,
     ) -> anyhow::Result<Self> {
         if targets.is_empty() {
             return Ok(Self {
@@ -88,7 +90,7 @@ impl Webhooks {
         if let Err(e) = queue.try_send(event) {
             warn!(error = %e, "webhook queue full; event dropped");
             self.metrics
-                .webhook_deliveries
+                .deliveries
                 .get_or_create(&OutcomeLabel {
                     action: "any",
                     result: "dropped",
@@ -134,7 +136,7 @@ impl Dispatcher {
 
     fn count(&self, event: &'static str, result: &'static str) {
         self.metrics
-            .webhook_deliveries
+            .deliveries
             .get_or_create(&OutcomeLabel {
                 action: event,
                 result,
@@ -154,7 +156,7 @@ impl Dispatcher {
                 .header("x-liverelay-event", event.kind)
                 .header("x-liverelay-delivery", &event.id);
             if let Some(secret) = &target.secret {
-                let t = unix_now().to_string();
+                let t = liverelay_types::unix_secs().to_string();
                 let signature = sign_hex(secret.as_bytes(), &[t.as_bytes(), b".", &body]);
                 request = request.header("x-liverelay-signature", format!("t={t},v1={signature}"));
             }

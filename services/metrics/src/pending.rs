@@ -66,8 +66,6 @@ pub struct Metrics {
     pub auth_decisions: Family<OutcomeLabel, Counter>,
     /// nginx-rtmp style callbacks by call and result (allow, redirect, deny, error).
     pub notify_calls: Family<OutcomeLabel, Counter>,
-    /// JSON event webhook deliveries by event type and result (delivered, retried, failed).
-    pub webhook_deliveries: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -90,7 +88,6 @@ impl Metrics {
             static_relay_bytes: Family::default(),
             auth_decisions: Family::default(),
             notify_calls: Family::default(),
-            webhook_deliveries: Family::default(),
         };
         s.registry.clone().register(|r| {
             r.register(
@@ -172,11 +169,6 @@ impl Metrics {
                 "liverelay_notify_calls",
                 "nginx-rtmp style HTTP callbacks by call and result",
                 s.notify_calls.clone(),
-            );
-            r.register(
-                "liverelay_webhook_deliveries",
-                "JSON event webhook delivery attempts by event and result",
-                s.webhook_deliveries.clone(),
             );
         });
         s
