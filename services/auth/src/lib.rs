@@ -20,13 +20,6 @@ pub use notify::Notify;
 pub use publish_keys::{PublishKeys, PublishKeysConfig, control_tls};
 pub use signing::{sha256_hex, sign_hex, verify_hex};
 
-/// Seconds since the Unix epoch.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The access checks a node runs, and the stream-key check (to forget revoked keys) if on.
 pub struct Built {
     pub access: Arc<dyn Access>,

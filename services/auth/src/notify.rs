@@ -15,8 +15,7 @@ use liverelay_config::{NotifyMethod, NotifySettings};
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
 use liverelay_rtmp_server::{Access, Action, Admission, ClientInfo, Sessions, StreamAttempt};
-use liverelay_types::{Refusal, Ticket};
-use tokio::task::JoinHandle;
+use liverelay_types::{AbortOnDrop, Refusal, Ticket};
 use tracing::{Instrument, info, info_span, warn};
 
 /// How a callback answered. A denial's details (URL, status, error) are logged where the
@@ -302,14 +301,16 @@ impl Notify {
             },
             started: Instant::now(),
         };
-        let updater =
-            (!updates.is_empty()).then(|| tokio::spawn(session.clone().update_loop(updates)));
+        let mut updater = AbortOnDrop::default();
+        if !updates.is_empty() {
+            updater.push(&tokio::spawn(session.clone().update_loop(updates)));
+        }
         Ok(Admission {
             name,
             ticket: Box::new(NotifyTicket {
                 session,
                 done,
-                updater,
+                _updater: updater,
             }),
             ..Admission::unchanged(&attempt)
         })
@@ -419,16 +420,14 @@ impl Session {
 struct NotifyTicket {
     session: Session,
     done: Vec<(NotifySettings, String, &'static str)>,
-    updater: Option<JoinHandle<()>>,
+    /// The `on_update` timer, stopped with the ticket.
+    _updater: AbortOnDrop,
 }
 
 impl Ticket for NotifyTicket {}
 
 impl Drop for NotifyTicket {
     fn drop(&mut self) {
-        if let Some(updater) = &self.updater {
-            updater.abort();
-        }
         if !self.done.is_empty() {
             self.session.send_done(std::mem::take(&mut self.done));
         }

@@ -9,11 +9,10 @@ use futures::future::BoxFuture;
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
 use liverelay_rtmp_server::{Access, Admission, StreamAttempt};
-use liverelay_types::Refusal;
+use liverelay_types::{Refusal, unix_secs};
 use tracing::warn;
 
 use crate::signing::{sign_hex, verify_hex};
-use crate::unix_now;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
@@ -100,7 +99,7 @@ impl Access for PlayTokens {
             attempt
                 .param("token")
                 .ok_or(TokenError::Missing)
-                .and_then(|t| verify(&self.secret, &attempt.app, &attempt.name, &t, unix_now()))
+                .and_then(|t| verify(&self.secret, &attempt.app, &attempt.name, &t, unix_secs()))
         };
         let result = match &checked {
             Ok(()) => "allow",

@@ -12,7 +12,6 @@ use liverelay_hub::{FanoutEncoding, HubConfig};
 use liverelay_redis::RedisConfig;
 use liverelay_registry::RedisRegistryConfig;
 use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LENGTH};
-use liverelay_rtmp::name::DEFAULT_MAX_NAME_LEN;
 use liverelay_rtmp::session::ServerConfig;
 use liverelay_rtmp_server::RtmpServerConfig;
 use liverelay_static_relay::{RelayConfig, RelaySpec};
@@ -158,6 +157,12 @@ impl Default for ClusterSettings {
     }
 }
 
+/// This pod's address as other pods and players reach it: `POD_IP` (the Kubernetes downward
+/// API), else 127.0.0.1.
+fn pod_host() -> String {
+    std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into())
+}
+
 impl ClusterSettings {
     pub fn pod_id(&self) -> String {
         self.pod_id
@@ -172,11 +177,22 @@ impl ClusterSettings {
             return addr.clone();
         }
         if self.grpc_listen.ip().is_unspecified() {
-            let host = std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into());
-            format!("{host}:{}", self.grpc_listen.port())
+            format!("{}:{}", pod_host(), self.grpc_listen.port())
         } else {
             self.grpc_listen.to_string()
         }
+    }
+
+    /// Where players reach this pod: `public_rtmp_url`, else `rtmp://POD_IP:<rtmp port>`
+    /// (`rtmps://` and the RTMPS port when the pod serves RTMPS only).
+    pub fn public_rtmp_url(&self, rtmp: &RtmpSettings) -> String {
+        self.public_rtmp_url.clone().unwrap_or_else(|| {
+            let host = pod_host();
+            match rtmp.tls_listen.filter(|_| rtmp.tls_only) {
+                Some(tls) => format!("rtmps://{host}:{}", tls.port()),
+                None => format!("rtmp://{host}:{}", rtmp.listen.port()),
+            }
+        })
     }
 
     /// The certificate and key files this pod shows to gRPC servers that require one.
@@ -238,34 +254,36 @@ pub struct RtmpSettings {
     pub write_coalesce_ms: u64,
 }
 
+/// The runtime configs' defaults (`RtmpServerConfig` and the session's `ServerConfig`) in the
+/// settings' units, plus what only the settings have (listeners, TLS, drain).
 impl Default for RtmpSettings {
     fn default() -> Self {
+        let server = RtmpServerConfig::default();
+        let session = &server.session;
         Self {
             listen: "0.0.0.0:1935".parse().expect("valid address"),
             tls_listen: None,
             tls_cert: None,
             tls_key: None,
             tls_only: false,
-            chunk_size: 4096,
-            max_chunk_size: MAX_CHUNK_SIZE,
-            max_message_size: 8 * 1024 * 1024,
-            max_message_size_before_publish: 64 * 1024,
-            ack_window: 5_000_000,
-            handshake_timeout_secs: 10,
-            connect_timeout_secs: 10,
-            start_timeout_secs: 30,
-            max_name_len: DEFAULT_MAX_NAME_LEN,
-            ping_interval_secs: 30,
-            idle_timeout_secs: 60,
-            max_connections: 10_000,
-            max_connections_per_ip: 0,
-            max_plays_per_connection: 100,
-            max_plays_per_minute: 20,
-            // Nagle on, as nginx-rtmp runs: measured (bench/RESULTS.md) it halves the CPU per
-            // player at moderate load without raising delivery latency on loopback.
-            tcp_nodelay: false,
+            chunk_size: session.chunk_size,
+            max_chunk_size: session.limits.max_chunk_size,
+            max_message_size: session.limits.max_message_size,
+            max_message_size_before_publish: session.max_message_size_before_publish,
+            ack_window: session.ack_window,
+            handshake_timeout_secs: server.handshake_timeout.as_secs(),
+            connect_timeout_secs: session.connect_timeout.as_secs(),
+            start_timeout_secs: session.start_timeout.as_secs(),
+            max_name_len: session.max_name_len,
+            ping_interval_secs: session.ping_interval.as_secs(),
+            idle_timeout_secs: session.idle_timeout.as_secs(),
+            max_connections: server.max_connections,
+            max_connections_per_ip: server.max_connections_per_ip,
+            max_plays_per_connection: server.max_plays_per_connection,
+            max_plays_per_minute: server.max_plays_per_minute,
+            tcp_nodelay: server.tcp_nodelay,
             drain_grace_secs: 30,
-            write_coalesce_ms: 0,
+            write_coalesce_ms: server.write_coalesce.as_millis() as u64,
         }
     }
 }
@@ -601,6 +619,14 @@ mod tests {
         assert_eq!(s, Settings::default());
         assert_eq!(s.rtmp.listen.to_string(), "0.0.0.0:1935");
         assert_eq!(s.http.listen.to_string(), "0.0.0.0:8080");
+    }
+
+    #[test]
+    fn default_rtmp_settings_are_the_runtime_defaults() {
+        assert_eq!(
+            format!("{:?}", Settings::default().rtmp_server()),
+            format!("{:?}", RtmpServerConfig::default())
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! revoked key's live publish is ended through the cluster command channel, and platforms hear
 //! of it by webhook.
 
-use liverelay_auth::unix_now;
 use liverelay_redis::{ClusterCommand, CommandBus, NodeReports};
 use liverelay_registry::StreamRegistry;
+use liverelay_rtmp::name::{DEFAULT_MAX_NAME_LEN, check_name};
+use liverelay_types::unix_secs;
 use std::sync::Arc;
 use tracing::{info, warn};
 
@@ -12,6 +13,18 @@ use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus, RelayConfig, Rela
 
 use crate::keys::{KeyError, KeyRecord, KeyStore, Verdict, random_hex};
 use crate::webhooks::{Event, Webhooks};
+
+/// Why a key's names are refused, as both APIs say it.
+pub const INVALID_NAMES: &str =
+    "app and stream must be non-empty names without '/', '?', '&' or '#'";
+
+/// Whether a key may be made for `app/stream`: the one name rule (`liverelay_rtmp::name`), so
+/// no key is made for a name a publish could never use.
+pub fn valid_names(app: &str, stream: &str) -> bool {
+    [app, stream]
+        .iter()
+        .all(|name| check_name(name, DEFAULT_MAX_NAME_LEN).is_ok())
+}
 
 pub struct Core {
     pub keys: KeyStore,
@@ -38,14 +51,14 @@ impl Core {
     ) -> Result<(KeyRecord, String), KeyError> {
         let created = self
             .keys
-            .create(app, stream, expires_at, metadata, unix_now())
+            .create(app, stream, expires_at, metadata, unix_secs())
             .await?;
         info!(key_id = %created.0.id, app, stream, "stream key created");
         Ok(created)
     }
 
     pub async fn rotate_key(&self, id: &str) -> Result<(KeyRecord, String), KeyError> {
-        let rotated = self.keys.rotate(id, unix_now()).await?;
+        let rotated = self.keys.rotate(id, unix_secs()).await?;
         info!(key_id = id, "stream key rotated");
         self.end_publishes(id).await;
         self.webhooks.emit(key_event("key.rotated", &rotated.0));
@@ -129,7 +142,7 @@ impl Core {
     }
 
     pub async fn authorize(&self, app: &str, secret: &str) -> Result<Verdict, KeyError> {
-        self.keys.authorize(app, secret, unix_now()).await
+        self.keys.authorize(app, secret, unix_secs()).await
     }
 }
 

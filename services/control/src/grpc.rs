@@ -13,7 +13,7 @@ use liverelay_types::ClusterToken;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info_span, warn};
 
-use crate::core::Core;
+use crate::core::{self, Core};
 use crate::keys::{KeyError, KeyRecord, Verdict};
 
 pub struct ControlService {
@@ -136,14 +136,8 @@ impl Control for ControlService {
                     })?,
             ),
         };
-        if req.app.is_empty()
-            || req.stream.is_empty()
-            || req.app.contains('/')
-            || req.stream.contains('/')
-        {
-            return Err(Status::invalid_argument(
-                "app and stream must be non-empty names without '/'",
-            ));
+        if !core::valid_names(&req.app, &req.stream) {
+            return Err(Status::invalid_argument(core::INVALID_NAMES));
         }
         let expires_at = (req.expires_at > 0).then_some(req.expires_at as u64);
         self.core

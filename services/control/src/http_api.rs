@@ -18,8 +18,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -27,8 +28,9 @@ use liverelay_auth::play_token;
 use liverelay_http::Readiness;
 use liverelay_metrics::MetricsRegistry;
 use liverelay_redis::{ClusterCommand, DropTarget};
-use liverelay_types::{constant_time_eq, unix_secs};
-use serde::Deserialize;
+use liverelay_static_relay::{RelaySpec, RelayStatus};
+use liverelay_types::{TokenRejected, unix_secs, verify_bearer};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::warn;
 
@@ -40,8 +42,6 @@ use crate::live;
 struct Api {
     core: Arc<Core>,
     admin_token: Arc<str>,
-    ready: Readiness,
-    metrics: Arc<MetricsRegistry>,
     routes: Arc<RouteCache>,
 }
 
@@ -106,23 +106,27 @@ fn unavailable(e: impl std::fmt::Display) -> ApiError {
 
 type ApiResult = Result<Response, ApiError>;
 
-impl Api {
-    fn admin(&self, headers: &HeaderMap) -> Result<(), ApiError> {
-        let given = headers
+/// Taking this as a handler's argument makes its route admin-only: the request must carry
+/// `Authorization: Bearer <admin token>` (compared in constant time), else 401.
+struct Admin;
+
+impl FromRequestParts<Api> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Api) -> Result<Self, ApiError> {
+        let given = parts
+            .headers
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(t) if constant_time_eq(t.as_bytes(), self.admin_token.as_bytes()) => Ok(()),
-            Some(_) => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "wrong admin token".into(),
-            )),
-            None => Err(ApiError(
-                StatusCode::UNAUTHORIZED,
-                "admin token required (Authorization: Bearer ...)".into(),
-            )),
-        }
+            .and_then(|v| v.to_str().ok());
+        verify_bearer(given, &api.admin_token)
+            .map(|()| Admin)
+            .map_err(|e| {
+                let why = match e {
+                    TokenRejected::Missing => "admin token required (Authorization: Bearer ...)",
+                    TokenRejected::Wrong => "wrong admin token",
+                };
+                ApiError(StatusCode::UNAUTHORIZED, why.into())
+            })
     }
 }
 
@@ -132,10 +136,7 @@ pub fn router(
     ready: Readiness,
     metrics: Arc<MetricsRegistry>,
 ) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+    let api = Router::new()
         .route("/v1/keys", post(create_key).get(list_keys))
         .route("/v1/keys/{id}", get(get_key).delete(revoke_key))
         .route("/v1/keys/{id}/rotate", post(rotate_key))
@@ -149,24 +150,9 @@ pub fn router(
         .with_state(Api {
             core,
             admin_token: admin_token.into(),
-            ready,
-            metrics,
             routes: Arc::default(),
-        })
-}
-
-async fn readyz(State(api): State<Api>) -> (StatusCode, &'static str) {
-    if api.ready.is_ready() {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
-    }
-}
-
-async fn metrics_text(State(api): State<Api>, headers: HeaderMap) -> impl IntoResponse {
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let (content_type, body) = api.metrics.negotiate(accept);
-    ([(header::CONTENT_TYPE, content_type)], body)
+        });
+    liverelay_http::health_router(ready, metrics).merge(api)
 }
 
 /// A key as the API shows it: everything but the secret and its hash.
@@ -233,12 +219,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
     })
 }
 
-async fn create_key(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> ApiResult {
-    api.admin(&headers)?;
+async fn create_key(State(api): State<Api>, _: Admin, body: axum::body::Bytes) -> ApiResult {
     let new: NewKey = parse_json(&body)?;
     if !core::valid_names(&new.app, &new.stream) {
         return Err(ApiError(
@@ -266,33 +247,21 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(with_secret(&record, secret))).into_response())
 }
 
-async fn list_keys(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
-    api.admin(&headers)?;
+async fn list_keys(State(api): State<Api>, _: Admin) -> ApiResult {
     let keys: Vec<_> = api.core.keys.list().await?.iter().map(key_json).collect();
     Ok(Json(json!({ "keys": keys })).into_response())
 }
 
-async fn get_key(State(api): State<Api>, headers: HeaderMap, Path(id): Path<String>) -> ApiResult {
-    api.admin(&headers)?;
+async fn get_key(State(api): State<Api>, _: Admin, Path(id): Path<String>) -> ApiResult {
     Ok(Json(key_json(&api.core.keys.get(&id).await?)).into_response())
 }
 
-async fn rotate_key(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    api.admin(&headers)?;
+async fn rotate_key(State(api): State<Api>, _: Admin, Path(id): Path<String>) -> ApiResult {
     let (record, secret) = api.core.rotate_key(&id).await?;
     Ok(Json(with_secret(&record, secret)).into_response())
 }
 
-async fn revoke_key(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    api.admin(&headers)?;
+async fn revoke_key(State(api): State<Api>, _: Admin, Path(id): Path<String>) -> ApiResult {
     Ok(Json(key_json(&api.core.revoke_key(&id).await?)).into_response())
 }
 
@@ -305,12 +274,7 @@ struct NewPlayToken {
     ttl_secs: Option<u64>,
 }
 
-async fn play_token(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> ApiResult {
-    api.admin(&headers)?;
+async fn play_token(State(api): State<Api>, _: Admin, body: axum::body::Bytes) -> ApiResult {
     let req: NewPlayToken = parse_json(&body)?;
     let Some(secret) = api.core.play_token_secret.as_deref() else {
         return Err(ApiError(
@@ -335,8 +299,7 @@ async fn play_token(
     )
 }
 
-async fn streams(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
-    api.admin(&headers)?;
+async fn streams(State(api): State<Api>, _: Admin) -> ApiResult {
     let records = api.core.registry.list().await.map_err(unavailable)?;
     let reports = api.core.nodes.list().await.map_err(unavailable)?;
     Ok(Json(json!({ "streams": live::streams(records, &reports) })).into_response())
@@ -391,11 +354,10 @@ struct DropRequest {
 
 async fn drop_sessions(
     State(api): State<Api>,
-    headers: HeaderMap,
+    _: Admin,
     Path((app, stream)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    api.admin(&headers)?;
     let req: DropRequest = if body.is_empty() {
         DropRequest::default()
     } else {
@@ -417,7 +379,7 @@ async fn drop_sessions(
     Ok((StatusCode::ACCEPTED, Json(json!({ "sent_to_pods": pods }))).into_response())
 }
 
-fn target_json(source: &str, spec: &liverelay_static_relay::RelaySpec) -> serde_json::Value {
+fn target_json(source: &str, spec: &RelaySpec) -> serde_json::Value {
     json!({
         "id": source.rsplit('/').next().unwrap_or_default(),
         "url": spec.display_url(),
@@ -425,12 +387,7 @@ fn target_json(source: &str, spec: &liverelay_static_relay::RelaySpec) -> serde_
     })
 }
 
-async fn list_targets(
-    State(api): State<Api>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> ApiResult {
-    api.admin(&headers)?;
+async fn list_targets(State(api): State<Api>, _: Admin, Path(id): Path<String>) -> ApiResult {
     api.core.keys.get(&id).await?;
     let targets: Vec<_> = api
         .core
@@ -438,7 +395,7 @@ async fn list_targets(
         .await?
         .iter()
         .filter_map(|(source, config)| {
-            let spec = liverelay_static_relay::RelaySpec::parse(0, config).ok()?;
+            let spec = RelaySpec::parse(0, config).ok()?;
             Some(target_json(source, &spec))
         })
         .collect();
@@ -453,11 +410,10 @@ struct NewTarget {
 
 async fn add_target(
     State(api): State<Api>,
-    headers: HeaderMap,
+    _: Admin,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    api.admin(&headers)?;
     let new: NewTarget = parse_json(&body)?;
     let key = api.core.keys.get(&id).await?;
     if key.revoked {
@@ -473,10 +429,9 @@ async fn add_target(
 
 async fn remove_target(
     State(api): State<Api>,
-    headers: HeaderMap,
+    _: Admin,
     Path((id, target)): Path<(String, String)>,
 ) -> ApiResult {
-    api.admin(&headers)?;
     if api.core.remove_target(&id, &target).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -484,31 +439,98 @@ async fn remove_target(
     }
 }
 
+/// A row of `GET /v1/relays`: what a pod holding the relay last stored, or a declared relay no
+/// pod has taken yet.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum RelayRow {
+    Held(RelayStatus),
+    Pending(PendingRelay),
+}
+
+/// A declared relay no pod holds: a [`RelayStatus`]'s fields with no owner, state `pending`,
+/// nothing tried or moved yet, and no `updated_at_ms`.
+#[derive(Serialize)]
+struct PendingRelay {
+    id: String,
+    kind: &'static str,
+    url: String,
+    stream: String,
+    mode: &'static str,
+    owner: Option<String>,
+    state: &'static str,
+    last_error: Option<String>,
+    attempts: u64,
+    bytes_in: u64,
+    bytes_out: u64,
+}
+
+impl PendingRelay {
+    fn new(spec: RelaySpec) -> Self {
+        Self {
+            url: spec.display_url(),
+            stream: spec.stream.to_string(),
+            kind: spec.kind.as_str(),
+            mode: spec.mode.as_str(),
+            id: spec.id,
+            owner: None,
+            state: "pending",
+            last_error: None,
+            attempts: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+}
+
 /// What the pods report for every relay they hold, plus declared relays no pod has taken yet.
-async fn relays(State(api): State<Api>, headers: HeaderMap) -> ApiResult {
-    api.admin(&headers)?;
+async fn relays(State(api): State<Api>, _: Admin) -> ApiResult {
     let held = api.core.relay_statuses.list().await.map_err(unavailable)?;
     let declared = api.core.declared.list().await.map_err(unavailable)?;
-    let mut rows: Vec<serde_json::Value> = held.iter().map(|s| json!(s)).collect();
-    for (_, config) in declared {
-        let Ok(spec) = liverelay_static_relay::RelaySpec::parse(0, &config) else {
-            continue;
-        };
-        if held.iter().all(|s| s.id != spec.id) {
-            rows.push(json!({
-                "id": spec.id,
-                "kind": spec.kind.as_str(),
-                "url": spec.display_url(),
-                "stream": spec.stream.to_string(),
-                "mode": spec.mode.as_str(),
+    let pending: Vec<PendingRelay> = declared
+        .iter()
+        .filter_map(|(_, config)| RelaySpec::parse(0, config).ok())
+        .filter(|spec| held.iter().all(|s| s.id != spec.id))
+        .map(PendingRelay::new)
+        .collect();
+    let rows: Vec<RelayRow> = held
+        .into_iter()
+        .map(RelayRow::Held)
+        .chain(pending.into_iter().map(RelayRow::Pending))
+        .collect();
+    Ok(Json(json!({ "relays": rows })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_relay_row_is_a_status_row_without_a_holder() {
+        let config = serde_json::from_value(json!({
+            "kind": "pull",
+            "url": "rtmp://origin.example/live/cam",
+            "stream": "live/cam",
+            "mode": "on-demand",
+        }))
+        .unwrap();
+        let spec = RelaySpec::parse(0, &config).unwrap();
+        let id = spec.id.clone();
+        assert_eq!(
+            json!(RelayRow::Pending(PendingRelay::new(spec))),
+            json!({
+                "id": id,
+                "kind": "pull",
+                "url": "rtmp://origin.example:1935/live/cam",
+                "stream": "live/cam",
+                "mode": "on-demand",
                 "owner": null,
                 "state": "pending",
                 "last_error": null,
                 "attempts": 0,
                 "bytes_in": 0,
                 "bytes_out": 0,
-            }));
-        }
+            })
+        );
     }
-    Ok(Json(json!({ "relays": rows })).into_response())
 }

@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use liverelay_hub::Hub;
-use liverelay_metrics::Metrics;
+use liverelay_metrics::{Metrics, MetricsRegistry};
 use liverelay_tls::rustls;
 use liverelay_tls::tokio_rustls::TlsAcceptor;
 use serde::Serialize;
@@ -40,11 +40,11 @@ impl Readiness {
     }
 }
 
+/// What `/healthz`, `/readyz` and `/metrics` read.
 #[derive(Clone)]
-struct AppState {
+struct Health {
     ready: Readiness,
-    hub: Hub,
-    metrics: Arc<Metrics>,
+    metrics: Arc<MetricsRegistry>,
 }
 
 #[derive(Serialize)]
@@ -61,27 +61,33 @@ struct StreamView {
     frame_rate: f64,
 }
 
+/// A node's routes: [`health_router`] and `/v1/streams` (what is live in its hub).
 pub fn router(ready: Readiness, hub: Hub, metrics: Arc<Metrics>) -> Router {
+    health_router(ready, metrics.registry().clone()).merge(
+        Router::new()
+            .route("/v1/streams", get(streams))
+            .with_state(hub),
+    )
+}
+
+/// `/healthz` (the process runs), `/readyz` (it accepts work) and `/metrics`: what every role
+/// serves, control included.
+pub fn health_router(ready: Readiness, metrics: Arc<MetricsRegistry>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/v1/streams", get(streams))
-        .with_state(AppState {
-            ready,
-            hub,
-            metrics,
-        })
+        .with_state(Health { ready, metrics })
 }
 
 /// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format else.
-async fn metrics_text(State(s): State<AppState>, headers: HeaderMap) -> impl IntoResponse {
+async fn metrics_text(State(s): State<Health>, headers: HeaderMap) -> impl IntoResponse {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (content_type, body) = s.metrics.negotiate(accept);
     ([(header::CONTENT_TYPE, content_type)], body)
 }
 
-async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
+async fn readyz(State(s): State<Health>) -> (StatusCode, &'static str) {
     if s.ready.is_ready() {
         (StatusCode::OK, "ready\n")
     } else {
@@ -89,9 +95,8 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, &'static str) {
     }
 }
 
-async fn streams(State(s): State<AppState>) -> Json<serde_json::Value> {
-    let list: Vec<StreamView> = s
-        .hub
+async fn streams(State(hub): State<Hub>) -> Json<serde_json::Value> {
+    let list: Vec<StreamView> = hub
         .streams()
         .into_iter()
         .map(|st| StreamView {

@@ -70,9 +70,7 @@ impl Frame {
             keyframe,
             sequence_header,
             generation,
-            received_unix_us: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64),
+            received_unix_us: liverelay_types::unix_us(),
             payload_len: media.payload.len(),
             wire,
             encoding,

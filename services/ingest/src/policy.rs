@@ -2,7 +2,7 @@
 //! (held by a lease for as long as it lasts); plays are for edges, over the relay.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use liverelay_hub::Hub;
@@ -10,8 +10,7 @@ use liverelay_metrics::Metrics;
 use liverelay_registry::{Lease, RegistryError, StreamRecord, StreamRegistry};
 use liverelay_rtmp::command::code;
 use liverelay_types::StreamId;
-use liverelay_types::{Refusal, StreamPolicy, Ticket};
-use tokio::task::JoinHandle;
+use liverelay_types::{AbortOnDrop, Refusal, StreamPolicy, Ticket};
 use tracing::warn;
 
 pub struct IngestPolicy {
@@ -27,7 +26,8 @@ pub struct IngestPolicy {
 /// Holds the stream's lease; keeps the record's codec summary current.
 struct LeaseTicket {
     lease: Arc<Lease>,
-    codecs: JoinHandle<()>,
+    /// Keeps the record's codecs current; stopped with the ticket.
+    _codecs: AbortOnDrop,
 }
 
 impl Ticket for LeaseTicket {
@@ -36,12 +36,6 @@ impl Ticket for LeaseTicket {
         Some(Box::pin(async move {
             format!("stream taken over by {}", lost.await)
         }))
-    }
-}
-
-impl Drop for LeaseTicket {
-    fn drop(&mut self) {
-        self.codecs.abort();
     }
 }
 
@@ -55,9 +49,7 @@ impl StreamPolicy for IngestPolicy {
             name: key.name.clone(),
             owner: self.pod_id.clone(),
             grpc_addr: self.grpc_addr.clone(),
-            started_at_ms: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            started_at_ms: liverelay_types::unix_ms(),
             generation: 0,
             video_codec: None,
             audio_codec: None,
@@ -72,7 +64,10 @@ impl StreamPolicy for IngestPolicy {
                         Arc::downgrade(&lease),
                         registry.lease_ttl(),
                     ));
-                    Ok(Box::new(LeaseTicket { lease, codecs }) as Box<dyn Ticket>)
+                    Ok(Box::new(LeaseTicket {
+                        lease,
+                        _codecs: AbortOnDrop::new(&codecs),
+                    }) as Box<dyn Ticket>)
                 }
                 Err(RegistryError::Owned { owner }) => Err(Refusal {
                     code: code::PUBLISH_BAD_NAME,

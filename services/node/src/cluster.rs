@@ -2,7 +2,7 @@
 //! sessions (a revoked key's publish ends, a dropped stream's viewers go), and it reports its
 //! load (viewers per stream, draining) so control can show and route.
 
-use liverelay_types::Role;
+use liverelay_types::{AbortOnDrop, Role};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use liverelay_redis::{
 };
 use liverelay_rtmp_server::{Phase, SessionRole, Sessions};
 use tokio::sync::{broadcast, watch};
-use tokio_util::task::AbortOnDropHandle;
 use tracing::{info, warn};
 
 /// Applies control's commands until the process ends.
@@ -25,7 +24,7 @@ pub async fn follow_commands(
 ) -> anyhow::Result<()> {
     let bus = CommandBus::new(redis);
     let (mut commands, task) = bus.listen();
-    let _stop = AbortOnDropHandle::new(task);
+    let _stop = AbortOnDrop::new(&task);
     loop {
         let command = match commands.recv().await {
             Ok(c) => c,
@@ -136,9 +135,7 @@ impl LoadReporter {
             publishers,
             viewers,
             streams,
-            reported_at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64),
+            reported_at_ms: liverelay_types::unix_ms(),
         }
     }
 
@@ -147,7 +144,7 @@ impl LoadReporter {
         let reports = NodeReports::new(self.redis.clone());
         let (written, written_rx) = watch::channel(None);
         let pod = self.pod.clone();
-        let task = AbortOnDropHandle::new(tokio::spawn(self.run(reports.clone(), written)));
+        let task = AbortOnDrop::new(&tokio::spawn(self.run(reports.clone(), written)));
         Reporting {
             reports,
             pod,
@@ -187,7 +184,8 @@ pub struct Reporting {
     pod: String,
     /// Whether the last report that reached the registry said "draining".
     written: watch::Receiver<Option<bool>>,
-    task: AbortOnDropHandle<()>,
+    /// Stops the reporting task when dropped.
+    task: AbortOnDrop,
 }
 
 impl Reporting {
@@ -201,11 +199,14 @@ impl Reporting {
 
     /// Stops reporting and removes the pod's report (bounded by `limit`).
     pub async fn leave(self, limit: Duration) {
-        self.task.abort();
-        match tokio::time::timeout(limit, self.reports.withdraw(&self.pod)).await {
-            Ok(Ok(())) => info!(pod = %self.pod, "load report withdrawn"),
-            Ok(Err(e)) => warn!(pod = %self.pod, error = %e, "could not withdraw the load report"),
-            Err(_) => warn!(pod = %self.pod, "timed out withdrawing the load report"),
+        let Self {
+            reports, pod, task, ..
+        } = self;
+        drop(task);
+        match tokio::time::timeout(limit, reports.withdraw(&pod)).await {
+            Ok(Ok(())) => info!(%pod, "load report withdrawn"),
+            Ok(Err(e)) => warn!(%pod, error = %e, "could not withdraw the load report"),
+            Err(_) => warn!(%pod, "timed out withdrawing the load report"),
         }
     }
 }

@@ -18,8 +18,8 @@ use liverelay_metrics::{HubCollector, Metrics};
 use liverelay_registry::RedisRegistry;
 use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services, Sessions};
 use liverelay_tls::{CertFiles, ReloadingCert};
-use liverelay_types::StreamPolicy;
-use tokio::task::{AbortHandle, JoinHandle};
+use liverelay_types::{AbortOnDrop, StreamPolicy};
+use tokio::task::JoinHandle;
 use tracing::info;
 
 /// How long a leaving pod waits for its state to reach the registry; past it, the report's TTL
@@ -75,13 +75,7 @@ impl Node {
         let mut reporting = None;
         if let Some(redis) = redis.map(|registry| registry.conn()) {
             let pod = settings.cluster.pod_id();
-            let rtmp_url = settings.cluster.public_rtmp_url.clone().unwrap_or_else(|| {
-                let host = std::env::var("POD_IP").unwrap_or_else(|_| "127.0.0.1".into());
-                match settings.rtmp.tls_listen.filter(|_| settings.rtmp.tls_only) {
-                    Some(tls) => format!("rtmps://{host}:{}", tls.port()),
-                    None => format!("rtmp://{host}:{}", settings.rtmp.listen.port()),
-                }
-            });
+            let rtmp_url = settings.cluster.public_rtmp_url(&settings.rtmp);
             let reporter = cluster::LoadReporter {
                 redis: redis.clone(),
                 pod: pod.clone(),
@@ -130,8 +124,9 @@ impl Node {
         // Spawned, so HTTP (readiness, metrics) and the relay keep serving while draining.
         let handles: Vec<JoinHandle<anyhow::Result<()>>> =
             tasks.into_iter().map(|(_, t)| tokio::spawn(t)).collect();
+        // Stops the role's tasks when the node returns (error or shutdown).
         let abort: Vec<_> = handles.iter().map(JoinHandle::abort_handle).collect();
-        let _abort_on_exit = AbortOnDrop(abort);
+        let _abort_on_exit = AbortOnDrop::from(abort);
         let mut parts = select_all(handles);
         ready.set(true);
         tokio::select! {
@@ -191,13 +186,4 @@ async fn bind_rtmp(
         listeners.push((rtmps, true));
     }
     Ok(listeners)
-}
-
-/// Stops the role's tasks when the node returns (error or shutdown).
-struct AbortOnDrop(Vec<AbortHandle>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.iter().for_each(AbortHandle::abort);
-    }
 }

@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 
 use liverelay_metrics::Metrics;
+use liverelay_types::AbortOnDrop;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::{Claim, RegistryError, Renewal, StreamRecord, StreamRegistry};
@@ -26,7 +26,8 @@ pub struct Lease {
     claim: Arc<Mutex<Claim>>,
     details: Arc<Mutex<Option<StreamRecord>>>,
     state: watch::Receiver<LeaseState>,
-    heartbeat: JoinHandle<()>,
+    /// The renewals, stopped with the lease.
+    heartbeat: AbortOnDrop,
 }
 
 impl Lease {
@@ -37,13 +38,13 @@ impl Lease {
         });
         let claim = Arc::new(Mutex::new(claim));
         let details = Arc::new(Mutex::new(None));
-        let heartbeat = tokio::spawn(heartbeat(
+        let heartbeat = AbortOnDrop::new(&tokio::spawn(heartbeat(
             registry.clone(),
             claim.clone(),
             details.clone(),
             tx,
             metrics,
-        ));
+        )));
         Self {
             registry,
             claim,
@@ -85,7 +86,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.heartbeat.abort();
+        // No renewal after the release.
+        drop(std::mem::take(&mut self.heartbeat));
         let registry = self.registry.clone();
         let claim = self.claim.lock().unwrap_or_else(|e| e.into_inner()).clone();
         // Release in the background: the publisher's connection is already closing.

@@ -18,10 +18,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use liverelay_metrics::Metrics;
 use liverelay_redis::{RedisConfig, RedisConn};
-use liverelay_types::StreamId;
+use liverelay_types::{AbortOnDrop, StreamId};
 use redis::{Cmd, Script, Value};
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use tracing::warn;
 
 use crate::{Claim, RegistryError, RegistryEvent, Renewal, StreamRecord, StreamRegistry};
@@ -96,13 +95,8 @@ pub struct RedisRegistry {
     lease_ttl: Duration,
     events: broadcast::Sender<RegistryEvent>,
     wants: broadcast::Sender<RegistryEvent>,
-    subscribers: [JoinHandle<()>; 2],
-}
-
-impl Drop for RedisRegistry {
-    fn drop(&mut self) {
-        self.subscribers.iter().for_each(JoinHandle::abort);
-    }
+    /// Following the events and wants channels, for as long as the registry lives.
+    _subscribers: AbortOnDrop,
 }
 
 impl RedisRegistry {
@@ -120,16 +114,15 @@ impl RedisRegistry {
     pub fn new(conn: RedisConn, lease_ttl: Duration) -> Self {
         let events = broadcast::channel(1024).0;
         let wants = broadcast::channel(1024).0;
-        let subscribers = [
-            conn.subscribe(channel(conn.key_prefix()), events.clone()),
-            conn.subscribe(wants_channel(conn.key_prefix()), wants.clone()),
-        ];
+        let mut subscribers = AbortOnDrop::default();
+        subscribers.push(&conn.subscribe(channel(conn.key_prefix()), events.clone()));
+        subscribers.push(&conn.subscribe(wants_channel(conn.key_prefix()), wants.clone()));
         Self {
             conn,
             lease_ttl,
             events,
             wants,
-            subscribers,
+            _subscribers: subscribers,
         }
     }
 

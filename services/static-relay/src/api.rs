@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::get;
-use liverelay_types::constant_time_eq;
+use liverelay_types::{TokenRejected, verify_bearer};
 
 use crate::StaticRelays;
 use crate::status::RelayStatus;
@@ -38,13 +38,11 @@ fn admitted(headers: &HeaderMap, token: Option<&str>) -> Result<(), &'static str
     };
     let given = headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    match given {
-        Some(t) if constant_time_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err("wrong admin token"),
-        None => Err("admin token required (Authorization: Bearer ...)"),
-    }
+        .and_then(|v| v.to_str().ok());
+    verify_bearer(given, token).map_err(|e| match e {
+        TokenRejected::Missing => "admin token required (Authorization: Bearer ...)",
+        TokenRejected::Wrong => "wrong admin token",
+    })
 }
 
 async fn list(State(api): State<Api>, headers: HeaderMap) -> (StatusCode, Json<serde_json::Value>) {

@@ -28,7 +28,7 @@ use futures::future::BoxFuture;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_registry::StreamRegistry;
-use liverelay_types::StreamPolicy;
+use liverelay_types::{AbortOnDrop, StreamPolicy};
 
 pub use api::router;
 pub use declared::DeclaredRelays;
@@ -70,7 +70,8 @@ pub struct StaticRelays {
 
 struct Running {
     cell: StatusCell,
-    task: tokio::task::AbortHandle,
+    /// The relay's task, stopped when the entry leaves the table.
+    _task: AbortOnDrop,
 }
 
 /// How often declared relays are re-read even without a change announcement (one may be
@@ -109,7 +110,7 @@ impl StaticRelays {
                 return std::future::pending().await;
             };
             let (mut changes, follower) = declared.changes();
-            let _follower = tokio_util::task::AbortOnDropHandle::new(follower);
+            let _follower = AbortOnDrop::new(&follower);
             loop {
                 match declared.list().await {
                     Ok(entries) => {
@@ -139,7 +140,6 @@ impl StaticRelays {
             let keep = ids.contains(id.as_str());
             if !keep {
                 tracing::info!(relay = %id, "relay no longer declared; stopping it");
-                r.task.abort();
                 r.cell.set_state(RelayState::Stopped);
             }
             keep
@@ -161,7 +161,7 @@ impl StaticRelays {
                 spec.id.clone(),
                 Running {
                     cell,
-                    task: task.abort_handle(),
+                    _task: AbortOnDrop::new(&task),
                 },
             );
         }
@@ -275,13 +275,12 @@ async fn restart_on_panic<F, Fut>(
     }
 }
 
-/// Stops every running relay when the role task is dropped.
+/// Stops every running relay when the role task is dropped (each entry's task goes with it).
 struct AbortRunning(Arc<Mutex<BTreeMap<String, Running>>>);
 
 impl Drop for AbortRunning {
     fn drop(&mut self) {
-        let running = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        running.values().for_each(|r| r.task.abort());
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

@@ -8,10 +8,11 @@
 //! listing; ids whose entry expired are dropped when listed).
 
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use liverelay_metrics::{Metrics, RelayDirectionLabel, RelayStateLabel};
 use liverelay_redis::{ExpiringEntries, RedisConn, RedisError};
+use liverelay_types::unix_ms;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -84,15 +85,9 @@ impl RelayStatus {
             attempts: 0,
             bytes_in: 0,
             bytes_out: 0,
-            updated_at_ms: now_ms(),
+            updated_at_ms: unix_ms(),
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The live status of one relay on this pod; updates also move its metrics.
@@ -120,7 +115,7 @@ impl StatusCell {
         let id = {
             let mut st = self.lock();
             st.state = state;
-            st.updated_at_ms = now_ms();
+            st.updated_at_ms = unix_ms();
             st.id.clone()
         };
         for s in RelayState::ALL {

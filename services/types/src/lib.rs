@@ -14,5 +14,5 @@ pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};
 pub use role::{Role, UnknownRole};
 pub use stream_id::{InvalidStreamId, StreamId};
 pub use task::AbortOnDrop;
-pub use time::{unix_ms, unix_secs};
-pub use token::{ClusterToken, TokenRejected, constant_time_eq};
+pub use time::{unix_ms, unix_secs, unix_us};
+pub use token::{ClusterToken, TokenRejected, constant_time_eq, verify_bearer};

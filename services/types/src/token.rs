@@ -38,14 +38,20 @@ impl ClusterToken {
 
     /// Checks an `authorization` header value, in constant time.
     pub fn verify_bearer(&self, header: Option<&str>) -> Result<(), TokenRejected> {
-        let given = header
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .ok_or(TokenRejected::Missing)?;
-        if constant_time_eq(given.as_bytes(), self.0.as_bytes()) {
-            Ok(())
-        } else {
-            Err(TokenRejected::Wrong)
-        }
+        verify_bearer(header, &self.0)
+    }
+}
+
+/// Checks an `authorization` header value against `Bearer <token>`, in constant time: the
+/// cluster token's check, and the admin token's on the HTTP APIs.
+pub fn verify_bearer(header: Option<&str>, token: &str) -> Result<(), TokenRejected> {
+    let given = header
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(TokenRejected::Missing)?;
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(TokenRejected::Wrong)
     }
 }
 
