@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use liverelay_rtmp::session::ClientEvent;
 use liverelay_rtmp::{Media, MediaKind};
 use support::redis::{RedisCluster, RedisServer};
-use support::rtmp_client::{RtmpClient, is_picture};
+use support::rtmp::{TestClient, is_picture};
 use support::*;
 
 const TOKEN: &str = "test-cluster-token";
@@ -163,7 +163,7 @@ async fn many_viewers_on_one_edge_make_one_upstream() {
     cluster.wait_owner("fan", "ingest-a", Duration::from_secs(10));
     let mut viewers = Vec::new();
     for _ in 0..6 {
-        let mut v = RtmpClient::connect(edge.rtmp, "live").await;
+        let mut v = TestClient::connect(edge.rtmp, "live").await;
         v.play("fan").await;
         viewers.push(v);
     }
@@ -209,7 +209,7 @@ impl MarkedSource {
             let sent = sent.clone();
             async move {
                 let (mut client, id) = loop {
-                    let mut client = RtmpClient::connect(addr, "live").await;
+                    let mut client = TestClient::connect(addr, "live").await;
                     let (id, _, code) = client.publish(name).await;
                     if code == "NetStream.Publish.Start" {
                         break (client, id);
@@ -266,7 +266,7 @@ impl Drop for MarkedSource {
 
 /// The viewer's next event while its stream fails over: it stays connected, is never told the
 /// stream ended, and its video timestamps never go back.
-async fn next_failover_event(viewer: &mut RtmpClient, last_ts: &mut u64) -> ClientEvent {
+async fn next_failover_event(viewer: &mut TestClient, last_ts: &mut u64) -> ClientEvent {
     let event = viewer
         .next_event(Duration::from_secs(5))
         .await
@@ -307,7 +307,7 @@ async fn viewer_survives_ingest_failover() {
     let mut publisher = looping_publisher(&ingest_a.url("live/move"), &dir.path("pub-a.log"));
     cluster.wait_owner("move", "ingest-a", Duration::from_secs(10));
 
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("move").await;
     let mut last_ts = 0;
     for _ in 0..30 {
@@ -413,7 +413,7 @@ async fn viewer_is_told_when_no_source_returns_within_the_window() {
     let dir = TempDir::new("cluster-window");
     let mut publisher = looping_publisher(&ingest.url("live/gone"), &dir.path("pub.log"));
     cluster.wait_owner("gone", "ingest-a", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("gone").await;
     assert!(
         viewer
@@ -452,7 +452,7 @@ async fn redis_restart_keeps_streams_flowing_and_recovers() {
     let dir = TempDir::new("cluster-redis");
     let _publisher = looping_publisher(&ingest.url("live/steady"), &dir.path("pub.log"));
     cluster.wait_owner("steady", "ingest-a", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(edge_x.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge_x.rtmp, "live").await;
     viewer.play("steady").await;
     assert!(
         viewer
@@ -469,7 +469,7 @@ async fn redis_restart_keeps_streams_flowing_and_recovers() {
         "the stream kept flowing without Redis ({pictures} pictures in 2 s)"
     );
     // A new lookup (edge Y has not pulled the stream) fails with a status, not a hang.
-    let mut newcomer = RtmpClient::connect(edge_y.rtmp, "live").await;
+    let mut newcomer = TestClient::connect(edge_y.rtmp, "live").await;
     let id = newcomer.create_stream().await;
     newcomer.send_play(id, "steady");
     let status = newcomer
@@ -488,7 +488,7 @@ async fn redis_restart_keeps_streams_flowing_and_recovers() {
         "edge logs why"
     );
     // So does a new publish: it cannot be registered.
-    let mut late_publisher = RtmpClient::connect(ingest.rtmp, "live").await;
+    let mut late_publisher = TestClient::connect(ingest.rtmp, "live").await;
     let (_, level, code) = late_publisher.publish("late").await;
     assert_eq!(
         (level.as_str(), code.as_str()),
@@ -504,7 +504,7 @@ async fn redis_restart_keeps_streams_flowing_and_recovers() {
     cluster.redis.restart();
     // The ingest re-registers its stream with its next heartbeat.
     cluster.wait_owner("steady", "ingest-a", Duration::from_secs(10));
-    let mut again = RtmpClient::connect(edge_y.rtmp, "live").await;
+    let mut again = TestClient::connect(edge_y.rtmp, "live").await;
     again.play("steady").await;
     assert!(
         again
@@ -531,7 +531,7 @@ async fn second_publisher_on_another_ingest_is_refused() {
     let dir = TempDir::new("cluster-dup");
     let _publisher = looping_publisher(&ingest_a.url("live/one"), &dir.path("pub.log"));
     cluster.wait_owner("one", "ingest-a", Duration::from_secs(10));
-    let mut second = RtmpClient::connect(ingest_b.rtmp, "live").await;
+    let mut second = TestClient::connect(ingest_b.rtmp, "live").await;
     let (_, level, code) = second.publish("one").await;
     assert_eq!(
         (level.as_str(), code.as_str()),
@@ -597,7 +597,7 @@ async fn publish_on_an_edge_is_refused_without_disturbing_viewers() {
     let dir = TempDir::new("cluster-edge-publish");
     let _publisher = looping_publisher(&ingest.url("live/calm"), &dir.path("pub.log"));
     cluster.wait_owner("calm", "ingest-a", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("calm").await;
     assert!(
         viewer
@@ -606,7 +606,7 @@ async fn publish_on_an_edge_is_refused_without_disturbing_viewers() {
             .is_some()
     );
     for _ in 0..3 {
-        let mut intruder = RtmpClient::connect(edge.rtmp, "live").await;
+        let mut intruder = TestClient::connect(edge.rtmp, "live").await;
         let (_, level, code) = intruder.publish("calm").await;
         assert_eq!(
             (level.as_str(), code.as_str()),
@@ -634,7 +634,7 @@ async fn publish_on_an_edge_is_refused_without_disturbing_viewers() {
 async fn losing_the_lease_closes_the_publish() {
     let cluster = Cluster::with_short_leases();
     let ingest = cluster.node("ingest", "ingest-a");
-    let mut publisher = RtmpClient::connect(ingest.rtmp, "live").await;
+    let mut publisher = TestClient::connect(ingest.rtmp, "live").await;
     let (_, level, code) = publisher.publish("taken").await;
     assert_eq!(
         (level.as_str(), code.as_str()),
@@ -691,7 +691,7 @@ async fn edge_drains_on_sigterm() {
     let dir = TempDir::new("cluster-drain");
     let _publisher = looping_publisher(&ingest.url("live/drain"), &dir.path("pub.log"));
     cluster.wait_owner("drain", "ingest-a", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("drain").await;
     assert!(
         viewer
@@ -846,7 +846,7 @@ async fn relay_over_tls() {
         ],
     );
     let _publisher = looping_publisher(&ingest.url("live/tls"), &dir.path("pub.log"));
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("tls").await;
     assert!(
         viewer
@@ -856,10 +856,12 @@ async fn relay_over_tls() {
         "pictures through the TLS relay"
     );
 
-    let mut plain =
-        liverelay_proto::relay::v1::relay_client::RelayClient::connect(format!("http://{}", ingest.grpc))
-            .await
-            .unwrap();
+    let mut plain = liverelay_proto::relay::v1::relay_client::RelayClient::connect(format!(
+        "http://{}",
+        ingest.grpc
+    ))
+    .await
+    .unwrap();
     let mut request = tonic::Request::new(liverelay_proto::relay::v1::SubscribeRequest {
         app: "live".into(),
         name: "tls".into(),

@@ -12,7 +12,7 @@ use liverelay_rtmp::session::ClientEvent;
 use sha2::Sha256;
 use support::hooks::{Hook, HookServer, Reply};
 use support::redis::RedisServer;
-use support::rtmp_client::RtmpClient;
+use support::rtmp::TestClient;
 use support::*;
 
 const TOKEN: &str = "test-cluster-token";
@@ -89,7 +89,7 @@ fn api(
 
 /// The status a play of `name` (query included) gets, with `app` (query included).
 async fn play_status(addr: SocketAddr, app: &str, name: &str) -> String {
-    RtmpClient::connect(addr, app).await.play_status(name).await
+    TestClient::connect(addr, app).await.play_status(name).await
 }
 
 /// Waits until the ffmpeg child exits; returns how long that took.
@@ -119,7 +119,7 @@ fn assert_publish_refused(ingest: &Server, name: &str, reason: &str) {
     let mark = ingest.log_mark();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (_, _, code) = runtime.block_on(async {
-        RtmpClient::connect(ingest.rtmp, "live")
+        TestClient::connect(ingest.rtmp, "live")
             .await
             .publish(name)
             .await
@@ -969,14 +969,14 @@ async fn control_unreachable_with_allow_never_publishes_a_key_as_a_name() {
             ("LIVERELAY_AUTH__ON_CONTROL_UNAVAILABLE", "allow"),
         ],
     );
-    let mut as_name = RtmpClient::connect(ingest.rtmp, "live").await;
+    let mut as_name = TestClient::connect(ingest.rtmp, "live").await;
     let (_, _, code) = as_name.publish("sk_secret").await;
     assert_eq!(code, "NetStream.Publish.Denied");
     assert!(ingest.wait_log(
         "the stream name is the key; it cannot be mapped without control",
         Duration::from_secs(2)
     ));
-    let mut as_param = RtmpClient::connect(ingest.rtmp, "live").await;
+    let mut as_param = TestClient::connect(ingest.rtmp, "live").await;
     let (_, _, code) = as_param.publish("cam?key=sk_secret").await;
     assert_eq!(code, "NetStream.Publish.Start");
     assert!(redis.record("live", "cam").is_some());
@@ -1126,7 +1126,7 @@ async fn callbacks_never_see_a_stream_key() {
     ];
     let calls = |path: &str| receiver.seen().iter().filter(|h| h.path == path).count();
     for (n, (app, name)) in attempts.iter().enumerate() {
-        let mut client = RtmpClient::connect(ingest.rtmp, app).await;
+        let mut client = TestClient::connect(ingest.rtmp, app).await;
         let (_, _, code) = client.publish(name).await;
         assert_eq!(code, "NetStream.Publish.Start", "{app} {name}");
         // Held until an update call went out, then ended: every kind of call is made.
@@ -1287,7 +1287,7 @@ fn raw_fields(hook: &Hook) -> Vec<(String, String)> {
 }
 
 /// The code and description of the next status a client gets.
-async fn first_status(client: &mut RtmpClient) -> (String, String) {
+async fn first_status(client: &mut TestClient) -> (String, String) {
     let status = client
         .expect(Duration::from_secs(10), |e| {
             matches!(e, ClientEvent::Status { .. })
@@ -1325,7 +1325,7 @@ async fn callbacks_get_server_fields_once_and_clients_only_a_fixed_reason() {
 
     // Every server field a client might try to shadow, and both secrets, in the name's query
     // and the app's (tcUrl).
-    let mut client = RtmpClient::connect(server.rtmp, "live?key=appkey&token=apptoken&a=1").await;
+    let mut client = TestClient::connect(server.rtmp, "live?key=appkey&token=apptoken&a=1").await;
     let hostile = "cam?name=other&addr=1.2.3.4&call=play&app=x&clientid=9&flashver=f&swfurl=s\
                    &tcurl=t&pageurl=p&type=record&epoch=1&start=1&duration=2&reset=1&key=k1\
                    &token=t1&sign=abc";
@@ -1357,7 +1357,7 @@ async fn callbacks_get_server_fields_once_and_clients_only_a_fixed_reason() {
     assert!(values("tcurl")[0].ends_with("/live?a=1"), "{fields:?}");
 
     // Refused by the backend: the player gets a fixed reason, the log the details.
-    let mut player = RtmpClient::connect(server.rtmp, "live").await;
+    let mut player = TestClient::connect(server.rtmp, "live").await;
     let id = player.create_stream().await;
     player.send_play(id, "cam");
     assert_eq!(
@@ -1368,7 +1368,7 @@ async fn callbacks_get_server_fields_once_and_clients_only_a_fixed_reason() {
     assert!(server.log().contains(&receiver.url("/deny")));
 
     // Unreachable: another fixed reason.
-    let mut publisher = RtmpClient::connect(server.rtmp, "down").await;
+    let mut publisher = TestClient::connect(server.rtmp, "down").await;
     let id = publisher.create_stream().await;
     publisher.send_publish(id, "cam2");
     assert_eq!(

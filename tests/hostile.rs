@@ -17,7 +17,7 @@ use liverelay_rtmp::command::encode_command;
 use liverelay_rtmp::message::{RawMessage, type_id};
 use liverelay_rtmp::session::ClientEvent;
 use support::hooks::{HookServer, Reply};
-use support::rtmp_client::RtmpClient;
+use support::rtmp::TestClient;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -102,7 +102,7 @@ fn assert_logged(server: &Server, mark: usize, text: &str) {
 
 /// The first status (`onStatus` or `_error` code) the client gets, reading until the
 /// connection closes.
-async fn first_status(client: &mut RtmpClient) -> Option<String> {
+async fn first_status(client: &mut TestClient) -> Option<String> {
     match client
         .expect(Duration::from_secs(5), |e| {
             matches!(e, ClientEvent::Status { .. })
@@ -127,7 +127,7 @@ async fn bad_names_and_unknown_stream_ids_are_refused_before_anything_sees_them(
     let long = format!("{marker}{}", "n".repeat(300));
 
     let mark = server.log_mark();
-    let (_, answer) = RtmpClient::try_connect(server.rtmp, &long).await;
+    let (_, answer) = TestClient::try_connect(server.rtmp, &long).await;
     let Some(ClientEvent::ConnectFailed { info }) = answer else {
         panic!("a 309-byte app was not refused: {answer:?}")
     };
@@ -141,7 +141,7 @@ async fn bad_names_and_unknown_stream_ids_are_refused_before_anything_sees_them(
         "bad app name: name of 309 bytes is longer than 256",
     );
 
-    let mut publisher = RtmpClient::connect(server.rtmp, "live").await;
+    let mut publisher = TestClient::connect(server.rtmp, "live").await;
     let (_, _, code) = publisher.publish(&format!("{long}?key=1")).await;
     assert_eq!(code, "NetStream.Publish.BadName");
     assert_logged(
@@ -150,7 +150,7 @@ async fn bad_names_and_unknown_stream_ids_are_refused_before_anything_sees_them(
         "bad stream name: name of 309 bytes is longer than 256",
     );
 
-    let mut player = RtmpClient::connect(server.rtmp, "live").await;
+    let mut player = TestClient::connect(server.rtmp, "live").await;
     let name = format!("{marker}\n2026-01-01T00:00:00Z INFO forged line\x1b[31m");
     assert_eq!(player.play_status(&name).await, "NetStream.Play.BadName");
     assert_logged(
@@ -161,7 +161,7 @@ async fn bad_names_and_unknown_stream_ids_are_refused_before_anything_sees_them(
     assert!(player.closed_by_server(Duration::from_secs(5)).await);
 
     // A play on message stream 7 of a connection that created only stream 1.
-    let mut player = RtmpClient::connect(server.rtmp, "live").await;
+    let mut player = TestClient::connect(server.rtmp, "live").await;
     let created = player.create_stream().await;
     assert_eq!(created, 1);
     player.send_play(7, "cam");
@@ -211,7 +211,7 @@ async fn peers_that_never_connect_or_never_start_are_closed_at_their_deadline() 
     assert_logged(&server, mark, "no connect within 1s of the handshake");
 
     let started = Instant::now();
-    let mut idle = RtmpClient::connect(server.rtmp, "live").await;
+    let mut idle = TestClient::connect(server.rtmp, "live").await;
     // Reading answers the server's pings (every second here): only the deadline can end it.
     while idle.next_event(Duration::from_secs(10)).await.is_some() {}
     assert!(
@@ -243,7 +243,7 @@ async fn oversized_unfinished_and_exploding_messages_cost_only_the_connection() 
     let mark = server.log_mark();
 
     // A connected client announces a 100,000-byte command: refused at the chunk header.
-    let mut client = RtmpClient::connect(server.rtmp, "live").await;
+    let mut client = TestClient::connect(server.rtmp, "live").await;
     let big = RawMessage {
         timestamp: 0,
         type_id: type_id::COMMAND_AMF0,
@@ -261,7 +261,7 @@ async fn oversized_unfinished_and_exploding_messages_cost_only_the_connection() 
     );
 
     // An accepted publisher starts an 8 MiB message on chunk stream after chunk stream.
-    let mut publisher = RtmpClient::connect(server.rtmp, "live").await;
+    let mut publisher = TestClient::connect(server.rtmp, "live").await;
     let (id, _, code) = publisher.publish("flood").await;
     assert_eq!(code, "NetStream.Publish.Start");
     let mut wire = BytesMut::new();
@@ -370,7 +370,7 @@ async fn a_refused_client_causes_no_more_callbacks() {
     assert_logged(&server, mark, "refused: refused by access");
 
     // A name chosen by a callback follows the clients' rule.
-    let mut renamed = RtmpClient::connect(server.rtmp, "live").await;
+    let mut renamed = TestClient::connect(server.rtmp, "live").await;
     let (_, _, code) = renamed.publish("renamed").await;
     assert_eq!(code, "NetStream.Publish.BadName");
     assert_logged(

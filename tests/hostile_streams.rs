@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use liverelay_rtmp::{Media, MediaKind};
 use support::redis::RedisServer;
-use support::rtmp_client::RtmpClient;
+use support::rtmp::TestClient;
 use support::*;
 
 const TOKEN: &str = "test-cluster-token";
@@ -30,12 +30,12 @@ async fn idle_players_never_take_the_publishers_slots() {
 
     let mut idle = Vec::new();
     for i in 0..20 {
-        let mut player = RtmpClient::connect(server.rtmp, "live").await;
+        let mut player = TestClient::connect(server.rtmp, "live").await;
         player.play(&format!("idle{i}")).await;
         idle.push(player);
     }
     let mark = server.log_mark();
-    let mut one_more = RtmpClient::connect(server.rtmp, "live").await;
+    let mut one_more = TestClient::connect(server.rtmp, "live").await;
     assert_eq!(
         one_more.play_status("idle20").await,
         "NetStream.Play.Failed"
@@ -49,12 +49,12 @@ async fn idle_players_never_take_the_publishers_slots() {
     // Every waiting slot is taken; publishers are limited only by `max_streams` (3).
     let mut publishers = Vec::new();
     for name in ["late1", "late2"] {
-        let mut publisher = RtmpClient::connect(server.rtmp, "live").await;
+        let mut publisher = TestClient::connect(server.rtmp, "live").await;
         let (_, _, code) = publisher.publish(name).await;
         assert_eq!(code, "NetStream.Publish.Start", "publish of {name}");
         publishers.push(publisher);
     }
-    let mut over = RtmpClient::connect(server.rtmp, "live").await;
+    let mut over = TestClient::connect(server.rtmp, "live").await;
     let (_, _, code) = over.publish("late3").await;
     assert_eq!(code, "NetStream.Publish.Denied", "a 4th live stream");
     bystander.assert_every_frame();
@@ -68,7 +68,7 @@ async fn empty_media_floods_never_become_frames() {
     let server = Server::start();
     let bystander = Bystander::start(&server, "cam", &dir);
 
-    let mut attacker = RtmpClient::connect(server.rtmp, "live").await;
+    let mut attacker = TestClient::connect(server.rtmp, "live").await;
     let (id, _, code) = attacker.publish("flood").await;
     assert_eq!(code, "NetStream.Publish.Start");
     let keyframe = Media {
@@ -130,7 +130,7 @@ async fn plays_per_connection_are_limited() {
     let dir = TempDir::new("plays-per-connection");
     let server = Server::start_with(&[("LIVERELAY_RTMP__MAX_PLAYS_PER_MINUTE", "3")]);
     let bystander = Bystander::start(&server, "cam", &dir);
-    let mut churner = RtmpClient::connect(server.rtmp, "live").await;
+    let mut churner = TestClient::connect(server.rtmp, "live").await;
     for i in 0..3 {
         churner.play(&format!("name{i}")).await;
     }
@@ -146,7 +146,7 @@ async fn plays_per_connection_are_limited() {
         "the connection is closed"
     );
     // Another connection has its own budget.
-    let mut player = RtmpClient::connect(server.rtmp, "live").await;
+    let mut player = TestClient::connect(server.rtmp, "live").await;
     player.play("cam").await;
     bystander.assert_every_frame();
 }
@@ -172,12 +172,12 @@ async fn plays_of_made_up_names_are_bounded_on_an_edge() {
     );
     let mut players = Vec::new();
     for i in 0..5 {
-        let mut player = RtmpClient::connect(edge.rtmp, "live").await;
+        let mut player = TestClient::connect(edge.rtmp, "live").await;
         player.play(&format!("nobody{i}")).await;
         players.push(player);
     }
     let mark = edge.log_mark();
-    let mut one_more = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut one_more = TestClient::connect(edge.rtmp, "live").await;
     assert_eq!(
         one_more.play_status("nobody5").await,
         "NetStream.Play.Failed"

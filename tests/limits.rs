@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use liverelay_rtmp::session::ClientEvent;
 use liverelay_rtmp::{Media, MediaKind};
-use support::rtmp_client::{MediaLog, RtmpClient};
+use support::rtmp::{MediaLog, TestClient};
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -52,8 +52,8 @@ fn avc_header() -> Media {
 }
 
 /// Publishes `live/NAME` with our client; returns it and its stream id once publishing.
-async fn publisher(server: &Server, name: &str) -> (RtmpClient, u32) {
-    let mut client = RtmpClient::connect(server.rtmp, "live").await;
+async fn publisher(server: &Server, name: &str) -> (TestClient, u32) {
+    let mut client = TestClient::connect(server.rtmp, "live").await;
     let (id, _, code) = client.publish(name).await;
     assert_eq!(code, "NetStream.Publish.Start");
     client.send_media(id, &avc_header()).await;
@@ -99,10 +99,10 @@ async fn connections_beyond_max_connections_are_refused_at_accept() {
     let dir = TempDir::new("maxconn");
     let _publisher = looping_publisher(&server.url("live/full"), &dir.path("pub.log"));
     server.wait_live("live", "full", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    let mut viewer = TestClient::connect(server.rtmp, "live").await;
     viewer.play("full").await;
     let viewer = MediaLog::spawn(viewer);
-    let mut idle = RtmpClient::connect(server.rtmp, "live").await;
+    let mut idle = TestClient::connect(server.rtmp, "live").await;
     assert_eq!(server.metric("liverelay_connections_open"), Some(3.0));
 
     // The fourth sends C0+C1 and gets no S0: the server closed it without a handshake.
@@ -148,7 +148,7 @@ async fn connections_beyond_max_connections_are_refused_at_accept() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let mut again = RtmpClient::connect(server.rtmp, "live").await;
+    let mut again = TestClient::connect(server.rtmp, "live").await;
     again.create_stream().await;
     assert_eq!(
         server.metric("liverelay_connections_total{kind=\"refused\"}"),
@@ -209,7 +209,7 @@ async fn quiet_peers_are_pinged_and_closed_if_they_never_answer() {
         ("LIVERELAY_RTMP__IDLE_TIMEOUT_SECS", "3"),
     ]);
     let answers = async {
-        let mut client = RtmpClient::connect(server.rtmp, "live").await;
+        let mut client = TestClient::connect(server.rtmp, "live").await;
         let connected = Instant::now();
         // Reading answers each ping (the session does); nothing else is sent.
         while connected.elapsed() < Duration::from_millis(6500) && !client.is_closed() {
@@ -221,8 +221,8 @@ async fn quiet_peers_are_pinged_and_closed_if_they_never_answer() {
         pings
     };
     let never_answers = async {
-        let mut client = RtmpClient::connect(server.rtmp, "live").await;
-        client.stop_answering();
+        let mut client = TestClient::connect(server.rtmp, "live").await;
+        client.stop_writing();
         let connected = Instant::now();
         while connected.elapsed() < Duration::from_secs(10) && !client.is_closed() {
             client.next_event(Duration::from_millis(200)).await;
@@ -277,7 +277,7 @@ async fn write_coalescing_batches_a_players_writes_and_keeps_every_frame() {
         // Nagle would batch small writes by itself; without it, batches are coalescing's.
         ("LIVERELAY_RTMP__TCP_NODELAY", "true"),
     ]);
-    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    let mut viewer = TestClient::connect(server.rtmp, "live").await;
     viewer.play("co").await;
     let viewer = MediaLog::spawn(viewer);
     let (mut publisher, id) = publisher(&server, "co").await;
@@ -342,11 +342,11 @@ async fn a_slow_player_skips_to_a_keyframe_while_another_gets_every_frame() {
         ("LIVERELAY_HUB__VIEWER_QUEUE_FRAMES", "500"),
         ("LIVERELAY_RTMP__TCP_NODELAY", "true"),
     ]);
-    let mut good = RtmpClient::connect(server.rtmp, "live").await;
+    let mut good = TestClient::connect(server.rtmp, "live").await;
     good.play("slow").await;
     let good = MediaLog::spawn(good);
     // A small receive buffer: the kernel holds little of what this player does not read.
-    let mut slow = RtmpClient::connect_with_receive_buffer(server.rtmp, "live", 4096).await;
+    let mut slow = TestClient::connect_with_receive_buffer(server.rtmp, "live", 4096).await;
     slow.play("slow").await;
     server.wait_viewers("live", "slow", 2, Duration::from_secs(5));
 

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::redis::RedisServer;
-use support::rtmp_client::RtmpClient;
+use support::rtmp::TestClient;
 use support::*;
 
 /// `promtool check metrics` on a server's `/metrics` (read on stdin, as in its docs).
@@ -60,7 +60,7 @@ async fn standalone_metrics_pass_promtool_and_follow_a_stream() {
     server.wait_live("live", "obs", Duration::from_secs(10));
     let mut viewers = Vec::new();
     for _ in 0..2 {
-        let mut v = RtmpClient::connect(server.rtmp, "live").await;
+        let mut v = TestClient::connect(server.rtmp, "live").await;
         v.play("obs").await;
         viewers.push(v);
     }
@@ -153,7 +153,7 @@ async fn cluster_metrics_pass_promtool_and_show_the_relay() {
     let dir = TempDir::new("metrics-cluster");
     let _publisher = looping_publisher(&ingest.url("live/rel"), &dir.path("pub.log"));
     ingest.wait_live("live", "rel", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("rel").await;
     wait_metric(
         &ingest,
@@ -206,7 +206,7 @@ async fn prometheus_scrapes_standalone() {
     let dir = TempDir::new("prometheus");
     let _publisher = looping_publisher(&server.url("live/prom"), &dir.path("pub.log"));
     server.wait_live("live", "prom", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    let mut viewer = TestClient::connect(server.rtmp, "live").await;
     viewer.play("prom").await;
 
     let config = dir.path("prometheus.yml");
@@ -354,7 +354,7 @@ async fn a_play_is_one_trace_across_edge_and_ingest() {
     let dir = TempDir::new("traces");
     let _publisher = looping_publisher(&ingest.url("live/traced"), &dir.path("pub.log"));
     ingest.wait_live("live", "traced", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("traced").await;
     for _ in 0..10 {
         viewer
@@ -423,7 +423,7 @@ async fn a_publish_authorization_is_one_trace_across_ingest_and_control() {
         &env("test-ingest"),
     );
     let key = create_stream_key(control.http, "trace-admin", "live", "keyed");
-    let mut publisher = RtmpClient::connect(ingest.rtmp, "live").await;
+    let mut publisher = TestClient::connect(ingest.rtmp, "live").await;
     let (_, _, code) = publisher.publish(&key).await;
     assert_eq!(code, "NetStream.Publish.Start");
 
@@ -791,7 +791,7 @@ async fn every_dashboard_query_is_valid_and_selects_what_the_processes_expose() 
     let publish = format!("live/{key}");
     let _publisher = looping_publisher(&ingest.url(&publish), &dir.path("pub.log"));
     ingest.wait_live("live", "show", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(edge.rtmp, "live").await;
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
     viewer.play("show").await;
     // The relay pulling the show back from the edge goes live on the ingest.
     ingest.wait_live("live", "copy", Duration::from_secs(15));

@@ -11,7 +11,7 @@ use liverelay_rtmp::MediaKind;
 use liverelay_rtmp::session::ClientEvent;
 use support::nginx::Nginx;
 use support::redis::RedisServer;
-use support::rtmp_client::{RtmpClient, is_picture};
+use support::rtmp::{TestClient, is_picture};
 use support::*;
 
 const SAMPLE_STREAMS: [&str; 2] = ["aac", "h264,320,240"];
@@ -165,7 +165,7 @@ async fn pull_reconnects_and_viewers_stay() {
     let server = start("standalone", &conf, &[]);
     server.wait_live("live", "foo", Duration::from_secs(15));
 
-    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    let mut viewer = TestClient::connect(server.rtmp, "live").await;
     viewer.play("foo").await;
     let mut last_ts = 0;
     for _ in 0..10 {

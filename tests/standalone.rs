@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use liverelay_rtmp::MediaKind;
 use liverelay_rtmp::media::parse_video;
 use liverelay_rtmp::session::ClientEvent;
-use support::rtmp_client::{Arrival, MediaLog, RtmpClient};
+use support::rtmp::{Arrival, MediaLog, TestClient};
 use support::*;
 
 fn counts(packets: &[Packet]) -> (usize, usize) {
@@ -97,7 +97,7 @@ async fn late_joiner_starts_from_gop_cache_within_300ms() {
     // Join mid-GOP (keyframes every 2 s).
     tokio::time::sleep(Duration::from_millis(2900)).await;
 
-    let mut client = RtmpClient::connect(server.rtmp, "live").await;
+    let mut client = TestClient::connect(server.rtmp, "live").await;
     let started = Instant::now();
     client.play("late").await;
     let mut seen = Vec::new();
@@ -182,11 +182,11 @@ async fn second_publisher_is_refused_and_first_keeps_flowing() {
     let dir = TempDir::new("second");
     let _first = looping_publisher(&server.url("live/dup"), &dir.path("pub.log"));
     server.wait_live("live", "dup", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    let mut viewer = TestClient::connect(server.rtmp, "live").await;
     viewer.play("dup").await;
     let viewer = MediaLog::spawn(viewer);
 
-    let mut second = RtmpClient::connect(server.rtmp, "live").await;
+    let mut second = TestClient::connect(server.rtmp, "live").await;
     let (_, level, code) = second.publish("dup").await;
     assert_eq!(
         (level.as_str(), code.as_str()),
@@ -233,7 +233,7 @@ async fn malformed_input_closes_only_that_connection() {
         &dir.path("pub.log"),
     );
     server.wait_live("live", "steady", Duration::from_secs(10));
-    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    let mut viewer = TestClient::connect(server.rtmp, "live").await;
     viewer.play("steady").await;
 
     // Not RTMP at all.
@@ -253,19 +253,19 @@ async fn malformed_input_closes_only_that_connection() {
     );
 
     // A continuation chunk on a chunk stream that never had a header.
-    let mut bad_chunk = RtmpClient::connect(server.rtmp, "live").await;
+    let mut bad_chunk = TestClient::connect(server.rtmp, "live").await;
     bad_chunk.send_raw(&[0xC9, 1, 2, 3, 4, 5, 6, 7]).await;
     assert!(bad_chunk.closed_by_server(Duration::from_secs(5)).await);
 
     // A message header announcing more than rtmp.max_message_size.
-    let mut oversized = RtmpClient::connect(server.rtmp, "live").await;
+    let mut oversized = TestClient::connect(server.rtmp, "live").await;
     oversized
         .send_raw(&[0x08, 0, 0, 0, 0x0F, 0xFF, 0xFF, 0x09, 1, 0, 0, 0, 0x17])
         .await;
     assert!(oversized.closed_by_server(Duration::from_secs(5)).await);
 
     // Broken AMF inside a command.
-    let mut bad_amf = RtmpClient::connect(server.rtmp, "live").await;
+    let mut bad_amf = TestClient::connect(server.rtmp, "live").await;
     bad_amf
         .send_raw(&[
             0x03, 0, 0, 0, 0, 0, 4, 0x14, 0, 0, 0, 0, 0x02, 0x00, 0x40, b'x',
@@ -305,7 +305,7 @@ async fn malformed_input_closes_only_that_connection() {
 async fn viewer_survives_republish_with_monotonic_timestamps() {
     let server = Server::start();
     let dir = TempDir::new("republish");
-    let mut viewer = RtmpClient::connect(server.rtmp, "live").await;
+    let mut viewer = TestClient::connect(server.rtmp, "live").await;
     viewer.play("again").await;
 
     let mut last_ts = 0u64;

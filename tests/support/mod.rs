@@ -1,6 +1,6 @@
 //! What the whole-process tests share: free ports, child processes that are always cleaned up,
-//! a running `liverelay standalone`, real ffmpeg/ffprobe, and a small RTMP client built on the
-//! protocol core for checks that need to see individual messages.
+//! a running `liverelay standalone`, real ffmpeg/ffprobe, and the product's RTMP client (as
+//! [`rtmp::TestClient`]) for checks that need to see individual messages.
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
@@ -8,7 +8,7 @@ pub mod hooks;
 pub mod kube_api;
 pub mod nginx;
 pub mod redis;
-pub mod rtmp_client;
+pub mod rtmp;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
