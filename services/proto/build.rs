@@ -2,15 +2,16 @@
 //! needs nothing installed; an existing `PROTOC` wins.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // Reads `PROTOC` when set.
+    let mut config = tonic_prost_build::Config::new();
     if std::env::var_os("PROTOC").is_none() {
-        let protoc = protoc_bin_vendored::protoc_bin_path()?;
-        // SAFETY: build scripts are single-threaded; nothing else reads the environment now.
-        unsafe { std::env::set_var("PROTOC", protoc) };
+        config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     }
     tonic_prost_build::configure()
         // Media payloads stay `bytes::Bytes`: decoding slices the received buffer.
         .bytes(".liverelay.relay.v1.MediaFrame.payload")
-        .compile_protos(
+        .compile_with_config(
+            config,
             &[
                 "../../proto/liverelay/relay/v1/relay.proto",
                 "../../proto/liverelay/control/v1/control.proto",

@@ -29,6 +29,10 @@ impl ChildGuard {
     pub fn spawn(cmd: &mut Command) -> Self {
         let name = format!("{:?}", cmd.get_program());
         // SAFETY: prctl is async-signal-safe and only affects the child being set up.
+        #[allow(
+            unsafe_code,
+            reason = "pre_exec is unsafe: children die with the test process (PR_SET_PDEATHSIG)"
+        )]
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -88,6 +92,10 @@ impl ChildGuard {
         self.signal(libc::SIGCONT);
     }
 
+    #[allow(
+        unsafe_code,
+        reason = "std sends only SIGKILL; the tests also stop, resume and terminate children"
+    )]
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: sends a signal to our own child process.
         let sent = unsafe { libc::kill(self.child.id() as i32, signal) };
@@ -404,6 +412,7 @@ impl Server {
     }
 
     /// SIGTERM, as Kubernetes sends before stopping a pod.
+    #[allow(unsafe_code, reason = "std cannot send SIGTERM: one libc::kill")]
     pub fn terminate(&self) {
         // SAFETY: sends a signal to our own child process.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };

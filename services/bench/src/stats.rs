@@ -124,6 +124,10 @@ pub fn parse_proc_stat_core(stat: &str, core: usize) -> Option<CoreSample> {
     })
 }
 
+#[allow(
+    unsafe_code,
+    reason = "the clock tick rate comes only from sysconf (libc); no safe wrapper in std"
+)]
 fn clock_ticks() -> f64 {
     // SAFETY: sysconf has no preconditions.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };

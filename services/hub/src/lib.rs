@@ -6,6 +6,8 @@
 //! payload, and one that falls too far behind skips to the latest keyframe instead of slowing
 //! the publisher or holding memory. The hub knows nothing of sockets.
 
+#![forbid(unsafe_code)]
+
 mod frame;
 mod hub;
 mod metrics;

@@ -33,6 +33,10 @@ impl BulkReader {
     /// Wakes the reader only once `bytes` are buffered in the kernel (`SO_RCVLOWAT`), so a
     /// read takes a batch of messages instead of one. Linux caps it at half the receive
     /// buffer.
+    #[allow(
+        unsafe_code,
+        reason = "SO_RCVLOWAT has no safe wrapper in tokio or std: one setsockopt call"
+    )]
     pub fn set_recv_lowat(&self, bytes: u32) -> std::io::Result<()> {
         let value = bytes.min(i32::MAX as u32) as libc::c_int;
         // SAFETY: setsockopt with a valid fd, a pointer to a c_int and its size.

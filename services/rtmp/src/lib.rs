@@ -5,6 +5,8 @@
 //! source in this crate, so it is tested and fuzzed without a network; the tokio driver lives in
 //! `liverelay-rtmp-server`.
 
+#![forbid(unsafe_code)]
+
 pub mod amf;
 pub mod chunk;
 pub mod command;
