@@ -25,7 +25,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 pub use prometheus_client::registry::Registry;
 
 pub use liverelay_hub::HubCollector;
-pub use pending::{Metrics, OpLabel, RelayDirectionLabel, RelayReasonLabel, RelayStateLabel};
+pub use pending::{Metrics, RelayDirectionLabel, RelayReasonLabel, RelayStateLabel};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {

@@ -12,11 +12,6 @@ use prometheus_client::metrics::histogram::Histogram;
 
 use crate::{KindLabel, MetricsRegistry, OutcomeLabel, ReasonLabel, latency_histogram};
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OpLabel {
-    pub op: &'static str,
-}
-
 /// A static relay (its id from the config) and why an attempt ended.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RelayReasonLabel {
@@ -53,8 +48,6 @@ pub struct Metrics {
     pub relay_reconnects: Family<ReasonLabel, Counter>,
     /// Ingest receive to edge receive of a frame.
     pub relay_hop_latency: Histogram,
-    pub redis_op_duration: Family<OpLabel, Histogram>,
-    pub redis_errors: Family<OpLabel, Counter>,
     pub lease_renewals: Counter,
     pub lease_losses: Counter,
     /// Static relay connection attempts, by how they ended.
@@ -79,8 +72,6 @@ impl Metrics {
             relay_subscriptions: Gauge::default(),
             relay_reconnects: Family::default(),
             relay_hop_latency: latency_histogram(),
-            redis_op_duration: Family::new_with_constructor(latency_histogram),
-            redis_errors: Family::default(),
             lease_renewals: Counter::default(),
             lease_losses: Counter::default(),
             static_relay_attempts: Family::default(),
@@ -124,16 +115,6 @@ impl Metrics {
                 "liverelay_relay_hop_latency_seconds",
                 "Time from a frame's arrival at the ingest to its arrival at the edge",
                 s.relay_hop_latency.clone(),
-            );
-            r.register(
-                "liverelay_redis_operation_duration_seconds",
-                "Redis registry operations",
-                s.redis_op_duration.clone(),
-            );
-            r.register(
-                "liverelay_redis_errors",
-                "Redis registry operations that failed",
-                s.redis_errors.clone(),
             );
             r.register(
                 "liverelay_lease_renewals",

@@ -4,11 +4,9 @@
 //! relays) goes through it, so a dead Redis fails one operation quickly instead of hanging a
 //! publish.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use liverelay_metrics::{Metrics, OpLabel};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Pipeline, RedisFuture, ScriptInvocation, Value};
@@ -17,7 +15,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::{RedisConfig, RedisError};
+use crate::{OpLabel, RedisConfig, RedisError, RedisMetrics};
 
 /// One connection type for both deployments, so callers have one code path.
 #[derive(Clone)]
@@ -63,13 +61,17 @@ pub struct RedisConn {
     /// Prefix of every key and channel.
     key_prefix: String,
     op_timeout: Duration,
-    metrics: Arc<Metrics>,
+    metrics: RedisMetrics,
 }
 
 impl RedisConn {
     /// Sets up the connection; a single-node client connects lazily and reconnects by itself,
     /// so the process starts (and keeps serving what it can) while Redis is down.
-    pub async fn connect(config: &RedisConfig, metrics: Arc<Metrics>) -> Result<Self, RedisError> {
+    pub async fn connect(
+        config: &RedisConfig,
+        metrics: impl Into<RedisMetrics>,
+    ) -> Result<Self, RedisError> {
+        let metrics = metrics.into();
         let RedisConfig {
             urls,
             cluster,
@@ -130,11 +132,11 @@ impl RedisConn {
         };
         let label = OpLabel { op: name };
         self.metrics
-            .redis_op_duration
+            .op_duration
             .get_or_create(&label)
             .observe(started.elapsed().as_secs_f64());
         if result.is_err() {
-            self.metrics.redis_errors.get_or_create(&label).inc();
+            self.metrics.errors.get_or_create(&label).inc();
         }
         result
     }

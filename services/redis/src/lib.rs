@@ -10,6 +10,7 @@
 mod commands;
 mod conn;
 mod expiring;
+mod metrics;
 mod nodes;
 
 use std::time::Duration;
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use commands::{ClusterCommand, CommandBus, DropTarget};
 pub use conn::RedisConn;
 pub use expiring::ExpiringEntries;
+pub use metrics::{OpLabel, RedisMetrics};
 pub use nodes::{NodeReport, NodeReports, StreamLoad};
 
 /// Where the cluster's Redis is and how keys are named in it.

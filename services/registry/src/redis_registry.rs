@@ -11,13 +11,12 @@
 //! | `{prefix}:events` | pub/sub channel | JSON [`RegistryEvent`]s: publishes and unpublishes |
 //! | `{prefix}:wants` | pub/sub channel | JSON [`RegistryEvent::Wanted`]: an edge's viewer waits (apart, so waiting viewers do not wake every pod's upstreams) |
 
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use liverelay_metrics::Metrics;
-use liverelay_redis::{RedisConfig, RedisConn};
+use liverelay_redis::{RedisConfig, RedisConn, RedisMetrics};
 use liverelay_types::{AbortOnDrop, StreamId};
 use redis::{Cmd, Script, Value};
 use tokio::sync::broadcast;
@@ -104,7 +103,7 @@ impl RedisRegistry {
     /// down) and follows the events channel.
     pub async fn connect(
         config: RedisRegistryConfig,
-        metrics: Arc<Metrics>,
+        metrics: impl Into<RedisMetrics>,
     ) -> Result<Self, RegistryError> {
         let conn = RedisConn::connect(&config.redis, metrics).await?;
         Ok(Self::new(conn, config.lease_ttl))
