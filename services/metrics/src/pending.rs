@@ -48,8 +48,6 @@ pub struct Metrics {
     pub relay_reconnects: Family<ReasonLabel, Counter>,
     /// Ingest receive to edge receive of a frame.
     pub relay_hop_latency: Histogram,
-    pub lease_renewals: Counter,
-    pub lease_losses: Counter,
     /// Static relay connection attempts, by how they ended.
     pub static_relay_attempts: Family<RelayReasonLabel, Counter>,
     /// 1 for a static relay's current state on this pod, 0 for the others.
@@ -72,8 +70,6 @@ impl Metrics {
             relay_subscriptions: Gauge::default(),
             relay_reconnects: Family::default(),
             relay_hop_latency: latency_histogram(),
-            lease_renewals: Counter::default(),
-            lease_losses: Counter::default(),
             static_relay_attempts: Family::default(),
             static_relay_state: Family::default(),
             static_relay_bytes: Family::default(),
@@ -115,16 +111,6 @@ impl Metrics {
                 "liverelay_relay_hop_latency_seconds",
                 "Time from a frame's arrival at the ingest to its arrival at the edge",
                 s.relay_hop_latency.clone(),
-            );
-            r.register(
-                "liverelay_lease_renewals",
-                "Stream lease renewals",
-                s.lease_renewals.clone(),
-            );
-            r.register(
-                "liverelay_lease_losses",
-                "Stream leases lost to another owner",
-                s.lease_losses.clone(),
             );
             r.register(
                 "liverelay_static_relay_attempts",

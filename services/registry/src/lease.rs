@@ -3,12 +3,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use liverelay_metrics::Metrics;
 use liverelay_types::AbortOnDrop;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{Claim, RegistryError, Renewal, StreamRecord, StreamRegistry};
+use crate::{Claim, LeaseMetrics, RegistryError, Renewal, StreamRecord, StreamRegistry};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaseState {
@@ -32,7 +31,12 @@ pub struct Lease {
 
 impl Lease {
     /// Starts renewing `claim` every third of the lease time.
-    pub fn hold(registry: Arc<dyn StreamRegistry>, claim: Claim, metrics: Arc<Metrics>) -> Self {
+    pub fn hold(
+        registry: Arc<dyn StreamRegistry>,
+        claim: Claim,
+        metrics: impl Into<LeaseMetrics>,
+    ) -> Self {
+        let metrics = metrics.into();
         let (tx, state) = watch::channel(LeaseState::Held {
             generation: claim.generation(),
         });
@@ -106,7 +110,7 @@ async fn heartbeat(
     claim: Arc<Mutex<Claim>>,
     details: Arc<Mutex<Option<StreamRecord>>>,
     state: watch::Sender<LeaseState>,
-    metrics: Arc<Metrics>,
+    metrics: LeaseMetrics,
 ) {
     let period = registry.lease_ttl() / 3;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
@@ -116,7 +120,7 @@ async fn heartbeat(
         let update = details.lock().unwrap_or_else(|e| e.into_inner()).take();
         match registry.renew(&current, update.as_ref()).await {
             Ok(Renewal::Renewed) => {
-                metrics.lease_renewals.inc();
+                metrics.renewals.inc();
             }
             Ok(Renewal::Missing) => {
                 // The registry forgot us (Redis restarted, or our lease ran out while it was
@@ -132,7 +136,7 @@ async fn heartbeat(
                         *claim.lock().unwrap_or_else(|e| e.into_inner()) = new;
                     }
                     Err(RegistryError::Owned { owner }) => {
-                        metrics.lease_losses.inc();
+                        metrics.losses.inc();
                         warn!(stream = %current.key(), %owner, "stream lease lost to another owner");
                         let _ = state.send(LeaseState::Lost { owner });
                         return;
@@ -143,7 +147,7 @@ async fn heartbeat(
                 }
             }
             Ok(Renewal::Superseded { owner }) => {
-                metrics.lease_losses.inc();
+                metrics.losses.inc();
                 warn!(stream = %current.key(), %owner, "stream lease lost to another owner");
                 let _ = state.send(LeaseState::Lost { owner });
                 return;
@@ -187,7 +191,7 @@ mod tests {
         let reg: Arc<dyn StreamRegistry> =
             Arc::new(MemoryRegistry::new(Duration::from_millis(150)));
         let claim = reg.claim(record("a")).await.unwrap();
-        let metrics = Arc::new(Metrics::new(liverelay_types::Role::Ingest));
+        let metrics = LeaseMetrics::default();
         let lease = Lease::hold(reg.clone(), claim.clone(), metrics.clone());
         lease.set_details(StreamRecord {
             video_codec: Some("h264".into()),
@@ -201,7 +205,7 @@ mod tests {
             .expect("renewed past the ttl");
         assert_eq!(live.video_codec.as_deref(), Some("h264"));
         assert_eq!(live.generation, claim.generation());
-        assert!(metrics.lease_renewals.get() >= 2);
+        assert!(metrics.renewals.get() >= 2);
         drop(lease);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(reg.lookup(&claim.key()).await.unwrap(), None);

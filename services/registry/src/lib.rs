@@ -10,6 +10,7 @@
 
 mod lease;
 mod memory;
+mod metrics;
 mod record;
 mod redis_registry;
 
@@ -22,6 +23,7 @@ use tokio::sync::broadcast;
 
 pub use lease::{Lease, LeaseState};
 pub use memory::MemoryRegistry;
+pub use metrics::LeaseMetrics;
 pub use record::{RegistryEvent, StreamRecord};
 pub use redis_registry::{RedisRegistry, RedisRegistryConfig};
 
