@@ -120,3 +120,6 @@ async fn publish_codecs(hub: Hub, key: StreamId, lease: Weak<Lease>, ttl: Durati
         sent = codecs;
     }
 }
+
+#[cfg(test)]
+mod tests;

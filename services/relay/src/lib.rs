@@ -14,3 +14,6 @@ use liverelay_proto::relay::v1 as pb;
 pub use client::{RelayClientConfig, RelayClientTls, RelayError, grpc_client_tls, subscribe};
 pub use convert::{from_frame, to_media};
 pub use server::RelayService;
+
+#[cfg(test)]
+mod tests;
