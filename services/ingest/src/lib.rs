@@ -14,8 +14,8 @@ use liverelay_config::Settings;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_node::Node;
-use liverelay_registry::{RedisRegistry, StreamRegistry};
-use liverelay_relay::RelayService;
+use liverelay_registry::{LeaseMetrics, RedisRegistry, StreamRegistry};
+use liverelay_relay::{RelayMetrics, RelayService};
 use liverelay_static_relay::{
     DeclaredRelays, RedisLeases, RedisRelayStatus, RelayContext, StaticRelays,
 };
@@ -51,9 +51,10 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         pod_id: settings.cluster.pod_id(),
         grpc_addr: advertised,
         allow_play: settings.cluster.ingest_allow_play,
-        metrics: metrics.clone(),
+        metrics: metrics.registry().register(LeaseMetrics::register),
     };
-    let relay = RelayService::new(hub.clone(), token, metrics.clone()).into_server();
+    let relay_metrics = metrics.registry().register(RelayMetrics::register);
+    let relay = RelayService::new(hub.clone(), token, relay_metrics).into_server();
     let c = &settings.cluster;
     let tls = grpc_server_config(
         c.tls_cert.as_deref(),

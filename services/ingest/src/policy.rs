@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use liverelay_hub::Hub;
-use liverelay_metrics::Metrics;
-use liverelay_registry::{Lease, RegistryError, StreamRecord, StreamRegistry};
+use liverelay_registry::{Lease, LeaseMetrics, RegistryError, StreamRecord, StreamRegistry};
 use liverelay_rtmp::command::code;
 use liverelay_types::StreamId;
 use liverelay_types::{AbortOnDrop, Refusal, StreamPolicy, Ticket};
@@ -20,7 +19,8 @@ pub struct IngestPolicy {
     /// Where edges reach this pod's relay.
     pub grpc_addr: String,
     pub allow_play: bool,
-    pub metrics: Arc<Metrics>,
+    /// The stream leases' renewals and losses.
+    pub metrics: LeaseMetrics,
 }
 
 /// Holds the stream's lease; keeps the record's codec summary current.

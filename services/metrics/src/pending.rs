@@ -42,8 +42,6 @@ pub struct Metrics {
     /// Publish and play sessions started, by kind.
     pub sessions: Family<KindLabel, Counter>,
     pub handshake_failures: Family<ReasonLabel, Counter>,
-    /// Relay subscriptions an ingest is serving.
-    pub relay_subscriptions: Gauge,
     /// Edge upstream reconnects, by reason.
     pub relay_reconnects: Family<ReasonLabel, Counter>,
     /// Ingest receive to edge receive of a frame.
@@ -67,7 +65,6 @@ impl Metrics {
             connections_open: Gauge::default(),
             sessions: Family::default(),
             handshake_failures: Family::default(),
-            relay_subscriptions: Gauge::default(),
             relay_reconnects: Family::default(),
             relay_hop_latency: latency_histogram(),
             static_relay_attempts: Family::default(),
@@ -96,11 +93,6 @@ impl Metrics {
                 "liverelay_handshake_failures",
                 "RTMP handshakes that failed, by reason",
                 s.handshake_failures.clone(),
-            );
-            r.register(
-                "liverelay_relay_subscriptions",
-                "Relay subscriptions served by this ingest",
-                s.relay_subscriptions.clone(),
             );
             r.register(
                 "liverelay_relay_reconnects",

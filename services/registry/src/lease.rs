@@ -31,12 +31,7 @@ pub struct Lease {
 
 impl Lease {
     /// Starts renewing `claim` every third of the lease time.
-    pub fn hold(
-        registry: Arc<dyn StreamRegistry>,
-        claim: Claim,
-        metrics: impl Into<LeaseMetrics>,
-    ) -> Self {
-        let metrics = metrics.into();
+    pub fn hold(registry: Arc<dyn StreamRegistry>, claim: Claim, metrics: LeaseMetrics) -> Self {
         let (tx, state) = watch::channel(LeaseState::Held {
             generation: claim.generation(),
         });

@@ -28,10 +28,3 @@ impl LeaseMetrics {
         m
     }
 }
-
-/// Until every role passes its `LeaseMetrics`: registers them in the process's registry.
-impl From<std::sync::Arc<liverelay_metrics::Metrics>> for LeaseMetrics {
-    fn from(metrics: std::sync::Arc<liverelay_metrics::Metrics>) -> Self {
-        metrics.registry().register(Self::register)
-    }
-}

@@ -1,17 +1,16 @@
 //! The ingest side: serves a live stream of the local hub to a subscribing edge.
 
 use std::pin::Pin;
-use std::sync::Arc;
 
 use futures::Stream;
 use liverelay_hub::{Hub, Viewer, ViewerItem};
-use liverelay_metrics::Metrics;
 use liverelay_types::StreamId;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info, info_span};
 
+use crate::RelayMetrics;
 use crate::convert::from_frame;
 use crate::pb::relay_message::Kind;
 use crate::pb::relay_server::{Relay, RelayServer};
@@ -26,11 +25,11 @@ const BATCH: usize = 256;
 pub struct RelayService {
     hub: Hub,
     token: ClusterToken,
-    metrics: Arc<Metrics>,
+    metrics: RelayMetrics,
 }
 
 impl RelayService {
-    pub fn new(hub: Hub, token: ClusterToken, metrics: Arc<Metrics>) -> Self {
+    pub fn new(hub: Hub, token: ClusterToken, metrics: RelayMetrics) -> Self {
         Self {
             hub,
             token,
@@ -70,9 +69,9 @@ impl Relay for RelayService {
         let metrics = self.metrics.clone();
         tokio::spawn(
             async move {
-                metrics.relay_subscriptions.inc();
+                metrics.subscriptions.inc();
                 forward(viewer, tx).await;
-                metrics.relay_subscriptions.dec();
+                metrics.subscriptions.dec();
             }
             .instrument(span),
         );

@@ -2,21 +2,19 @@
 //! sent, in which order, and what it is refused. No sleeps: every wait is on a message, under a
 //! timeout.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use liverelay_hub::{Hub, HubConfig, Publisher};
-use liverelay_metrics::Metrics;
 use liverelay_rtmp::{Media, MediaKind};
-use liverelay_types::{ClusterToken, Role, StreamId};
+use liverelay_types::{ClusterToken, StreamId};
 use tonic::{Code, Request, Status};
 
 use crate::pb::relay_message::Kind;
 use crate::pb::relay_server::Relay;
 use crate::pb::{FrameKind, MediaFrame, RelayMessage, SubscribeRequest};
-use crate::{RelayClientConfig, RelayError, RelayService};
+use crate::{RelayClientConfig, RelayError, RelayMetrics, RelayService};
 
 const TOKEN: &str = "cluster-secret";
 /// How long a test waits for something that should happen at once.
@@ -42,7 +40,7 @@ fn service(hub: &Hub) -> RelayService {
     RelayService::new(
         hub.clone(),
         ClusterToken::new(TOKEN),
-        Arc::new(Metrics::new(Role::Ingest)),
+        RelayMetrics::default(),
     )
 }
 

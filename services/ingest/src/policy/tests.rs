@@ -6,7 +6,6 @@ use std::time::Duration;
 use futures::FutureExt;
 use liverelay_registry::{Claim, MemoryRegistry, RegistryEvent, Renewal};
 use liverelay_rtmp::{Media, MediaKind};
-use liverelay_types::Role;
 use tokio::sync::broadcast;
 
 use super::*;
@@ -26,7 +25,7 @@ fn policy(registry: Arc<dyn StreamRegistry>, hub: &Hub) -> IngestPolicy {
         pod_id: "ingest-a".into(),
         grpc_addr: "10.0.0.1:50051".into(),
         allow_play: false,
-        metrics: Arc::new(Metrics::new(Role::Ingest)),
+        metrics: LeaseMetrics::default(),
     }
 }
 

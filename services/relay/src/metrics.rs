@@ -1,0 +1,24 @@
+//! The relay server's metrics: subscriptions an ingest is serving.
+
+use liverelay_metrics::Registry;
+use prometheus_client::metrics::gauge::Gauge;
+
+/// `register` adds the families to a process's registry; `default()` counts without exposing
+/// anything (unit tests).
+#[derive(Clone, Debug, Default)]
+pub struct RelayMetrics {
+    /// Relay subscriptions an ingest is serving.
+    pub subscriptions: Gauge,
+}
+
+impl RelayMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "liverelay_relay_subscriptions",
+            "Relay subscriptions served by this ingest",
+            m.subscriptions.clone(),
+        );
+        m
+    }
+}
