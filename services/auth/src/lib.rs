@@ -1,4 +1,4 @@
-//! Who may connect, publish and play, as [`Access`] checks the RTMP server asks before the hub:
+//! Who may connect, publish and play, as [`Access`] checks the admission gate asks before the hub:
 //! stream keys checked with the control service ([`PublishKeys`]), nginx-rtmp style HTTP
 //! callbacks ([`Notify`]), and signed playback tokens ([`play_token`]). [`build`] chains what
 //! the settings turn on; with nothing configured everyone may do everything.
@@ -11,9 +11,9 @@ mod signing;
 use std::sync::Arc;
 use std::time::Duration;
 
+use liverelay_admission::{Access, Chain, OpenAccess, Sessions};
 use liverelay_config::{PlayAuth, PublishAuth, Settings};
 use liverelay_metrics::Metrics;
-use liverelay_rtmp_server::{Access, Chain, OpenAccess, Sessions};
 use liverelay_types::{ClusterToken, Role};
 
 pub use notify::Notify;

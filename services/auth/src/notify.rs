@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use liverelay_admission::{Access, Action, Admission, ClientInfo, Sessions, StreamAttempt};
 use liverelay_config::redact::without_query;
 use liverelay_config::{NotifyMethod, NotifySettings};
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{Access, Action, Admission, ClientInfo, Sessions, StreamAttempt};
 use liverelay_types::{AbortOnDrop, Refusal, Ticket};
 use tracing::{Instrument, info, info_span, warn};
 

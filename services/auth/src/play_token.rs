@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
+use liverelay_admission::{Access, Admission, StreamAttempt};
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{Access, Admission, StreamAttempt};
 use liverelay_types::{Refusal, unix_secs};
 use tracing::warn;
 

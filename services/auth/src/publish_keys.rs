@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::future::BoxFuture;
+use liverelay_admission::{Access, Admission, StreamAttempt};
 use liverelay_config::ClusterSettings;
 use liverelay_config::ControlUnavailable;
 use liverelay_metrics::{Metrics, OutcomeLabel};
 use liverelay_rtmp::command::code;
-use liverelay_rtmp_server::{Access, Admission, StreamAttempt};
 use liverelay_types::ClusterToken;
 use liverelay_types::Refusal;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};

@@ -6,12 +6,13 @@ use liverelay_types::{AbortOnDrop, Role};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use liverelay_admission::{SessionRole, Sessions};
 use liverelay_auth::PublishKeys;
 use liverelay_hub::Hub;
 use liverelay_redis::{
     ClusterCommand, CommandBus, DropTarget, NodeReport, NodeReports, RedisConn, StreamLoad,
 };
-use liverelay_rtmp_server::{Phase, SessionRole, Sessions};
+use liverelay_rtmp_server::Phase;
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
@@ -210,3 +211,6 @@ impl Reporting {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::{BoxFuture, select_all};
+use liverelay_admission::Sessions;
 use liverelay_config::Settings;
 use liverelay_http::{HttpLimits, HttpServer, Readiness, router};
 use liverelay_hub::Hub;
 use liverelay_metrics::{HubCollector, Metrics};
 use liverelay_registry::RedisRegistry;
-use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services, Sessions};
+use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services};
 use liverelay_tls::{CertFiles, ReloadingCert};
 use liverelay_types::{AbortOnDrop, StreamPolicy};
 use tokio::task::JoinHandle;

@@ -11,12 +11,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::access::Access;
 use crate::config::RtmpServerConfig;
 use crate::connection::{CloseReason, Connection, TLS_HANDSHAKE};
 use crate::drain::{Drain, Phase, reached};
-use crate::sessions::Sessions;
 use crate::slots::{Full, Slot, Slots};
+use liverelay_admission::{Access, Clients, Gate, Sessions};
 use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
 use liverelay_types::StreamPolicy;
 
@@ -25,6 +24,7 @@ use liverelay_types::StreamPolicy;
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What every connection shares: where streams live, who may use them, and the role's say.
+/// The listener admits its clients through a [`Gate`] made of these.
 #[derive(Clone)]
 pub struct Services {
     pub hub: Hub,
@@ -37,7 +37,8 @@ pub struct Services {
 pub struct RtmpServer {
     listener: TcpListener,
     config: Arc<RtmpServerConfig>,
-    services: Services,
+    gate: Arc<Gate>,
+    metrics: Arc<Metrics>,
     /// RTMPS: every connection starts with a TLS handshake.
     tls: Option<TlsAcceptor>,
 }
@@ -49,10 +50,25 @@ impl RtmpServer {
         services: Services,
     ) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
+        let Services {
+            hub,
+            policy,
+            access,
+            sessions,
+            metrics,
+        } = services;
+        let gate = Gate::new(hub, policy).with_clients(Clients {
+            access,
+            sessions,
+            metrics: metrics.clone(),
+            // A name access chooses follows the rule the session checks a client's names by.
+            max_name_len: config.session.max_name_len,
+        });
         Ok(Self {
             listener,
             config: Arc::new(config),
-            services,
+            gate: Arc::new(gate),
+            metrics,
             tls: None,
         })
     }
@@ -100,8 +116,7 @@ impl RtmpServer {
                         Full::PerAddress(limit) => (limit, "limit per client address reached"),
                     };
                     warn!(conn = id, %peer, limit, "connection refused: {what}");
-                    self.services
-                        .metrics
+                    self.metrics
                         .connections
                         .get_or_create(&KindLabel { kind: "refused" })
                         .inc();
@@ -111,21 +126,19 @@ impl RtmpServer {
             if let Err(e) = socket.set_nodelay(self.config.tcp_nodelay) {
                 warn!(conn = id, %peer, error = %e, "set TCP_NODELAY failed");
             }
-            self.services
-                .metrics
+            self.metrics
                 .connections
                 .get_or_create(&KindLabel { kind: "accepted" })
                 .inc();
-            self.services.metrics.connections_open.inc();
+            self.metrics.connections_open.inc();
             let span = info_span!("rtmp", conn = id, %peer, tls = self.tls.is_some(), app = tracing::field::Empty, stream = tracing::field::Empty);
-            let (config, services, phase) =
-                (self.config.clone(), self.services.clone(), drain.watch());
-            let metrics = self.services.metrics.clone();
+            let (config, phase) = (self.config.clone(), drain.watch());
+            let shared = (self.gate.clone(), self.metrics.clone());
+            let metrics = self.metrics.clone();
             // Two task types, so a plain connection's task is not sized for a TLS one.
             match self.tls.clone() {
                 None => {
-                    let conn =
-                        Connection::new(socket, (id, peer), config, services, phase, started);
+                    let conn = Connection::new(socket, (id, peer), config, shared, phase, started);
                     spawn_connection(conn.run(), metrics, slot, span);
                 }
                 Some(acceptor) => {
@@ -136,7 +149,7 @@ impl RtmpServer {
                                     stream,
                                     (id, peer),
                                     config,
-                                    services,
+                                    shared,
                                     phase,
                                     started,
                                 );
@@ -148,8 +161,8 @@ impl RtmpServer {
                                     CloseReason::HandshakeTimeout => "timeout",
                                     _ => "tls",
                                 };
-                                services
-                                    .metrics
+                                shared
+                                    .1
                                     .handshake_failures
                                     .get_or_create(&ReasonLabel { reason: label })
                                     .inc();

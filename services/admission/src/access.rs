@@ -1,5 +1,5 @@
 //! Who may connect, publish and play, and under which name. Asked before the hub and the role's
-//! [`StreamPolicy`](crate::StreamPolicy): access decides *whether* and *as what* (a stream key
+//! [`StreamPolicy`](liverelay_types::StreamPolicy): access decides *whether* and *as what* (a stream key
 //! becomes its public name, a callback renames), the policy decides *where* in the cluster.
 
 use std::net::SocketAddr;

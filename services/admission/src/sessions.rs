@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::oneshot;
@@ -29,6 +30,9 @@ pub struct SessionInfo {
 struct Entry {
     info: SessionInfo,
     kick: oneshot::Sender<String>,
+    /// Which registration made this entry: a connection's second play replaces its first
+    /// under the same key, and the first's guard must not remove the second's entry.
+    serial: u64,
 }
 
 /// A connection's publish and its play are entered separately.
@@ -37,17 +41,25 @@ type Key = (u64, SessionRole);
 #[derive(Clone, Default)]
 pub struct Sessions {
     inner: Arc<Mutex<HashMap<Key, Entry>>>,
+    serials: Arc<AtomicU64>,
 }
 
 /// Removes its session from the table when the session ends.
 pub struct Registered {
     sessions: Sessions,
     key: Key,
+    serial: u64,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.sessions.lock().remove(&self.key);
+        let mut table = self.sessions.lock();
+        if table
+            .get(&self.key)
+            .is_some_and(|e| e.serial == self.serial)
+        {
+            table.remove(&self.key);
+        }
     }
 }
 
@@ -56,15 +68,18 @@ impl Sessions {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Adds a session; the receiver gets the reason if it is kicked (it is polled on every
-    /// wakeup of a connection, so it is a bare channel, not a boxed future).
+    /// Adds a session, replacing the same connection's session of the same role; the receiver
+    /// gets the reason if it is kicked (it is polled on every wakeup of a connection, so it is
+    /// a bare channel, not a boxed future).
     pub fn register(&self, info: SessionInfo) -> (Registered, oneshot::Receiver<String>) {
         let (kick, kicked) = oneshot::channel();
         let key = (info.client_id, info.role);
-        self.lock().insert(key, Entry { info, kick });
+        let serial = self.serials.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert(key, Entry { info, kick, serial });
         let registered = Registered {
             sessions: self.clone(),
             key,
+            serial,
         };
         (registered, kicked)
     }
@@ -120,5 +135,16 @@ mod tests {
         drop(b);
         assert!(sessions.list().is_empty());
         assert_eq!(sessions.kick(|_| true, "x"), 0);
+    }
+
+    #[test]
+    fn a_replaced_registration_leaves_its_successor_in_the_table() {
+        let sessions = Sessions::default();
+        let (first, _) = sessions.register(info(1, SessionRole::Viewer, None));
+        let (_second, _) = sessions.register(info(1, SessionRole::Viewer, Some("new")));
+        drop(first);
+        let listed = sessions.list();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].tag.as_deref(), Some("new"));
     }
 }

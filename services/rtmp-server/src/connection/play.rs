@@ -1,0 +1,151 @@
+//! A connection's play: its admitted hub viewer, what the client chose (pause, audio, video),
+//! and when to write next. The write path per frame is one `Arc` clone and one iovec: frames
+//! are the hub's shared, pre-chunked bytes, gathered into the driver's queue for one vectored
+//! write per batch.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+use liverelay_admission::{Admitted, Withdrawn};
+use liverelay_hub::{Viewer, ViewerItem};
+use liverelay_rtmp::{MediaKind, ServerSession};
+use tokio::time::Instant;
+use tracing::info;
+
+pub(super) struct Playing {
+    pub(super) stream_id: u32,
+    /// The name the client asked for: the status messages it is sent carry it.
+    pub(super) name: String,
+    viewer: Admitted<Viewer>,
+    paused: bool,
+    audio: bool,
+    video: bool,
+    /// Frames known to be waiting beyond the last batch.
+    pending: u64,
+    /// When this viewer was last written to, and (while coalescing) until when new frames
+    /// wait for the next write.
+    last_pump: Instant,
+    held_until: Option<Instant>,
+}
+
+/// Why a play wants to be written to.
+pub(super) enum Due {
+    /// New frames arrived.
+    Frames,
+    /// A coalescing window ended.
+    Held,
+}
+
+impl Playing {
+    pub(super) fn new(stream_id: u32, name: String, viewer: Admitted<Viewer>) -> Self {
+        Self {
+            stream_id,
+            name,
+            viewer,
+            paused: false,
+            audio: true,
+            video: true,
+            // The first batch (metadata, sequence headers, the cached GOP) goes out at once.
+            pending: 1,
+            last_pump: Instant::now(),
+            held_until: None,
+        }
+    }
+
+    /// Frames are known to be waiting: write them before waiting for anything.
+    pub(super) fn has_backlog(&self) -> bool {
+        self.pending > 0 && !self.paused
+    }
+
+    pub(super) fn pause(&mut self, paused: bool) {
+        self.paused = paused;
+        // Resuming re-reads the ring; a long pause lands on a keyframe.
+        self.pending = u64::from(!paused);
+    }
+
+    pub(super) fn receive_audio(&mut self, enabled: bool) {
+        self.audio = enabled;
+    }
+
+    pub(super) fn receive_video(&mut self, enabled: bool) {
+        self.video = enabled;
+    }
+
+    /// What the driver waits on for this play: when it is due a write, and when it is
+    /// withdrawn. Paused and not holding frames back: never due.
+    pub(super) fn wait(&mut self) -> (impl Future<Output = Due> + '_, Withdrawn<'_>) {
+        let (held_until, paused) = (self.held_until, self.paused);
+        let (viewer, withdrawn) = self.viewer.split();
+        let due = async move {
+            match held_until {
+                Some(until) => {
+                    tokio::time::sleep_until(until).await;
+                    Due::Held
+                }
+                None if !paused => {
+                    viewer.changed().await;
+                    Due::Frames
+                }
+                None => std::future::pending().await,
+            }
+        };
+        (due, withdrawn)
+    }
+
+    /// New frames arrived: true to write now; false when the last write was more recent than
+    /// `window`, and the frames wait for the window's end.
+    pub(super) fn write_now(&mut self, window: Duration) -> bool {
+        if window.is_zero() {
+            return true;
+        }
+        let due = self.last_pump + window;
+        if Instant::now() < due {
+            self.held_until = Some(due);
+            return false;
+        }
+        true
+    }
+
+    /// Queues the viewer's next batch on `out`: everything pending up to `max_frames`, each
+    /// frame's shared wire bytes, with the status messages that belong between the frames.
+    pub(super) fn next_batch(
+        &mut self,
+        items: &mut Vec<ViewerItem>,
+        out: &mut VecDeque<Bytes>,
+        session: &mut ServerSession,
+        max_frames: usize,
+    ) {
+        self.held_until = None;
+        self.last_pump = Instant::now();
+        items.clear();
+        self.pending = self.viewer.poll(items, max_frames);
+        let chunk_size = session.out_chunk_size();
+        for item in items.drain(..) {
+            match item {
+                ViewerItem::Frame(frame) => {
+                    let wanted = match frame.kind {
+                        MediaKind::Audio => self.audio,
+                        MediaKind::Video => self.video,
+                        MediaKind::Metadata | MediaKind::Data => true,
+                    };
+                    if wanted {
+                        out.push_back(frame.wire(chunk_size, self.stream_id));
+                    }
+                }
+                ViewerItem::Published => {
+                    info!("publisher arrived");
+                    session.notify_publish(self.stream_id, &self.name);
+                    out.extend(session.poll_transmit());
+                }
+                ViewerItem::Unpublished => {
+                    info!("publisher left");
+                    session.notify_unpublish(self.stream_id, &self.name);
+                    out.extend(session.poll_transmit());
+                }
+            }
+        }
+        self.viewer.record_sent(out.iter().map(Bytes::len).sum());
+    }
+}
