@@ -25,6 +25,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use liverelay_admission::Gate;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_registry::StreamRegistry;
@@ -66,6 +67,8 @@ pub struct StaticRelays {
     configured: Arc<Vec<RelaySpec>>,
     running: Arc<Mutex<BTreeMap<String, Running>>>,
     context: Arc<RelayContext>,
+    /// Where pulls are admitted as the process's own publishers.
+    gate: Arc<Gate>,
 }
 
 struct Running {
@@ -80,10 +83,12 @@ const REREAD: Duration = Duration::from_secs(5);
 
 impl StaticRelays {
     pub fn new(specs: Vec<RelaySpec>, context: RelayContext) -> Self {
+        let gate = Gate::new(context.hub.clone(), context.policy.clone());
         Self {
             configured: Arc::new(specs),
             running: Arc::default(),
             context: Arc::new(context),
+            gate: Arc::new(gate),
         }
     }
 
@@ -183,8 +188,7 @@ impl StaticRelays {
                         &spec.id,
                         || true,
                         || async {
-                            let mut pull =
-                                Pull::new(spec.clone(), ctx.hub.clone(), ctx.policy.clone());
+                            let mut pull = Pull::new(spec.clone(), self.gate.clone());
                             if supervise(spec, status, &ctx.metrics, &mut pull).await
                                 == Ended::GaveUp
                             {
@@ -204,8 +208,7 @@ impl StaticRelays {
                         let mut demand = Demand::new(ctx.hub.clone(), spec.stream.clone(), events);
                         loop {
                             demand.wanted().await;
-                            let mut pull =
-                                Pull::new(spec.clone(), ctx.hub.clone(), ctx.policy.clone());
+                            let mut pull = Pull::new(spec.clone(), self.gate.clone());
                             tokio::select! {
                                 _ = supervise(spec, status, &ctx.metrics, &mut pull) => {}
                                 () = demand.idle(spec.linger) => {}

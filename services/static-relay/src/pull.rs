@@ -1,6 +1,6 @@
 //! A pull: play the upstream URL and publish what arrives into the local hub as the relay's
-//! stream, registered through the role's policy exactly like an RTMP publish (in a cluster:
-//! claimed in the registry, so every edge can play it).
+//! stream, admitted through the same gate as an RTMP publish (in a cluster: claimed in the
+//! registry, so every edge can play it).
 //!
 //! The local publish outlives single connections: after a gap, the next connection's media
 //! restarts the stream's timeline after the last timestamp sent, so viewers stay connected and
@@ -8,9 +8,9 @@
 
 use std::sync::Arc;
 
-use liverelay_hub::{Hub, Publisher};
+use liverelay_admission::{Admitted, Asker, Gate, PublishKind};
+use liverelay_hub::Publisher;
 use liverelay_rtmp_client::{ClientEvent, RtmpClient};
-use liverelay_types::{StreamPolicy, Ticket};
 use tokio::time::Instant;
 use tracing::info;
 
@@ -19,41 +19,35 @@ use crate::supervisor::{Attempt, Failure, Progress, connect};
 
 pub(crate) struct Pull {
     spec: RelaySpec,
-    hub: Hub,
-    policy: Arc<dyn StreamPolicy>,
+    gate: Arc<Gate>,
     /// The local publish and its registration, kept across connections.
-    publisher: Option<(Publisher, Box<dyn Ticket>)>,
+    publisher: Option<Admitted<Publisher>>,
 }
 
 impl Pull {
-    pub fn new(spec: RelaySpec, hub: Hub, policy: Arc<dyn StreamPolicy>) -> Self {
+    pub fn new(spec: RelaySpec, gate: Arc<Gate>) -> Self {
         Self {
             spec,
-            hub,
-            policy,
+            gate,
             publisher: None,
         }
     }
 
     /// A connection's first media: continue the local publish on a new timeline, or start it.
     async fn start_source(&mut self) -> Result<(), Failure> {
-        if let Some((publisher, _)) = &mut self.publisher {
+        if let Some(publisher) = &mut self.publisher {
             publisher.restart_source();
         } else {
-            let key = self.spec.stream.clone();
             // The hub slot first: while we hold it no local RTMP publisher can take the name, so
-            // the policy's claim below never supersedes one of ours.
+            // the policy's claim never supersedes one of ours.
+            let asker = Asker::Local(self.spec.stream.clone());
             let publisher = self
-                .hub
-                .publish(key.clone())
-                .map_err(|e| Failure::new("local_publish_refused", e.to_string()))?;
-            let ticket = self
-                .policy
-                .publish(key)
+                .gate
+                .publish(asker, PublishKind::Live)
                 .await
-                .map_err(|r| Failure::new("local_publish_refused", r.description))?;
+                .map_err(|refused| Failure::new("local_publish_refused", refused.to_string()))?;
             info!(relay = %self.spec.id, stream = %self.spec.stream, "pulled stream published");
-            self.publisher = Some((publisher, ticket));
+            self.publisher = Some(publisher);
         }
         Ok(())
     }
@@ -62,8 +56,6 @@ impl Pull {
         let stall = self.spec.reconnect.stall_timeout;
         let mut deadline = Instant::now() + stall;
         let mut fresh = true;
-        // Asked once per local publish, as the RTMP driver does.
-        let mut revoked = None;
         loop {
             while let Some(event) = client.try_event() {
                 match event {
@@ -74,7 +66,7 @@ impl Pull {
                             progress.went_live();
                             self.start_source().await?;
                         }
-                        if let Some((publisher, _)) = &mut self.publisher {
+                        if let Some(publisher) = &mut self.publisher {
                             publisher.push(media);
                         }
                     }
@@ -98,15 +90,10 @@ impl Pull {
                     _ => {}
                 }
             }
-            if revoked.is_none()
-                && let Some((_, ticket)) = &self.publisher
-            {
-                revoked = ticket.revoked();
-            }
             progress.report(client, false);
-            let taken = async {
-                match revoked.as_mut() {
-                    Some(f) => f.await,
+            let withdrawn = async {
+                match self.publisher.as_mut() {
+                    Some(publisher) => publisher.withdrawn().await,
                     None => std::future::pending().await,
                 }
             };
@@ -119,7 +106,7 @@ impl Pull {
                 () = tokio::time::sleep_until(deadline) => {
                     return Err(Failure::new("stalled", format!("no media for {} ms", stall.as_millis())));
                 }
-                reason = taken => {
+                reason = withdrawn => {
                     // Another pod publishes the stream now: give the name up.
                     self.publisher = None;
                     return Err(Failure::new("stream_taken", reason));
