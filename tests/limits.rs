@@ -232,8 +232,8 @@ async fn quiet_peers_are_pinged_and_closed_if_they_never_answer() {
     };
     let (pings, (silent_pings, closed)) = tokio::join!(answers, never_answers);
 
-    // Ticks come every second; a peer is pinged at the first tick after a second of silence,
-    // so an answering peer is pinged every one to two seconds.
+    // The session pings a peer one ping interval (1 s here) after the last bytes it sent, so an
+    // answering peer is pinged about every second; the bounds leave room for a loaded machine.
     assert!(pings.len() >= 2, "pings at {pings:?}");
     assert!(
         pings[0] >= Duration::from_millis(900) && pings[0] < Duration::from_millis(3000),
