@@ -14,7 +14,6 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::ClientStream;
 use crate::bulk::BulkReader;
-use crate::pings::PingLog;
 use crate::{Error, MediaKind, Result, RtmpUrl};
 
 /// How a client connects.
@@ -33,9 +32,8 @@ pub struct ClientOptions {
     /// the system's roots.
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Note when each ping (User Control 6) from the server arrives, for
-    /// [`RtmpClient::pings`]. The session answers pings by itself either way; this costs a
-    /// second decode of every byte received, so it is for checking a server's keepalive, not
-    /// for load.
+    /// [`RtmpClient::pings`] (one `Instant` per ping, kept for the connection's life). The
+    /// session answers pings by itself either way.
     pub record_pings: bool,
 }
 
@@ -83,7 +81,7 @@ pub struct RtmpClient {
     bytes_out: u64,
     /// Set by [`stop_writing`](RtmpClient::stop_writing).
     silent: bool,
-    pings: Option<PingLog>,
+    pings: Option<Vec<std::time::Instant>>,
 }
 
 impl RtmpClient {
@@ -141,7 +139,7 @@ impl RtmpClient {
         let mut config = ClientConfig::new(url.app.clone(), url.tc_url());
         config.handshake = options.handshake;
         config.chunk_size = options.chunk_size;
-        let pings = options.record_pings.then(|| PingLog::new(config.limits));
+        let pings = options.record_pings.then(Vec::new);
         let session = ClientSession::new(config, &handshake_random(), 0);
         Ok(Self {
             socket,
@@ -375,18 +373,21 @@ impl RtmpClient {
         if buf.capacity() - buf.len() < self.options.read_size {
             buf.reserve(self.options.read_size);
         }
-        let before = buf.len();
         let n = self.socket.read_buf(buf).await?;
         if n == 0 {
             return Ok(0);
         }
         self.bytes_in += n as u64;
-        if let Some(pings) = &mut self.pings {
-            pings.feed(&self.session.recv_buffer()[before..]);
-        }
         self.session.process()?;
         while let Some(e) = self.session.poll_event() {
-            self.events.push_back(e);
+            match e {
+                ClientEvent::Ping(_) => {
+                    if let Some(pings) = &mut self.pings {
+                        pings.push(std::time::Instant::now());
+                    }
+                }
+                e => self.events.push_back(e),
+            }
         }
         // Acknowledgements and ping replies the session produced.
         self.flush().await?;
@@ -443,7 +444,7 @@ impl RtmpClient {
     /// When each ping from the server arrived, if [`ClientOptions::record_pings`] is set
     /// (empty otherwise).
     pub fn pings(&self) -> &[std::time::Instant] {
-        self.pings.as_ref().map_or(&[], PingLog::times)
+        self.pings.as_deref().unwrap_or(&[])
     }
 
     /// The protocol session, for commands this driver has no helper for.

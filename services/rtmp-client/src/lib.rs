@@ -19,7 +19,6 @@
 
 mod bulk;
 mod client;
-mod pings;
 mod stream;
 mod url;
 

@@ -116,6 +116,9 @@ pub enum ClientEvent {
     StreamBegin(u32),
     StreamEof(u32),
     StreamDry(u32),
+    /// The server pinged us (User Control 6) with this timestamp. Already answered: the
+    /// session queued the pong; this only tells the application that it happened.
+    Ping(u32),
     /// The reply to a [`ClientSession::call`] (or to a failed `createStream`): `name` is
     /// `_result` or `_error`, `values` everything after the transaction id.
     CallResult {
@@ -439,7 +442,9 @@ impl ClientSession {
             UserControl::StreamBegin(id) => ClientEvent::StreamBegin(id),
             UserControl::StreamEof(id) => ClientEvent::StreamEof(id),
             UserControl::StreamDry(id) => ClientEvent::StreamDry(id),
-            // Pings are answered by the chunk layer; the rest needs nothing from a client.
+            // Answered by the chunk layer already; reported so a client can see keepalive.
+            UserControl::PingRequest(ts) => ClientEvent::Ping(ts),
+            // The rest needs nothing from a client.
             _ => return,
         };
         self.events.push_back(event);
