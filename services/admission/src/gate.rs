@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use liverelay_hub::{Hub, HubError, Publisher, Viewer};
-use liverelay_metrics::{KindLabel, Metrics};
+use liverelay_metrics::KindLabel;
 use liverelay_rtmp::command::code;
 use liverelay_rtmp::name::{NameError, check_name};
 use liverelay_rtmp::session::PublishKind;
@@ -28,6 +28,7 @@ use tracing::{Instrument, info_span};
 
 use crate::access::{Access, Action, ClientInfo, StreamAttempt};
 use crate::admitted::{Admitted, Held};
+use crate::metrics::AdmissionMetrics;
 use crate::play_budget::{OverBudget, PlayBudget};
 use crate::sessions::{SessionInfo, SessionRole, Sessions};
 
@@ -45,7 +46,7 @@ pub struct Clients {
     /// them.
     pub sessions: Sessions,
     /// `liverelay_sessions` counts the client sessions admitted.
-    pub metrics: Arc<Metrics>,
+    pub metrics: AdmissionMetrics,
     /// The longest app or stream name a client may send; the names access chooses follow the
     /// same rule (`liverelay_rtmp::name`).
     pub max_name_len: usize,

@@ -15,6 +15,7 @@
 mod access;
 mod admitted;
 mod gate;
+mod metrics;
 mod play_budget;
 mod sessions;
 
@@ -25,6 +26,7 @@ pub use admitted::{Admitted, Withdrawn};
 pub use gate::{Asker, ClientAsk, Clients, Gate, PlayArgs, Reason, Refused};
 /// How a client publishes (live, record, append); the process's own publishers are live.
 pub use liverelay_rtmp::session::PublishKind;
+pub use metrics::AdmissionMetrics;
 pub use play_budget::{OverBudget, PlayBudget};
 pub use sessions::{Registered, SessionInfo, SessionRole, Sessions};
 

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use liverelay_hub::{Hub, HubConfig, HubError, Publisher};
-use liverelay_metrics::{KindLabel, Metrics};
+use liverelay_metrics::KindLabel;
 use liverelay_rtmp::command::code;
 use liverelay_rtmp::session::PublishKind;
-use liverelay_types::{Refusal, Role, StreamId, StreamPolicy, Ticket};
+use liverelay_types::{Refusal, StreamId, StreamPolicy, Ticket};
 use tokio::sync::oneshot;
 
 use crate::*;
@@ -129,7 +129,7 @@ struct World {
     policy: Arc<FakePolicy>,
     access: Arc<FakeAccess>,
     sessions: Sessions,
-    metrics: Arc<Metrics>,
+    metrics: AdmissionMetrics,
     gate: Gate,
 }
 
@@ -138,7 +138,7 @@ fn world(policy: FakePolicy, hub: HubConfig) -> World {
     let policy = Arc::new(policy);
     let access = Arc::new(FakeAccess::default());
     let sessions = Sessions::default();
-    let metrics = Arc::new(Metrics::new(Role::Standalone));
+    let metrics = AdmissionMetrics::default();
     let gate = Gate::new(hub.clone(), policy.clone()).with_clients(Clients {
         access: access.clone(),
         sessions: sessions.clone(),
@@ -481,7 +481,7 @@ async fn connect_checks_the_app_access_moves_to() {
         .with_clients(Clients {
             access: Arc::new(Move(app)),
             sessions: Sessions::default(),
-            metrics: Arc::new(Metrics::new(Role::Standalone)),
+            metrics: AdmissionMetrics::default(),
             max_name_len: 64,
         })
     };

@@ -3,6 +3,7 @@
 //! callbacks ([`Notify`]), and signed playback tokens ([`play_token`]). [`build`] chains what
 //! the settings turn on; with nothing configured everyone may do everything.
 
+mod metrics;
 mod notify;
 pub mod play_token;
 mod publish_keys;
@@ -13,9 +14,9 @@ use std::time::Duration;
 
 use liverelay_admission::{Access, Chain, OpenAccess, Sessions};
 use liverelay_config::{PlayAuth, PublishAuth, Settings};
-use liverelay_metrics::Metrics;
 use liverelay_types::{ClusterToken, Role};
 
+pub use metrics::AuthMetrics;
 pub use notify::Notify;
 pub use publish_keys::{PublishKeys, PublishKeysConfig, control_tls};
 pub use signing::{sha256_hex, sign_hex, verify_hex};
@@ -31,7 +32,7 @@ pub struct Built {
 pub fn build(
     settings: &Settings,
     role: Role,
-    metrics: Arc<Metrics>,
+    metrics: AuthMetrics,
     sessions: Sessions,
 ) -> anyhow::Result<Built> {
     let auth = &settings.auth;

@@ -13,10 +13,12 @@ use futures::future::BoxFuture;
 use liverelay_admission::{Access, Action, Admission, ClientInfo, Sessions, StreamAttempt};
 use liverelay_config::redact::without_query;
 use liverelay_config::{NotifyMethod, NotifySettings};
-use liverelay_metrics::{Metrics, OutcomeLabel};
+use liverelay_metrics::OutcomeLabel;
 use liverelay_rtmp::command::code;
 use liverelay_types::{AbortOnDrop, Refusal, Ticket};
 use tracing::{Instrument, info, info_span, warn};
+
+use crate::AuthMetrics;
 
 /// How a callback answered. A denial's details (URL, status, error) are logged where the
 /// call is made; the client only ever gets [`Answer::reason`], which tells an attacker nothing
@@ -45,7 +47,7 @@ impl Answer {
 struct Inner {
     hooks: Vec<NotifySettings>,
     http: reqwest::Client,
-    metrics: Arc<Metrics>,
+    metrics: AuthMetrics,
     sessions: Sessions,
 }
 
@@ -140,7 +142,7 @@ fn without_secrets(url: &str) -> String {
 impl Notify {
     pub fn new(
         hooks: Vec<NotifySettings>,
-        metrics: Arc<Metrics>,
+        metrics: AuthMetrics,
         sessions: Sessions,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()

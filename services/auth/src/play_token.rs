@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use liverelay_admission::{Access, Admission, StreamAttempt};
-use liverelay_metrics::{Metrics, OutcomeLabel};
+use liverelay_metrics::OutcomeLabel;
 use liverelay_rtmp::command::code;
 use liverelay_types::{Refusal, unix_secs};
 use tracing::warn;
 
+use crate::AuthMetrics;
 use crate::signing::{sign_hex, verify_hex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -79,11 +80,11 @@ pub fn verify(
 /// Requires a valid token on every play.
 pub struct PlayTokens {
     secret: Arc<[u8]>,
-    metrics: Arc<Metrics>,
+    metrics: AuthMetrics,
 }
 
 impl PlayTokens {
-    pub fn new(secret: &str, metrics: Arc<Metrics>) -> Self {
+    pub fn new(secret: &str, metrics: AuthMetrics) -> Self {
         Self {
             secret: secret.as_bytes().into(),
             metrics,
@@ -107,7 +108,7 @@ impl Access for PlayTokens {
         };
         if !attempt.action.is_publish() {
             self.metrics
-                .auth_decisions
+                .decisions
                 .get_or_create(&OutcomeLabel {
                     action: "play_token",
                     result,

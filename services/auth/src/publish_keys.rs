@@ -12,13 +12,14 @@ use futures::future::BoxFuture;
 use liverelay_admission::{Access, Admission, StreamAttempt};
 use liverelay_config::ClusterSettings;
 use liverelay_config::ControlUnavailable;
-use liverelay_metrics::{Metrics, OutcomeLabel};
+use liverelay_metrics::OutcomeLabel;
 use liverelay_rtmp::command::code;
 use liverelay_types::ClusterToken;
 use liverelay_types::Refusal;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::AuthMetrics;
 use crate::signing::sha256_hex;
 use liverelay_proto::control::v1::control_client::ControlClient;
 use liverelay_proto::control::v1::{AuthorizePublishRequest, AuthorizePublishResponse};
@@ -68,7 +69,7 @@ struct Cached {
 struct Inner {
     client: ControlClient<Channel>,
     config: PublishKeysConfig,
-    metrics: Arc<Metrics>,
+    metrics: AuthMetrics,
     /// By the key's SHA-256: the secret itself is kept nowhere.
     cache: Mutex<HashMap<String, Cached>>,
 }
@@ -77,7 +78,7 @@ struct Inner {
 pub struct PublishKeys(Arc<Inner>);
 
 impl PublishKeys {
-    pub fn new(config: PublishKeysConfig, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    pub fn new(config: PublishKeysConfig, metrics: AuthMetrics) -> anyhow::Result<Self> {
         let mut endpoint = Endpoint::from_shared(config.control_url.clone())?;
         if let Some(tls) = config.tls.clone() {
             endpoint = endpoint.tls_config(tls)?;
@@ -106,7 +107,7 @@ impl PublishKeys {
     fn count(&self, result: &'static str) {
         self.0
             .metrics
-            .auth_decisions
+            .decisions
             .get_or_create(&OutcomeLabel {
                 action: "publish_key",
                 result,

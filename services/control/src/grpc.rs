@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use liverelay_metrics::{Metrics, OutcomeLabel};
+use liverelay_auth::AuthMetrics;
+use liverelay_metrics::OutcomeLabel;
 use liverelay_proto::control::v1::control_server::Control;
 use liverelay_proto::control::v1::{
     AuthorizePublishRequest, AuthorizePublishResponse, CreateKeyRequest, CreatedKey, KeyRef,
@@ -20,7 +21,7 @@ pub struct ControlService {
     core: Arc<Core>,
     cluster: ClusterToken,
     admin: ClusterToken,
-    metrics: Arc<Metrics>,
+    metrics: AuthMetrics,
 }
 
 impl ControlService {
@@ -28,7 +29,7 @@ impl ControlService {
         core: Arc<Core>,
         cluster: ClusterToken,
         admin: ClusterToken,
-        metrics: Arc<Metrics>,
+        metrics: AuthMetrics,
     ) -> Self {
         Self {
             core,
@@ -110,7 +111,7 @@ impl Control for ControlService {
             }
         };
         self.metrics
-            .auth_decisions
+            .decisions
             .get_or_create(&OutcomeLabel {
                 action: "publish_key",
                 result,

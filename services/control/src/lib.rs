@@ -119,7 +119,9 @@ pub async fn run(
         core,
         ClusterToken::new(&cluster_token),
         ClusterToken::new(&admin_token),
-        metrics,
+        metrics
+            .registry()
+            .register(liverelay_auth::AuthMetrics::register),
     );
     let c = &settings.cluster;
     let tls = liverelay_tls::grpc_server_config(

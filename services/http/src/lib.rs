@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use liverelay_hub::Hub;
-use liverelay_metrics::{Metrics, MetricsRegistry};
+use liverelay_metrics::MetricsRegistry;
 use liverelay_tls::rustls;
 use liverelay_tls::tokio_rustls::TlsAcceptor;
 use serde::Serialize;
@@ -62,8 +62,8 @@ struct StreamView {
 }
 
 /// A node's routes: [`health_router`] and `/v1/streams` (what is live in its hub).
-pub fn router(ready: Readiness, hub: Hub, metrics: Arc<Metrics>) -> Router {
-    health_router(ready, metrics.registry().clone()).merge(
+pub fn router(ready: Readiness, hub: Hub, metrics: Arc<MetricsRegistry>) -> Router {
+    health_router(ready, metrics).merge(
         Router::new()
             .route("/v1/streams", get(streams))
             .with_state(hub),

@@ -17,7 +17,7 @@ use liverelay_node::Node;
 use liverelay_registry::{LeaseMetrics, RedisRegistry, StreamRegistry};
 use liverelay_relay::{RelayMetrics, RelayService};
 use liverelay_static_relay::{
-    DeclaredRelays, RedisLeases, RedisRelayStatus, RelayContext, StaticRelays,
+    DeclaredRelays, RedisLeases, RedisRelayStatus, RelayContext, StaticRelayMetrics, StaticRelays,
 };
 use liverelay_types::ClusterToken;
 use liverelay_types::StreamPolicy;
@@ -94,7 +94,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             )),
             shared_status: Some(RedisRelayStatus::new(redis.conn())),
             registry: Some(registry),
-            metrics: metrics.clone(),
+            metrics: metrics.registry().register(StaticRelayMetrics::register),
             pod_id: settings.cluster.pod_id(),
             declared: Some(DeclaredRelays::new(redis.conn())),
         },

@@ -24,8 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 pub use prometheus_client::registry::Registry;
 
-pub use liverelay_hub::HubCollector;
-pub use pending::{Metrics, RelayDirectionLabel, RelayReasonLabel, RelayStateLabel};
+pub use pending::Metrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {

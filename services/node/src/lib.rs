@@ -11,13 +11,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::{BoxFuture, select_all};
-use liverelay_admission::Sessions;
+use liverelay_admission::{AdmissionMetrics, Sessions};
+use liverelay_auth::AuthMetrics;
 use liverelay_config::Settings;
 use liverelay_http::{HttpLimits, HttpServer, Readiness, router};
-use liverelay_hub::Hub;
-use liverelay_metrics::{HubCollector, Metrics};
+use liverelay_hub::{Hub, HubCollector};
+use liverelay_metrics::Metrics;
 use liverelay_registry::RedisRegistry;
-use liverelay_rtmp_server::{Drain, Phase, RtmpServer, Services};
+use liverelay_rtmp_server::{Drain, Phase, RtmpMetrics, RtmpServer, Services};
 use liverelay_tls::{CertFiles, ReloadingCert};
 use liverelay_types::{AbortOnDrop, StreamPolicy};
 use tokio::task::JoinHandle;
@@ -57,20 +58,29 @@ impl Node {
             mut tasks,
             api,
         } = self;
-        metrics.register_hub(HubCollector::new(
+        let registry = metrics.registry().clone();
+        registry.register_collector(Box::new(HubCollector::new(
             hub.clone(),
             settings.metrics.max_stream_series,
-        ));
+        )));
+        let (rtmp_metrics, admission_metrics, auth_metrics) = registry.register(|r| {
+            (
+                RtmpMetrics::register(r),
+                AdmissionMetrics::register(r),
+                AuthMetrics::register(r),
+            )
+        });
         let ready = Readiness::default();
         let sessions = Sessions::default();
-        let auth = liverelay_auth::build(&settings, role, metrics.clone(), sessions.clone())?;
+        let auth = liverelay_auth::build(&settings, role, auth_metrics, sessions.clone())?;
         let drain = Drain::default();
         let services = Services {
             hub: hub.clone(),
             policy,
             access: auth.access,
             sessions: sessions.clone(),
-            metrics: metrics.clone(),
+            metrics: rtmp_metrics,
+            admission: admission_metrics,
         };
         let rtmp = bind_rtmp(&settings, services).await?;
         let mut reporting = None;
@@ -91,7 +101,7 @@ impl Node {
             let commands = cluster::follow_commands(redis, pod, sessions, auth.stream_keys);
             tasks.push(("cluster commands", Box::pin(commands)));
         }
-        let mut routes = router(ready.clone(), hub, metrics);
+        let mut routes = router(ready.clone(), hub, registry);
         if let Some(api) = api {
             routes = routes.merge(api);
         }

@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use liverelay_admission::{Admitted, ClientInfo, Gate, PlayBudget};
 use liverelay_hub::{Publisher, ViewerItem};
-use liverelay_metrics::Metrics;
 use liverelay_rtmp::command::{StatusLevel, code};
 use liverelay_rtmp::{ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
@@ -28,6 +27,7 @@ use play::{Due, Playing};
 
 use crate::config::RtmpServerConfig;
 use crate::drain::{Phase, reached};
+use crate::metrics::RtmpMetrics;
 use crate::write::{Transport, try_write_all_vectored, write_all_vectored};
 
 /// Free receive space kept for a publisher's and a player's reads.
@@ -53,7 +53,7 @@ pub struct Connection<S> {
     peer: SocketAddr,
     config: Arc<RtmpServerConfig>,
     gate: Arc<Gate>,
-    metrics: Arc<Metrics>,
+    metrics: RtmpMetrics,
     phase: watch::Receiver<Phase>,
     session: ServerSession,
     /// Set once `connect` is accepted; its app may differ from the requested one.
@@ -82,7 +82,7 @@ impl<S: Transport> Connection<S> {
         socket: S,
         (id, peer): (u64, SocketAddr),
         config: Arc<RtmpServerConfig>,
-        (gate, metrics): (Arc<Gate>, Arc<Metrics>),
+        (gate, metrics): (Arc<Gate>, RtmpMetrics),
         phase: watch::Receiver<Phase>,
         started: Instant,
     ) -> Self {

@@ -9,9 +9,11 @@ mod config;
 mod connection;
 mod drain;
 mod listener;
+mod metrics;
 mod slots;
 mod write;
 
 pub use config::RtmpServerConfig;
 pub use drain::{Drain, Phase};
 pub use listener::{RtmpServer, Services};
+pub use metrics::RtmpMetrics;

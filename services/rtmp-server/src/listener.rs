@@ -14,9 +14,10 @@ use tracing::{Instrument, info, info_span, warn};
 use crate::config::RtmpServerConfig;
 use crate::connection::{CloseReason, Connection, TLS_HANDSHAKE};
 use crate::drain::{Drain, Phase, reached};
+use crate::metrics::RtmpMetrics;
 use crate::slots::{Full, Slot, Slots};
-use liverelay_admission::{Access, Clients, Gate, Sessions};
-use liverelay_metrics::{KindLabel, Metrics, ReasonLabel};
+use liverelay_admission::{Access, AdmissionMetrics, Clients, Gate, Sessions};
+use liverelay_metrics::{KindLabel, ReasonLabel};
 use liverelay_types::StreamPolicy;
 
 /// Connection ids, unique in the process across listeners (plain and RTMPS): the session
@@ -31,14 +32,17 @@ pub struct Services {
     pub policy: Arc<dyn StreamPolicy>,
     pub access: Arc<dyn Access>,
     pub sessions: Sessions,
-    pub metrics: Arc<Metrics>,
+    /// Connections and handshakes.
+    pub metrics: RtmpMetrics,
+    /// Sessions admitted (the gate counts them).
+    pub admission: AdmissionMetrics,
 }
 
 pub struct RtmpServer {
     listener: TcpListener,
     config: Arc<RtmpServerConfig>,
     gate: Arc<Gate>,
-    metrics: Arc<Metrics>,
+    metrics: RtmpMetrics,
     /// RTMPS: every connection starts with a TLS handshake.
     tls: Option<TlsAcceptor>,
 }
@@ -56,11 +60,12 @@ impl RtmpServer {
             access,
             sessions,
             metrics,
+            admission,
         } = services;
         let gate = Gate::new(hub, policy).with_clients(Clients {
             access,
             sessions,
-            metrics: metrics.clone(),
+            metrics: admission,
             // A name access chooses follows the rule the session checks a client's names by.
             max_name_len: config.session.max_name_len,
         });
@@ -184,7 +189,7 @@ impl RtmpServer {
 
 fn spawn_connection(
     run: impl Future<Output = CloseReason> + Send + 'static,
-    metrics: Arc<Metrics>,
+    metrics: RtmpMetrics,
     slot: Slot,
     span: tracing::Span,
 ) {

@@ -11,7 +11,7 @@ use liverelay_config::Settings;
 use liverelay_hub::Hub;
 use liverelay_metrics::Metrics;
 use liverelay_node::Node;
-use liverelay_static_relay::{MemoryLeases, RelayContext, StaticRelays};
+use liverelay_static_relay::{MemoryLeases, RelayContext, StaticRelayMetrics, StaticRelays};
 use liverelay_types::{OpenPolicy, StreamPolicy};
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
@@ -29,7 +29,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             ))),
             shared_status: None,
             registry: None,
-            metrics: metrics.clone(),
+            metrics: metrics.registry().register(StaticRelayMetrics::register),
             pod_id: settings.cluster.pod_id(),
             declared: None,
         },

@@ -11,6 +11,7 @@ mod api;
 mod declared;
 mod demand;
 mod lease_store;
+mod metrics;
 mod ownership;
 mod pull;
 mod push;
@@ -27,13 +28,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use liverelay_admission::Gate;
 use liverelay_hub::Hub;
-use liverelay_metrics::Metrics;
 use liverelay_registry::StreamRegistry;
 use liverelay_types::{AbortOnDrop, StreamPolicy};
 
 pub use api::router;
 pub use declared::DeclaredRelays;
 pub use lease_store::{LeaseStore, MemoryLeases, RedisLeases};
+pub use metrics::StaticRelayMetrics;
 pub use spec::{RelayConfig, RelayKind, RelayMode, RelaySpec, SpecError};
 pub use status::{RedisRelayStatus, RelayState, RelayStatus};
 
@@ -54,7 +55,7 @@ pub struct RelayContext {
     pub shared_status: Option<RedisRelayStatus>,
     /// Announces streams edges want (cluster only), for on-demand pulls.
     pub registry: Option<Arc<dyn StreamRegistry>>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: StaticRelayMetrics,
     pub pod_id: String,
     /// Relays declared at run time (cluster only), run beside the config file's.
     pub declared: Option<DeclaredRelays>,
@@ -242,7 +243,7 @@ impl StaticRelays {
 async fn restart_on_panic<F, Fut>(
     spec: RelaySpec,
     status: StatusCell,
-    metrics: Arc<liverelay_metrics::Metrics>,
+    metrics: StaticRelayMetrics,
     task: F,
 ) where
     F: Fn() -> Fut,
@@ -264,8 +265,8 @@ async fn restart_on_panic<F, Fut>(
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
         metrics
-            .static_relay_attempts
-            .get_or_create(&liverelay_metrics::RelayReasonLabel {
+            .attempts
+            .get_or_create(&metrics::RelayReasonLabel {
                 relay: spec.id.clone(),
                 reason: "panicked",
             })
@@ -309,9 +310,8 @@ mod tests {
             tls_ca: None,
         };
         let spec = RelaySpec::parse(0, &config).unwrap();
-        let metrics = Arc::new(liverelay_metrics::Metrics::new(
-            liverelay_types::Role::Standalone,
-        ));
+        let registry = liverelay_metrics::MetricsRegistry::new(liverelay_types::Role::Standalone);
+        let metrics = registry.register(StaticRelayMetrics::register);
         let status = StatusCell::new(&spec, metrics.clone());
         let runs = Arc::new(AtomicU32::new(0));
         let counted = runs.clone();
@@ -333,6 +333,6 @@ mod tests {
             "liverelay_static_relay_attempts_total{{relay=\"{}\",reason=\"panicked\"}} 1",
             spec.id
         );
-        assert!(metrics.render().contains(&series), "{}", metrics.render());
+        assert!(registry.render().contains(&series), "{}", registry.render());
     }
 }

@@ -10,13 +10,13 @@
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use liverelay_metrics::{Metrics, RelayDirectionLabel, RelayStateLabel};
 use liverelay_redis::{ExpiringEntries, RedisConn, RedisError};
 use liverelay_types::unix_ms;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use crate::lease_store::lease_key;
+use crate::metrics::{RelayDirectionLabel, RelayStateLabel, StaticRelayMetrics};
 use crate::spec::RelaySpec;
 
 /// How long a status written to Redis stays without being rewritten.
@@ -94,11 +94,11 @@ impl RelayStatus {
 #[derive(Clone)]
 pub struct StatusCell {
     status: Arc<Mutex<RelayStatus>>,
-    metrics: Arc<Metrics>,
+    metrics: StaticRelayMetrics,
 }
 
 impl StatusCell {
-    pub fn new(spec: &RelaySpec, metrics: Arc<Metrics>) -> Self {
+    pub fn new(spec: &RelaySpec, metrics: StaticRelayMetrics) -> Self {
         let cell = Self {
             status: Arc::new(Mutex::new(RelayStatus::new(spec))),
             metrics,
@@ -120,7 +120,7 @@ impl StatusCell {
         };
         for s in RelayState::ALL {
             self.metrics
-                .static_relay_state
+                .state
                 .get_or_create(&RelayStateLabel {
                     relay: id.clone(),
                     state: s.as_str(),
@@ -157,7 +157,7 @@ impl StatusCell {
         for (direction, n) in [("in", bytes_in), ("out", bytes_out)] {
             if n > 0 {
                 self.metrics
-                    .static_relay_bytes
+                    .bytes
                     .get_or_create(&RelayDirectionLabel {
                         relay: id.clone(),
                         direction,

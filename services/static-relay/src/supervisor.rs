@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use liverelay_backoff::Backoff;
-use liverelay_metrics::{Metrics, RelayReasonLabel};
 use liverelay_rtmp_client::{ClientOptions, Error as ClientError, RtmpClient};
 use tracing::{info, warn};
 
+use crate::metrics::{RelayReasonLabel, StaticRelayMetrics};
 use crate::spec::RelaySpec;
 use crate::status::{RelayState, StatusCell};
 
@@ -125,7 +125,7 @@ pub(crate) enum Ended {
 pub(crate) async fn supervise(
     spec: &RelaySpec,
     status: &StatusCell,
-    metrics: &Arc<Metrics>,
+    metrics: &StaticRelayMetrics,
     attempt: &mut impl Attempt,
 ) -> Ended {
     let r = &spec.reconnect;
@@ -143,7 +143,7 @@ pub(crate) async fn supervise(
         }
         let reason = result.as_ref().err().map_or("ended", |f| f.reason);
         metrics
-            .static_relay_attempts
+            .attempts
             .get_or_create(&RelayReasonLabel {
                 relay: spec.id.clone(),
                 reason,

@@ -1,0 +1,39 @@
+//! The RTMP server's metrics, updated by the listener (connections accepted, refused at the
+//! limit, open now) and the connections (failed handshakes).
+
+use liverelay_metrics::{KindLabel, ReasonLabel, Registry};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+
+/// `register` adds the families to a process's registry; `default()` counts without exposing
+/// anything (unit tests).
+#[derive(Clone, Debug, Default)]
+pub struct RtmpMetrics {
+    /// RTMP connections accepted, and refused at the connection limit.
+    pub connections: Family<KindLabel, Counter>,
+    pub connections_open: Gauge,
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+}
+
+impl RtmpMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        registry.register(
+            "liverelay_connections",
+            "RTMP connections by kind (accepted, refused)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "liverelay_connections_open",
+            "RTMP connections open now",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "liverelay_handshake_failures",
+            "RTMP handshakes that failed, by reason",
+            m.handshake_failures.clone(),
+        );
+        m
+    }
+}
