@@ -107,7 +107,7 @@ start_server_once() {
                     LIVERELAY_RTMP__TLS_KEY="$(bench_cert)/key.pem")
             fi
             # shellcheck disable=SC2086 # the variant's settings are words of NAME=VALUE
-            env RUST_LOG=warn LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN ${SETTINGS[$kind]} "${tls[@]}" \
+            env RUST_LOG=warn LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN ${SETTINGS[$kind]:-} "${tls[@]}" \
                 taskset -c $SERVER_CORE "${SERVER_BIN[$kind]:-$BIN/liverelay}" standalone \
                 --rtmp-listen "127.0.0.1:$rtmp" --http-listen "127.0.0.1:$http" \
                 >"$WORK/liverelay.log" 2>&1 &
