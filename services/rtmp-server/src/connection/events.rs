@@ -181,8 +181,6 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    /// `stream` is the stream's name inside liverelay when known: the name the client sent
-    /// may be a secret stream key and is never logged.
     fn refuse_publish(
         &mut self,
         req: &PublishRequest,
@@ -190,16 +188,9 @@ impl<S: Transport> Connection<S> {
         status: Refusal,
         why: &'static str,
     ) {
-        let shown = stream.map(StreamId::to_string);
-        warn!(
-            stream = shown.as_deref().unwrap_or("-"),
-            status = status.code,
-            "publish refused: {}",
-            status.description
-        );
         self.session
             .reject_publish(req, status.code, &status.description);
-        self.closing = Some(CloseReason::Refused(why));
+        self.refused("publish", stream, &status, why);
     }
 
     fn refuse_play(
@@ -209,15 +200,28 @@ impl<S: Transport> Connection<S> {
         status: Refusal,
         why: &'static str,
     ) {
+        self.session
+            .reject_play(req, status.code, &status.description);
+        self.refused("play", stream, &status, why);
+    }
+
+    /// Logs a refused publish or play and closes the connection after the answer. `stream` is
+    /// the stream's name inside liverelay when known: the name the client sent may be a secret
+    /// stream key and is never logged.
+    fn refused(
+        &mut self,
+        what: &'static str,
+        stream: Option<&StreamId>,
+        status: &Refusal,
+        why: &'static str,
+    ) {
         let shown = stream.map(StreamId::to_string);
         warn!(
             stream = shown.as_deref().unwrap_or("-"),
             status = status.code,
-            "play refused: {}",
+            "{what} refused: {}",
             status.description
         );
-        self.session
-            .reject_play(req, status.code, &status.description);
         self.closing = Some(CloseReason::Refused(why));
     }
 }
