@@ -20,10 +20,17 @@ impl Backoff {
     /// The delay before the next attempt: doubling up to the cap, each drawn from its upper half
     /// so many edges retrying at once spread out.
     pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_jittered(rand::random::<f64>())
+    }
+
+    /// [`next_delay`](Self::next_delay) with the jitter given: `unit` (in `[0, 1]`) picks the
+    /// point in the upper half, so a caller that injects it (a sans-I/O state machine under
+    /// test) gets deterministic delays.
+    pub fn next_delay_jittered(&mut self, unit: f64) -> Duration {
         let current = self.next;
         self.next = (self.next * 2).min(self.max);
         let half = current / 2;
-        half + half.mul_f64(rand::random::<f64>())
+        half + half.mul_f64(unit.clamp(0.0, 1.0))
     }
 
     pub fn reset(&mut self) {
@@ -47,5 +54,13 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay() <= Duration::from_millis(100));
+    }
+
+    #[test]
+    fn injected_jitter_is_deterministic() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_millis(800));
+        assert_eq!(b.next_delay_jittered(0.0), Duration::from_millis(50));
+        assert_eq!(b.next_delay_jittered(1.0), Duration::from_millis(200));
+        assert_eq!(b.next_delay_jittered(0.5), Duration::from_millis(300));
     }
 }
