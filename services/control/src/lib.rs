@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use liverelay_auth::AuthMetrics;
 use liverelay_config::Settings;
 use liverelay_http::{HttpLimits, HttpServer, Readiness};
-use liverelay_metrics::Metrics;
+use liverelay_metrics::MetricsRegistry;
 use liverelay_proto::control::v1::control_server::ControlServer;
-use liverelay_redis::{CommandBus, NodeReports};
+use liverelay_redis::{CommandBus, NodeReports, RedisMetrics};
 use liverelay_registry::{RedisRegistry, RegistryEvent, StreamRegistry};
 use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus};
 use liverelay_types::ClusterToken;
@@ -35,10 +36,20 @@ pub use metrics::WebhookMetrics;
 use crate::core::Core;
 use crate::webhooks::{Event, Webhooks};
 
+/// What control updates, and the registry its `/metrics` serves (composed with every other
+/// crate's families by the binary).
+pub struct ControlMetrics {
+    pub registry: Arc<MetricsRegistry>,
+    pub redis: RedisMetrics,
+    /// Its answers to the pods' stream-key checks.
+    pub auth: AuthMetrics,
+    pub webhooks: WebhookMetrics,
+}
+
 /// Runs control until `shutdown` completes or a part fails.
 pub async fn run(
     settings: Settings,
-    metrics: Arc<Metrics>,
+    metrics: ControlMetrics,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let admin_token = settings
@@ -49,7 +60,7 @@ pub async fn run(
         .context("control.admin_token is required (--admin-token or LIVERELAY_ADMIN_TOKEN)")?;
     let cluster_token = settings.cluster.require_token()?.to_string();
     let registry = Arc::new(
-        RedisRegistry::connect(settings.redis_registry(), metrics.clone())
+        RedisRegistry::connect(settings.redis_registry(), metrics.redis)
             .await
             .context("setting up the Redis connection")?,
     );
@@ -57,7 +68,7 @@ pub async fn run(
     let webhooks = Webhooks::start(
         settings.control.webhooks.clone(),
         conn.clone(),
-        metrics.registry().register(WebhookMetrics::register),
+        metrics.webhooks,
     )?;
     let stream_events = tokio::spawn(forward_stream_events(registry.clone(), webhooks.clone()));
     let _stop_events = AbortOnDropHandle::new(stream_events);
@@ -94,12 +105,7 @@ pub async fn run(
     let ready = Readiness::default();
     let http = HttpServer::bind(
         settings.http.listen,
-        http_api::router(
-            core.clone(),
-            &admin_token,
-            ready.clone(),
-            metrics.registry().clone(),
-        ),
+        http_api::router(core.clone(), &admin_token, ready.clone(), metrics.registry),
     )
     .await
     .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?
@@ -119,9 +125,7 @@ pub async fn run(
         core,
         ClusterToken::new(&cluster_token),
         ClusterToken::new(&admin_token),
-        metrics
-            .registry()
-            .register(liverelay_auth::AuthMetrics::register),
+        metrics.auth,
     );
     let c = &settings.cluster;
     let tls = liverelay_tls::grpc_server_config(

@@ -4,6 +4,7 @@
 //! reads from there. Upstreams fail over to a new owner without dropping viewers and linger a
 //! while after the last viewer leaves.
 
+mod metrics;
 mod policy;
 mod upstream;
 
@@ -15,20 +16,31 @@ use std::time::Duration;
 use anyhow::Context;
 use liverelay_config::Settings;
 use liverelay_hub::Hub;
-use liverelay_metrics::Metrics;
-use liverelay_node::Node;
+use liverelay_node::{Node, NodeMetrics};
+use liverelay_redis::RedisMetrics;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_relay::{RelayClientConfig, RelayClientTls};
 use liverelay_types::ClusterToken;
 
+pub use metrics::UpstreamMetrics;
 pub use policy::EdgePolicy;
 pub use upstream::UpstreamPool;
 
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// What an edge updates (composed with every other crate's families by the binary).
+pub struct EdgeMetrics {
+    pub node: NodeMetrics,
+    pub redis: RedisMetrics,
+    pub upstream: UpstreamMetrics,
+}
+
+pub async fn run(
+    settings: Settings,
+    metrics: EdgeMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
-    let metrics = Arc::new(Metrics::new(Role::Edge));
     let redis = Arc::new(
-        RedisRegistry::connect(settings.redis_registry(), metrics.clone())
+        RedisRegistry::connect(settings.redis_registry(), metrics.redis)
             .await
             .context("setting up the Redis registry")?,
     );
@@ -56,7 +68,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         Duration::from_secs(settings.cluster.upstream_linger_secs),
         Duration::from_secs(settings.cluster.reconnect_window_secs),
         settings.cluster.max_upstreams,
-        metrics.clone(),
+        metrics.upstream,
     );
     let policy = EdgePolicy {
         pool,
@@ -68,7 +80,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         settings,
         hub,
         policy: Arc::new(policy),
-        metrics,
+        metrics: metrics.node,
         tasks: Vec::new(),
         api: None,
         redis: Some(redis),

@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::Context;
 use liverelay_config::Settings;
 use liverelay_hub::Hub;
-use liverelay_metrics::Metrics;
-use liverelay_node::Node;
+use liverelay_node::{Node, NodeMetrics};
+use liverelay_redis::RedisMetrics;
 use liverelay_registry::{LeaseMetrics, RedisRegistry, StreamRegistry};
 use liverelay_relay::{RelayMetrics, RelayService};
 use liverelay_static_relay::{
@@ -28,11 +28,23 @@ use tracing::info;
 
 pub use policy::IngestPolicy;
 
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// What an ingest updates (composed with every other crate's families by the binary).
+pub struct IngestMetrics {
+    pub node: NodeMetrics,
+    pub relay: RelayMetrics,
+    pub redis: RedisMetrics,
+    pub lease: LeaseMetrics,
+    pub static_relays: StaticRelayMetrics,
+}
+
+pub async fn run(
+    settings: Settings,
+    metrics: IngestMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let token = ClusterToken::new(settings.cluster.require_token()?);
-    let metrics = Arc::new(Metrics::new(Role::Ingest));
     let redis = Arc::new(
-        RedisRegistry::connect(settings.redis_registry(), metrics.clone())
+        RedisRegistry::connect(settings.redis_registry(), metrics.redis)
             .await
             .context("setting up the Redis registry")?,
     );
@@ -51,10 +63,9 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         pod_id: settings.cluster.pod_id(),
         grpc_addr: advertised,
         allow_play: settings.cluster.ingest_allow_play,
-        metrics: metrics.registry().register(LeaseMetrics::register),
+        metrics: metrics.lease,
     };
-    let relay_metrics = metrics.registry().register(RelayMetrics::register);
-    let relay = RelayService::new(hub.clone(), token, relay_metrics).into_server();
+    let relay = RelayService::new(hub.clone(), token, metrics.relay).into_server();
     let c = &settings.cluster;
     let tls = grpc_server_config(
         c.tls_cert.as_deref(),
@@ -94,7 +105,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             )),
             shared_status: Some(RedisRelayStatus::new(redis.conn())),
             registry: Some(registry),
-            metrics: metrics.registry().register(StaticRelayMetrics::register),
+            metrics: metrics.static_relays,
             pod_id: settings.cluster.pod_id(),
             declared: Some(DeclaredRelays::new(redis.conn())),
         },
@@ -106,7 +117,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         settings,
         hub,
         policy,
-        metrics,
+        metrics: metrics.node,
         tasks: vec![
             ("relay gRPC server", Box::pin(grpc)),
             ("static relays", relays.run()),

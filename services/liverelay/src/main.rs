@@ -1,5 +1,7 @@
 //! The `liverelay` binary: parses flags, loads settings, sets up logging and runs one role.
 
+mod metrics;
+
 use liverelay_types::Role;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -175,15 +177,19 @@ fn main() -> ExitCode {
     let filter = settings.log.filter.clone();
     let telemetry = runtime
         .block_on(async { liverelay_telemetry::init(role.as_str(), format, filter.as_deref()) });
+    let metrics = metrics::Families::register(role);
     let result = runtime.block_on(async move {
         match role {
-            Role::Ingest => liverelay_ingest::run(settings, shutdown_signal()).await,
-            Role::Edge => liverelay_edge::run(settings, shutdown_signal()).await,
-            Role::Control => {
-                let metrics = std::sync::Arc::new(liverelay_metrics::Metrics::new(Role::Control));
-                liverelay_control::run(settings, metrics, shutdown_signal()).await
+            Role::Ingest => {
+                liverelay_ingest::run(settings, metrics.ingest(), shutdown_signal()).await
             }
-            Role::Standalone => liverelay_standalone::run(settings, shutdown_signal()).await,
+            Role::Edge => liverelay_edge::run(settings, metrics.edge(), shutdown_signal()).await,
+            Role::Control => {
+                liverelay_control::run(settings, metrics.control(), shutdown_signal()).await
+            }
+            Role::Standalone => {
+                liverelay_standalone::run(settings, metrics.standalone(), shutdown_signal()).await
+            }
         }
     });
     let code = match result {

@@ -11,8 +11,6 @@
 //!
 //! Names follow Prometheus conventions: `liverelay_` prefix, base units, `_total` counters.
 
-mod pending;
-
 use std::sync::Mutex;
 
 use liverelay_types::Role;
@@ -23,8 +21,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 pub use prometheus_client::registry::Registry;
-
-pub use pending::Metrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {

@@ -16,7 +16,7 @@ use liverelay_auth::AuthMetrics;
 use liverelay_config::Settings;
 use liverelay_http::{HttpLimits, HttpServer, Readiness, router};
 use liverelay_hub::{Hub, HubCollector};
-use liverelay_metrics::Metrics;
+use liverelay_metrics::MetricsRegistry;
 use liverelay_registry::RedisRegistry;
 use liverelay_rtmp_server::{Drain, Phase, RtmpMetrics, RtmpServer, Services};
 use liverelay_tls::{CertFiles, ReloadingCert};
@@ -31,6 +31,15 @@ const REPORT_LIMIT: Duration = Duration::from_secs(2);
 /// A long-running part of a role; the process stops if one ends.
 pub type RoleTask = (&'static str, BoxFuture<'static, anyhow::Result<()>>);
 
+/// What a node updates, and the registry its `/metrics` serves (the binary composes it with
+/// every other crate's families; the node adds the hub's collector).
+pub struct NodeMetrics {
+    pub registry: Arc<MetricsRegistry>,
+    pub rtmp: RtmpMetrics,
+    pub admission: AdmissionMetrics,
+    pub auth: AuthMetrics,
+}
+
 pub struct Node {
     pub role: Role,
     pub settings: Settings,
@@ -39,7 +48,7 @@ pub struct Node {
     /// The cluster's Redis (ingest, edge): the pod follows control's commands and reports its
     /// load there.
     pub redis: Option<Arc<RedisRegistry>>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: NodeMetrics,
     pub tasks: Vec<RoleTask>,
     /// Routes the role adds to the HTTP server (e.g. `/v1/relays`).
     pub api: Option<axum::Router>,
@@ -58,29 +67,23 @@ impl Node {
             mut tasks,
             api,
         } = self;
-        let registry = metrics.registry().clone();
-        registry.register_collector(Box::new(HubCollector::new(
-            hub.clone(),
-            settings.metrics.max_stream_series,
-        )));
-        let (rtmp_metrics, admission_metrics, auth_metrics) = registry.register(|r| {
-            (
-                RtmpMetrics::register(r),
-                AdmissionMetrics::register(r),
-                AuthMetrics::register(r),
-            )
-        });
+        metrics
+            .registry
+            .register_collector(Box::new(HubCollector::new(
+                hub.clone(),
+                settings.metrics.max_stream_series,
+            )));
         let ready = Readiness::default();
         let sessions = Sessions::default();
-        let auth = liverelay_auth::build(&settings, role, auth_metrics, sessions.clone())?;
+        let auth = liverelay_auth::build(&settings, role, metrics.auth, sessions.clone())?;
         let drain = Drain::default();
         let services = Services {
             hub: hub.clone(),
             policy,
             access: auth.access,
             sessions: sessions.clone(),
-            metrics: rtmp_metrics,
-            admission: admission_metrics,
+            metrics: metrics.rtmp,
+            admission: metrics.admission,
         };
         let rtmp = bind_rtmp(&settings, services).await?;
         let mut reporting = None;
@@ -101,7 +104,7 @@ impl Node {
             let commands = cluster::follow_commands(redis, pod, sessions, auth.stream_keys);
             tasks.push(("cluster commands", Box::pin(commands)));
         }
-        let mut routes = router(ready.clone(), hub, registry);
+        let mut routes = router(ready.clone(), hub, metrics.registry);
         if let Some(api) = api {
             routes = routes.merge(api);
         }

@@ -67,11 +67,7 @@ pub struct RedisConn {
 impl RedisConn {
     /// Sets up the connection; a single-node client connects lazily and reconnects by itself,
     /// so the process starts (and keeps serving what it can) while Redis is down.
-    pub async fn connect(
-        config: &RedisConfig,
-        metrics: impl Into<RedisMetrics>,
-    ) -> Result<Self, RedisError> {
-        let metrics = metrics.into();
+    pub async fn connect(config: &RedisConfig, metrics: RedisMetrics) -> Result<Self, RedisError> {
         let RedisConfig {
             urls,
             cluster,

@@ -44,10 +44,3 @@ impl RedisMetrics {
         m
     }
 }
-
-/// Until every role passes its `RedisMetrics`: registers them in the process's registry.
-impl From<std::sync::Arc<liverelay_metrics::Metrics>> for RedisMetrics {
-    fn from(metrics: std::sync::Arc<liverelay_metrics::Metrics>) -> Self {
-        metrics.registry().register(Self::register)
-    }
-}

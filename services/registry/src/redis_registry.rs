@@ -103,7 +103,7 @@ impl RedisRegistry {
     /// down) and follows the events channel.
     pub async fn connect(
         config: RedisRegistryConfig,
-        metrics: impl Into<RedisMetrics>,
+        metrics: RedisMetrics,
     ) -> Result<Self, RegistryError> {
         let conn = RedisConn::connect(&config.redis, metrics).await?;
         Ok(Self::new(conn, config.lease_ttl))

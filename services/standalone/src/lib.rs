@@ -9,14 +9,23 @@ use std::time::Duration;
 
 use liverelay_config::Settings;
 use liverelay_hub::Hub;
-use liverelay_metrics::Metrics;
-use liverelay_node::Node;
+use liverelay_node::{Node, NodeMetrics};
 use liverelay_static_relay::{MemoryLeases, RelayContext, StaticRelayMetrics, StaticRelays};
 use liverelay_types::{OpenPolicy, StreamPolicy};
 
-pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+/// What a standalone process updates (composed with every other crate's families by the
+/// binary).
+pub struct StandaloneMetrics {
+    pub node: NodeMetrics,
+    pub static_relays: StaticRelayMetrics,
+}
+
+pub async fn run(
+    settings: Settings,
+    metrics: StandaloneMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let hub = Hub::new(settings.hub());
-    let metrics = Arc::new(Metrics::new(Role::Standalone));
     let policy: Arc<dyn StreamPolicy> = Arc::new(OpenPolicy);
     // One process: relay leases only keep a relay from running twice here.
     let relays = StaticRelays::new(
@@ -29,7 +38,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
             ))),
             shared_status: None,
             registry: None,
-            metrics: metrics.registry().register(StaticRelayMetrics::register),
+            metrics: metrics.static_relays,
             pod_id: settings.cluster.pod_id(),
             declared: None,
         },
@@ -41,7 +50,7 @@ pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> anyh
         settings,
         hub,
         policy,
-        metrics,
+        metrics: metrics.node,
         tasks: vec![("static relays", relays.run())],
         api: Some(liverelay_static_relay::router(
             relays,

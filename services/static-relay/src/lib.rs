@@ -34,7 +34,7 @@ use liverelay_types::{AbortOnDrop, StreamPolicy};
 pub use api::router;
 pub use declared::DeclaredRelays;
 pub use lease_store::{LeaseStore, MemoryLeases, RedisLeases};
-pub use metrics::StaticRelayMetrics;
+pub use metrics::{RelayDirectionLabel, RelayReasonLabel, RelayStateLabel, StaticRelayMetrics};
 pub use spec::{RelayConfig, RelayKind, RelayMode, RelaySpec, SpecError};
 pub use status::{RedisRelayStatus, RelayState, RelayStatus};
 

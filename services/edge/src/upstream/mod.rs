@@ -21,12 +21,13 @@ use std::time::Duration;
 
 use liverelay_admission::Gate;
 use liverelay_hub::Hub;
-use liverelay_metrics::Metrics;
 use liverelay_registry::StreamRegistry;
 use liverelay_relay::RelayClientConfig;
 use liverelay_types::{OpenPolicy, StreamId};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span};
+
+use crate::UpstreamMetrics;
 
 /// Upstreams of one edge, at most one per stream.
 #[derive(Clone)]
@@ -45,7 +46,7 @@ struct PoolInner {
     reconnect_window: Duration,
     /// Streams this edge pulls (or waits for) at once, at most.
     max_upstreams: usize,
-    metrics: Arc<Metrics>,
+    metrics: UpstreamMetrics,
     tasks: Mutex<HashMap<StreamId, JoinHandle<()>>>,
 }
 
@@ -61,7 +62,7 @@ impl UpstreamPool {
         linger: Duration,
         reconnect_window: Duration,
         max_upstreams: usize,
-        metrics: Arc<Metrics>,
+        metrics: UpstreamMetrics,
     ) -> Self {
         Self {
             inner: Arc::new(PoolInner {

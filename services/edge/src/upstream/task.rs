@@ -204,7 +204,7 @@ impl UpstreamTask {
     fn count_reconnect(&self, reason: &'static str) {
         self.pool
             .metrics
-            .relay_reconnects
+            .reconnects
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }
@@ -215,10 +215,7 @@ impl UpstreamTask {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_micros() as u64);
             let hop = now.saturating_sub(frame.ingest_received_unix_us);
-            self.pool
-                .metrics
-                .relay_hop_latency
-                .observe(hop as f64 / 1e6);
+            self.pool.metrics.hop_latency.observe(hop as f64 / 1e6);
         }
     }
 }

@@ -3,11 +3,9 @@
 //! race for). Every wait is for a condition, under a timeout.
 
 use std::process::Stdio;
-use std::sync::Arc;
 
 use liverelay_admission::SessionInfo;
-use liverelay_metrics::Metrics;
-use liverelay_redis::RedisConfig;
+use liverelay_redis::{RedisConfig, RedisMetrics};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::oneshot;
 
@@ -212,7 +210,7 @@ impl Redis {
             key_prefix: "test".into(),
             op_timeout: Duration::from_secs(2),
         };
-        RedisConn::connect(&config, Arc::new(Metrics::new(Role::Edge)))
+        RedisConn::connect(&config, RedisMetrics::default())
             .await
             .unwrap()
     }
