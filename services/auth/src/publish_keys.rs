@@ -52,7 +52,7 @@ pub fn control_tls(
         None => None,
     };
     let identity = cluster.client_identity();
-    let tls = liverelay_relay::grpc_client_tls(
+    let tls = liverelay_proto::grpc_client_tls(
         ca.as_deref(),
         cluster.tls_domain.as_deref(),
         identity.as_ref(),

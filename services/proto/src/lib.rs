@@ -16,4 +16,7 @@ pub mod control {
     }
 }
 
+mod client_tls;
 pub mod token;
+
+pub use client_tls::grpc_client_tls;

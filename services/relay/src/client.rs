@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use liverelay_proto::grpc_client_tls;
 use liverelay_types::StreamId;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 use tonic::{Request, Streaming};
 
 use crate::pb::relay_client::RelayClient;
@@ -30,31 +31,6 @@ impl RelayClientTls {
             self.identity.as_ref(),
         )
     }
-}
-
-/// TLS settings of a gRPC client: trust `ca_pem` (or, without it, the system's roots), check
-/// the server's certificate against `domain` (default: the host of the URL), and show the
-/// certificate in `identity` (certificate and key files) when the server asks for one.
-pub fn grpc_client_tls(
-    ca_pem: Option<&[u8]>,
-    domain: Option<&str>,
-    identity: Option<&(PathBuf, PathBuf)>,
-) -> std::io::Result<ClientTlsConfig> {
-    let mut tls = ClientTlsConfig::new();
-    tls = match ca_pem {
-        Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
-        None => tls.with_native_roots(),
-    };
-    if let Some(domain) = domain {
-        tls = tls.domain_name(domain);
-    }
-    if let Some((cert, key)) = identity {
-        tls = tls.identity(Identity::from_pem(
-            std::fs::read(cert)?,
-            std::fs::read(key)?,
-        ));
-    }
-    Ok(tls)
 }
 
 #[derive(Clone)]

@@ -12,7 +12,7 @@ mod server;
 
 use liverelay_proto::relay::v1 as pb;
 
-pub use client::{RelayClientConfig, RelayClientTls, RelayError, grpc_client_tls, subscribe};
+pub use client::{RelayClientConfig, RelayClientTls, RelayError, subscribe};
 pub use convert::{from_frame, to_media};
 pub use metrics::RelayMetrics;
 pub use server::RelayService;
