@@ -20,7 +20,7 @@ if [ "${BENCH_COMPARE:-build}" = tls ]; then
     ALL_SERVERS=(liverelay-rtmps liverelay)
     LABEL=([liverelay-rtmps]="rtmps" [liverelay]="rtmp")
     SCHEME=([liverelay-rtmps]=rtmps)
-    TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/cert.pem")
+    TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/ca.pem")
     TITLE="RTMPS vs plain RTMP, same build"
     RUN_LINE="BENCH_COMPARE=tls bash bench/compare.sh"
 else

@@ -196,14 +196,20 @@ scenario() {
 
 
 
-# A self-signed certificate for 127.0.0.1 in $WORK (made once), for RTMPS server kinds.
+# A throwaway CA and a server certificate for 127.0.0.1 it signed, in $WORK (made once), for
+# RTMPS server kinds: the server shows cert.pem, the tool trusts ca.pem (a self-signed
+# certificate would be a CA used as an end entity, which rustls refuses).
 bench_cert() {
     local dir=$WORK/tls
     if [ ! -e "$dir/cert.pem" ]; then
         mkdir -p "$dir"
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-            -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
-            -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+            -subj /CN=liverelay-bench-ca -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 \
+            -keyout "$dir/key.pem" -out "$dir/server.csr" 2>/dev/null
+        printf 'basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n' >"$dir/ext.cnf"
+        openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" \
+            -CAcreateserial -days 2 -extfile "$dir/ext.cnf" -out "$dir/cert.pem" 2>/dev/null
     fi
     echo "$dir"
 }

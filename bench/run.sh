@@ -19,7 +19,7 @@ LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-no
     [liverelay-coalesce]="liverelay-coalesce40" [nginx]="nginx-rtmp")
 # RTMPS: the same defaults behind the TLS listener, loaded over rtmps:// (TLS 1.3, P-256).
 SCHEME=([liverelay-rtmps]=rtmps)
-TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/cert.pem")
+TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/ca.pem")
 # Settings of each liverelay variant (environment words); the plain one runs the defaults.
 SETTINGS=([liverelay]="" [liverelay-rtmps]="" [liverelay-nodelay]="LIVERELAY_RTMP__TCP_NODELAY=true"
     [liverelay-coalesce]="LIVERELAY_RTMP__WRITE_COALESCE_MS=40")
