@@ -296,10 +296,10 @@ impl StreamRegistry for RedisRegistry {
             names.sort();
             let mut out = Vec::new();
             for name in names {
-                let Some((app, stream)) = name.split_once('/') else {
+                let Ok(id) = name.parse::<StreamId>() else {
                     continue;
                 };
-                match self.lookup(&StreamId::new(app, stream)).await? {
+                match self.lookup(&id).await? {
                     Some(record) => out.push(record),
                     None => {
                         // Its lease expired without a release (owner died): drop it from the index.

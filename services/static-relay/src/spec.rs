@@ -139,9 +139,8 @@ impl RelaySpec {
                 redact(c.kind, &url)
             )));
         }
-        let stream = match c.stream.split_once('/') {
-            Some((app, name)) if !app.is_empty() && !name.is_empty() => StreamId::new(app, name),
-            _ => return Err(fail("stream must be 'app/name'".into())),
+        let Ok(stream) = c.stream.parse::<StreamId>() else {
+            return Err(fail("stream must be 'app/name'".into()));
         };
         if c.kind == RelayKind::Push && c.mode == RelayMode::OnDemand {
             return Err(fail("mode 'on-demand' is for pulls only".into()));

@@ -11,7 +11,7 @@ mod time;
 mod token;
 
 pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};
-pub use role::{Role, UnknownRole};
+pub use role::Role;
 pub use stream_id::{InvalidStreamId, StreamId};
 pub use task::AbortOnDrop;
 pub use time::{unix_ms, unix_secs, unix_us};

@@ -2,7 +2,6 @@
 //! travels as text (metrics' `role` label, load reports in Redis, logs).
 
 use std::fmt;
-use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,28 +29,6 @@ impl fmt::Display for Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UnknownRole(pub String);
-
-impl fmt::Display for UnknownRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown role `{}`", self.0)
-    }
-}
-
-impl std::error::Error for UnknownRole {}
-
-impl FromStr for Role {
-    type Err = UnknownRole;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [Self::Standalone, Self::Ingest, Self::Edge, Self::Control]
-            .into_iter()
-            .find(|r| r.as_str() == s)
-            .ok_or_else(|| UnknownRole(s.to_string()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,10 +36,8 @@ mod tests {
     #[test]
     fn text_form_is_the_same_everywhere() {
         for role in [Role::Standalone, Role::Ingest, Role::Edge, Role::Control] {
-            assert_eq!(role.as_str().parse::<Role>().unwrap(), role);
             let json = serde_json::to_string(&role).unwrap();
             assert_eq!(json, format!("\"{role}\""));
         }
-        assert!("Edge".parse::<Role>().is_err());
     }
 }

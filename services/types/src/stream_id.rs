@@ -1,5 +1,5 @@
 //! A stream's identity inside liverelay: the application and the stream name, written
-//! `app/name` wherever it travels as one string (logs, registry keys, API paths).
+//! `app/name` wherever it travels as one string (logs, the registry's index, relay specs).
 //!
 //! Not to be confused with a secret *publish key* (what an encoder calls its "stream key"),
 //! which `liverelay-auth` maps to a `StreamId`.
@@ -51,19 +51,6 @@ impl FromStr for StreamId {
     }
 }
 
-impl serde::Serialize for StreamId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for StreamId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,9 +60,6 @@ mod tests {
         let id = StreamId::new("live", "cam/1");
         assert_eq!(id.to_string(), "live/cam/1");
         assert_eq!("live/cam/1".parse::<StreamId>().unwrap(), id);
-        let json = serde_json::to_string(&id).unwrap();
-        assert_eq!(json, "\"live/cam/1\"");
-        assert_eq!(serde_json::from_str::<StreamId>(&json).unwrap(), id);
     }
 
     #[test]

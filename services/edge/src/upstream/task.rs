@@ -4,7 +4,7 @@
 //! machine's; this file only moves events, frames and one timer.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use liverelay_admission::{Admitted, Asker, PublishKind};
 use liverelay_hub::Publisher;
@@ -211,10 +211,7 @@ impl UpstreamTask {
 
     fn observe_hop(&self, frame: &MediaFrame) {
         if frame.ingest_received_unix_us > 0 {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_micros() as u64);
-            let hop = now.saturating_sub(frame.ingest_received_unix_us);
+            let hop = liverelay_types::unix_us().saturating_sub(frame.ingest_received_unix_us);
             self.pool.metrics.hop_latency.observe(hop as f64 / 1e6);
         }
     }
