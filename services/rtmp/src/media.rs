@@ -78,9 +78,11 @@ pub fn parse_video(payload: &[u8]) -> Option<VideoTag> {
         VideoCodec::Avc | VideoCodec::Hevc => payload.get(1).copied(),
         _ => None,
     };
+    // AVC/HEVC packet types: 0 sequence header, 1 NALUs, 2 end of sequence. An end of
+    // sequence in a frame marked key holds no picture: a GOP must not start at it.
     Some(VideoTag {
         codec,
-        keyframe: frame_type == 1 && packet_type != Some(0),
+        keyframe: frame_type == 1 && !matches!(packet_type, Some(0 | 2)),
         sequence_header: packet_type == Some(0),
         info_only: frame_type == 5 || packet_type == Some(2),
     })
@@ -167,7 +169,11 @@ mod tests {
         assert!(key.keyframe && !key.sequence_header);
         let inter = parse_video(&[0x27, 0x01, 0, 0, 0]).unwrap();
         assert!(!inter.keyframe && !inter.sequence_header && !inter.info_only);
-        assert!(parse_video(&[0x17, 0x02]).unwrap().info_only);
+        let end = parse_video(&[0x17, 0x02]).unwrap();
+        assert!(end.info_only && !end.keyframe, "{end:?}");
+        // Found by `make fuzz-ci` (media_tag): legacy HEVC, end of sequence in a key frame.
+        let end = parse_video(&[0x1c, 0x02]).unwrap();
+        assert!(end.info_only && !end.keyframe, "{end:?}");
         assert!(parse_video(&[0x57, 0x01]).unwrap().info_only);
         assert_eq!(parse_video(&[]), None);
     }
