@@ -143,6 +143,24 @@ fn a_flood_over_the_connection_cap_is_closed_at_accept_and_health_answers_after(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+    // Read once the flood left (it held every slot). The log is throttled; the metric counts
+    // every refusal, and every connection served.
+    let counted = |kind: &str| {
+        server
+            .metric(&format!(
+                "liverelay_http_connections_total{{kind=\"{kind}\"}}"
+            ))
+            .unwrap_or_default()
+    };
+    let (refused_counted, accepted_counted) = (counted("refused"), counted("accepted"));
+    assert!(
+        refused_counted >= f64::from(refused),
+        "{refused} connections refused at the cap, the metric counts {refused_counted}"
+    );
+    assert!(
+        accepted_counted >= 8.0,
+        "eight flood connections were served, the metric counts {accepted_counted}"
+    );
 }
 
 /// The status line's code for a request that declares `length` body bytes and sends only a

@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::Context;
 use liverelay_auth::AuthMetrics;
 use liverelay_config::Settings;
-use liverelay_http::{HttpLimits, HttpServer, Readiness};
+use liverelay_http::{HttpLimits, HttpMetrics, HttpServer, Readiness};
 use liverelay_metrics::MetricsRegistry;
 use liverelay_proto::control::v1::control_server::ControlServer;
 use liverelay_redis::{CommandBus, NodeReports, RedisMetrics};
@@ -44,6 +44,7 @@ pub struct ControlMetrics {
     /// Its answers to the pods' stream-key checks.
     pub auth: AuthMetrics,
     pub webhooks: WebhookMetrics,
+    pub http: HttpMetrics,
 }
 
 /// Runs control until `shutdown` completes or a part fails.
@@ -116,7 +117,8 @@ pub async fn run(
         )
         .context("HTTPS setup (http.tls_cert, http.tls_key)")?,
     )
-    .with_limits(HttpLimits::from_settings(&settings.http));
+    .with_limits(HttpLimits::from_settings(&settings.http))
+    .with_metrics(metrics.http);
     let grpc_listener = TcpListener::bind(settings.cluster.grpc_listen)
         .await
         .with_context(|| format!("binding gRPC listener on {}", settings.cluster.grpc_listen))?;

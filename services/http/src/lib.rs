@@ -25,6 +25,9 @@ use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
 mod conn;
+mod metrics;
+
+pub use metrics::HttpMetrics;
 
 /// Whether the process should receive traffic; flipped on once listeners are up.
 #[derive(Clone, Default)]
@@ -146,6 +149,7 @@ pub struct HttpServer {
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
     limits: HttpLimits,
+    metrics: HttpMetrics,
 }
 
 impl HttpServer {
@@ -155,6 +159,7 @@ impl HttpServer {
             router,
             tls: None,
             limits: HttpLimits::default(),
+            metrics: HttpMetrics::default(),
         })
     }
 
@@ -166,6 +171,12 @@ impl HttpServer {
 
     pub fn with_limits(mut self, limits: HttpLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Counts connections accepted and refused in these families.
+    pub fn with_metrics(mut self, metrics: HttpMetrics) -> Self {
+        self.metrics = metrics;
         self
     }
 
@@ -199,9 +210,11 @@ impl HttpServer {
                 }
             };
             let Ok(slot) = slots.clone().try_acquire_owned() else {
+                self.metrics.count("refused");
                 refusals.refused(peer, limits.max_connections);
                 continue;
             };
+            self.metrics.count("accepted");
             let _ = tcp.set_nodelay(true);
             let io = conn::Idle::new(tcp, peer, limits.idle_timeout);
             let (app, builder, tls) = (app.clone(), builder.clone(), tls.clone());

@@ -12,6 +12,7 @@ use liverelay_admission::AdmissionMetrics;
 use liverelay_auth::AuthMetrics;
 use liverelay_control::{ControlMetrics, WebhookMetrics};
 use liverelay_edge::{EdgeMetrics, UpstreamMetrics};
+use liverelay_http::HttpMetrics;
 use liverelay_ingest::IngestMetrics;
 use liverelay_metrics::MetricsRegistry;
 use liverelay_node::NodeMetrics;
@@ -35,6 +36,7 @@ pub struct Families {
     static_relays: StaticRelayMetrics,
     auth: AuthMetrics,
     webhooks: WebhookMetrics,
+    http: HttpMetrics,
 }
 
 impl Families {
@@ -51,6 +53,7 @@ impl Families {
             static_relays: StaticRelayMetrics::register(r),
             auth: AuthMetrics::register(r),
             webhooks: WebhookMetrics::register(r),
+            http: HttpMetrics::register(r),
         })
     }
 
@@ -60,6 +63,7 @@ impl Families {
             rtmp: self.rtmp.clone(),
             admission: self.admission.clone(),
             auth: self.auth.clone(),
+            http: self.http.clone(),
         }
     }
 
@@ -94,6 +98,7 @@ impl Families {
             redis: self.redis,
             auth: self.auth,
             webhooks: self.webhooks,
+            http: self.http,
         }
     }
 }
@@ -200,6 +205,11 @@ mod tests {
             "counter",
             "JSON event webhook delivery attempts by event and result",
         ),
+        (
+            "liverelay_http_connections",
+            "counter",
+            "HTTP connections by kind (accepted, refused)",
+        ),
     ];
 
     /// Gives every labelled family a series, so that it is rendered.
@@ -244,6 +254,7 @@ mod tests {
         f.auth.decisions.get_or_create(&outcome).inc();
         f.auth.notify_calls.get_or_create(&outcome).inc();
         f.webhooks.deliveries.get_or_create(&outcome).inc();
+        f.http.connections.get_or_create(&kind).inc();
     }
 
     #[test]

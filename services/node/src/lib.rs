@@ -14,7 +14,7 @@ use futures::future::{BoxFuture, select_all};
 use liverelay_admission::{AdmissionMetrics, Sessions};
 use liverelay_auth::AuthMetrics;
 use liverelay_config::Settings;
-use liverelay_http::{HttpLimits, HttpServer, Readiness, router};
+use liverelay_http::{HttpLimits, HttpMetrics, HttpServer, Readiness, router};
 use liverelay_hub::{Hub, HubCollector};
 use liverelay_metrics::MetricsRegistry;
 use liverelay_registry::RedisRegistry;
@@ -38,6 +38,7 @@ pub struct NodeMetrics {
     pub rtmp: RtmpMetrics,
     pub admission: AdmissionMetrics,
     pub auth: AuthMetrics,
+    pub http: HttpMetrics,
 }
 
 pub struct Node {
@@ -115,7 +116,8 @@ impl Node {
             .await
             .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?
             .with_tls(https)
-            .with_limits(HttpLimits::from_settings(&settings.http));
+            .with_limits(HttpLimits::from_settings(&settings.http))
+            .with_metrics(metrics.http);
         let addrs = |tls: bool| {
             rtmp.iter()
                 .filter(|(_, t)| *t == tls)
