@@ -464,7 +464,14 @@ async fn signed_play_tokens_are_checked_at_the_edge() {
     ];
     let p = Platform::start(&secrets);
     let ingest = p.node("ingest", "ingest-a", &[("LIVERELAY_AUTH__PUBLISH", "open")]);
-    let edge = p.node("edge", "edge-a", &secrets);
+    // The edge caps lifetimes at 20 minutes, control at its default day: the edge refuses
+    // what control (or anyone holding the secret) signs beyond its own cap.
+    let edge_settings = [
+        secrets[0],
+        secrets[1],
+        ("LIVERELAY_AUTH__PLAY_TOKEN_MAX_TTL_SECS", "1200"),
+    ];
+    let edge = p.node("edge", "edge-a", &edge_settings);
     let log = dir.path("publish.log");
     let _publisher = looping_publisher(&ingest.url("live/tv"), &log);
     wait_registered(&p.redis, "live", "tv");
@@ -497,6 +504,12 @@ async fn signed_play_tokens_are_checked_at_the_edge() {
     refused(play_status(edge.rtmp, "live", &format!("tv?token={other}")).await);
     // A token for one stream does not open another.
     refused(play_status(edge.rtmp, "live", &format!("tv2?token={valid}")).await);
+    let too_long = token(86_400);
+    refused(play_status(edge.rtmp, "live", &format!("tv?token={too_long}")).await);
+    assert!(edge.wait_log(
+        "playback token lives longer than auth.play_token_max_ttl_secs",
+        Duration::from_secs(2)
+    ));
     assert!(edge.wait_log("playback token expired", Duration::from_secs(2)));
     assert!(edge.wait_log(
         "playback token signature does not match",
@@ -509,7 +522,7 @@ async fn signed_play_tokens_are_checked_at_the_edge() {
         ("edge", &edge),
         ("control", &p.control),
     ];
-    for secret in ["playsecret", &valid, &expired, &forged, &other] {
+    for secret in ["playsecret", &valid, &expired, &forged, &other, &too_long] {
         assert_secret_nowhere(secret, &p.redis, &every_log);
     }
 }

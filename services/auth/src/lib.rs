@@ -66,6 +66,7 @@ pub fn build(
             .ok_or_else(|| anyhow::anyhow!("auth.play = \"token\" needs auth.play_token_secret"))?;
         stages.push(Arc::new(play_token::PlayTokens::new(
             secret,
+            auth.play_token_max_ttl_secs,
             metrics.clone(),
         )));
     }

@@ -47,7 +47,8 @@ pub struct AuthSettings {
     /// HMAC key of playback tokens (edges and control share it).
     #[serde(serialize_with = "crate::redact::secret")]
     pub play_token_secret: Option<String>,
-    /// The longest lifetime control gives a playback token (`ttl_secs` beyond it: 400).
+    /// The longest lifetime control gives a playback token (`ttl_secs` beyond it: 400), and
+    /// the longest a pod accepts (a token expiring later than this from now is refused).
     pub play_token_max_ttl_secs: u64,
 }
 
