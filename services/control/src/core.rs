@@ -4,7 +4,6 @@
 
 use liverelay_redis::{ClusterCommand, CommandBus, NodeReports};
 use liverelay_registry::StreamRegistry;
-use liverelay_rtmp::name::{DEFAULT_MAX_NAME_LEN, check_name};
 use liverelay_types::unix_secs;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -14,17 +13,8 @@ use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus, RelayConfig, Rela
 use crate::keys::{KeyError, KeyRecord, KeyStore, Verdict, random_hex};
 use crate::webhooks::{Event, Webhooks};
 
-/// Why a key's names are refused, as both APIs say it.
-pub const INVALID_NAMES: &str =
-    "app and stream must be non-empty names without '/', '?', '&' or '#'";
-
-/// Whether a key may be made for `app/stream`: the one name rule (`liverelay_rtmp::name`), so
-/// no key is made for a name a publish could never use.
-pub fn valid_names(app: &str, stream: &str) -> bool {
-    [app, stream]
-        .iter()
-        .all(|name| check_name(name, DEFAULT_MAX_NAME_LEN).is_ok())
-}
+/// Why a key's names are refused, and the check, as both APIs say and apply them.
+pub use liverelay_control_api::{INVALID_NAMES, valid_names};
 
 pub struct Core {
     pub keys: KeyStore,

@@ -25,16 +25,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use liverelay_auth::play_token;
+use liverelay_control_api::{BodyError, DropRequest, NewKey, NewPlayToken, NewTarget};
 use liverelay_http::Readiness;
 use liverelay_metrics::MetricsRegistry;
-use liverelay_redis::{ClusterCommand, DropTarget};
+use liverelay_redis::ClusterCommand;
 use liverelay_static_relay::{RelaySpec, RelayStatus};
 use liverelay_types::{TokenRejected, unix_secs, verify_bearer};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 use tracing::warn;
 
-use crate::core::{self, Core};
+use crate::core::Core;
 use crate::keys::{KeyError, KeyRecord};
 use crate::live;
 
@@ -84,6 +85,13 @@ struct ApiError(StatusCode, String);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// A body the API cannot take.
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        Self(StatusCode::BAD_REQUEST, e.0)
     }
 }
 
@@ -175,71 +183,9 @@ fn with_secret(record: &KeyRecord, secret: String) -> serde_json::Value {
     body
 }
 
-/// Unix seconds or an RFC 3339 time.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Time {
-    Unix(u64),
-    Text(String),
-}
-
-impl Time {
-    fn unix(&self) -> Result<u64, ApiError> {
-        match self {
-            Self::Unix(t) => Ok(*t),
-            Self::Text(s) => humantime::parse_rfc3339_weak(s)
-                .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs())
-                .ok_or_else(|| {
-                    ApiError(
-                        StatusCode::BAD_REQUEST,
-                        format!("expires_at: not a time: {s}"),
-                    )
-                }),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewKey {
-    app: String,
-    stream: String,
-    expires_at: Option<Time>,
-    metadata: Option<serde_json::Value>,
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError(
-            StatusCode::BAD_REQUEST,
-            format!("invalid request body: {e}"),
-        )
-    })
-}
-
 async fn create_key(State(api): State<Api>, _: Admin, body: axum::body::Bytes) -> ApiResult {
-    let new: NewKey = parse_json(&body)?;
-    if !core::valid_names(&new.app, &new.stream) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            core::INVALID_NAMES.into(),
-        ));
-    }
-    if new.metadata.as_ref().is_some_and(|m| !m.is_object()) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "metadata must be a JSON object".into(),
-        ));
-    }
-    let expires_at = new.expires_at.as_ref().map(Time::unix).transpose()?;
-    if expires_at.is_some_and(|t| t <= unix_secs()) {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "expires_at is in the past".into(),
-        ));
-    }
+    let new = NewKey::parse(&body, unix_secs())?;
+    let expires_at = new.expires_at();
     let (record, secret) = api
         .core
         .create_key(&new.app, &new.stream, expires_at, new.metadata)
@@ -265,17 +211,8 @@ async fn revoke_key(State(api): State<Api>, _: Admin, Path(id): Path<String>) ->
     Ok(Json(key_json(&api.core.revoke_key(&id).await?)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewPlayToken {
-    app: String,
-    stream: String,
-    /// Default one hour; at most `auth.play_token_max_ttl_secs`.
-    ttl_secs: Option<u64>,
-}
-
 async fn play_token(State(api): State<Api>, _: Admin, body: axum::body::Bytes) -> ApiResult {
-    let req: NewPlayToken = parse_json(&body)?;
+    let req = NewPlayToken::parse(&body)?;
     let Some(secret) = api.core.play_token_secret.as_deref() else {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -283,7 +220,7 @@ async fn play_token(State(api): State<Api>, _: Admin, body: axum::body::Bytes) -
         ));
     };
     let max = api.core.play_token_max_ttl_secs;
-    let ttl = req.ttl_secs.unwrap_or(3600);
+    let ttl = req.ttl_secs();
     let Some(expires_at) = play_token::expiry(unix_secs(), ttl, max) else {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -344,29 +281,17 @@ async fn find_route(api: &Api, app: &str, stream: &str) -> Result<RouteAnswer, A
     })
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct DropRequest {
-    target: Option<DropTarget>,
-    pod: Option<String>,
-    client_id: Option<u64>,
-}
-
 async fn drop_sessions(
     State(api): State<Api>,
     _: Admin,
     Path((app, stream)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let req: DropRequest = if body.is_empty() {
-        DropRequest::default()
-    } else {
-        parse_json(&body)?
-    };
+    let req = DropRequest::parse(&body)?;
     let command = ClusterCommand::Drop {
         app,
         name: stream,
-        target: req.target.unwrap_or(DropTarget::Publisher),
+        target: req.target(),
         pod: req.pod,
         client_id: req.client_id,
     };
@@ -402,19 +327,13 @@ async fn list_targets(State(api): State<Api>, _: Admin, Path(id): Path<String>) 
     Ok(Json(json!({ "targets": targets })).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NewTarget {
-    url: String,
-}
-
 async fn add_target(
     State(api): State<Api>,
     _: Admin,
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult {
-    let new: NewTarget = parse_json(&body)?;
+    let new = NewTarget::parse(&body)?;
     let key = api.core.keys.get(&id).await?;
     if key.revoked {
         return Err(ApiError(StatusCode::CONFLICT, "the key is revoked".into()));

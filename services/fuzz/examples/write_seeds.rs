@@ -11,7 +11,7 @@ type Dictionary = fn() -> Vec<Vec<u8>>;
 
 fn main() -> std::io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let targets: [(&str, Seeds, Dictionary); 4] = [
+    let targets: [(&str, Seeds, Dictionary); 5] = [
         (
             "server_session",
             seeds::server_session,
@@ -24,6 +24,11 @@ fn main() -> std::io::Result<()> {
         ),
         ("amf", seeds::amf, seeds::amf_dictionary),
         ("media_tag", seeds::media_tag, seeds::media_tag_dictionary),
+        (
+            "api_bodies",
+            seeds::api_bodies,
+            seeds::api_bodies_dictionary,
+        ),
     ];
     for (target, seeds, dictionary) in targets {
         let dir = corpus.join(target);

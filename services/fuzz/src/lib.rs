@@ -14,6 +14,7 @@
 //! `libfuzzer/fuzz_targets/<name>.rs` and seeds in `corpus/<name>/`.
 
 pub mod amf;
+pub mod api_bodies;
 pub mod chunk_decoder;
 pub mod media_tag;
 pub mod output;
@@ -43,5 +44,9 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "media_tag",
         run: media_tag::fuzz,
+    },
+    Target {
+        name: "api_bodies",
+        run: api_bodies::fuzz,
     },
 ];

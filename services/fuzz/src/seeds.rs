@@ -317,6 +317,73 @@ pub fn media_tag_dictionary() -> Vec<Vec<u8>> {
     .collect()
 }
 
+/// Seeds for `api_bodies`: one accepted body of each route (its index in
+/// [`crate::api_bodies::ROUTES`] first), with every field they take.
+pub fn api_bodies() -> Vec<(&'static str, Vec<u8>)> {
+    let body = |route: u8, json: &str| [&[route][..], json.as_bytes()].concat();
+    vec![
+        (
+            "key",
+            body(
+                0,
+                r#"{"app":"live","stream":"cam","expires_at":"2100-01-01T00:00:00Z","metadata":{"owner":"ana","tags":["a",1,2.5,true,null],"n":{"x":-1e3}}}"#,
+            ),
+        ),
+        (
+            "key-unix-expiry",
+            body(
+                0,
+                r#"{"app":"live","stream":"cam-ü","expires_at":4102444800}"#,
+            ),
+        ),
+        (
+            "play-token",
+            body(1, r#"{"app":"live","stream":"cam","ttl_secs":600}"#),
+        ),
+        (
+            "target",
+            body(2, r#"{"url":"rtmp://example.com:1935/app/key?x=1"}"#),
+        ),
+        (
+            "drop",
+            body(3, r#"{"target":"viewers","pod":"edge-a","client_id":7}"#),
+        ),
+        ("drop-empty", body(3, "")),
+    ]
+}
+
+/// Dictionary for `api_bodies`: field names, values the enums take, JSON's punctuation.
+pub fn api_bodies_dictionary() -> Vec<Vec<u8>> {
+    [
+        "\"app\"",
+        "\"stream\"",
+        "\"expires_at\"",
+        "\"metadata\"",
+        "\"ttl_secs\"",
+        "\"url\"",
+        "\"target\"",
+        "\"pod\"",
+        "\"client_id\"",
+        "\"publisher\"",
+        "\"viewers\"",
+        "\"all\"",
+        "null",
+        "true",
+        "{}",
+        "[]",
+        ":",
+        ",",
+        "\\u0000",
+        "\\ud800",
+        "T00:00:00Z",
+        "18446744073709551616",
+        "1e308",
+    ]
+    .iter()
+    .map(|e| e.as_bytes().to_vec())
+    .collect()
+}
+
 /// A client talking to a recording [`Harness`]: what the client sends becomes the input.
 struct Recorder {
     harness: Harness,

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use liverelay_fuzz::{TARGETS, amf, chunk_decoder, server_session};
+use liverelay_fuzz::{TARGETS, amf, api_bodies, chunk_decoder, server_session};
 use liverelay_rtmp::media::{VideoCodec, parse_audio, parse_video};
 
 fn root() -> &'static Path {
@@ -120,6 +120,18 @@ fn amf_seeds_decode_whole() {
         assert_eq!(error, None, "{}", path.display());
         assert!(count >= 2, "{}: {count} values", path.display());
     }
+}
+
+/// The API body seeds are accepted, one route or more each, so mutations start from bodies
+/// that reach the checks after parsing.
+#[test]
+fn api_body_seeds_are_accepted_on_every_route() {
+    let mut routes = [false; api_bodies::ROUTES.len()];
+    for (path, data) in corpus("api_bodies") {
+        assert!(api_bodies::run(&data), "{} refused", path.display());
+        routes[usize::from(data[0]) % routes.len()] = true;
+    }
+    assert_eq!(routes, [true; 4]);
 }
 
 /// The tag seeds hold keyframes, video and audio sequence headers, info frames and Enhanced

@@ -2,20 +2,12 @@
 //! key, drop a stream's publisher or viewers. Each pod applies what matches its own sessions,
 //! so control need not know who holds them.
 
+pub use liverelay_types::DropTarget;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use crate::{RedisConn, RedisError};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DropTarget {
-    Publisher,
-    Viewers,
-    /// Publisher and viewers.
-    All,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]

@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod drop_target;
 mod policy;
 mod role;
 mod stream_id;
@@ -10,6 +11,7 @@ mod task;
 mod time;
 mod token;
 
+pub use drop_target::DropTarget;
 pub use policy::{OpenPolicy, Refusal, StreamPolicy, Ticket};
 pub use role::Role;
 pub use stream_id::{InvalidStreamId, StreamId};
