@@ -83,10 +83,10 @@ fuzz:
 			-- -dict=$(CURDIR)/services/fuzz/corpus/$$t.dict -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
-# A short, fixed-time real fuzz run of every target, for a CI job of its own. Not part of
-# `make test`: the first run installs cargo-fuzz and builds every target with sanitizers on a
-# nightly-flagged toolchain, which takes minutes; `make test` instead replays the committed
-# corpus and a fixed batch of mutations (`cargo test -p liverelay-fuzz`, a few seconds).
+# A short, fixed-time real fuzz run of every target; `.ci/run` runs it after `make test`. Not
+# part of `make test`: the first run installs cargo-fuzz and builds every target with
+# sanitizers on a nightly-flagged toolchain, which takes minutes; `make test` instead replays
+# the committed corpus and a fixed batch of mutations (`cargo test -p liverelay-fuzz`, seconds).
 fuzz-ci:
 	$(MAKE) fuzz FUZZ_SECONDS=$(FUZZ_CI_SECONDS)
 
