@@ -158,6 +158,27 @@ fn relay_resources_start_report_and_stop_relays() {
         status["lastError"].as_str().unwrap().contains("rtmp"),
         "{status}"
     );
+    // `spec.tls` reaches the pod that runs the relay, which reads the files at each attempt:
+    // here a CA file that is not there, named in the relay's error.
+    let missing_ca = "/nonexistent/liverelay-test-ca.pem";
+    api.apply(
+        NS,
+        "secure",
+        json!({
+            "kind": "pull",
+            "url": format!("rtmps://127.0.0.1:{closed}/app/src"),
+            "stream": "live/k8s-tls",
+            "tls": {"ca": missing_ca},
+            "reconnect": {"initialBackoffMs": 200, "maxBackoffMs": 500},
+        }),
+    );
+    let status = wait_status_write(&api, "secure", "the CA file's error", |s| {
+        s["lastError"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("tls: ") && e.contains(missing_ca))
+    });
+    assert_eq!(status["owner"], "ingest-a", "{status}");
+
     let declared = redis
         .cli(&["HKEYS", "liverelay:relays:declared"])
         .unwrap_or_default();

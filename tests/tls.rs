@@ -174,6 +174,16 @@ fn presented_subject(addr: SocketAddr) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// Puts `leaf`'s key and certificate in the files `cert` and `key` as cert-manager would: each
+/// written under a temporary name then renamed, so no reader sees half a file.
+fn install(leaf: &Leaf, cert: &Path, key: &Path) {
+    for (from, to) in [(&leaf.key, key), (&leaf.cert, cert)] {
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    }
+}
+
 fn counts(packets: &[Packet]) -> (usize, usize) {
     let video = packets.iter().filter(|p| p.video).count();
     (video, packets.len() - video)
@@ -292,8 +302,7 @@ fn certificate_rotates_without_a_restart() {
     let new = pki.leaf(&ca, "rotated");
     // The server reads copies, which the test then overwrites as cert-manager would.
     let (cert, key) = (pki.path("live.pem"), pki.path("live.key"));
-    std::fs::copy(&old.cert, &cert).unwrap();
-    std::fs::copy(&old.key, &key).unwrap();
+    install(&old, &cert, &key);
     let (server, tls) = rtmps_server(
         &Leaf {
             cert: cert.clone(),
@@ -308,12 +317,7 @@ fn certificate_rotates_without_a_restart() {
     let mut publisher = looping_publisher(&format!("rtmps://{tls}/live/rot"), &dir.path("pub.log"));
     server.wait_live("live", "rot", Duration::from_secs(15));
 
-    // Written into a temporary name then renamed, so no reader sees half a file.
-    for (from, to) in [(&new.key, &key), (&new.cert, &cert)] {
-        let tmp = to.with_extension("tmp");
-        std::fs::copy(from, &tmp).unwrap();
-        std::fs::rename(&tmp, to).unwrap();
-    }
+    install(&new, &cert, &key);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let subject = presented_subject(tls).expect("TLS handshake");
@@ -353,6 +357,51 @@ fn certificate_rotates_without_a_restart() {
     );
 }
 
+/// `rtmp.max_connections` is one limit for both listeners: with 2, a connection on the plain
+/// port and one on the RTMPS port fill it, and a third on the plain port is closed at accept.
+#[test]
+fn max_connections_counts_plain_and_rtmps_connections_together() {
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    // Idle connections hold their slot through a long handshake timeout.
+    let (server, tls) = rtmps_server(
+        &leaf,
+        &[
+            ("LIVERELAY_RTMP__MAX_CONNECTIONS", "2"),
+            ("LIVERELAY_RTMP__HANDSHAKE_TIMEOUT_SECS", "120"),
+        ],
+    );
+    let _plain = TcpStream::connect(server.rtmp).unwrap();
+    let _rtmps = TcpStream::connect(tls).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("liverelay_connections_open") != Some(2.0) {
+        assert!(Instant::now() < deadline, "two connections never open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let mut third = TcpStream::connect(server.rtmp).unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let read = third.read(&mut [0u8; 16]);
+    assert!(
+        matches!(read, Ok(0))
+            || read
+                .as_ref()
+                .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionReset),
+        "the third connection was left open: {read:?}"
+    );
+    assert!(
+        server.wait_log("connection refused: limit reached", Duration::from_secs(5)),
+        "{}",
+        server.log()
+    );
+}
+
 /// nginx's `stream` module terminating TLS in front of another nginx's RTMP module: a real
 /// RTMPS server, as the platforms run (RTMP behind a TLS proxy).
 struct TlsProxy {
@@ -363,12 +412,23 @@ struct TlsProxy {
 
 impl TlsProxy {
     fn start(leaf: &Leaf, upstream: u16) -> Self {
+        Self::start_checking_clients(leaf, upstream, None)
+    }
+
+    /// With `client_ca`, the proxy requires a client certificate signed by it.
+    fn start_checking_clients(leaf: &Leaf, upstream: u16, client_ca: Option<&Ca>) -> Self {
         let dir = TempDir::new("tls-proxy");
         let port = free_port();
+        let verify = client_ca.map_or_else(String::new, |ca| {
+            format!(
+                "ssl_verify_client on; ssl_client_certificate {};",
+                ca.cert.display()
+            )
+        });
         let body = format!(
             "events {{ worker_connections 64; }}\n\
              stream {{ server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {cert}; \
-             ssl_certificate_key {key}; proxy_pass 127.0.0.1:{upstream}; }} }}\n",
+             ssl_certificate_key {key}; {verify} proxy_pass 127.0.0.1:{upstream}; }} }}\n",
             cert = leaf.cert.display(),
             key = leaf.key.display(),
         );
@@ -491,6 +551,59 @@ fn push_and_pull_relays_to_a_real_rtmps_server() {
     assert!(server.stream_info("live", "untrusted").is_none());
 }
 
+/// An RTMPS server that requires a client certificate (nginx's `ssl_verify_client`): a pull
+/// showing `tls_client_cert`/`tls_client_key` gets the stream; one without is refused by the
+/// server and never goes live.
+#[test]
+fn relays_show_a_client_certificate_to_servers_that_require_one() {
+    let pki = Pki::new("tls-pki");
+    let ca = pki.ca("test-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let client = pki.leaf(&ca, "relay-client");
+    let nginx = support::nginx::Nginx::start();
+    let proxy = TlsProxy::start_checking_clients(&leaf, nginx.port, Some(&ca));
+    let dir = TempDir::new("rtmps-client-cert");
+    let _upstream = looping_publisher(&nginx.url("live/src"), &dir.path("up.log"));
+
+    let ca_line = format!("tls_ca = \"{}\"", ca.cert.display());
+    let with_cert = format!(
+        "{ca_line}\ntls_client_cert = \"{}\"\ntls_client_key = \"{}\"",
+        client.cert.display(),
+        client.key.display()
+    );
+    let conf = dir.path("liverelay.toml");
+    std::fs::write(
+        &conf,
+        [
+            relay("pull", &proxy.url("live/src"), "live/shown", &with_cert),
+            relay(
+                "pull",
+                &proxy.url("live/src"),
+                "live/anonymous",
+                &format!("{ca_line}\nmax_attempts = 1"),
+            ),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let server = Server::start_role(
+        "standalone",
+        &["--config", s(&conf)],
+        &[("LIVERELAY_ADMIN_TOKEN", "admin")],
+    );
+
+    server.wait_live("live", "shown", Duration::from_secs(20));
+    plays(&server.url("live/shown"), 10, &dir.path("play-shown.log"));
+    let row = wait_relay_row(&server, "pull", "live/anonymous", |r| {
+        r["state"] == "stopped" && r["attempts"] == 1
+    });
+    assert!(
+        row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{row}"
+    );
+    assert!(server.stream_info("live", "anonymous").is_none(), "{row}");
+}
+
 const TOKEN: &str = "test-cluster-token";
 
 /// The `cluster.*` TLS settings of a pod: trust `ca`, check servers by the name `localhost`,
@@ -588,70 +701,136 @@ fn relay_with_mutual_tls_refuses_edges_without_a_valid_client_certificate() {
     }
 }
 
+/// A control serving gRPC with mutual TLS (certificate for `localhost` from the cluster's CA),
+/// a stream key `live/keyed`, and certificates for its clients: one from the cluster's CA and
+/// one from another CA.
+struct MutualTlsControl {
+    pki: Pki,
+    ca: Ca,
+    node_cert: Leaf,
+    rogue_cert: Leaf,
+    control: Server,
+    _redis: support::redis::RedisServer,
+    secret: String,
+    dir: TempDir,
+}
+
+impl MutualTlsControl {
+    fn start(tag: &str) -> Self {
+        let pki = Pki::new("tls-pki");
+        let ca = pki.ca("cluster-ca");
+        let other = pki.ca("other-ca");
+        let server_cert = pki.leaf(&ca, "localhost");
+        let node_cert = pki.leaf(&ca, "node");
+        let rogue_cert = pki.leaf(&other, "rogue");
+        let redis = support::redis::RedisServer::start();
+        let mut env = vec![
+            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+            ("LIVERELAY_ADMIN_TOKEN", "admin"),
+            ("POD_NAME", "control-0"),
+        ];
+        env.extend(mutual_tls_server_env(&server_cert, &ca));
+        let control = Server::start_role("control", &["--redis-url", &redis.url()], &env);
+        let log = control.log();
+        assert!(
+            log.contains(r#""message":"control gRPC serves TLS","mutual":true"#),
+            "{log}"
+        );
+        let secret = create_stream_key(control.http, "admin", "live", "keyed");
+        Self {
+            pki,
+            ca,
+            node_cert,
+            rogue_cert,
+            control,
+            _redis: redis,
+            secret,
+            dir: TempDir::new(tag),
+        }
+    }
+
+    /// A standalone checking stream keys with this control, showing `client` when asked.
+    fn node(&self, client: Option<&Leaf>) -> Server {
+        let control_url = format!("https://localhost:{}", self.control.grpc.port());
+        Server::start_role(
+            "standalone",
+            &["--control-url", &control_url],
+            &cluster_tls_env(&self.ca, client),
+        )
+    }
+
+    /// The publish URL of the stream key on `node`.
+    fn keyed_url(&self, node: &Server) -> String {
+        node.url(&format!("live/{}", self.secret))
+    }
+
+    /// A publish with the key on `node` is refused, and control logged `reason` after `mark`.
+    fn publish_refused(&self, node: &Server, mark: usize, name: &str, reason: &str) {
+        let log = self.dir.path(&format!("pub-{name}.log"));
+        let mut publisher = ffmpeg_publish(sample_flv(), &self.keyed_url(node), &log);
+        let status = publisher
+            .wait_timeout(Duration::from_secs(20))
+            .expect("publish refused");
+        assert!(!status.success(), "{name}: publish must be refused");
+        assert!(
+            self.control
+                .wait_log_since(mark, reason, Duration::from_secs(5)),
+            "{name}: control names the refusal ({reason}):\n{}",
+            self.control.log_since(mark)
+        );
+        assert!(node.stream_info("live", "keyed").is_none());
+    }
+}
+
 /// Control's gRPC with mutual TLS: a pod with a certificate from the cluster's CA has a stream
 /// key checked and publishes; one without a certificate, or with one from another CA, is
 /// refused by control's TLS and its publish denied.
 #[test]
 fn control_grpc_with_mutual_tls() {
-    let pki = Pki::new("tls-pki");
-    let ca = pki.ca("cluster-ca");
-    let other = pki.ca("other-ca");
-    let server_cert = pki.leaf(&ca, "localhost");
-    let node_cert = pki.leaf(&ca, "node");
-    let rogue_cert = pki.leaf(&other, "rogue");
-    let redis = support::redis::RedisServer::start();
-    let dir = TempDir::new("mtls-control");
-
-    let mut env = vec![
-        ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
-        ("LIVERELAY_ADMIN_TOKEN", "admin"),
-        ("POD_NAME", "control-0"),
-    ];
-    env.extend(mutual_tls_server_env(&server_cert, &ca));
-    let control = Server::start_role("control", &["--redis-url", &redis.url()], &env);
-    let log = control.log();
-    assert!(
-        log.contains(r#""message":"control gRPC serves TLS","mutual":true"#),
-        "{log}"
-    );
-    let secret = create_stream_key(control.http, "admin", "live", "keyed");
-    let control_url = format!("https://localhost:{}", control.grpc.port());
-
-    let node = |client: Option<&Leaf>| {
-        Server::start_role(
-            "standalone",
-            &["--control-url", &control_url],
-            &cluster_tls_env(&ca, client),
-        )
-    };
-    let good = node(Some(&node_cert));
-    let _publisher = looping_publisher(&good.url(&format!("live/{secret}")), &dir.path("pub.log"));
+    let c = MutualTlsControl::start("mtls-control");
+    let good = c.node(Some(&c.node_cert));
+    let _publisher = looping_publisher(&c.keyed_url(&good), &c.dir.path("pub.log"));
     good.wait_live("live", "keyed", Duration::from_secs(15));
 
     for (name, client, reason) in [
         ("none", None, "peer sent no certificates"),
         (
             "rogue",
-            Some(&rogue_cert),
+            Some(&c.rogue_cert),
             "invalid peer certificate: UnknownIssuer",
         ),
     ] {
-        let mark = control.log_mark();
-        let refused = node(client);
-        let log = dir.path(&format!("pub-{name}.log"));
-        let mut publisher =
-            ffmpeg_publish(sample_flv(), &refused.url(&format!("live/{secret}")), &log);
-        let status = publisher
-            .wait_timeout(Duration::from_secs(20))
-            .expect("publish refused");
-        assert!(!status.success(), "{name}: publish must be refused");
-        assert!(
-            control.wait_log_since(mark, reason, Duration::from_secs(5)),
-            "{name}: control names the refusal ({reason}):\n{}",
-            control.log_since(mark)
-        );
-        assert!(refused.stream_info("live", "keyed").is_none());
+        let mark = c.control.log_mark();
+        let refused = c.node(client);
+        c.publish_refused(&refused, mark, name, reason);
     }
+}
+
+/// The control client reads its certificate at each connection: a pod whose files hold a
+/// certificate from another CA is refused by control; once they hold one from the cluster's
+/// CA, its next connection shows it and the keyed publish goes through, without a restart.
+#[test]
+fn control_client_certificate_is_read_at_each_connection() {
+    let c = MutualTlsControl::start("mtls-control-rotation");
+    // The pod's files start with the rogue certificate.
+    let live = Leaf {
+        cert: c.pki.path("client-live.pem"),
+        key: c.pki.path("client-live.key"),
+    };
+    install(&c.rogue_cert, &live.cert, &live.key);
+    let mark = c.control.log_mark();
+    let node = c.node(Some(&live));
+    c.publish_refused(
+        &node,
+        mark,
+        "rogue",
+        "invalid peer certificate: UnknownIssuer",
+    );
+
+    // Renewed in place: the next connection to control shows the cluster CA's certificate.
+    install(&c.node_cert, &live.cert, &live.key);
+    let _publisher = looping_publisher(&c.keyed_url(&node), &c.dir.path("pub.log"));
+    node.wait_live("live", "keyed", Duration::from_secs(20));
 }
 
 /// GStreamer's own RTMP stack over TLS (GIO): `rtmp2sink` publishes over rtmps://, `rtmp2src`

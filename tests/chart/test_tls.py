@@ -10,7 +10,7 @@ from helm_python.chart import Chart, lint
 from helm_python.errors import HelmRenderError, HelmValuesError
 
 from render import CHART, objects, render
-from test_chart import KUBE_VERSION, container, env, of_kind
+from test_chart import CRD_KINDS, KUBE_VERSION, container, env, hook_pods, of_kind
 
 ISSUER = {"name": "letsencrypt", "kind": "ClusterIssuer"}
 VARIANTS = {
@@ -22,6 +22,14 @@ VARIANTS = {
             "servicePort": 1936,
             "certManager": {"enabled": True, "issuerRef": ISSUER, "dnsNames": ["live.example.com"]},
         }
+    },
+    "https": {
+        "httpTls": {
+            "enabled": True,
+            "existingSecret": "http-cert",
+            "serviceMonitorTlsConfig": {"serverName": "liverelay-http"},
+        },
+        "metrics": {"serviceMonitor": {"enabled": True}},
     },
     "mutual-tls-cert-manager": {
         "relayTls": {
@@ -46,8 +54,8 @@ def test_tls_variants_lint_and_validate(variant):
     report = lint(str(CHART), VARIANTS[variant], strict=True, kube_version=f"v{KUBE_VERSION}")
     assert report["errors"] == []
     for doc in objects(render(VARIANTS[variant])):
-        if doc["kind"] == "Certificate":
-            continue  # cert-manager's CRD; checked field by field below
+        if doc["kind"] == "Certificate" or doc["kind"] in CRD_KINDS:
+            continue  # kinds from CRDs (cert-manager, Prometheus Operator); checked field by field below
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
 
 
@@ -89,6 +97,32 @@ def test_rtmps_only_closes_the_plain_port_and_cert_manager_issues_the_secret():
         assert set(svc) == {"rtmps"} and svc["rtmps"]["port"] == 1936
         policy = of_kind(docs, "NetworkPolicy")[f"liverelay-{role}"]
         assert {"port": "rtmp", "protocol": "TCP"} not in policy["spec"]["ingress"][0]["ports"]
+
+
+def test_https_on_the_http_port_and_probes_that_speak_it():
+    docs = objects(render(VARIANTS["https"]))
+    for name, d in of_kind(docs, "Deployment").items():
+        c = container(d)
+        for probe, path in [("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+            assert c[probe]["httpGet"] == {"path": path, "port": "http", "scheme": "HTTPS"}, (name, probe)
+        e = env(d)
+        assert e["LIVERELAY_HTTP__TLS_CERT"]["value"] == "/etc/liverelay/https/tls.crt", name
+        assert e["LIVERELAY_HTTP__TLS_KEY"]["value"] == "/etc/liverelay/https/tls.key", name
+        mounts = {m["name"]: m for m in c["volumeMounts"]}
+        assert mounts["http-tls"]["mountPath"] == "/etc/liverelay/https", name
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["http-tls"]["secret"]["secretName"] == "http-cert", name
+    monitor = of_kind(docs, "ServiceMonitor")["liverelay"]["spec"]["endpoints"][0]
+    assert (monitor["scheme"], monitor["tlsConfig"]) == ("https", {"serverName": "liverelay-http"})
+    hooks = hook_pods(VARIANTS["https"])
+    assert hooks["liverelay-test-readyz"]["spec"]["containers"][0]["command"][-1] == "https://liverelay-http:8080/readyz"
+    control_env = {e["name"]: e for e in hooks["liverelay-test-control"]["spec"]["containers"][0]["env"]}
+    assert control_env["CONTROL"]["value"] == "https://liverelay-control:8080"
+    # Without httpTls: plain HTTP probes (the kubelet's default scheme) and no certificate.
+    for name, d in of_kind(objects(render()), "Deployment").items():
+        c = container(d)
+        assert "scheme" not in c["readinessProbe"]["httpGet"], name
+        assert not any(k.startswith("LIVERELAY_HTTP__TLS") for k in env(d)), name
 
 
 def test_mutual_tls_between_pods_with_cert_manager():
@@ -150,6 +184,7 @@ def test_tls_values_are_checked():
         ({"rtmps": {"enabled": True}}, "rtmps.existingSecret is required"),
         ({"rtmps": {"enabled": True, "certManager": {"enabled": True, "issuerRef": ISSUER}}}, "rtmps.certManager.dnsNames is required"),
         ({"relayTls": {"enabled": True, "certManager": {"enabled": True, "issuerRef": ISSUER}}}, "relayTls.serverName is required"),
+        ({"httpTls": {"enabled": True}}, "httpTls.existingSecret is required"),
     ]:
         with pytest.raises(HelmRenderError, match=re.escape(message)):
             render(values)

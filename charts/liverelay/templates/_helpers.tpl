@@ -57,6 +57,39 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret with the HTTPS certificate of the pods' HTTP port. */}}
+{{- define "liverelay.httpTlsSecret" -}}
+{{ required "httpTls.existingSecret is required when httpTls.enabled" .Values.httpTls.existingSecret }}
+{{- end -}}
+
+{{/* The scheme of the pods' HTTP port, as URLs spell it. */}}
+{{- define "liverelay.httpScheme" -}}
+{{ ternary "https" "http" .Values.httpTls.enabled }}
+{{- end -}}
+
+{{/* A probe's httpGet on the HTTP port at `path`, over HTTPS with httpTls:
+     (dict "ctx" $ "path" PATH). */}}
+{{- define "liverelay.probeGet" -}}
+{path: {{ .path }}, port: http{{ if .ctx.Values.httpTls.enabled }}, scheme: HTTPS{{ end }}}
+{{- end -}}
+
+{{/* HTTPS on the HTTP port, with httpTls: the container's env and volume mount, the pod's
+     volume. */}}
+{{- define "liverelay.httpTlsEnv" -}}
+- name: LIVERELAY_HTTP__TLS_CERT
+  value: /etc/liverelay/https/tls.crt
+- name: LIVERELAY_HTTP__TLS_KEY
+  value: /etc/liverelay/https/tls.key
+{{- end -}}
+{{- define "liverelay.httpTlsMount" -}}
+- {name: http-tls, mountPath: /etc/liverelay/https, readOnly: true}
+{{- end -}}
+{{- define "liverelay.httpTlsVolume" -}}
+- name: http-tls
+  secret:
+    secretName: {{ include "liverelay.httpTlsSecret" . }}
+{{- end -}}
+
 {{/* Environment of a gRPC server or client of the cluster TLS: (dict "ctx" $ "server" BOOL
      "client" BOOL); paths in the relay-tls volume. */}}
 {{- define "liverelay.clusterTlsEnv" -}}

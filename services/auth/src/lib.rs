@@ -45,7 +45,7 @@ pub fn build(
         let token = settings.cluster.token.clone().unwrap_or_default();
         let keys = PublishKeys::new(
             PublishKeysConfig {
-                tls: control_tls(&settings.cluster, &control_url)?,
+                tls: control_tls(&settings.cluster, &control_url),
                 control_url,
                 token: ClusterToken::new(&token),
                 pod: settings.cluster.pod_id(),

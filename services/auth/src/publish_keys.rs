@@ -13,10 +13,11 @@ use liverelay_admission::{Access, Admission, StreamAttempt};
 use liverelay_config::ClusterSettings;
 use liverelay_config::ControlUnavailable;
 use liverelay_metrics::OutcomeLabel;
+use liverelay_proto::{TlsFiles, tls_channel};
 use liverelay_rtmp::command::code;
 use liverelay_types::ClusterToken;
 use liverelay_types::Refusal;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Channel, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::AuthMetrics;
@@ -27,7 +28,7 @@ use liverelay_proto::control::v1::{AuthorizePublishRequest, AuthorizePublishResp
 pub struct PublishKeysConfig {
     pub control_url: String,
     /// For an `https://` control URL.
-    pub tls: Option<ClientTlsConfig>,
+    pub tls: Option<TlsFiles>,
     pub token: ClusterToken,
     pub pod: String,
     pub timeout: Duration,
@@ -37,28 +38,14 @@ pub struct PublishKeysConfig {
 
 /// TLS towards control when its URL is `https://`: its certificate checked against
 /// `cluster.tls_ca` (else the system's roots) and `cluster.tls_domain`; this pod's
-/// `cluster.tls_client_cert` shown when control requires one.
-pub fn control_tls(
-    cluster: &ClusterSettings,
-    control_url: &str,
-) -> anyhow::Result<Option<ClientTlsConfig>> {
-    if !control_url.starts_with("https://") {
-        return Ok(None);
-    }
-    let ca = match &cluster.tls_ca {
-        Some(path) => {
-            Some(std::fs::read(path).with_context(|| format!("reading cluster.tls_ca {path}"))?)
-        }
-        None => None,
-    };
-    let identity = cluster.client_identity();
-    let tls = liverelay_proto::grpc_client_tls(
-        ca.as_deref(),
-        cluster.tls_domain.as_deref(),
-        identity.as_ref(),
-    )
-    .context("reading cluster.tls_client_cert/tls_client_key")?;
-    Ok(Some(tls))
+/// `cluster.tls_client_cert` shown when control requires one. The files are read at each
+/// connection to control, so rotated ones are used from the next connection.
+pub fn control_tls(cluster: &ClusterSettings, control_url: &str) -> Option<TlsFiles> {
+    control_url.starts_with("https://").then(|| TlsFiles {
+        ca: cluster.tls_ca.as_ref().map(Into::into),
+        domain: cluster.tls_domain.clone(),
+        identity: cluster.client_identity(),
+    })
 }
 
 struct Cached {
@@ -79,14 +66,12 @@ pub struct PublishKeys(Arc<Inner>);
 
 impl PublishKeys {
     pub fn new(config: PublishKeysConfig, metrics: AuthMetrics) -> anyhow::Result<Self> {
-        let mut endpoint = Endpoint::from_shared(config.control_url.clone())?;
-        if let Some(tls) = config.tls.clone() {
-            endpoint = endpoint.tls_config(tls)?;
-        }
-        let channel = endpoint
-            .connect_timeout(config.timeout)
-            .timeout(config.timeout)
-            .connect_lazy();
+        let timeouts = |e: Endpoint| e.connect_timeout(config.timeout).timeout(config.timeout);
+        let channel = match config.tls.clone() {
+            Some(files) => tls_channel(&config.control_url, files, timeouts)
+                .context("TLS towards control (cluster.tls_ca, tls_client_cert, tls_client_key)")?,
+            None => timeouts(Endpoint::from_shared(config.control_url.clone())?).connect_lazy(),
+        };
         Ok(Self(Arc::new(Inner {
             client: ControlClient::new(channel),
             config,

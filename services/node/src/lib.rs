@@ -177,7 +177,7 @@ impl Node {
 }
 
 /// The RTMP listeners: plain (unless `rtmp.tls_only`) and RTMPS (with `rtmp.tls_listen`), each
-/// with whether it is TLS.
+/// with whether it is TLS; they share the connection limits.
 async fn bind_rtmp(
     settings: &Settings,
     services: Services,
@@ -199,6 +199,11 @@ async fn bind_rtmp(
             .await
             .with_context(|| format!("binding RTMPS listener on {addr}"))?
             .with_tls(Arc::new(tls));
+        // `rtmp.max_connections` is one budget for the pod, whichever port a client uses.
+        let rtmps = match listeners.first() {
+            Some((plain, _)) => rtmps.sharing_limits_with(plain),
+            None => rtmps,
+        };
         listeners.push((rtmps, true));
     }
     Ok(listeners)

@@ -45,6 +45,9 @@ pub struct RtmpServer {
     metrics: RtmpMetrics,
     /// RTMPS: every connection starts with a TLS handshake.
     tls: Option<TlsAcceptor>,
+    /// `max_connections` (and the per-address limit): this listener's own, or shared with
+    /// the others of the process.
+    slots: Arc<Slots>,
 }
 
 impl RtmpServer {
@@ -69,13 +72,25 @@ impl RtmpServer {
             // A name access chooses follows the rule the session checks a client's names by.
             max_name_len: config.session.max_name_len,
         });
+        let slots = Arc::new(Slots::new(
+            config.max_connections,
+            config.max_connections_per_ip,
+        ));
         Ok(Self {
             listener,
             config: Arc::new(config),
             gate: Arc::new(gate),
             metrics,
             tls: None,
+            slots,
         })
+    }
+
+    /// Counts this listener's connections against `other`'s limits (`max_connections`, per
+    /// client address): one limit for the plain and the RTMPS listener of a process.
+    pub fn sharing_limits_with(mut self, other: &RtmpServer) -> Self {
+        self.slots = other.slots.clone();
+        self
     }
 
     /// Makes this an RTMPS listener: connections start with a TLS handshake (the config's
@@ -92,10 +107,7 @@ impl RtmpServer {
     /// Accepts connections until `drain` leaves the running phase; then closes the listening
     /// socket (new connections are refused) and returns once every connection has ended.
     pub async fn run(self, drain: Drain) {
-        let slots = Slots::new(
-            self.config.max_connections,
-            self.config.max_connections_per_ip,
-        );
+        let slots = self.slots.clone();
         let started = Instant::now();
         let mut phase = drain.watch();
         loop {
@@ -181,7 +193,8 @@ impl RtmpServer {
         }
         drop(self.listener);
         info!(open = slots.open(), "draining: no new connections");
-        // Every connection holds one permit; all back means all ended.
+        // Every connection holds one permit; all back means all ended (with shared limits,
+        // those of every listener sharing them).
         slots.all_free().await;
         info!("all RTMP connections ended");
     }

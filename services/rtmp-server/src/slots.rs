@@ -1,5 +1,5 @@
-//! Connection slots: the listener's global limit and, optionally, a limit per client address,
-//! so that one address cannot take every slot. A connection holds one [`Slot`] for its life.
+//! Connection slots: the global limit (one for the process's plain and RTMPS listeners) and,
+//! optionally, a limit per client address, so that one address cannot take every slot. A connection holds one [`Slot`] for its life.
 
 use std::collections::HashMap;
 use std::net::IpAddr;

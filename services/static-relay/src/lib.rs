@@ -308,6 +308,8 @@ mod tests {
             max_attempts: None,
             linger_secs: 10,
             tls_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         };
         let spec = RelaySpec::parse(0, &config).unwrap();
         let registry = liverelay_metrics::MetricsRegistry::new(liverelay_types::Role::Standalone);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use liverelay_rtmp_client::RtmpUrl;
+use liverelay_tls::CertFiles;
 use liverelay_types::StreamId;
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +77,12 @@ pub struct RelayConfig {
     /// roots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<String>,
+    /// PEM certificate and key shown to an `rtmps://` peer that requires a client certificate
+    /// (mutual TLS); both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_key: Option<String>,
 }
 
 mod defaults {
@@ -114,6 +121,8 @@ pub struct RelaySpec {
     pub reconnect: Reconnect,
     pub linger: Duration,
     pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key files (read at each attempt).
+    pub tls_client: Option<CertFiles>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -151,6 +160,15 @@ impl RelaySpec {
         if c.stall_timeout_ms < 100 {
             return Err(fail("stall_timeout_ms must be at least 100".into()));
         }
+        let tls_client = match (&c.tls_client_cert, &c.tls_client_key) {
+            (Some(cert), Some(key)) => Some(CertFiles::new(cert, key)),
+            (None, None) => None,
+            _ => {
+                return Err(fail(
+                    "tls_client_cert and tls_client_key go together".into(),
+                ));
+            }
+        };
         Ok(Self {
             id: relay_id(c.kind, &c.url, &stream),
             kind: c.kind,
@@ -165,6 +183,7 @@ impl RelaySpec {
             },
             linger: Duration::from_secs(c.linger_secs),
             tls_ca: c.tls_ca.as_ref().map(PathBuf::from),
+            tls_client,
         })
     }
 
@@ -252,6 +271,8 @@ mod tests {
             max_attempts: None,
             linger_secs: defaults::linger_secs(),
             tls_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
         }
     }
 
@@ -282,6 +303,15 @@ mod tests {
         let mut on_demand_push = config(RelayKind::Push, "rtmp://x/a/b", "live/foo");
         on_demand_push.mode = RelayMode::OnDemand;
         assert!(RelaySpec::parse(0, &on_demand_push).is_err());
+        let mut half_identity = config(RelayKind::Push, "rtmps://x/a/b", "live/foo");
+        half_identity.tls_client_cert = Some("/tls/client.pem".into());
+        let err = RelaySpec::parse(0, &half_identity).unwrap_err();
+        assert!(err.problem.contains("go together"), "{err}");
+        half_identity.tls_client_key = Some("/tls/client.key".into());
+        assert_eq!(
+            RelaySpec::parse(0, &half_identity).unwrap().tls_client,
+            Some(CertFiles::new("/tls/client.pem", "/tls/client.key"))
+        );
         let twice = [
             config(RelayKind::Pull, "rtmp://x/a/b", "live/foo"),
             config(RelayKind::Pull, "rtmp://y/a/b", "live/foo"),

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use liverelay_backoff::Backoff;
 use liverelay_rtmp_client::{ClientOptions, Error as ClientError, RtmpClient};
+use liverelay_tls::TlsError;
+use liverelay_tls::rustls::ClientConfig;
 use tracing::{info, warn};
 
 use crate::metrics::{RelayReasonLabel, StaticRelayMetrics};
@@ -97,21 +99,24 @@ impl Progress {
 
 /// Connects to the relay's URL, each step limited by the stall timeout.
 pub(crate) async fn connect(spec: &RelaySpec) -> Result<RtmpClient, Failure> {
-    // Read at every attempt, so a rotated CA file is picked up; without one, rtmps:// trusts
-    // the system's roots.
-    let tls = match spec.tls_ca.as_deref().filter(|_| spec.url.tls) {
-        Some(ca) => Some(Arc::new(
-            liverelay_tls::client_config(Some(ca), None)
-                .map_err(|e| Failure::new("tls", e.to_string()))?,
-        )),
-        None => None,
-    };
     let options = ClientOptions {
         timeout: spec.reconnect.stall_timeout,
-        tls,
+        tls: tls_config(spec).map_err(|e| Failure::new("tls", e.to_string()))?,
         ..ClientOptions::default()
     };
     Ok(RtmpClient::connect(&spec.url, options).await?)
+}
+
+/// The TLS settings of an `rtmps://` attempt with a CA or a client certificate configured; the
+/// files are read at every attempt, so rotated ones are picked up. `None`: the client's
+/// default (the system's roots, no client certificate).
+fn tls_config(spec: &RelaySpec) -> Result<Option<Arc<ClientConfig>>, TlsError> {
+    if !spec.url.tls || (spec.tls_ca.is_none() && spec.tls_client.is_none()) {
+        return Ok(None);
+    }
+    let config =
+        liverelay_tls::client_config_now(spec.tls_ca.as_deref(), spec.tls_client.as_ref())?;
+    Ok(Some(Arc::new(config)))
 }
 
 #[derive(Debug, PartialEq, Eq)]

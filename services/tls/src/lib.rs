@@ -8,7 +8,7 @@
 //! - [`server_config`]: a rustls server config on such a certificate, optionally requiring a
 //!   client certificate signed by a given CA (mutual TLS).
 //! - [`client_config`]: trust the system roots or a configured CA, optionally presenting a
-//!   client certificate.
+//!   client certificate ([`client_config_now`]: one read from its files now).
 
 mod incoming;
 mod reload;
@@ -142,6 +142,18 @@ pub fn client_config(
         Some(cert) => builder.with_client_cert_resolver(cert),
         None => builder.with_no_client_auth(),
     })
+}
+
+/// [`client_config`] with the client certificate read from `identity`'s files now (not
+/// watched): for a connection made now, so that each new connection reads renewed files.
+pub fn client_config_now(
+    ca: Option<&Path>,
+    identity: Option<&CertFiles>,
+) -> Result<ClientConfig, TlsError> {
+    let cert = identity
+        .map(|files| ReloadingCert::load(files.clone()))
+        .transpose()?;
+    client_config(ca, cert)
 }
 
 /// The certificates of a PEM bundle, as trust anchors.

@@ -37,6 +37,25 @@ pub struct RelaySpec {
     /// On-demand pulls: how long to keep pulling after the last viewer left.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub linger_secs: Option<u64>,
+    /// `rtmps://` URLs: the CA the peer's certificate is checked against and a client
+    /// certificate to show it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
+}
+
+/// Paths of PEM files on the pods that run relays (mounted there, e.g. from a Secret); read at
+/// every connection attempt, so renewed files are used without touching the resource.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Tls {
+    /// CA bundle the peer's certificate must chain to; unset: the system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// Certificate and key shown to a peer that requires one (mutual TLS); both or neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
@@ -100,6 +119,7 @@ impl RelaySpec {
     /// defaults.
     pub fn to_config(&self) -> RelayConfig {
         let r = self.reconnect.clone().unwrap_or_default();
+        let tls = self.tls.clone().unwrap_or_default();
         let mut entry = serde_json::json!({
             "kind": self.kind,
             "url": self.url,
@@ -112,6 +132,9 @@ impl RelaySpec {
             ("max_backoff_ms", r.max_backoff_ms.map(Into::into)),
             ("stall_timeout_ms", r.stall_timeout_ms.map(Into::into)),
             ("max_attempts", r.max_attempts.map(Into::into)),
+            ("tls_ca", tls.ca.map(Into::into)),
+            ("tls_client_cert", tls.client_cert.map(Into::into)),
+            ("tls_client_key", tls.client_key.map(Into::into)),
         ];
         for (key, value) in optional {
             if let Some(value) = value {
@@ -157,6 +180,7 @@ mod tests {
         }))
         .unwrap();
         let config = spec.to_config();
+        assert_eq!(config.tls_ca, None);
         let defaults: RelayConfig = serde_json::from_value(serde_json::json!({
             "kind": "pull", "url": "rtmp://up/app/name", "stream": "live/foo", "mode": "on-demand",
         }))
@@ -169,5 +193,24 @@ mod tests {
             },
             defaults
         );
+    }
+
+    #[test]
+    fn a_resources_tls_files_reach_the_config_entry() {
+        let spec: RelaySpec = serde_json::from_value(serde_json::json!({
+            "kind": "push",
+            "url": "rtmps://up/app/name",
+            "stream": "live/foo",
+            "tls": {
+                "ca": "/tls/ca.crt",
+                "clientCert": "/tls/tls.crt",
+                "clientKey": "/tls/tls.key",
+            },
+        }))
+        .unwrap();
+        let config = spec.to_config();
+        assert_eq!(config.tls_ca.as_deref(), Some("/tls/ca.crt"));
+        assert_eq!(config.tls_client_cert.as_deref(), Some("/tls/tls.crt"));
+        assert_eq!(config.tls_client_key.as_deref(), Some("/tls/tls.key"));
     }
 }
