@@ -847,6 +847,25 @@ fn restream_targets_follow_the_stream_key() {
     );
     let (_, listed) = p.api("GET", &targets, "");
     assert_eq!(listed["targets"].as_array().unwrap().len(), 1);
+    // An rtmps:// target with TLS files on the ingest: here a CA that is not there, which the
+    // ingest names when it runs the push (a client certificate needs its key too).
+    let missing_ca = "/nonexistent/liverelay-restream-ca.pem";
+    let tls_url = format!("rtmps://127.0.0.1:{}/live/tls-out", free_port());
+    let half = p.api(
+        "POST",
+        &targets,
+        &format!(r#"{{"url":"{tls_url}","tls_client_cert":"/tls/c.pem"}}"#),
+    );
+    assert!(
+        half.0 == 400 && half.1.to_string().contains("go together"),
+        "{half:?}"
+    );
+    let (status, tls_target) = p.api(
+        "POST",
+        &targets,
+        &format!(r#"{{"url":"{tls_url}","tls_ca":"{missing_ca}"}}"#),
+    );
+    assert_eq!(status, 201, "{tls_target}");
 
     let _publisher =
         looping_publisher(&ingest.url(&format!("live/{secret}")), &dir.path("pub.log"));
@@ -877,6 +896,24 @@ fn restream_targets_follow_the_stream_key() {
     };
     assert_eq!(relay["owner"], "ingest-a");
     assert_eq!(relay["stream"], "live/sim");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, rows) = p.api("GET", "/v1/relays", "");
+        let named = rows["relays"].as_array().unwrap().iter().any(|r| {
+            r["id"] == tls_target["relay_id"]
+                && r["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.starts_with("tls: ") && e.contains(missing_ca))
+        });
+        if named {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rtmps:// target never read its CA: {rows}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let streams = probe_streams(&target_url);
     assert!(
         streams.iter().any(|s| s.starts_with("h264")),

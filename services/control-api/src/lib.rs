@@ -149,6 +149,15 @@ impl NewPlayToken {
 #[serde(deny_unknown_fields)]
 pub struct NewTarget {
     pub url: String,
+    /// `rtmps://` targets: PEM files on the ingests, as a relay's `tls_ca`, `tls_client_cert`
+    /// and `tls_client_key` (the CA the target's certificate is checked against; a client
+    /// certificate for a target that requires one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_cert: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_client_key: Option<String>,
 }
 
 impl NewTarget {

@@ -2,6 +2,7 @@
 //! revoked key's live publish is ended through the cluster command channel, and platforms hear
 //! of it by webhook.
 
+use liverelay_control_api::NewTarget;
 use liverelay_redis::{ClusterCommand, CommandBus, NodeReports};
 use liverelay_registry::StreamRegistry;
 use liverelay_types::unix_secs;
@@ -96,14 +97,24 @@ impl Core {
     pub async fn add_target(
         &self,
         key: &KeyRecord,
-        url: &str,
+        target: &NewTarget,
     ) -> Result<Result<(String, RelaySpec), String>, KeyError> {
         // Through the config entry's own parser, so its defaults apply.
-        let entry = serde_json::json!({
+        let mut entry = serde_json::json!({
             "kind": "push",
-            "url": url,
+            "url": target.url,
             "stream": format!("{}/{}", key.app, key.stream),
         });
+        let tls = [
+            ("tls_ca", &target.tls_ca),
+            ("tls_client_cert", &target.tls_client_cert),
+            ("tls_client_key", &target.tls_client_key),
+        ];
+        for (field, value) in tls {
+            if let Some(path) = value {
+                entry[field] = path.as_str().into();
+            }
+        }
         let config: RelayConfig = match serde_json::from_value(entry) {
             Ok(config) => config,
             Err(e) => return Ok(Err(e.to_string())),

@@ -338,7 +338,7 @@ async fn add_target(
     if key.revoked {
         return Err(ApiError(StatusCode::CONFLICT, "the key is revoked".into()));
     }
-    match api.core.add_target(&key, &new.url).await? {
+    match api.core.add_target(&key, &new).await? {
         Ok((source, spec)) => {
             Ok((StatusCode::CREATED, Json(target_json(&source, &spec))).into_response())
         }
