@@ -194,8 +194,9 @@ const MARK: &[u8] = b"liverelay-marked-source";
 /// A live source played by the test's own RTMP client, so the instant each picture is sent is
 /// known: it publishes `live/NAME` (retrying while the name is refused, as encoders do), then
 /// sends a sequence header and 25 pictures a second, each marked with [`MARK`] and its index.
-/// Only picture 0 is a keyframe, so a viewer that starts from the GOP cache starts there.
-/// The video is synthetic; nothing on the relay path decodes it.
+/// Every `gop`-th picture from 0 is a keyframe ([`start`](Self::start): only picture 0, so a
+/// viewer that starts from the GOP cache starts there). The video is synthetic; nothing on the
+/// relay path decodes it.
 struct MarkedSource {
     /// Taken just before picture `i` is written to the socket.
     sent: Arc<Mutex<Vec<Instant>>>,
@@ -204,6 +205,10 @@ struct MarkedSource {
 
 impl MarkedSource {
     fn start(addr: SocketAddr, name: &'static str) -> Self {
+        Self::with_gop(addr, name, u32::MAX)
+    }
+
+    fn with_gop(addr: SocketAddr, name: &'static str, gop: u32) -> Self {
         let sent = Arc::new(Mutex::new(Vec::new()));
         let task = tokio::spawn({
             let sent = sent.clone();
@@ -227,7 +232,7 @@ impl MarkedSource {
                 let mut tick = tokio::time::interval(Duration::from_millis(40));
                 for index in 0u32.. {
                     tick.tick().await;
-                    let frame_type = if index == 0 { 0x17 } else { 0x27 };
+                    let frame_type = if index % gop == 0 { 0x17 } else { 0x27 };
                     let picture = video(
                         [frame_type, 1, 0, 0, 0],
                         &index.to_be_bytes(),
@@ -244,6 +249,20 @@ impl MarkedSource {
     /// When picture `index` was sent, if it was.
     fn sent(&self, index: u32) -> Option<Instant> {
         self.sent.lock().unwrap().get(index as usize).copied()
+    }
+
+    /// Pictures sent so far.
+    fn count(&self) -> usize {
+        self.sent.lock().unwrap().len()
+    }
+
+    /// A picture's index and timestamp, as a viewer received it.
+    fn picture(event: &ClientEvent) -> Option<(u32, u64)> {
+        let index = Self::marked(event)?.try_into().ok()?;
+        match event {
+            ClientEvent::Media { media, .. } => Some((u32::from_be_bytes(index), media.timestamp)),
+            _ => None,
+        }
     }
 
     /// What follows [`MARK`] in a video message from this source: empty for its sequence
@@ -866,6 +885,7 @@ async fn relay_over_tls() {
         app: "live".into(),
         name: "tls".into(),
         subscriber: "plain".into(),
+        max_payload: 0,
     });
     request
         .metadata_mut()
@@ -894,6 +914,7 @@ async fn relay_requires_the_cluster_token() {
         app: "live".into(),
         name: "secret".into(),
         subscriber: "test".into(),
+        max_payload: 0,
     };
     let err = client.subscribe(request()).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
@@ -918,4 +939,202 @@ async fn relay_requires_the_cluster_token() {
         stream.message().await.unwrap().is_some(),
         "a header arrives"
     );
+}
+
+/// The next `n` pictures of a [`MarkedSource`] a viewer receives: (index, timestamp).
+async fn marked_pictures(viewer: &mut TestClient, n: usize) -> Vec<(u32, u64)> {
+    let mut pictures = Vec::new();
+    while pictures.len() < n {
+        let event = viewer
+            .next_event(Duration::from_secs(10))
+            .await
+            .expect("pictures keep coming");
+        pictures.extend(MarkedSource::picture(&event));
+    }
+    pictures
+}
+
+/// Every stream an edge pulls from one ingest shares one relay connection (counted in the
+/// kernel's socket table), and two edges give the same frame the same timestamp even when one
+/// joined after a republish, when the ingest's timeline no longer starts at 0: both keep it.
+/// (A player on the ingest keeps the stream there across the republish, so its timeline goes
+/// on; an ingest that forgot a stream starts a new timeline, see ARCHITECTURE.md.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_share_one_relay_connection_and_edges_agree_on_timestamps() {
+    let cluster = Cluster::new();
+    let ingest = cluster.node_with(
+        "ingest",
+        "ingest-a",
+        &[("LIVERELAY_CLUSTER__INGEST_ALLOW_PLAY", "true")],
+    );
+    let (edge_x, edge_y) = (
+        cluster.node("edge", "edge-x"),
+        cluster.node("edge", "edge-y"),
+    );
+    let names = ["one", "two", "three"];
+    let mut sources: Vec<_> = names
+        .iter()
+        .map(|name| MarkedSource::with_gop(ingest.rtmp, name, 10))
+        .collect();
+    let mut viewers = Vec::new();
+    for name in names {
+        cluster.wait_owner(name, "ingest-a", Duration::from_secs(10));
+        let mut viewer = TestClient::connect(edge_x.rtmp, "live").await;
+        viewer.play(name).await;
+        marked_pictures(&mut viewer, 1).await;
+        viewers.push(viewer);
+    }
+    assert_eq!(
+        established_connections_to(ingest.grpc.port()),
+        1,
+        "three streams from one ingest, one relay connection"
+    );
+
+    // `one` is republished; edge X's viewer stays on, edge Y starts pulling from a keyframe of
+    // the new publish, which the ingest's timeline puts after the old one.
+    let wait_count = |source: &MarkedSource, n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while source.count() < n {
+            assert!(Instant::now() < deadline, "the source sends pictures");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut on_ingest = TestClient::connect(ingest.rtmp, "live").await;
+    on_ingest.play("one").await;
+    marked_pictures(&mut on_ingest, 1).await;
+    wait_count(&sources[0], 25);
+    sources[0] = MarkedSource::with_gop(ingest.rtmp, "one", 10);
+    wait_count(&sources[0], 25);
+    let mut late = TestClient::connect(edge_y.rtmp, "live").await;
+    late.play("one").await;
+    let on_y = marked_pictures(&mut late, 10).await;
+    assert!(on_y[0].0 >= 10, "edge Y joined mid-stream: {on_y:?}");
+    assert!(on_y[0].1 > 1000, "after the first publish's time: {on_y:?}");
+
+    let on_x = marked_pictures(&mut viewers[0], 120).await;
+    // Edge X's pictures of the new publish: those after its index went back to 0.
+    let restart = on_x
+        .windows(2)
+        .rposition(|w| w[1].0 < w[0].0)
+        .expect("edge X saw the republish");
+    let x_times: std::collections::HashMap<u32, u64> =
+        on_x[restart + 1..].iter().copied().collect();
+    let mut compared = 0;
+    for (index, ts) in &on_y {
+        if let Some(x_ts) = x_times.get(index) {
+            assert_eq!(ts, x_ts, "picture {index}: edge Y's timestamp vs edge X's");
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 5,
+        "both edges delivered the same pictures: {on_y:?} {x_times:?}"
+    );
+    assert_eq!(
+        established_connections_to(ingest.grpc.port()),
+        2,
+        "one per edge"
+    );
+}
+
+/// Frames over tonic's 4 MiB default message limit, in GOPs over 8 MiB, reach viewers of two
+/// edges at once whole and in order. The stream is real x264 (lossless, of noise: every picture
+/// about 4.3 MB), published in a loop; each edge's recording must be a run of the source's
+/// pictures, bit for bit, starting at a keyframe.
+#[test]
+fn frames_over_four_mib_cross_two_edges_frame_exact() {
+    let cluster = Cluster::new();
+    // Two seconds of this stream is 43 MB: a default viewer queue (16 MiB) holds under a
+    // second, and on a loaded machine a recorder may fall that far behind and skip to a
+    // keyframe, as it should. This test is about frames crossing whole, so the queues are big.
+    let queue = [("LIVERELAY_HUB__VIEWER_QUEUE_BYTES", "134217728")];
+    let ingest = cluster.node_with("ingest", "ingest-a", &queue);
+    let edges = [
+        cluster.node_with("edge", "edge-x", &queue),
+        cluster.node_with("edge", "edge-y", &queue),
+    ];
+    let dir = TempDir::new("cluster-big-frames");
+    let source = dir.path("noise.flv");
+    let mut encode = spawn_logged(
+        std::process::Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(
+                "nullsrc=s=1280x720:r=5,geq=lum='random(1)*255':cb='random(2)*255':\
+                 cr='random(3)*255',format=yuv444p",
+            )
+            .args(["-frames:v", "8", "-c:v", "libx264", "-preset", "ultrafast"])
+            .args(["-qp", "0", "-g", "4", "-pix_fmt", "yuv444p", "-f", "flv"])
+            .arg(&source),
+        &dir.path("encode.log"),
+    );
+    wait_success(
+        &mut encode,
+        Duration::from_secs(60),
+        &dir.path("encode.log"),
+    );
+    let pictures = packet_hashes(&source);
+    assert_eq!(pictures.len(), 8);
+    assert!(
+        pictures.iter().all(|(_, size, _)| *size > 4 << 20),
+        "every picture is over 4 MiB: {pictures:?}"
+    );
+
+    let _publisher = spawn_logged(
+        std::process::Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-v",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+            ])
+            .arg(&source)
+            .args(["-c", "copy", "-f", "flv", &ingest.url("live/noise")]),
+        &dir.path("publish.log"),
+    );
+    cluster.wait_owner("noise", "ingest-a", Duration::from_secs(20));
+    let mut recorders: Vec<_> = edges
+        .iter()
+        .enumerate()
+        .map(|(i, edge)| {
+            let out = dir.path(&format!("edge-{i}.flv"));
+            let log = dir.path(&format!("edge-{i}.log"));
+            let rec = spawn_logged(
+                std::process::Command::new("ffmpeg")
+                    .args([
+                        "-hide_banner",
+                        "-v",
+                        "error",
+                        "-y",
+                        "-i",
+                        &edge.url("live/noise"),
+                    ])
+                    .args(["-frames:v", "10", "-c", "copy"])
+                    .arg(&out),
+                &log,
+            );
+            (rec, out, log)
+        })
+        .collect();
+    for (rec, out, log) in &mut recorders {
+        wait_success(rec, Duration::from_secs(90), log);
+        let got = packet_hashes(out);
+        assert_eq!(got.len(), 10, "{}", out.display());
+        let start = pictures
+            .iter()
+            .position(|p| p.2 == got[0].2)
+            .expect("the first recorded picture is one of the source's");
+        assert!(pictures[start].0, "the recording starts on a keyframe");
+        for (i, picture) in got.iter().enumerate() {
+            let expected = &pictures[(start + i) % pictures.len()];
+            assert_eq!(
+                (picture.1, &picture.2),
+                (expected.1, &expected.2),
+                "picture {i} of {} differs from the source's",
+                out.display()
+            );
+        }
+    }
 }

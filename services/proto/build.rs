@@ -2,6 +2,8 @@
 //! needs nothing installed; an existing `PROTOC` wins.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The protos live outside this package, where cargo does not look for changes.
+    println!("cargo:rerun-if-changed=../../proto");
     // Reads `PROTOC` when set.
     let mut config = tonic_prost_build::Config::new();
     if std::env::var_os("PROTOC").is_none() {

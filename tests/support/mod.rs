@@ -713,3 +713,58 @@ impl Bystander {
         );
     }
 }
+
+/// TCP connections in the ESTABLISHED state towards local port `port` (from this host's
+/// socket table), counted from the connecting side.
+pub fn established_connections_to(port: u16) -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| {
+            text.lines()
+                .skip(1)
+                .filter(|line| {
+                    let fields: Vec<&str> = line.split_whitespace().collect();
+                    let remote_port = fields
+                        .get(2)
+                        .and_then(|addr| addr.rsplit(':').next())
+                        .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+                    remote_port == Some(port) && fields.get(3) == Some(&"01")
+                })
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .count()
+}
+
+/// A file's video pictures, in order: (keyframe, size, MD5 of the data), per ffprobe.
+pub fn packet_hashes(file: &Path) -> Vec<(bool, usize, String)> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_data_hash",
+            "md5",
+        ])
+        .args([
+            "-show_entries",
+            "packet=flags,size,data_hash",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            let size = fields.next()?.parse().ok()?;
+            let flags = fields.next()?;
+            let hash = fields.next()?.to_owned();
+            Some((flags.starts_with('K'), size, hash))
+        })
+        .collect()
+}

@@ -60,6 +60,7 @@ pub async fn run(
         tls,
         subscriber: settings.cluster.pod_id(),
         connect_timeout: Duration::from_secs(2),
+        max_payload: settings.rtmp.max_message_size,
     };
     let pool = UpstreamPool::new(
         hub.clone(),

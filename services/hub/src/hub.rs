@@ -4,10 +4,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use liverelay_rtmp::media::{parse_audio, parse_video};
 use liverelay_types::StreamId;
 
-use crate::frame::FanoutEncoding;
+use crate::frame::{Codec, FanoutEncoding};
 use crate::rates::StreamRates;
 use crate::stream::{Publisher, Stream};
 use crate::viewer::Viewer;
@@ -187,16 +186,14 @@ impl Hub {
             return (None, None);
         };
         let st = stream.lock();
-        let video = st
-            .video_header
-            .as_ref()
-            .and_then(|f| parse_video(&f.payload()))
-            .map(|v| v.codec.name());
-        let audio = st
-            .audio_header
-            .as_ref()
-            .and_then(|f| parse_audio(&f.payload()))
-            .map(|a| a.codec.name());
+        let video = match st.video_header.as_ref().and_then(|f| f.codec) {
+            Some(Codec::Video(codec)) => Some(codec.name()),
+            _ => None,
+        };
+        let audio = match st.audio_header.as_ref().and_then(|f| f.codec) {
+            Some(Codec::Audio(codec)) => Some(codec.name()),
+            _ => None,
+        };
         (video, audio)
     }
 

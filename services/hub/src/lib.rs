@@ -1,8 +1,9 @@
 //! The stream hub: where a publisher's frames meet every viewer of the same stream.
 //!
-//! Data flows one way: a [`Publisher`] pushes each media message once; it becomes a [`Frame`],
-//! chunked once into wire bytes that every viewer shares, and is appended to the stream's
-//! bounded [`ring`](stream). Each [`Viewer`] is only a cursor into that ring: it never copies a
+//! Data flows one way: a [`Publisher`] pushes each media message once; it becomes a [`Frame`]
+//! that keeps the payload as it arrived (shared `Bytes`) and makes each output encoding (RTMP
+//! chunks today) at most once, on first use, for every viewer of that output; the frame is
+//! appended to the stream's bounded [`ring`](stream). Each [`Viewer`] is only a cursor into that ring: it never copies a
 //! payload, and one that falls too far behind skips to the latest keyframe instead of slowing
 //! the publisher or holding memory. The hub knows nothing of sockets.
 
@@ -16,7 +17,7 @@ mod stream;
 mod timeline;
 mod viewer;
 
-pub use frame::{FanoutEncoding, Frame};
+pub use frame::{Codec, FanoutEncoding, Frame};
 pub use hub::{Hub, HubConfig, HubError, StreamSummary};
 pub use metrics::HubCollector;
 pub use rates::StreamRates;

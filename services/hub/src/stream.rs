@@ -133,7 +133,7 @@ impl StreamState {
             frame.kind,
             frame.keyframe,
             frame.timestamp,
-            frame.payload_len,
+            frame.payload().len(),
         );
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -188,6 +188,8 @@ pub struct Publisher {
     stream: Arc<Stream>,
     hub: Arc<HubInner>,
     timeline: Timeline,
+    /// Whether the source's timestamps are kept ([`Publisher::follow_timeline`]).
+    follow: bool,
     generation: u64,
     encoding: FanoutEncoding,
     /// When the viewers were last woken.
@@ -210,6 +212,7 @@ impl Publisher {
             stream,
             hub,
             timeline,
+            follow: false,
             generation,
             encoding,
             woken: std::time::Instant::now(),
@@ -224,8 +227,7 @@ impl Publisher {
         &self.stream.stats
     }
 
-    /// Adds one message of the publisher to the stream. The wire encoding is made here, once,
-    /// outside the stream lock. An empty message carries nothing a player can use, and a flood
+    /// Adds one message of the publisher to the stream. An empty message carries nothing a player can use, and a flood
     /// of them (one byte each on the wire) would fill the ring and GOP cache with frames.
     pub fn push(&mut self, media: Media) {
         if media.payload.is_empty() {
@@ -248,13 +250,26 @@ impl Publisher {
 }
 
 impl Publisher {
+    /// The source's timestamps are already on a stream timeline (an ingest's, over the
+    /// relay): keep them, so that every edge pulling the stream gives each frame the same
+    /// timestamp (see [`Timeline::following`]). For this publish and its source restarts.
+    pub fn follow_timeline(&mut self) {
+        self.follow = true;
+        self.timeline = Timeline::following(self.stream.lock().last_timestamp);
+    }
+
     /// The source behind this publisher changed (an edge's upstream failed over to another
-    /// ingest): its timestamps start over and new sequence headers follow. Viewers stay on
-    /// and see time go on; new viewers wait for the new source's first keyframe.
+    /// ingest, a pull reconnected): its timestamps start over and new sequence headers follow.
+    /// Viewers stay on and see time go on; new viewers wait for the new source's first
+    /// keyframe.
     pub fn restart_source(&mut self) {
         let mut st = self.stream.lock();
         st.gop_start = None;
-        self.timeline = Timeline::continuing(st.last_timestamp);
+        self.timeline = if self.follow {
+            Timeline::following(st.last_timestamp)
+        } else {
+            Timeline::continuing(st.last_timestamp)
+        };
     }
 }
 

@@ -102,13 +102,13 @@ fn viewers_share_one_encoding() {
     p.push(video(0, true));
     let fa = poll_all(&mut a);
     let fb = poll_all(&mut b);
-    let (wa, wb) = (frames(&fa)[0].wire(4096, 1), frames(&fb)[0].wire(4096, 1));
+    let (wa, wb) = (frames(&fa)[0].rtmp(4096, 1), frames(&fb)[0].rtmp(4096, 1));
     assert_eq!(
         wa.as_ptr(),
         wb.as_ptr(),
         "same bytes, not a copy per viewer"
     );
-    assert_ne!(frames(&fa)[0].wire(128, 1).as_ptr(), wa.as_ptr());
+    assert_ne!(frames(&fa)[0].rtmp(128, 1).as_ptr(), wa.as_ptr());
 }
 
 #[test]
@@ -183,7 +183,7 @@ fn big_video(i: u64, key: bool, len: usize) -> Media {
     }
 }
 
-/// The most frames, and wire bytes, the hub held at once while `total` frames (a keyframe
+/// The most frames, and bytes ([`Frame::heap_cost`]), the hub held at once while `total` frames (a keyframe
 /// every `gop` frames) flooded a stream with one viewer that never reads and one that keeps up.
 /// A viewer is only a cursor into the ring, so every frame still alive once the keeping-up
 /// viewer dropped its copies is held by the stream (ring, GOP cache, sequence headers): this
@@ -209,7 +209,7 @@ fn flood(config: HubConfig, total: u64, gop: u64, len: usize) -> (usize, usize, 
         drop(out);
         let held: Vec<_> = seen.iter().filter_map(std::sync::Weak::upgrade).collect();
         most_frames = most_frames.max(held.len());
-        most_bytes = most_bytes.max(held.iter().map(|f| f.wire_len()).sum::<usize>());
+        most_bytes = most_bytes.max(held.iter().map(|f| f.heap_cost()).sum::<usize>());
     }
     assert_eq!(fast.dropped(), 0, "a viewer that keeps up loses nothing");
     assert_eq!(
@@ -228,7 +228,7 @@ fn slow_viewer_skips_to_keyframe_and_memory_stays_bounded() {
     };
     // 1000 frames of 1000 bytes, a keyframe every 30: without eviction all of them would stay.
     let (frames_held, bytes_held, mut slow, _live) = flood(config, 1000, 30, 1000);
-    let wire = Frame::new(big_video(1, false, 1000), 0, 1, FanoutEncoding::default()).wire_len();
+    let wire = Frame::new(big_video(1, false, 1000), 0, 1, FanoutEncoding::default()).heap_cost();
     // The README's bound: hub.viewer_queue_frames plus one GOP, and the sequence header.
     assert!(
         frames_held <= 50 + 30 + 1,
@@ -251,7 +251,7 @@ fn slow_viewer_skips_to_keyframe_and_memory_stays_bounded() {
 /// whole (new viewers start from it) but no more, and a GOP over `gop_max_bytes` is not held.
 #[test]
 fn memory_stays_within_the_byte_limit_and_one_gop() {
-    let wire = Frame::new(big_video(1, false, 1000), 0, 1, FanoutEncoding::default()).wire_len();
+    let wire = Frame::new(big_video(1, false, 1000), 0, 1, FanoutEncoding::default()).heap_cost();
     let by_bytes = HubConfig {
         viewer_queue_bytes: 20 * wire,
         ..Default::default()

@@ -1,27 +1,62 @@
 //! One stream's timeline. Publishers start their timestamps wherever they like (often 0, after a
 //! reconnect 0 again); viewers that stay connected across a republish must see time go on.
 
-/// Maps one publisher's (64-bit extended) timestamps onto the stream's timeline.
+/// Maps a source's (64-bit extended) timestamps onto the stream's timeline.
 #[derive(Debug)]
 pub struct Timeline {
-    /// Where this publish starts on the stream's timeline.
-    offset: u64,
-    /// The publisher's first timestamp.
-    base: Option<u64>,
+    /// Where the stream's timeline goes on: just after the last timestamp viewers saw.
+    next: u64,
+    /// Whether the source's timestamps are already a stream timeline to keep (see
+    /// [`following`](Self::following)).
+    follow: bool,
+    /// Decided by the source's first timestamp.
+    mapping: Option<Mapping>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Mapping {
+    /// The source's timestamps as they are (never before `next`).
+    Keep,
+    /// The source's timestamp `base` lands at `start`.
+    Rebase { base: u64, start: u64 },
 }
 
 impl Timeline {
-    /// A publish continues just after the last timestamp viewers saw (`None`: a new stream).
+    /// A publisher's own timestamps: its first lands just after `last` (`None`: a new stream,
+    /// at 0).
     pub fn continuing(last: Option<u64>) -> Self {
         Self {
-            offset: last.map_or(0, |l| l + 1),
-            base: None,
+            next: last.map_or(0, |l| l + 1),
+            follow: false,
+            mapping: None,
+        }
+    }
+
+    /// Timestamps already on a stream timeline (an ingest's, over the relay): kept as they are
+    /// when they go on from `last`, so every edge that pulls the stream gives a frame the same
+    /// timestamp, and shifted to continue after `last` only when they would go back (a new
+    /// source after a failover).
+    pub fn following(last: Option<u64>) -> Self {
+        Self {
+            follow: true,
+            ..Self::continuing(last)
         }
     }
 
     pub fn map(&mut self, ts: u64) -> u64 {
-        let base = *self.base.get_or_insert(ts);
-        self.offset + ts.saturating_sub(base)
+        let first = if self.follow && ts >= self.next {
+            Mapping::Keep
+        } else {
+            Mapping::Rebase {
+                base: ts,
+                start: self.next,
+            }
+        };
+        let mapping = *self.mapping.get_or_insert(first);
+        match mapping {
+            Mapping::Keep => ts.max(self.next),
+            Mapping::Rebase { base, start } => start + ts.saturating_sub(base),
+        }
     }
 }
 
@@ -38,5 +73,26 @@ mod tests {
         let mut t = Timeline::continuing(Some(500));
         assert_eq!(t.map(0), 501);
         assert_eq!(t.map(40), 541);
+    }
+
+    #[test]
+    fn a_followed_timeline_is_kept_while_it_goes_on() {
+        // Two edges that joined at different moments give the same frame the same time.
+        let mut early = Timeline::following(None);
+        let mut late = Timeline::following(None);
+        assert_eq!(early.map(120_000), 120_000);
+        assert_eq!(early.map(120_040), 120_040);
+        assert_eq!(late.map(120_040), 120_040);
+        assert_eq!(
+            late.map(120_033),
+            120_033,
+            "audio just before the first frame"
+        );
+        // A new source whose timeline goes on is kept; one that would go back is shifted.
+        let mut same = Timeline::following(Some(120_040));
+        assert_eq!(same.map(120_100), 120_100);
+        let mut moved = Timeline::following(Some(120_040));
+        assert_eq!(moved.map(0), 120_041);
+        assert_eq!(moved.map(40), 120_081);
     }
 }

@@ -87,6 +87,11 @@ impl Viewer {
             .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
+    /// The publish generation the viewer follows (as of its last poll).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     /// Frames this viewer skipped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped

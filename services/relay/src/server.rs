@@ -1,21 +1,19 @@
 //! The ingest side: serves a live stream of the local hub to a subscribing edge.
-
 use std::pin::Pin;
 
 use futures::Stream;
 use liverelay_hub::{Hub, Viewer, ViewerItem};
-use liverelay_types::StreamId;
+use liverelay_types::{ClusterToken, StreamId};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, info, info_span};
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::RelayMetrics;
-use crate::convert::from_frame;
+use crate::convert::frame_message;
 use crate::pb::relay_message::Kind;
 use crate::pb::relay_server::{Relay, RelayServer};
 use crate::pb::{EndOfStream, PublisherRestarted, RelayMessage, StreamHeader, SubscribeRequest};
-use liverelay_types::ClusterToken;
 
 /// Messages buffered per subscriber beyond the hub's own bounded backlog.
 const SUBSCRIBER_QUEUE: usize = 64;
@@ -67,10 +65,19 @@ impl Relay for RelayService {
         let span = info_span!("relay", stream = %key, subscriber = %req.subscriber);
         liverelay_telemetry::set_remote_parent(&span, &metadata);
         let metrics = self.metrics.clone();
+        let forwarder = Forwarder {
+            viewer,
+            tx,
+            max_payload: match req.max_payload {
+                0 => usize::MAX,
+                n => n as usize,
+            },
+            metrics: metrics.clone(),
+        };
         tokio::spawn(
             async move {
                 metrics.subscriptions.inc();
-                forward(viewer, tx).await;
+                forwarder.run().await;
                 metrics.subscriptions.dec();
             }
             .instrument(span),
@@ -80,68 +87,93 @@ impl Relay for RelayService {
 }
 
 /// Feeds one subscriber until the publisher stops or the subscriber goes away. A full queue
-/// makes this task wait, and the hub then skips the subscriber ahead to a keyframe.
-async fn forward(mut viewer: Viewer, tx: mpsc::Sender<Result<RelayMessage, Status>>) {
-    info!("subscriber attached");
-    let mut items = Vec::new();
-    viewer.poll(&mut items, BATCH);
-    let frames = items
-        .drain(..)
-        .filter_map(|i| match i {
-            ViewerItem::Frame(f) => Some(from_frame(&f)),
-            _ => None,
-        })
-        .collect();
-    let header = Kind::Header(StreamHeader {
-        generation: 0,
-        frames,
-    });
-    if tx
-        .send(Ok(RelayMessage { kind: Some(header) }))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    let mut pending = 0;
-    loop {
-        if pending == 0 {
-            tokio::select! {
-                () = viewer.changed() => {}
-                () = tx.closed() => break,
+/// makes it wait, and the hub then skips the subscriber ahead to a keyframe.
+struct Forwarder {
+    viewer: Viewer,
+    tx: mpsc::Sender<Result<RelayMessage, Status>>,
+    max_payload: usize,
+    metrics: RelayMetrics,
+}
+
+/// Why forwarding stopped.
+enum Stop {
+    SubscriberLeft,
+    PublisherStopped,
+}
+
+impl Forwarder {
+    async fn run(mut self) {
+        info!("subscriber attached");
+        match self.forward().await {
+            Stop::SubscriberLeft => info!("subscriber left"),
+            Stop::PublisherStopped => {
+                let end = Kind::End(EndOfStream {});
+                let _ = self.send(end).await;
+                info!("publisher stopped; subscription ended");
             }
         }
-        items.clear();
-        pending = viewer.poll(&mut items, BATCH);
-        let mut ended = false;
-        for item in items.drain(..) {
-            let kind = match item {
-                ViewerItem::Frame(f) => Kind::Frame(from_frame(&f)),
-                ViewerItem::Published => Kind::Restarted(PublisherRestarted { generation: 0 }),
-                ViewerItem::Unpublished => {
-                    ended = true;
-                    continue;
+    }
+
+    async fn forward(&mut self) -> Stop {
+        let mut items = Vec::new();
+        // The subscription joined a live publish, so the first poll has its frames.
+        let mut pending = self.viewer.poll(&mut items, BATCH);
+        let header = Kind::Header(StreamHeader {
+            generation: self.viewer.generation(),
+        });
+        if self.send(header).await.is_err() {
+            return Stop::SubscriberLeft;
+        }
+        // Frames polled before the viewer first reached the head of the ring are the cache.
+        let mut cached = true;
+        loop {
+            let mut ended = false;
+            for item in items.drain(..) {
+                let message = match item {
+                    ViewerItem::Frame(frame) => {
+                        if frame.payload().len() > self.max_payload {
+                            self.metrics.frames_over_limit.inc();
+                            warn!(
+                                bytes = frame.payload().len(),
+                                limit = self.max_payload,
+                                "frame larger than the subscriber accepts (its \
+                                 rtmp.max_message_size); skipped"
+                            );
+                            continue;
+                        }
+                        frame_message(&frame, cached)
+                    }
+                    ViewerItem::Published => RelayMessage {
+                        kind: Some(Kind::Restarted(PublisherRestarted {
+                            generation: self.viewer.generation(),
+                        })),
+                    },
+                    ViewerItem::Unpublished => {
+                        ended = true;
+                        continue;
+                    }
+                };
+                ended = false;
+                if self.tx.send(Ok(message)).await.is_err() {
+                    return Stop::SubscriberLeft;
                 }
-            };
-            ended = false;
-            if tx
-                .send(Ok(RelayMessage { kind: Some(kind) }))
-                .await
-                .is_err()
-            {
-                info!("subscriber left");
-                return;
             }
-        }
-        if ended {
-            let _ = tx
-                .send(Ok(RelayMessage {
-                    kind: Some(Kind::End(EndOfStream {})),
-                }))
-                .await;
-            info!("publisher stopped; subscription ended");
-            return;
+            if ended {
+                return Stop::PublisherStopped;
+            }
+            if pending == 0 {
+                cached = false;
+                tokio::select! {
+                    () = self.viewer.changed() => {}
+                    () = self.tx.closed() => return Stop::SubscriberLeft,
+                }
+            }
+            pending = self.viewer.poll(&mut items, BATCH);
         }
     }
-    info!("subscriber left");
+
+    async fn send(&self, kind: Kind) -> Result<(), ()> {
+        let message = RelayMessage { kind: Some(kind) };
+        self.tx.send(Ok(message)).await.map_err(|_| ())
+    }
 }

@@ -3,7 +3,7 @@
 //! decodable stream from the first frame; the push ends (cleanly) when the stream does.
 
 use liverelay_hub::{Hub, ViewerItem};
-use liverelay_rtmp_client::{ClientEvent, Media};
+use liverelay_rtmp_client::ClientEvent;
 
 use crate::spec::RelaySpec;
 use crate::supervisor::{Attempt, Failure, Progress, connect};
@@ -42,12 +42,7 @@ impl Attempt for Push {
                 for item in items.drain(..) {
                     match item {
                         ViewerItem::Frame(frame) => {
-                            let media = Media {
-                                kind: frame.kind,
-                                timestamp: frame.timestamp,
-                                payload: frame.payload(),
-                            };
-                            client.send_media(stream_id, &media);
+                            client.send_media(stream_id, &frame.media());
                         }
                         ViewerItem::Unpublished => ended = true,
                         ViewerItem::Published => {}

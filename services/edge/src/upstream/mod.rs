@@ -22,7 +22,7 @@ use std::time::Duration;
 use liverelay_admission::Gate;
 use liverelay_hub::Hub;
 use liverelay_registry::StreamRegistry;
-use liverelay_relay::RelayClientConfig;
+use liverelay_relay::{RelayClient, RelayClientConfig};
 use liverelay_types::{OpenPolicy, StreamId};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info_span};
@@ -41,7 +41,8 @@ struct PoolInner {
     /// every publisher). Its hub is the edge's.
     gate: Gate,
     registry: Arc<dyn StreamRegistry>,
-    relay: RelayClientConfig,
+    /// Subscriptions to ingests, one connection per ingest for all streams.
+    relay: RelayClient,
     linger: Duration,
     reconnect_window: Duration,
     /// Streams this edge pulls (or waits for) at once, at most.
@@ -68,7 +69,7 @@ impl UpstreamPool {
             inner: Arc::new(PoolInner {
                 gate: Gate::new(hub, Arc::new(OpenPolicy)),
                 registry,
-                relay,
+                relay: RelayClient::new(relay),
                 linger,
                 reconnect_window,
                 max_upstreams,

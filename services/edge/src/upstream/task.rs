@@ -9,13 +9,11 @@ use std::time::Instant;
 use liverelay_admission::{Admitted, Asker, PublishKind};
 use liverelay_hub::Publisher;
 use liverelay_metrics::ReasonLabel;
-use liverelay_proto::relay::v1::relay_message::Kind;
-use liverelay_proto::relay::v1::{MediaFrame, RelayMessage};
 use liverelay_registry::RegistryEvent;
-use liverelay_relay::{RelayError, subscribe, to_media};
+use liverelay_relay::{RelayError, RelayEvent, RelayedFrame, Subscription};
+use liverelay_rtmp::Media;
 use liverelay_types::StreamId;
 use tokio::sync::broadcast;
-use tonic::Streaming;
 
 use super::PoolInner;
 use super::machine::{Action, Config, Event, Lookup, Owner, UpstreamMachine};
@@ -49,7 +47,7 @@ struct UpstreamTask {
     /// The local publish viewers read from, while the machine keeps it.
     publisher: Option<Admitted<Publisher>>,
     /// The relay subscription, while one is open.
-    stream: Option<Streaming<RelayMessage>>,
+    stream: Option<Subscription>,
     /// Registry events; `None` once the registry closed its channel.
     events: Option<broadcast::Receiver<RegistryEvent>>,
 }
@@ -99,7 +97,7 @@ impl UpstreamTask {
                     self.machine.handle(Instant::now(), Event::LookedUp(lookup));
                 }
                 Action::Subscribe(owner) => {
-                    let event = match subscribe(&owner.addr, &self.key, &self.pool.relay).await {
+                    let event = match self.pool.relay.subscribe(&owner.addr, &self.key).await {
                         Ok(stream) => {
                             self.stream = Some(stream);
                             Event::Subscribed
@@ -116,7 +114,9 @@ impl UpstreamTask {
                 Action::StartPublish => {
                     let asker = Asker::Local(self.key.clone());
                     let event = match self.pool.gate.publish(asker, PublishKind::Live).await {
-                        Ok(publisher) => {
+                        Ok(mut publisher) => {
+                            // The ingest's timeline is the stream's: every edge keeps it.
+                            publisher.follow_timeline();
                             self.publisher = Some(publisher);
                             Event::PublishStarted
                         }
@@ -138,48 +138,37 @@ impl UpstreamTask {
         true
     }
 
-    async fn on_message(&mut self, message: Result<Option<RelayMessage>, tonic::Status>) {
+    async fn on_message(&mut self, message: Result<Option<RelayEvent>, tonic::Status>) {
         let now = Instant::now();
-        let kind = match message {
-            Ok(Some(RelayMessage { kind: Some(kind) })) => kind,
-            Ok(Some(RelayMessage { kind: None })) => return,
+        match message {
+            Ok(Some(RelayEvent::Header { .. })) => self.machine.handle(now, Event::Header),
+            Ok(Some(RelayEvent::Frame(frame))) => {
+                self.observe_hop(&frame);
+                self.push(now, frame.media).await;
+            }
+            Ok(Some(RelayEvent::Restarted { .. })) => self.machine.handle(now, Event::Restarted),
+            Ok(Some(RelayEvent::End)) => {
+                self.stream = None;
+                self.machine.handle(now, Event::End);
+            }
             Ok(None) => {
                 self.stream = None;
                 let error = "relay stream closed without an end".to_owned();
-                return self.machine.handle(now, Event::Broken(error));
+                self.machine.handle(now, Event::Broken(error));
             }
             Err(status) => {
                 self.stream = None;
-                return self.machine.handle(now, Event::Broken(status.to_string()));
-            }
-        };
-        match kind {
-            Kind::Header(header) => {
-                self.machine.handle(now, Event::Header);
-                self.perform().await;
-                // Cached frames: old by design, so not part of the hop latency.
-                for frame in header.frames {
-                    self.push(now, frame).await;
-                }
-            }
-            Kind::Frame(frame) => {
-                self.observe_hop(&frame);
-                self.push(now, frame).await;
-            }
-            Kind::Restarted(_) => self.machine.handle(now, Event::Restarted),
-            Kind::End(_) => {
-                self.stream = None;
-                self.machine.handle(now, Event::End);
+                self.machine.handle(now, Event::Broken(status.to_string()));
             }
         }
     }
 
     /// Pushes a frame into the local publish, once the machine had its say (it may retry a
     /// local publish that could not start).
-    async fn push(&mut self, now: Instant, frame: MediaFrame) {
+    async fn push(&mut self, now: Instant, media: Media) {
         self.machine.handle(now, Event::Frame);
         self.perform().await;
-        if let (Some(p), Some(media)) = (self.publisher.as_mut(), to_media(frame)) {
+        if let Some(p) = self.publisher.as_mut() {
             p.push(media);
         }
     }
@@ -209,8 +198,9 @@ impl UpstreamTask {
             .inc();
     }
 
-    fn observe_hop(&self, frame: &MediaFrame) {
-        if frame.ingest_received_unix_us > 0 {
+    /// Cached frames are old by design, so not part of the hop latency.
+    fn observe_hop(&self, frame: &RelayedFrame) {
+        if !frame.cached && frame.ingest_received_unix_us > 0 {
             let hop = liverelay_types::unix_us().saturating_sub(frame.ingest_received_unix_us);
             self.pool.metrics.hop_latency.observe(hop as f64 / 1e6);
         }
@@ -218,10 +208,10 @@ impl UpstreamTask {
 }
 
 async fn next_message(
-    stream: &mut Option<Streaming<RelayMessage>>,
-) -> Result<Option<RelayMessage>, tonic::Status> {
+    stream: &mut Option<Subscription>,
+) -> Result<Option<RelayEvent>, tonic::Status> {
     match stream {
-        Some(stream) => stream.message().await,
+        Some(stream) => stream.next().await,
         None => std::future::pending().await,
     }
 }

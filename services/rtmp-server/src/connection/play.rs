@@ -131,7 +131,7 @@ impl Playing {
                         MediaKind::Metadata | MediaKind::Data => true,
                     };
                     if wanted {
-                        out.push_back(frame.wire(chunk_size, self.stream_id));
+                        out.push_back(frame.rtmp(chunk_size, self.stream_id));
                     }
                 }
                 ViewerItem::Published => {
