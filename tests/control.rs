@@ -1033,55 +1033,94 @@ async fn control_unreachable_with_allow_never_publishes_a_key_as_a_name() {
     assert_secret_nowhere("sk_secret", &redis, &[("ingest", &ingest)]);
 }
 
-/// How often a control replica's (JSON) log says it delivered event `id`, and how often that
-/// another replica had taken it.
-fn webhook_decisions(control: &Server, id: &str) -> (usize, usize) {
-    let lines: Vec<serde_json::Value> = control
-        .log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|l| l["id"] == id)
-        .collect();
-    let count = |what: &str| lines.iter().filter(|l| l["message"] == what).count();
-    (
-        count("webhook delivered"),
-        count("webhook event taken by another replica"),
+const WEBHOOK_QUEUE: &str = "liverelay:webhook-events";
+
+/// The webhook queue's consumer groups (`XINFO GROUPS`), none before the queue exists.
+fn webhook_groups(redis: &RedisServer) -> Vec<serde_json::Value> {
+    match redis.try_query(&["XINFO", "GROUPS", WEBHOOK_QUEUE]) {
+        Ok(serde_json::Value::Array(groups)) => groups,
+        _ => Vec::new(),
+    }
+}
+
+/// How many control replicas read the webhook queue, over all its groups.
+fn webhook_consumers(redis: &RedisServer) -> u64 {
+    webhook_groups(redis)
+        .iter()
+        .filter_map(|g| g["consumers"].as_u64())
+        .sum()
+}
+
+/// Waits until every queued webhook event was handed out and acknowledged in every group:
+/// every delivery (a duplicate too) happens before its acknowledgement, so what a receiver
+/// got is final then.
+fn wait_queue_settled(redis: &RedisServer, queued: u64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let groups = webhook_groups(redis);
+        let settled = |g: &serde_json::Value| {
+            g["entries-read"].as_u64() == Some(queued) && g["pending"].as_u64() == Some(0)
+        };
+        if !groups.is_empty() && groups.iter().all(settled) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook queue never settled ({queued} queued): {groups:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Writes the control config that sends every event to `receiver`'s `/events`, signed with
+/// `whsec`; returns its path.
+fn webhook_config(dir: &TempDir, receiver: &HookServer) -> std::path::PathBuf {
+    let config = dir.path("control.toml");
+    let url = receiver.url("/events");
+    std::fs::write(
+        &config,
+        format!("[[control.webhooks]]\nurl = \"{url}\"\nsecret = \"whsec\"\n"),
+    )
+    .unwrap();
+    config
+}
+
+/// A control replica `pod` on `redis` with the webhook config, and more environment.
+fn webhook_control(
+    redis: &RedisServer,
+    config: &std::path::Path,
+    pod: &str,
+    env: &[(&str, &str)],
+) -> Server {
+    let base = [
+        ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+        ("LIVERELAY_ADMIN_TOKEN", ADMIN),
+        ("POD_NAME", pod),
+    ];
+    Server::start_role(
+        "control",
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[&base[..], env].concat(),
     )
 }
 
-/// Two control replicas on one Redis both see every stream event; one of them delivers it.
+/// Two control replicas share the queue's consumer group; every event goes out once.
 #[test]
 fn each_webhook_event_is_delivered_by_exactly_one_control_replica() {
     let dir = TempDir::new("events-once");
     let receiver = HookServer::start(|_| Reply::status(204));
-    let config = dir.path("control.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[[control.webhooks]]\nurl = \"{}\"\nsecret = \"whsec\"\n",
-            receiver.url("/events")
-        ),
-    )
-    .unwrap();
+    let config = webhook_config(&dir, &receiver);
     let p = Platform::start_with_config(&config);
-    let second = Server::start_role(
-        "control",
-        &[
-            "--redis-url",
-            &p.redis.url(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-        &[
-            ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
-            ("LIVERELAY_ADMIN_TOKEN", ADMIN),
-        ],
-    );
-    let replicas = [&p.control, &second];
-    // Both replicas follow the registry's events before any happens.
+    let _second = webhook_control(&p.redis, &config, "control-1", &[]);
+    // Both replicas are in the group before any event is queued.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while p.redis.query(&["PUBSUB", "NUMSUB", "liverelay:events"])[1] != 2 {
-        assert!(Instant::now() < deadline, "both replicas never subscribed");
+    while webhook_consumers(&p.redis) != 2 {
+        assert!(Instant::now() < deadline, "both replicas never joined");
         std::thread::sleep(Duration::from_millis(50));
     }
     let ingest = p.node("ingest", "ingest-a", &[]);
@@ -1090,53 +1129,181 @@ fn each_webhook_event_is_delivered_by_exactly_one_control_replica() {
     let mut publisher =
         looping_publisher(&ingest.url(&format!("live/{secret}")), &dir.path("pub.log"));
     let kind = |kind: &'static str| move |h: &Hook| h.header("x-liverelay-event") == Some(kind);
-    let started = receiver
+    receiver
         .wait_for(Duration::from_secs(10), kind("stream.started"))
         .expect("stream.started delivered");
     publisher.kill();
-    let ended = receiver
+    receiver
         .wait_for(Duration::from_secs(10), kind("stream.ended"))
         .expect("stream.ended delivered");
-    // Only the replica that serves the call emits a key event: it must go out once too.
     let (status, _) = api(
-        second.http,
+        p.control.http,
         "DELETE",
         &format!("/v1/keys/{}", created["id"].as_str().unwrap()),
         Some(ADMIN),
         "",
     );
     assert_eq!(status, 200);
-    let revoked = receiver
+    receiver
         .wait_for(Duration::from_secs(10), kind("key.revoked"))
         .expect("key.revoked delivered");
+    wait_queue_settled(&p.redis, 3);
+    let ids: Vec<String> = receiver
+        .seen()
+        .iter()
+        .map(|h| {
+            h.header("x-liverelay-delivery")
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3, "each event arrived once: {ids:?}");
+}
 
-    for (event, seen_by) in [(&started, 2), (&ended, 2), (&revoked, 1)] {
-        let id = event.header("x-liverelay-delivery").unwrap();
-        // Wait until every replica that saw the event has decided on it: a second delivery
-        // would be logged (and received) by then.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let decisions = loop {
-            let decisions: Vec<(usize, usize)> =
-                replicas.iter().map(|c| webhook_decisions(c, id)).collect();
-            let decided: usize = decisions.iter().map(|(d, t)| d + t).sum();
-            if decided >= seen_by {
-                break decisions;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id}: not every replica saw it (positive control): {decisions:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let delivered: usize = decisions.iter().map(|(d, _)| d).sum();
-        assert_eq!(delivered, 1, "{id} delivered by {decisions:?}");
-        let received = receiver
-            .seen()
-            .iter()
-            .filter(|h| h.header("x-liverelay-delivery") == Some(id))
-            .count();
-        assert_eq!(received, 1, "{id} arrived {received} times");
+/// Webhook events come from a queue in Redis: the events of publishes made while no control
+/// ran are delivered when one starts, signed, and in order per stream although each
+/// `stream.started` is refused once and only its retry gets through.
+#[test]
+fn webhook_events_from_while_control_was_down_are_delivered_in_order() {
+    let dir = TempDir::new("events-queued");
+    let refused_once = std::sync::Mutex::new(std::collections::HashSet::new());
+    let receiver = HookServer::start(move |h| {
+        let id = h.header("x-liverelay-delivery").unwrap_or("").to_string();
+        let started = h.header("x-liverelay-event") == Some("stream.started");
+        if started && refused_once.lock().unwrap().insert(id) {
+            Reply::status(503)
+        } else {
+            Reply::status(204)
+        }
+    });
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &url],
+        &[("LIVERELAY_CLUSTER_TOKEN", TOKEN), ("POD_NAME", "ingest-q")],
+    );
+    let names = ["q1", "q2"];
+    let mut publishers: Vec<(ChildGuard, std::path::PathBuf)> = names
+        .iter()
+        .map(|name| {
+            let log = dir.path(&format!("{name}.log"));
+            (
+                ffmpeg_publish(sample_flv(), &ingest.url(&format!("live/{name}")), &log),
+                log,
+            )
+        })
+        .collect();
+    for (publisher, log) in &mut publishers {
+        wait_success(publisher, Duration::from_secs(30), log);
     }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.query(&["XLEN", WEBHOOK_QUEUE]) != 4 {
+        assert!(Instant::now() < deadline, "4 events never queued");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        receiver.seen().is_empty(),
+        "nothing delivered without control"
+    );
+
+    let config = webhook_config(&dir, &receiver);
+    let _control = webhook_control(&redis, &config, "control-late", &[]);
+    wait_queue_settled(&redis, 4);
+    let seen = receiver.seen();
+    for name in names {
+        let of = |kind: &str| -> Vec<(usize, &Hook)> {
+            seen.iter()
+                .enumerate()
+                .filter(|(_, h)| {
+                    let event: serde_json::Value =
+                        serde_json::from_slice(&h.body).unwrap_or_default();
+                    event["type"] == kind && event["data"]["stream"] == name
+                })
+                .collect()
+        };
+        let (started, ended) = (of("stream.started"), of("stream.ended"));
+        assert_eq!(started.len(), 2, "{name}: refused once, then delivered");
+        assert_eq!(ended.len(), 1, "{name}: stream.ended once");
+        let (delivered_at, ended_at) = (started[1].0, ended[0].0);
+        assert!(
+            delivered_at < ended_at,
+            "{name}: stream.ended (request {ended_at}) overtook the retried stream.started \
+             (request {delivered_at})"
+        );
+        for (_, hook) in [started[1], ended[0]] {
+            assert!(signature_valid(hook, "whsec"), "{name}: signed");
+            let event: serde_json::Value = serde_json::from_slice(&hook.body).unwrap();
+            assert_eq!(event["data"]["ingest"], "ingest-q");
+        }
+    }
+}
+
+/// A control replica that dies while delivering leaves its event pending in the group;
+/// another replica takes it over once it has been idle `control.webhook_takeover_secs`.
+#[test]
+fn a_dead_replicas_webhook_event_is_taken_over() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = TempDir::new("events-takeover");
+    let release = Arc::new(AtomicBool::new(false));
+    // The delivery id of the first request, which hangs (until released) while its sender is
+    // killed. (The receiver records requests only once answered.)
+    let held = Arc::new(Mutex::new(None::<String>));
+    let receiver = {
+        let (release, held) = (release.clone(), held.clone());
+        HookServer::start(move |h| {
+            let id = h.header("x-liverelay-delivery").unwrap_or("").to_owned();
+            let first = {
+                let mut held = held.lock().unwrap();
+                let first = held.is_none();
+                if first {
+                    *held = Some(id);
+                }
+                first
+            };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while first && !release.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Reply::status(204)
+        })
+    };
+    let redis = RedisServer::start();
+    let config = webhook_config(&dir, &receiver);
+    let takeover = [("LIVERELAY_CONTROL__WEBHOOK_TAKEOVER_SECS", "1")];
+    let mut first = webhook_control(&redis, &config, "control-a", &takeover);
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &redis.url()],
+        &[("LIVERELAY_CLUSTER_TOKEN", TOKEN), ("POD_NAME", "ingest-t")],
+    );
+    let _publisher = looping_publisher(&ingest.url("live/t"), &dir.path("pub.log"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let id = loop {
+        if let Some(id) = held.lock().unwrap().clone() {
+            break id;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "control-a never sent stream.started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    first.kill();
+    let second = webhook_control(&redis, &config, "control-b", &takeover);
+    let taken_over = receiver.wait_for(Duration::from_secs(15), |h| {
+        h.header("x-liverelay-delivery") == Some(id.as_str())
+    });
+    assert!(
+        taken_over.is_some(),
+        "{id} was never taken over: {:?}\n{}",
+        redis.try_query(&["XPENDING", WEBHOOK_QUEUE, "webhooks", "-", "+", "10"]),
+        second.log()
+    );
+    release.store(true, Ordering::SeqCst);
+    wait_queue_settled(&redis, 1);
+    assert!(second.wait_log("webhook delivered", Duration::from_secs(1)));
 }
 
 /// With stream keys on, nginx-style callbacks see the public name and the other arguments,

@@ -1034,3 +1034,115 @@ fn http_endpoints_over_https() {
         "no log line with the reason:\n{logged}"
     );
 }
+
+/// The environment of an ingest that reaches the cluster's Redis over `rediss://`, trusting
+/// `ca` (and showing `client`, when given).
+fn redis_tls_env<'a>(
+    pod: &'a str,
+    ca: &'a Ca,
+    client: Option<&'a Leaf>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("LIVERELAY_CLUSTER_TOKEN", "redis-tls-token"),
+        ("POD_NAME", pod),
+        ("LIVERELAY_REDIS__TLS_CA", s(&ca.cert)),
+    ];
+    if let Some(client) = client {
+        env.push(("LIVERELAY_REDIS__TLS_CLIENT_CERT", s(&client.cert)));
+        env.push(("LIVERELAY_REDIS__TLS_CLIENT_KEY", s(&client.key)));
+    }
+    env
+}
+
+/// Waits until `lookup` finds the stream's registry record; returns it.
+fn wait_record(lookup: impl Fn() -> Option<String>, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(record) = lookup() {
+            return record;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The cluster's Redis over TLS with client certificates required: an ingest trusting the
+/// server's CA and showing a certificate registers its stream over `rediss://`; an ingest
+/// given another CA refuses the server and says why in its log.
+#[test]
+fn ingest_registers_streams_over_rediss() {
+    use support::redis::{RedisServer, RedisTls};
+    let pki = Pki::new("redis-tls");
+    let ca = pki.ca("redis-ca");
+    let server_cert = pki.leaf(&ca, "redis-server");
+    let client = pki.leaf(&ca, "redis-client");
+    let redis = RedisServer::start_tls(&RedisTls {
+        cert: &server_cert.cert,
+        key: &server_cert.key,
+        ca: &ca.cert,
+        require_client_cert: true,
+    });
+    let url = redis.tls_url();
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &url],
+        &redis_tls_env("ingest-tls", &ca, Some(&client)),
+    );
+    let dir = TempDir::new("redis-tls");
+    let log = dir.path("pub.log");
+    let mut publisher = ffmpeg_publish(sample_flv(), &ingest.url("live/tls"), &log);
+    let record = wait_record(
+        || redis.record("live", "tls").map(|r| r.to_string()),
+        "the stream registered over rediss://",
+    );
+    assert!(record.contains("\"owner\":\"ingest-tls\""), "{record}");
+    wait_success(&mut publisher, Duration::from_secs(30), &log);
+
+    let other = pki.ca("other-ca");
+    let untrusting = Server::start_role(
+        "ingest",
+        &["--redis-url", &url],
+        &redis_tls_env("ingest-wrong-ca", &other, Some(&client)),
+    );
+    assert!(
+        untrusting.wait_log("cannot reach Redis", Duration::from_secs(15)),
+        "no log line about the refused Redis:\n{}",
+        untrusting.log()
+    );
+    let logged = untrusting.log();
+    assert!(
+        logged.contains("invalid peer certificate: UnknownIssuer"),
+        "the log does not name the certificate problem:\n{logged}"
+    );
+}
+
+/// Redis Cluster over TLS (`--tls-cluster`): the cluster client reaches every node through
+/// the TLS ports the seeds announce, and the stream is registered in the cluster.
+#[test]
+fn ingest_registers_streams_in_a_redis_cluster_over_rediss() {
+    use support::redis::{RedisCluster, RedisTls};
+    let pki = Pki::new("redis-cluster-tls");
+    let ca = pki.ca("redis-ca");
+    let server_cert = pki.leaf(&ca, "redis-node");
+    let redis = RedisCluster::start_tls(&RedisTls {
+        cert: &server_cert.cert,
+        key: &server_cert.key,
+        ca: &ca.cert,
+        require_client_cert: false,
+    });
+    let mut env = redis_tls_env("ingest-cluster-tls", &ca, None);
+    env.push(("LIVERELAY_REDIS__CLUSTER", "true"));
+    let ingest = Server::start_role("ingest", &["--redis-url", &redis.tls_urls()], &env);
+    let dir = TempDir::new("redis-cluster-tls");
+    let log = dir.path("pub.log");
+    let mut publisher = ffmpeg_publish(sample_flv(), &ingest.url("live/ctls"), &log);
+    let record = wait_record(
+        || redis.get("liverelay:stream:{live/ctls}"),
+        "the stream registered in the cluster over rediss://",
+    );
+    assert!(
+        record.contains("\"owner\":\"ingest-cluster-tls\""),
+        "{record}"
+    );
+    wait_success(&mut publisher, Duration::from_secs(30), &log);
+}

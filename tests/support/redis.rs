@@ -3,14 +3,54 @@
 //! Every lookup here fails the test when `redis-cli` cannot ask (no connection, an error
 //! reply): "not there" is only ever Redis saying nil, never a lookup that went wrong.
 
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::{ChildGuard, TempDir, free_port};
 
+/// PEM files for a Redis that also serves TLS (`--tls-port`) beside its plain port (which the
+/// lookups here keep using).
+pub struct RedisTls<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// CA of the client certificates Redis checks, and of its cluster peers.
+    pub ca: &'a Path,
+    /// Clients must show a certificate signed by `ca` (`--tls-auth-clients yes`).
+    pub require_client_cert: bool,
+}
+
+impl RedisTls<'_> {
+    fn args(&self, tls_port: u16) -> Vec<String> {
+        let path = |p: &Path| p.to_str().expect("UTF-8 path").to_owned();
+        let auth = if self.require_client_cert {
+            "yes"
+        } else {
+            "no"
+        };
+        [
+            "--tls-port",
+            &tls_port.to_string(),
+            "--tls-cert-file",
+            &path(self.cert),
+            "--tls-key-file",
+            &path(self.key),
+            "--tls-ca-cert-file",
+            &path(self.ca),
+            "--tls-auth-clients",
+            auth,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    }
+}
+
 pub struct RedisServer {
     child: Option<ChildGuard>,
     pub port: u16,
+    /// The TLS port, when started with [`RedisServer::start_tls`].
+    pub tls_port: Option<u16>,
+    extra_args: Vec<String>,
     dir: TempDir,
 }
 
@@ -19,7 +59,23 @@ impl RedisServer {
         let mut redis = Self {
             child: None,
             port: free_port(),
+            tls_port: None,
+            extra_args: Vec::new(),
             dir: TempDir::new("redis"),
+        };
+        redis.restart();
+        redis
+    }
+
+    /// A server that also serves TLS on a port of its own.
+    pub fn start_tls(tls: &RedisTls) -> Self {
+        let tls_port = free_port();
+        let mut redis = Self {
+            child: None,
+            port: free_port(),
+            tls_port: Some(tls_port),
+            extra_args: tls.args(tls_port),
+            dir: TempDir::new("redis-tls"),
         };
         redis.restart();
         redis
@@ -27,6 +83,12 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>`.
+    pub fn tls_url(&self) -> String {
+        let port = self.tls_port.expect("started with start_tls");
+        format!("rediss://127.0.0.1:{port}")
     }
 
     /// Stops the server (SIGKILL: what a crashed or evicted Redis looks like).
@@ -52,6 +114,7 @@ impl RedisServer {
                     "--appendonly",
                     "no",
                 ])
+                .args(&self.extra_args)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log),
@@ -68,6 +131,11 @@ impl RedisServer {
     /// or answers with an error.
     pub fn query(&self, args: &[&str]) -> serde_json::Value {
         query(&["-p", &self.port.to_string()], args)
+    }
+
+    /// Runs one command: its reply as JSON, or why there is none (an error reply included).
+    pub fn try_query(&self, args: &[&str]) -> Result<serde_json::Value, String> {
+        try_query(&["-p", &self.port.to_string()], args)
     }
 
     /// Runs one command: `None` for a nil reply, else the reply as text (an array one element
@@ -181,16 +249,41 @@ fn as_text(reply: serde_json::Value) -> Option<String> {
 pub struct RedisCluster {
     nodes: Vec<ChildGuard>,
     pub ports: Vec<u16>,
+    /// The nodes' TLS ports, when started with [`RedisCluster::start_tls`].
+    pub tls_ports: Vec<u16>,
     _dir: TempDir,
 }
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A cluster whose nodes also serve TLS, to clients and to each other (`--tls-cluster`):
+    /// a client that connects over TLS is given the TLS ports of the other nodes.
+    pub fn start_tls(tls: &RedisTls) -> Self {
+        Self::start_with(Some(tls))
+    }
+
+    fn start_with(tls: Option<&RedisTls>) -> Self {
         let dir = TempDir::new("redis-cluster");
         let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
+        let tls_ports: Vec<u16> = match tls {
+            Some(_) => (0..3).map(|_| free_port()).collect(),
+            None => Vec::new(),
+        };
         let nodes = ports
             .iter()
-            .map(|port| {
+            .enumerate()
+            .map(|(i, port)| {
+                let tls_args = match tls {
+                    Some(tls) => [
+                        tls.args(tls_ports[i]),
+                        vec!["--tls-cluster".into(), "yes".into()],
+                    ]
+                    .concat(),
+                    None => Vec::new(),
+                };
                 let log = std::fs::File::create(dir.path(&format!("node-{port}.log"))).unwrap();
                 ChildGuard::spawn(
                     Command::new("redis-server")
@@ -211,6 +304,7 @@ impl RedisCluster {
                             "--cluster-config-file",
                             &format!("nodes-{port}.conf"),
                         ])
+                        .args(&tls_args)
                         .stdin(Stdio::null())
                         .stdout(log.try_clone().unwrap())
                         .stderr(log),
@@ -220,6 +314,7 @@ impl RedisCluster {
         let cluster = Self {
             nodes,
             ports,
+            tls_ports,
             _dir: dir,
         };
         for port in &cluster.ports {
@@ -261,6 +356,15 @@ impl RedisCluster {
         self.ports
             .iter()
             .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// TLS seed URLs, comma-separated.
+    pub fn tls_urls(&self) -> String {
+        self.tls_ports
+            .iter()
+            .map(|p| format!("rediss://127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",")
     }

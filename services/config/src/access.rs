@@ -167,13 +167,27 @@ impl Default for WebhookSettings {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ControlSettings {
     /// Bearer token of the admin API (`--admin-token`, `LIVERELAY_ADMIN_TOKEN`).
     #[serde(serialize_with = "crate::redact::secret")]
     pub admin_token: Option<String>,
     pub webhooks: Vec<WebhookSettings>,
+    /// A queued webhook event a control replica has held this long without delivering it
+    /// (the replica died) is taken over by another.
+    pub webhook_takeover_secs: u64,
     /// Reconcile `Relay` custom resources in the pod's namespace (needs the chart's RBAC).
     pub relay_resources: bool,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        Self {
+            admin_token: None,
+            webhooks: Vec::new(),
+            webhook_takeover_secs: 30,
+            relay_resources: false,
+        }
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use liverelay_hub::{FanoutEncoding, HubConfig};
-use liverelay_redis::RedisConfig;
+use liverelay_redis::{RedisConfig, RedisTls};
 use liverelay_registry::RedisRegistryConfig;
 use liverelay_rtmp::chunk::{ChunkLimits, MAX_CHUNK_SIZE, MAX_MESSAGE_LENGTH};
 use liverelay_rtmp::session::ServerConfig;
@@ -76,6 +76,13 @@ pub struct RedisSettings {
     pub lease_ttl_ms: u64,
     /// Each Redis operation fails after this long.
     pub op_timeout_ms: u64,
+    /// PEM CA bundle a `rediss://` server's certificate must chain to (default: system roots).
+    pub tls_ca: Option<String>,
+    /// PEM certificate and key shown to a `rediss://` server that requires client certificates.
+    pub tls_client_cert: Option<String>,
+    pub tls_client_key: Option<String>,
+    /// About how many webhook events the Redis queue keeps for control (`XADD MAXLEN ~`).
+    pub webhook_queue_len: usize,
 }
 
 impl Default for RedisSettings {
@@ -86,6 +93,10 @@ impl Default for RedisSettings {
             key_prefix: "liverelay".into(),
             lease_ttl_ms: 5000,
             op_timeout_ms: 1000,
+            tls_ca: None,
+            tls_client_cert: None,
+            tls_client_key: None,
+            webhook_queue_len: 10_000,
         }
     }
 }
@@ -509,6 +520,14 @@ impl Settings {
                 "cluster.tls_client_ca needs cluster.tls_cert and cluster.tls_key".into(),
             );
         }
+        if self.redis.tls_client_cert.is_some() != self.redis.tls_client_key.is_some() {
+            return invalid("redis.tls_client_cert and redis.tls_client_key go together".into());
+        }
+        if self.redis.webhook_queue_len == 0 || self.control.webhook_takeover_secs == 0 {
+            return invalid(
+                "redis.webhook_queue_len and control.webhook_takeover_secs must be > 0".into(),
+            );
+        }
         if self.redis.lease_ttl_ms < 300 {
             return invalid("redis.lease_ttl_ms must be at least 300".into());
         }
@@ -564,6 +583,12 @@ impl Settings {
             cluster: r.cluster,
             key_prefix: r.key_prefix.clone(),
             op_timeout: Duration::from_millis(r.op_timeout_ms),
+            tls: RedisTls {
+                ca: r.tls_ca.as_ref().map(PathBuf::from),
+                client_cert: r.tls_client_cert.as_ref().map(PathBuf::from),
+                client_key: r.tls_client_key.as_ref().map(PathBuf::from),
+            },
+            webhook_queue_len: r.webhook_queue_len,
         }
     }
 

@@ -52,7 +52,9 @@ impl Core {
         let rotated = self.keys.rotate(id, unix_secs()).await?;
         info!(key_id = id, "stream key rotated");
         self.end_publishes(id).await;
-        self.webhooks.emit(key_event("key.rotated", &rotated.0));
+        self.webhooks
+            .emit(id, key_event("key.rotated", &rotated.0))
+            .await;
         Ok(rotated)
     }
 
@@ -63,7 +65,9 @@ impl Core {
             self.declared.remove(&source).await?;
         }
         self.end_publishes(id).await;
-        self.webhooks.emit(key_event("key.revoked", &record));
+        self.webhooks
+            .emit(id, key_event("key.revoked", &record))
+            .await;
         Ok(record)
     }
 

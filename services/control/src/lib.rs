@@ -23,18 +23,18 @@ use liverelay_http::{HttpLimits, HttpMetrics, HttpServer, Readiness};
 use liverelay_metrics::MetricsRegistry;
 use liverelay_proto::control::v1::control_server::ControlServer;
 use liverelay_redis::{CommandBus, NodeReports, RedisMetrics};
-use liverelay_registry::{RedisRegistry, RegistryEvent, StreamRegistry};
+use liverelay_registry::RedisRegistry;
 use liverelay_static_relay::{DeclaredRelays, RedisRelayStatus};
 use liverelay_types::ClusterToken;
 use tokio::net::TcpListener;
 use tokio_util::task::AbortOnDropHandle;
-use tracing::{info, warn};
+use tracing::info;
 
 pub use keys::KeyRecord;
 pub use metrics::WebhookMetrics;
 
 use crate::core::Core;
-use crate::webhooks::{Event, Webhooks};
+use crate::webhooks::Webhooks;
 
 /// What control updates, and the registry its `/metrics` serves (composed with every other
 /// crate's families by the binary).
@@ -66,13 +66,12 @@ pub async fn run(
             .context("setting up the Redis connection")?,
     );
     let conn = registry.conn();
-    let webhooks = Webhooks::start(
+    let webhooks = Webhooks::new(conn.clone(), metrics.webhooks);
+    let _deliveries = webhooks.deliver(
         settings.control.webhooks.clone(),
-        conn.clone(),
-        metrics.webhooks,
+        settings.cluster.pod_id(),
+        Duration::from_secs(settings.control.webhook_takeover_secs),
     )?;
-    let stream_events = tokio::spawn(forward_stream_events(registry.clone(), webhooks.clone()));
-    let _stop_events = AbortOnDropHandle::new(stream_events);
     let declared = DeclaredRelays::new(conn.clone());
     let relay_statuses = RedisRelayStatus::new(conn.clone());
     let _reconciler = if settings.control.relay_resources {
@@ -166,43 +165,4 @@ pub async fn run(
     ready.set(false);
     info!("shut down");
     Ok(())
-}
-
-/// Turns the registry's publish announcements into `stream.started` / `stream.ended`.
-async fn forward_stream_events(registry: Arc<RedisRegistry>, webhooks: Webhooks) {
-    let mut events = registry.events();
-    loop {
-        let event = match events.recv().await {
-            Ok(e) => e,
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                warn!(
-                    missed = n,
-                    "stream events lagged; some webhooks were not sent"
-                );
-                continue;
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        };
-        let (kind, app, name, owner, generation) = match event {
-            RegistryEvent::Published {
-                app,
-                name,
-                owner,
-                generation,
-            } => ("stream.started", app, name, owner, generation),
-            RegistryEvent::Unpublished {
-                app,
-                name,
-                owner,
-                generation,
-            } => ("stream.ended", app, name, owner, generation),
-            #[allow(unreachable_patterns)]
-            _ => continue,
-        };
-        webhooks.emit(Event::new(
-            kind,
-            format!("{kind}:{app}/{name}:{generation}"),
-            serde_json::json!({ "app": app, "stream": name, "ingest": owner, "generation": generation }),
-        ));
-    }
 }

@@ -57,10 +57,11 @@ impl ConnectionLike for Conn {
 pub struct RedisConn {
     conn: Conn,
     /// Pub/sub goes to the first URL: any node of a cluster sees every PUBLISH.
-    pubsub_url: String,
+    pubsub: redis::Client,
     /// Prefix of every key and channel.
     key_prefix: String,
     op_timeout: Duration,
+    webhook_queue_len: usize,
     metrics: RedisMetrics,
 }
 
@@ -73,15 +74,21 @@ impl RedisConn {
             cluster,
             key_prefix,
             op_timeout,
+            tls,
+            webhook_queue_len,
         } = config;
         let (cluster, op_timeout) = (*cluster, *op_timeout);
         let first = urls
             .first()
-            .ok_or_else(|| RedisError::unavailable("no Redis URL configured"))?
-            .clone();
+            .ok_or_else(|| RedisError::unavailable("no Redis URL configured"))?;
+        tls.check_urls(urls)?;
+        let pubsub = tls.client(first)?;
         let conn = if cluster {
-            let client = redis::cluster::ClusterClient::new(urls.to_vec())
-                .map_err(RedisError::unavailable)?;
+            let mut builder = redis::cluster::ClusterClientBuilder::new(urls.to_vec());
+            if let Some(certs) = tls.certificates()? {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build().map_err(RedisError::unavailable)?;
             Conn::Cluster(
                 client
                     .get_async_connection()
@@ -89,23 +96,28 @@ impl RedisConn {
                     .map_err(RedisError::unavailable)?,
             )
         } else {
-            let client = redis::Client::open(first.as_str()).map_err(RedisError::unavailable)?;
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(op_timeout))
                 .set_response_timeout(Some(op_timeout))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
-            Conn::Single(
-                client
+            let conn = Conn::Single(
+                pubsub
+                    .clone()
                     .get_connection_manager_lazy(manager)
                     .map_err(RedisError::unavailable)?,
-            )
+            );
+            // Lazy: nothing would say why Redis is unreachable (a refused certificate, a wrong
+            // password) until the first publish fails; say it once now.
+            tokio::spawn(report_reachability(conn.clone(), op_timeout));
+            conn
         };
         Ok(Self {
             conn,
-            pubsub_url: first,
+            pubsub,
             key_prefix: key_prefix.clone(),
             op_timeout,
+            webhook_queue_len: *webhook_queue_len,
             metrics,
         })
     }
@@ -113,6 +125,11 @@ impl RedisConn {
     /// Prefix of every key and channel (`redis.key_prefix`, `liverelay` by default).
     pub fn key_prefix(&self) -> &str {
         &self.key_prefix
+    }
+
+    /// About how many webhook events the queue keeps (`redis.webhook_queue_len`).
+    pub fn webhook_queue_len(&self) -> usize {
+        self.webhook_queue_len
     }
 
     /// Runs one operation within the operation timeout, timing it and counting failures.
@@ -173,19 +190,28 @@ impl RedisConn {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        tokio::spawn(subscribe_loop(self.pubsub_url.clone(), channel, sink))
+        tokio::spawn(subscribe_loop(self.pubsub.clone(), channel, sink))
+    }
+}
+
+/// Logs whether Redis answers a first PING, with the reason when it does not.
+async fn report_reachability(mut conn: Conn, op_timeout: Duration) {
+    let ping = redis::cmd("PING");
+    match tokio::time::timeout(op_timeout * 2, ping.query_async::<String>(&mut conn)).await {
+        Ok(Ok(_)) => info!("Redis reachable"),
+        Ok(Err(e)) => warn!(error = %e, "cannot reach Redis"),
+        Err(_) => warn!("cannot reach Redis: no answer in time"),
     }
 }
 
 async fn subscribe_loop<T: DeserializeOwned>(
-    url: String,
+    client: redis::Client,
     channel: String,
     sink: broadcast::Sender<T>,
 ) {
     let mut delay = Duration::from_millis(100);
     loop {
         let attempt = async {
-            let client = redis::Client::open(url.as_str())?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok::<_, redis::RedisError>(pubsub)

@@ -12,6 +12,8 @@ mod conn;
 mod expiring;
 mod metrics;
 mod nodes;
+mod tls;
+mod webhook_queue;
 
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ pub use conn::RedisConn;
 pub use expiring::ExpiringEntries;
 pub use metrics::{OpLabel, RedisMetrics};
 pub use nodes::{NodeReport, NodeReports, StreamLoad};
+pub use tls::RedisTls;
+pub use webhook_queue::{QueueConsumer, QueuedEvent, WebhookEvent, WebhookQueue};
 
 /// Where the cluster's Redis is and how keys are named in it.
 #[derive(Debug, Clone)]
@@ -31,6 +35,10 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Each Redis operation fails after this long (Redis down must not hang a publish).
     pub op_timeout: Duration,
+    /// Trust and client identity for `rediss://` URLs.
+    pub tls: RedisTls,
+    /// About how many webhook events the queue keeps (`XADD MAXLEN ~`).
+    pub webhook_queue_len: usize,
 }
 
 /// Why a Redis operation failed.

@@ -1,3 +1,4 @@
+use liverelay_redis::WebhookEvent;
 use liverelay_types::StreamId;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,31 @@ impl RegistryEvent {
             | Self::Unpublished { app, name, .. }
             | Self::Wanted { app, name } => StreamId::new(app.clone(), name.clone()),
         }
+    }
+
+    /// The `stream.started` / `stream.ended` webhook event of a publish or unpublish: its id
+    /// is stable per occurrence (`type:app/name:generation`), so receivers dedupe redeliveries.
+    pub fn webhook_event(&self) -> Option<WebhookEvent> {
+        let (kind, app, name, owner, generation) = match self {
+            Self::Published {
+                app,
+                name,
+                owner,
+                generation,
+            } => ("stream.started", app, name, owner, generation),
+            Self::Unpublished {
+                app,
+                name,
+                owner,
+                generation,
+            } => ("stream.ended", app, name, owner, generation),
+            Self::Wanted { .. } => return None,
+        };
+        Some(WebhookEvent::new(
+            kind,
+            format!("{kind}:{app}/{name}:{generation}"),
+            serde_json::json!({ "app": app, "stream": name, "ingest": owner, "generation": generation }),
+        ))
     }
 
     pub(crate) fn published(r: &StreamRecord) -> Self {

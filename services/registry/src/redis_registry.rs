@@ -9,6 +9,7 @@
 //! | `{prefix}:gen:{app/name}` | counter, expires 24 h after the last claim | last fencing generation handed out |
 //! | `{prefix}:streams` | set | `app/name` of streams believed live (index for listing) |
 //! | `{prefix}:events` | pub/sub channel | JSON [`RegistryEvent`]s: publishes and unpublishes |
+//! | `{prefix}:webhook-events` | stream | `stream.started` / `stream.ended` for control's webhooks ([`WebhookQueue`]) |
 //! | `{prefix}:wants` | pub/sub channel | JSON [`RegistryEvent::Wanted`]: an edge's viewer waits (apart, so waiting viewers do not wake every pod's upstreams) |
 
 use std::sync::LazyLock;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use liverelay_redis::{RedisConfig, RedisConn, RedisMetrics};
+use liverelay_redis::{RedisConfig, RedisConn, RedisMetrics, WebhookQueue};
 use liverelay_types::{AbortOnDrop, StreamId};
 use redis::{Cmd, Script, Value};
 use tokio::sync::broadcast;
@@ -91,6 +92,7 @@ pub struct RedisRegistryConfig {
 
 pub struct RedisRegistry {
     conn: RedisConn,
+    webhooks: WebhookQueue,
     lease_ttl: Duration,
     events: broadcast::Sender<RegistryEvent>,
     wants: broadcast::Sender<RegistryEvent>,
@@ -117,6 +119,7 @@ impl RedisRegistry {
         subscribers.push(&conn.subscribe(channel(conn.key_prefix()), events.clone()));
         subscribers.push(&conn.subscribe(wants_channel(conn.key_prefix()), wants.clone()));
         Self {
+            webhooks: WebhookQueue::new(conn.clone()),
             conn,
             lease_ttl,
             events,
@@ -159,7 +162,18 @@ impl RedisRegistry {
         Ok(self.conn.query(name, cmd).await?)
     }
 
+    /// Tells every pod (pub/sub) and queues the webhook event, which control delivers even if
+    /// it was not running when this happened.
     async fn announce(&self, event: &RegistryEvent) {
+        if let Some(webhook) = event.webhook_event() {
+            let queued = self
+                .webhooks
+                .append(&event.key().to_string(), &webhook)
+                .await;
+            if let Err(e) = queued {
+                warn!(error = %e, id = webhook.id, "could not queue webhook event");
+            }
+        }
         let json = serde_json::to_string(event).expect("events serialize");
         let to = match event {
             RegistryEvent::Wanted { .. } => wants_channel(self.key_prefix()),

@@ -209,6 +209,8 @@ impl Redis {
             cluster: false,
             key_prefix: "test".into(),
             op_timeout: Duration::from_secs(2),
+            tls: Default::default(),
+            webhook_queue_len: 100,
         };
         RedisConn::connect(&config, RedisMetrics::default())
             .await
