@@ -31,6 +31,10 @@ VARIANTS = {
         },
         "metrics": {"serviceMonitor": {"enabled": True}},
     },
+    "upstream-tls-files": {
+        "extraVolumes": [{"name": "upstream-tls", "secret": {"secretName": "upstream-tls"}}],
+        "extraVolumeMounts": [{"name": "upstream-tls", "mountPath": "/etc/liverelay/upstream", "readOnly": True}],
+    },
     "mutual-tls-cert-manager": {
         "relayTls": {
             "enabled": True,
@@ -125,6 +129,18 @@ def test_https_on_the_http_port_and_probes_that_speak_it():
         assert not any(k.startswith("LIVERELAY_HTTP__TLS") for k in env(d)), name
 
 
+def test_extra_volumes_bring_relay_tls_files_to_every_pod():
+    """The files a Relay's spec.tls (or a relay's tls_ca, tls_client_cert) names by path."""
+    docs = objects(render(VARIANTS["upstream-tls-files"]))
+    for name, d in of_kind(docs, "Deployment").items():
+        mounts = {m["name"]: m for m in container(d)["volumeMounts"]}
+        assert mounts["upstream-tls"] == {"name": "upstream-tls", "mountPath": "/etc/liverelay/upstream", "readOnly": True}, name
+        assert "config" in mounts, name
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        assert volumes["upstream-tls"]["secret"]["secretName"] == "upstream-tls", name
+        assert "config" in volumes, name
+
+
 def test_mutual_tls_between_pods_with_cert_manager():
     docs = objects(render(VARIANTS["mutual-tls-cert-manager"]))
     cert = of_kind(docs, "Certificate")["liverelay-cluster-tls"]
@@ -172,6 +188,7 @@ def test_tls_values_are_checked():
         for values, at, problem in [
             ({"rtmps": {"servicePort": 0}}, "/rtmps/servicePort", "minimum: got 0, want 1"),
             ({"rtmps": {"tls": True}}, "/rtmps", "additional properties 'tls' not allowed"),
+            ({"extraVolumeMounts": [{"name": "x"}]}, "/extraVolumeMounts/0", "missing property 'mountPath'"),
             (
                 {"relayTls": {"certManager": {"issuerRef": {"name": "x", "kind": "Vault"}}}},
                 "/relayTls/certManager/issuerRef/kind",
