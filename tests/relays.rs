@@ -633,11 +633,20 @@ fn stalled_pull_reconnects_after_the_stall_timeout() {
     });
 }
 
+/// What [`proxy`] does with the client's bytes once it has passed its budget.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Reads nothing more, holding the connection open: a target that went deaf.
+    Deaf,
+    /// Reads and forwards at most `bytes` every `every`: a slow target that keeps reading.
+    Trickle { bytes: usize, every: Duration },
+}
+
 /// A TCP proxy in front of `target` that forwards both ways until it has passed `budget`
-/// bytes from the client; from then on it holds the connection open and reads nothing more
-/// (with a small receive buffer, so the client's writes block soon): a target that accepted,
-/// took the publish and went deaf. Later connections are forwarded the same way.
-async fn deaf_proxy(target: std::net::SocketAddr, budget: usize) -> std::net::SocketAddr {
+/// bytes from the client (enough for the handshake, connect and publish), then does `then`
+/// with the rest. Its receive buffer is small, so the client's writes wait on it soon. Later
+/// connections are forwarded the same way.
+async fn proxy(target: std::net::SocketAddr, budget: usize, then: Then) -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -669,13 +678,89 @@ async fn deaf_proxy(target: std::net::SocketAddr, budget: usize) -> std::net::So
                         }
                     }
                 }
-                // Hold the socket, read nothing, until the test ends.
-                std::future::pending::<()>().await;
-                drop(client_r);
+                let Then::Trickle { bytes, every } = then else {
+                    // Hold the socket, read nothing, until the test ends.
+                    std::future::pending::<()>().await;
+                    return drop(client_r);
+                };
+                let mut buf = vec![0u8; bytes];
+                loop {
+                    tokio::time::sleep(every).await;
+                    match client_r.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) if up_w.write_all(&buf[..n]).await.is_err() => return,
+                        Ok(_) => {}
+                    }
+                }
             });
         }
     });
     addr
+}
+
+/// A push of `live/foo` through [`proxy`] (doing `then`) to nginx-rtmp, with the stall
+/// timeout at `STALL_MS`, fed by ffmpeg at fifty times the media's pace: whatever the kernel
+/// buffers (it grows a blocked sender's buffer towards megabytes), the writes wait on the
+/// proxy within seconds. Returns once the push is live, with its id.
+struct ProxiedPush {
+    _nginx: Nginx,
+    server: Server,
+    _publisher: ChildGuard,
+    _dir: TempDir,
+    id: String,
+}
+
+const PUSH_STALL_MS: u64 = 1000;
+
+impl ProxiedPush {
+    async fn start(then: Then) -> Self {
+        let nginx = Nginx::start();
+        // Enough for the handshake, connect, publish and the first frames.
+        let budget = 32 * 1024;
+        let proxy = proxy(
+            format!("127.0.0.1:{}", nginx.port).parse().unwrap(),
+            budget,
+            then,
+        )
+        .await;
+        let dir = TempDir::new("relay-push-proxied");
+        let target = format!("rtmp://{proxy}/live/out");
+        let stall = format!("stall_timeout_ms = {PUSH_STALL_MS}");
+        let server = start(
+            "standalone",
+            &config(&dir, &relay("push", &target, "live/foo", &stall)),
+            &[],
+        );
+        let publisher = spawn_logged(
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-stream_loop", "-1"])
+                .args(["-readrate", "50", "-i"])
+                .arg(sample_flv())
+                .args(["-c", "copy", "-f", "flv", &server.url("live/foo")]),
+            &dir.path("pub.log"),
+        );
+        let row = wait_relay(&server, Duration::from_secs(15), "live", |r| {
+            r["state"] == "live"
+        });
+        let id = row["id"].as_str().unwrap().to_owned();
+        Self {
+            _nginx: nginx,
+            server,
+            _publisher: publisher,
+            _dir: dir,
+            id,
+        }
+    }
+
+    /// Attempts that ended as stalled.
+    fn stalled(&self) -> f64 {
+        self.server
+            .metric(&format!(
+                "liverelay_static_relay_attempts_total{{relay=\"{}\",reason=\"stalled\"}}",
+                self.id
+            ))
+            .unwrap_or(0.0)
+    }
 }
 
 /// A push whose target accepted the connection, took the publish and then stopped reading:
@@ -683,51 +768,16 @@ async fn deaf_proxy(target: std::net::SocketAddr, budget: usize) -> std::net::So
 /// hanging in a write forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_to_a_target_that_stops_reading_stalls_and_retries() {
-    const STALL_MS: u64 = 1000;
-    let nginx = Nginx::start();
-    // Enough for the handshake, connect, publish and the first frames.
-    let proxy = deaf_proxy(
-        format!("127.0.0.1:{}", nginx.port).parse().unwrap(),
-        32 * 1024,
-    )
-    .await;
-    let dir = TempDir::new("relay-push-deaf");
-    let target = format!("rtmp://{proxy}/live/out");
-    let stall = format!("stall_timeout_ms = {STALL_MS}");
-    let server = start(
-        "standalone",
-        &config(&dir, &relay("push", &target, "live/foo", &stall)),
-        &[],
-    );
-    // Fifty times the media's pace: whatever the kernel buffers (it grows a blocked
-    // sender's buffer towards megabytes), the writes block within seconds.
-    let _publisher = spawn_logged(
-        Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-stream_loop", "-1"])
-            .args(["-readrate", "50", "-i"])
-            .arg(sample_flv())
-            .args(["-c", "copy", "-f", "flv", &server.url("live/foo")]),
-        &dir.path("pub.log"),
-    );
-    let row = wait_relay(&server, Duration::from_secs(15), "live", |r| {
-        r["state"] == "live"
-    });
-    let id = row["id"].as_str().unwrap().to_owned();
+    let push = ProxiedPush::start(Then::Deaf).await;
+    let server = &push.server;
     let deaf = Instant::now();
-    let stalled = || {
-        server
-            .metric(&format!(
-                "liverelay_static_relay_attempts_total{{relay=\"{id}\",reason=\"stalled\"}}"
-            ))
-            .unwrap_or(0.0)
-    };
     // The socket buffers fill first (about 4 s here), then one stall timeout.
     let deadline = deaf + Duration::from_secs(30);
-    while stalled() < 1.0 {
+    while push.stalled() < 1.0 {
         assert!(
             Instant::now() < deadline,
             "push still {:?} 30 s after going live with a target that stopped reading\nlog:\n{}",
-            relays(&server)[0]["state"],
+            relays(server)[0]["state"],
             server.log()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -736,13 +786,40 @@ async fn push_to_a_target_that_stops_reading_stalls_and_retries() {
     assert!(
         server
             .log()
-            .contains(&format!("target read nothing for {STALL_MS} ms")),
+            .contains(&format!("target read nothing for {PUSH_STALL_MS} ms")),
         "no log line with the reason:\n{}",
         server.log()
     );
-    wait_relay(&server, Duration::from_secs(5), "out of live", |r| {
+    wait_relay(server, Duration::from_secs(5), "out of live", |r| {
         r["state"] != "live"
     });
+}
+
+/// A push whose target reads slowly but never stops: with the publisher far ahead, a batch
+/// of frames takes longer than the stall timeout to go out, yet bytes keep leaving, so the
+/// push is not called stalled and stays live (the timeout bounds each write, not the batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_to_a_slow_target_that_keeps_reading_stays_live() {
+    let every = Duration::from_millis(10);
+    let push = ProxiedPush::start(Then::Trickle { bytes: 2048, every }).await;
+    let server = &push.server;
+    let bytes_out = || relays(server)[0]["bytes_out"].as_u64().unwrap_or(0);
+    let (start, sent) = (Instant::now(), bytes_out());
+    while start.elapsed() < Duration::from_secs(12) {
+        assert_eq!(
+            push.stalled(),
+            0.0,
+            "a target reading all along was called stalled after {:?}\nlog:\n{}",
+            start.elapsed(),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let row = &relays(server)[0];
+    assert_eq!(row["state"], "live", "{row}");
+    let moved = bytes_out() - sent;
+    eprintln!("push: {moved} bytes to a slow target in 12 s");
+    assert!(moved > 100_000, "{moved} bytes in 12 s: {row}");
 }
 
 /// A relay whose peer refuses is tried `max_attempts` times, then given up: `stopped`, the

@@ -1,5 +1,6 @@
 use std::collections::VecDeque;
 use std::ops::ControlFlow::{self, Break, Continue};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,6 +15,7 @@ use tokio::time::{Instant, timeout_at};
 
 use crate::ClientStream;
 use crate::bulk::BulkReader;
+use crate::stream::unsent_bytes;
 use crate::{Error, MediaKind, Result, RtmpUrl};
 
 /// How a client connects.
@@ -333,16 +335,35 @@ impl RtmpClient {
 
     /// Writes everything the session has queued.
     pub async fn flush(&mut self) -> Result<()> {
+        self.write_queued(None).await
+    }
+
+    /// Writes everything the session has queued, failing with [`Error::Timeout`] once the
+    /// peer took none of the written bytes for `stall`: a slow reader given a large burst is
+    /// waited for as long as it keeps reading.
+    pub async fn flush_within(&mut self, stall: Duration) -> Result<()> {
+        self.write_queued(Some(stall)).await
+    }
+
+    async fn write_queued(&mut self, stall: Option<Duration>) -> Result<()> {
+        let fd = self.socket.as_raw_fd();
         while let Some(bytes) = self.session.poll_transmit() {
             if self.silent {
                 continue;
             }
             self.bytes_out += bytes.len() as u64;
-            self.socket.write_all(&bytes).await?;
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = until_stalled(fd, stall, self.socket.write(rest)).await?;
+                if n == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                }
+                rest = &rest[n..];
+            }
         }
         if matches!(self.socket, ClientStream::Tls(_)) {
             // TLS records may wait in rustls' buffer after a write that returned early.
-            self.socket.flush().await?;
+            until_stalled(fd, stall, self.socket.flush()).await?;
         }
         Ok(())
     }
@@ -503,4 +524,28 @@ fn handshake_random() -> Vec<u8> {
             x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes()
         })
         .collect()
+}
+
+/// Waits for `io`, a write to the socket `fd`. With a `stall` limit, fails once that long
+/// passed without the peer taking any byte: the write did not finish and the kernel's queue
+/// of unacknowledged bytes did not shrink.
+async fn until_stalled<T>(
+    fd: RawFd,
+    stall: Option<Duration>,
+    io: impl Future<Output = std::io::Result<T>>,
+) -> Result<T> {
+    let Some(stall) = stall else {
+        return Ok(io.await?);
+    };
+    let mut io = std::pin::pin!(io);
+    let mut queued = unsent_bytes(fd);
+    loop {
+        if let Ok(done) = tokio::time::timeout(stall, &mut io).await {
+            return Ok(done?);
+        }
+        match (queued, unsent_bytes(fd)) {
+            (Some(before), Some(now)) if now < before => queued = Some(now),
+            _ => return Err(Error::Timeout("the peer to read")),
+        }
+    }
 }

@@ -122,3 +122,18 @@ impl AsyncWrite for ClientStream {
         }
     }
 }
+
+/// Bytes written to the socket `fd` that its peer has not yet acknowledged (`SIOCOUTQ`):
+/// while a write waits, this shrinking is the only sign that the peer is reading, since the
+/// kernel wakes a blocked writer only once much of its send buffer is free. `None` if the
+/// kernel would not say.
+#[allow(
+    unsafe_code,
+    reason = "SIOCOUTQ has no safe wrapper in tokio or std: one ioctl call"
+)]
+pub(crate) fn unsent_bytes(fd: RawFd) -> Option<u32> {
+    let mut value: libc::c_int = 0;
+    // SAFETY: ioctl(SIOCOUTQ, which is TIOCOUTQ) on a valid fd writes one c_int to the pointer.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut value as *mut libc::c_int) };
+    (rc == 0).then(|| value.max(0) as u32)
+}

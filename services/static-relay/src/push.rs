@@ -3,7 +3,7 @@
 //! decodable stream from the first frame; the push ends (cleanly) when the stream does.
 
 use liverelay_hub::{Hub, ViewerItem};
-use liverelay_rtmp_client::ClientEvent;
+use liverelay_rtmp_client::{ClientEvent, Error as ClientError};
 
 use crate::spec::RelaySpec;
 use crate::supervisor::{Attempt, Failure, Progress, connect};
@@ -49,16 +49,17 @@ impl Attempt for Push {
                     }
                 }
                 // A target that accepted the connection but stopped reading must not hold the
-                // relay "live" forever: the stall timeout bounds every write too.
+                // relay "live" forever: the stall timeout bounds the writes too. It bounds each
+                // write, not the batch: a slow target given a whole GOP at once is not stalled
+                // while it keeps reading.
                 let stall = self.spec.reconnect.stall_timeout;
-                tokio::time::timeout(stall, client.flush())
-                    .await
-                    .map_err(|_| {
-                        Failure::new(
-                            "stalled",
-                            format!("target read nothing for {} ms", stall.as_millis()),
-                        )
-                    })??;
+                client.flush_within(stall).await.map_err(|e| match e {
+                    ClientError::Timeout(_) => Failure::new(
+                        "stalled",
+                        format!("target read nothing for {} ms", stall.as_millis()),
+                    ),
+                    e => e.into(),
+                })?;
                 if ended {
                     return Ok(());
                 }
