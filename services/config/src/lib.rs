@@ -346,6 +346,9 @@ pub struct HubSettings {
     pub gop_max_frames: usize,
     /// Audio rides with the next video frame unless the viewers were not woken for this long.
     pub audio_hold_ms: u64,
+    /// The hold follows the load: none while the process has CPU to spare, all of
+    /// `audio_hold_ms` when it is busy. Off: always `audio_hold_ms`.
+    pub audio_hold_adaptive: bool,
 }
 
 impl Default for HubSettings {
@@ -361,6 +364,7 @@ impl Default for HubSettings {
             max_waiting_streams: d.max_waiting_streams,
             gop_max_frames: d.gop_max_frames,
             audio_hold_ms: d.audio_hold.as_millis() as u64,
+            audio_hold_adaptive: true,
         }
     }
 }

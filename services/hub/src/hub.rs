@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use liverelay_types::StreamId;
 
+use crate::batching::Batching;
 use crate::frame::{Codec, FanoutEncoding};
 use crate::rates::StreamRates;
 use crate::stream::{Publisher, Stream};
@@ -34,7 +35,8 @@ pub struct HubConfig {
     /// An audio message wakes the viewers only if they have not been woken for this long;
     /// otherwise it goes out with the next video frame. Halves the wakeups and writes per
     /// player of an audio+video stream; audio waits at most this long. Zero: every message
-    /// wakes them.
+    /// wakes them. The most it holds: with a load sampler ([`Hub::batching`]) the hold
+    /// follows the load and is zero while the process has CPU to spare.
     pub audio_hold: std::time::Duration,
 }
 
@@ -84,6 +86,7 @@ pub struct StreamSummary {
 
 pub(crate) struct HubInner {
     pub(crate) config: HubConfig,
+    pub(crate) batching: Batching,
     streams: Mutex<HashMap<StreamId, Arc<Stream>>>,
     /// Entries of `streams` with a publisher; changed only under the `streams` lock.
     live: AtomicUsize,
@@ -126,6 +129,7 @@ impl Hub {
     pub fn new(config: HubConfig) -> Self {
         Self {
             inner: Arc::new(HubInner {
+                batching: Batching::fixed(config.audio_hold),
                 config,
                 streams: Mutex::new(HashMap::new()),
                 live: AtomicUsize::new(0),
@@ -135,6 +139,11 @@ impl Hub {
 
     pub fn config(&self) -> &HubConfig {
         &self.inner.config
+    }
+
+    /// How long audio waits for video now; a load sampler feeds it.
+    pub fn batching(&self) -> &Batching {
+        &self.inner.batching
     }
 
     /// Takes the publisher slot of `key`; refused while another publisher holds it.

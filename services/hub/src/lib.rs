@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+mod batching;
 mod frame;
 mod hub;
 mod metrics;
@@ -17,6 +18,7 @@ mod stream;
 mod timeline;
 mod viewer;
 
+pub use batching::Batching;
 pub use frame::{Codec, FanoutEncoding, Frame};
 pub use hub::{Hub, HubConfig, HubError, StreamSummary};
 pub use metrics::HubCollector;

@@ -92,6 +92,15 @@ impl Collector for HubCollector {
             MetricType::Gauge,
         )?)?;
 
+        ConstGauge::new(self.hub.batching().audio_hold().as_secs_f64()).encode(
+            encoder.encode_descriptor(
+                "liverelay_audio_hold_seconds",
+                "How long audio may wait for the next video frame now (follows the load)",
+                None,
+                MetricType::Gauge,
+            )?,
+        )?;
+
         // Bounded cardinality: the most watched streams get their own series.
         streams.sort_by(|a, b| b.viewers.cmp(&a.viewers).then_with(|| a.key.cmp(&b.key)));
         let omitted = streams.len().saturating_sub(self.max_stream_series);

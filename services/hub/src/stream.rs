@@ -242,7 +242,7 @@ impl Publisher {
         let frame = Arc::new(Frame::new(media, timestamp, self.generation, self.encoding));
         let audio = frame.kind == MediaKind::Audio;
         self.stream.lock().append(frame);
-        if !audio || self.woken.elapsed() >= self.hub.config.audio_hold {
+        if !audio || self.woken.elapsed() >= self.hub.batching.audio_hold() {
             self.stream.wake_viewers();
             self.woken = std::time::Instant::now();
         }

@@ -3,6 +3,7 @@
 //! upstream pullers). Roles differ only in what they pass here.
 
 mod cluster;
+mod load;
 
 use liverelay_types::Role;
 use std::future::Future;
@@ -104,6 +105,9 @@ impl Node {
             reporting = Some(reporter.spawn());
             let commands = cluster::follow_commands(redis, pod, sessions, auth.stream_keys);
             tasks.push(("cluster commands", Box::pin(commands)));
+        }
+        if settings.hub.audio_hold_adaptive {
+            tasks.push(("load sampler", Box::pin(load::follow_load(hub.clone()))));
         }
         let mut routes = router(ready.clone(), hub, metrics.registry);
         if let Some(api) = api {

@@ -1,0 +1,65 @@
+//! How long an audio message may wait for the next video frame before it wakes the viewers,
+//! following the load. Each wakeup of a player costs a task poll and a `writev`; holding audio
+//! until the next video frame halves them for an audio+video stream, but adds up to the hold to
+//! audio's latency. That trade only pays when the process is short of CPU, so the hold grows
+//! with how busy the runtime is and is zero while a core has time to spare.
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Below this share of busy worker time audio is never held.
+const IDLE: f64 = 0.25;
+/// From this share on the whole `hub.audio_hold_ms` applies.
+const FULL: f64 = 0.75;
+
+#[derive(Debug)]
+pub struct Batching {
+    max_hold: Duration,
+    hold_us: AtomicU64,
+}
+
+impl Batching {
+    /// Holds `max_hold` until the first [`observe`](Self::observe): what a hub does when
+    /// nothing samples the load (tests, tools).
+    pub fn fixed(max_hold: Duration) -> Self {
+        Self {
+            max_hold,
+            hold_us: AtomicU64::new(max_hold.as_micros() as u64),
+        }
+    }
+
+    /// The share of the runtime's worker time spent running tasks over the last sample
+    /// (0 to 1); a sample that is not a number is ignored.
+    pub fn observe(&self, busy: f64) {
+        if busy.is_nan() {
+            return;
+        }
+        let share = ((busy - IDLE) / (FULL - IDLE)).clamp(0.0, 1.0);
+        let hold = self.max_hold.mul_f64(share);
+        self.hold_us
+            .store(hold.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    /// How long audio may wait now.
+    pub fn audio_hold(&self) -> Duration {
+        Duration::from_micros(self.hold_us.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hold_follows_the_load() {
+        let b = Batching::fixed(Duration::from_millis(40));
+        assert_eq!(b.audio_hold(), Duration::from_millis(40), "until measured");
+        b.observe(0.1);
+        assert_eq!(b.audio_hold(), Duration::ZERO, "a core with time to spare");
+        b.observe(0.5);
+        assert_eq!(b.audio_hold(), Duration::from_millis(20));
+        b.observe(0.95);
+        assert_eq!(b.audio_hold(), Duration::from_millis(40));
+        b.observe(f64::NAN);
+        assert_eq!(b.audio_hold(), Duration::from_millis(40), "kept");
+    }
+}
