@@ -33,6 +33,7 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
@@ -79,6 +80,8 @@ wait_port() {
 SERVER_PID=""   # process to sample (/proc): liverelay, or nginx's worker
 SERVER_MAIN=""  # process to stop
 PORT=""
+PUBLISH_PORT="" # cluster kinds: the ingest's RTMP port, where the tool publishes
+CLUSTER_PIDS=() # cluster kinds: Redis, the ingest and the edge
 
 start_server() { # start_server KIND: up to 3 tries on fresh ports
     local try
@@ -95,7 +98,11 @@ start_server() { # start_server KIND: up to 3 tries on fresh ports
 start_server_once() {
     local kind=$1
     PORT=$(free_port)
+    PUBLISH_PORT=""
     case $kind in
+        liverelay-edge* | liverelay-ingest*)
+            start_cluster "$kind" || return 1
+            ;;
         liverelay*)
             local http; http=$(free_port)
             local rtmp=$PORT tls=()
@@ -137,11 +144,44 @@ start_server_once() {
     wait_port "$PORT"
 }
 
+# A cluster on this machine: redis-server, `liverelay ingest` (publishers; the tool publishes to
+# PUBLISH_PORT) and `liverelay edge` (players on PORT). With two cores each server cannot have
+# its own: the measured one gets the server core, the other shares the tool's core with Redis
+# (kind liverelay-edge*: the edge is measured; liverelay-ingest*: the ingest is).
+start_cluster() {
+    local kind=$1 bin=${SERVER_BIN[$1]:-$BIN/liverelay}
+    local redis grpc ingest_core=$TOOL_CORE edge_core=$SERVER_CORE
+    case $kind in liverelay-ingest*) ingest_core=$SERVER_CORE; edge_core=$TOOL_CORE ;; esac
+    redis=$(free_port)
+    taskset -c "$TOOL_CORE" redis-server --port "$redis" --bind 127.0.0.1 --save "" \
+        --appendonly no >"$WORK/redis.log" 2>&1 &
+    CLUSTER_PIDS=($!); STARTED+=($!)
+    wait_port "$redis" || return 1
+    PUBLISH_PORT=$(free_port); grpc=$(free_port)
+    local common=(RUST_LOG=warn LIVERELAY_CLUSTER_TOKEN=bench-token LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN)
+    # shellcheck disable=SC2086 # the variant's settings are words of NAME=VALUE
+    env "${common[@]}" POD_NAME=bench-ingest ${SETTINGS[$kind]:-} taskset -c "$ingest_core" "$bin" ingest \
+        --rtmp-listen "127.0.0.1:$PUBLISH_PORT" --http-listen "127.0.0.1:$(free_port)" \
+        --grpc-listen "127.0.0.1:$grpc" --redis-url "redis://127.0.0.1:$redis" >"$WORK/ingest.log" 2>&1 &
+    local ingest=$!
+    CLUSTER_PIDS+=("$ingest"); STARTED+=("$ingest")
+    # shellcheck disable=SC2086
+    env "${common[@]}" POD_NAME=bench-edge ${SETTINGS[$kind]:-} taskset -c "$edge_core" "$bin" edge \
+        --rtmp-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$(free_port)" \
+        --redis-url "redis://127.0.0.1:$redis" >"$WORK/liverelay.log" 2>&1 &
+    local edge=$!
+    CLUSTER_PIDS+=("$edge"); STARTED+=("$edge")
+    SERVER_MAIN=$edge
+    case $kind in liverelay-ingest*) SERVER_PID=$ingest ;; *) SERVER_PID=$edge ;; esac
+    wait_port "$PUBLISH_PORT"
+}
+
 stop_server() {
-    kill -TERM "$SERVER_MAIN" 2>/dev/null || true
+    kill -TERM "$SERVER_MAIN" "${CLUSTER_PIDS[@]}" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$SERVER_MAIN" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_MAIN" ${SERVER_PID:+"$SERVER_PID"} 2>/dev/null || true
-    wait "$SERVER_MAIN" 2>/dev/null || true
+    kill -KILL "$SERVER_MAIN" ${SERVER_PID:+"$SERVER_PID"} "${CLUSTER_PIDS[@]}" 2>/dev/null || true
+    wait "$SERVER_MAIN" "${CLUSTER_PIDS[@]}" 2>/dev/null || true
+    CLUSTER_PIDS=()
 }
 
 # Filled by the sourcing script: the servers of the next scenario (the last is the baseline of
@@ -162,6 +202,8 @@ scenario() {
             COMMANDS+=("$name (${LABEL[$k]}): the same with --url ${SCHEME[$k]}://127.0.0.1:PORT/live/$name ${TOOL_ARGS[$k]}")
     done
     [ "$REPORT_ONLY" = 1 ] && return 0
+    # BENCH_ONLY=REGEX: only the scenarios whose name matches run (a partial, quicker report).
+    [ -n "${BENCH_ONLY:-}" ] && ! [[ $name =~ $BENCH_ONLY ]] && return 0
     for run in $(seq "$RUNS"); do
         order=("${SERVERS[@]}")
         if [ $((run % 2)) -eq 0 ]; then
@@ -174,8 +216,10 @@ scenario() {
                 continue
             fi
             local json=$OUT/results/$name-$kind-$run.json
+            local publish=()
+            [ -n "$PUBLISH_PORT" ] && publish=(--publish-url "rtmp://127.0.0.1:$PUBLISH_PORT/live/$name")
             # shellcheck disable=SC2086 # extra tool flags of this server kind, as words
-            if ! taskset -c $TOOL_CORE "$BIN/liverelay-bench" run ${TOOL_ARGS[$kind]:-} \
+            if ! taskset -c $TOOL_CORE "$BIN/liverelay-bench" run ${TOOL_ARGS[$kind]:-} "${publish[@]}" \
                 --url "${SCHEME[$kind]:-rtmp}://127.0.0.1:$PORT/live/$name" --label "${LABEL[$kind]}" \
                 --server-pid "$SERVER_PID" --server-core "$SERVER_CORE" --json "$json" "$@" \
                 >"$OUT/results/$name-$kind-$run.txt" 2>"$WORK/tool.err"; then

@@ -7,21 +7,30 @@
 #   BENCH_QUICK=1       tiny scenarios, one run: checks that the pipeline works (~2 min)
 #   BENCH_OUT=DIR       where results go (default: bench/)
 #   BENCH_REPORT_ONLY=1 only rewrite RESULTS.md and the plots from the results already there
+#   BENCH_ONLY=REGEX    only the scenarios whose name matches (e.g. `cluster|ingest`)
+#   BENCH_BASE_BIN=PATH also measure the ingest of this (older) liverelay binary
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 # Servers of the next scenario; the last is the baseline of the ratios.
-ALL_SERVERS=(liverelay liverelay-rtmps liverelay-nodelay liverelay-coalesce nginx)
-SERVERS=(liverelay liverelay-nodelay liverelay-coalesce nginx)
-LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-nodelay]="liverelay-nodelay"
-    [liverelay-coalesce]="liverelay-coalesce40" [nginx]="nginx-rtmp")
+ALL_SERVERS=(liverelay liverelay-rtmps liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx
+    liverelay-edge liverelay-ingest liverelay-ingest-base)
+SERVERS=(liverelay liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx)
+LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-fixedhold]="liverelay-fixedhold" [liverelay-nodelay]="liverelay-nodelay"
+    [liverelay-coalesce]="liverelay-coalesce40" [nginx]="nginx-rtmp" [liverelay-edge]="edge"
+    [liverelay-ingest]="ingest" [liverelay-ingest-base]="ingest-before")
+# Cluster kinds (bench/lib.sh start_cluster): players on an edge of an ingest. With
+# BENCH_BASE_BIN, the ingest's cost is also measured for that binary ("before").
+BASE=${BENCH_BASE_BIN:-}
+SERVER_BIN=([liverelay-ingest-base]="$BASE")
 # RTMPS: the same defaults behind the TLS listener, loaded over rtmps:// (TLS 1.3, P-256).
 SCHEME=([liverelay-rtmps]=rtmps)
 TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/ca.pem")
 # Settings of each liverelay variant (environment words); the plain one runs the defaults.
-SETTINGS=([liverelay]="" [liverelay-rtmps]="" [liverelay-nodelay]="LIVERELAY_RTMP__TCP_NODELAY=true"
+SETTINGS=([liverelay]="" [liverelay-rtmps]="" [liverelay-fixedhold]="LIVERELAY_HUB__AUDIO_HOLD_ADAPTIVE=false"
+    [liverelay-nodelay]="LIVERELAY_RTMP__TCP_NODELAY=true"
     [liverelay-coalesce]="LIVERELAY_RTMP__WRITE_COALESCE_MS=40")
 
 # --- scenarios ---------------------------------------------------------------------------------
@@ -33,8 +42,9 @@ BEGIN=$(date +%s)
 if [ "$QUICK" = 1 ]; then
     RUNS=1
     FANOUT_AT=100,200,400; FANOUT_STEP=400; FANOUT_MAX=800; INTERVAL=5s
-    PUB_STEP=5; PUB_MAX=10; TTFF_PLAYERS=50
+    PUB_STEP=5; PUB_MAX=10; TTFF_PLAYERS=50; CLUSTER_DURATION=5s
 else
+    CLUSTER_DURATION=20s
     FANOUT_AT=100,500,1000,2000,3000,4000,5000,6000; FANOUT_STEP=2000; INTERVAL=6s
     FANOUT_MAX=$(( MAXCONN - 100 < 14000 ? MAXCONN - 100 : 14000 ))
     PUB_STEP=100; PUB_MAX=600; TTFF_PLAYERS=200
@@ -60,6 +70,17 @@ scenario fanouttls --bitrate 2.5M --fps 30 --gop 2s --ramp-at "$FANOUT_AT" --ram
 SERVERS=(liverelay nginx)
 scenario ttff --bitrate 2.5M --fps 30 --gop 2s --players "$TTFF_PLAYERS" --sample-every 5 \
     --duration 3s --settle 3s -q
+# 4. Cluster: publisher → ingest → edge → players. The edge (on the server core) against a
+#    standalone server for the same ramp; then the ingest (on the server core) serving one edge,
+#    at 2.5 and 20 Mbit/s, before and after when BENCH_BASE_BIN is set.
+SERVERS=(liverelay-edge liverelay)
+scenario clusterfanout --bitrate 2.5M --fps 30 --gop 2s --ramp-at "$FANOUT_AT" \
+    --ramp-step "$FANOUT_STEP" --ramp-max "$FANOUT_MAX" --ramp-interval "$INTERVAL" --settle 3s -q
+SERVERS=(liverelay-ingest); [ -n "$BASE" ] && SERVERS+=(liverelay-ingest-base)
+scenario ingest2m5 --bitrate 2.5M --fps 30 --gop 2s --players 1 --sample-every 1 \
+    --duration "$CLUSTER_DURATION" --settle 3s -q
+scenario ingest20m --bitrate 20M --fps 30 --gop 2s --players 1 --sample-every 1 \
+    --duration "$CLUSTER_DURATION" --settle 3s -q
 
 ELAPSED=$(( $(date +%s) - BEGIN ))
 if [ "$REPORT_ONLY" = 1 ]; then
@@ -72,6 +93,12 @@ if [ "$QUICK" = 1 ]; then COMPARE_AT=100,400; else COMPARE_AT=100,500,1000,2000;
 
 # --- plots and RESULTS.md ----------------------------------------------------------------------
 B=$BIN/liverelay-bench
+table() { # table NAME [compare flags]: the scenario's comparison, if it ran
+    local name=$1; shift
+    local runs; runs=$(inputs "$name")
+    # shellcheck disable=SC2086 # LABEL=PATH words
+    if [ -n "$runs" ]; then "$B" compare $runs "$@"; else echo "(not run)"; fi
+}
 plot() { # plot NAME TITLE: run 1 of each server
     local name=$1 title=$2 args=() kind
     for kind in "${ALL_SERVERS[@]}"; do
@@ -97,7 +124,7 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $NCPU cores; $(free -g | awk '/Mem:/{print $2}') GiB RAM"
     echo "- Kernel: $(uname -r); open-file limit per process: $FDS (caps players per process)"
     echo "- nginx: $(nginx -v 2>&1 | sed 's/.*: //') with libnginx-mod-rtmp $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?'): 1 worker, \`live on\`, chunk_size 4096 (bench/nginx.conf.in)"
-    echo "- liverelay: \`liverelay standalone\` release build, default settings (Nagle on, as nginx runs; no write coalescing), RUST_LOG=warn, max_connections $MAXCONN; fan-out scenarios also run *liverelay-nodelay* (\`LIVERELAY_RTMP__TCP_NODELAY=true\`) and *liverelay-coalesce40* (\`LIVERELAY_RTMP__WRITE_COALESCE_MS=40\`: each player written at most every 40 ms); *liverelay-rtmps* is the default build behind its RTMPS listener (rustls, TLS 1.3, self-signed P-256 certificate), publishers and players over \`rtmps://\`"
+    echo "- liverelay: \`liverelay standalone\` release build, default settings (Nagle on, as nginx runs; no write coalescing), RUST_LOG=warn, max_connections $MAXCONN; fan-out scenarios also run *liverelay-fixedhold* (\`LIVERELAY_HUB__AUDIO_HOLD_ADAPTIVE=false\`: the 40 ms audio hold whatever the load, the default before the hold adapted), *liverelay-nodelay* (\`LIVERELAY_RTMP__TCP_NODELAY=true\`) and *liverelay-coalesce40* (\`LIVERELAY_RTMP__WRITE_COALESCE_MS=40\`: each player written at most every 40 ms); *liverelay-rtmps* is the default build behind its RTMPS listener (rustls, TLS 1.3, self-signed P-256 certificate), publishers and players over \`rtmps://\`"
     echo "- Each server pinned to core $SERVER_CORE (\`taskset -c $SERVER_CORE\`), the tool to core $TOOL_CORE; loopback (127.0.0.1)."
     echo "- Source: synthetic H.264 + AAC from liverelay-bench (valid FLV tag and sequence headers, filler payloads carrying a send stamp)."
     echo "- Server CPU and RSS from /proc/PID of liverelay, of nginx's worker; *core busy* is core $SERVER_CORE's busy share from /proc/stat, which also counts softirq time (loopback TCP delivery) that /proc/PID may not. Latency: publisher send → player receive of the same message, same process, live messages only, measured by every 25th player (the rest read in bulk with SO_RCVLOWAT 32 KiB)."
@@ -112,29 +139,47 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo
     echo "## 1. Fan-out: one stream of 2.5 Mbit/s (720p30 H.264 + AAC, 2 s GOP)"
     echo
-    "$B" compare $(inputs fanout) --at "$COMPARE_AT"
+    table fanout --at "$COMPARE_AT"
     echo
     echo "![fan-out ramp](fanout.png)"
     echo
     echo "### The same at 600 kbit/s"
     echo
-    "$B" compare $(inputs fanout600k) --at "$COMPARE_AT"
+    table fanout600k --at "$COMPARE_AT"
     echo
     echo "![fan-out ramp at 600 kbit/s](fanout600k.png)"
     echo
     echo "### RTMPS: the same stream over TLS (liverelay's RTMPS listener vs its plain one)"
     echo
-    "$B" compare $(inputs fanouttls) --at "$COMPARE_AT"
+    table fanouttls --at "$COMPARE_AT"
     echo
     echo "## 2. Many publishers: streams of 2.5 Mbit/s, one player each"
     echo
-    "$B" compare $(inputs publishers)
+    table publishers
     echo
     echo "![publishers ramp](publishers.png)"
     echo
     echo "## 3. Start-up: $TTFF_PLAYERS players joining a running stream"
     echo
-    "$B" compare $(inputs ttff)
+    table ttff
+    echo
+    echo "## 4. Cluster: publisher → ingest → edge → players"
+    echo
+    echo "Redis, \`liverelay ingest\` and \`liverelay edge\` on this machine; the tool publishes to the ingest and plays from the edge. Two cores cannot give each server its own: the measured server is pinned to core $SERVER_CORE, the other one and Redis share core $TOOL_CORE with the tool."
+    echo
+    echo "### The edge against a standalone server (players per core, latency with the relay hop, RSS)"
+    echo
+    table clusterfanout --at "$COMPARE_AT"
+    echo
+    echo "### The ingest serving one edge (its CPU is the cost of one subscribed edge plus the publisher)"
+    echo
+    echo "2.5 Mbit/s:"
+    echo
+    table ingest2m5
+    echo
+    echo "20 Mbit/s:"
+    echo
+    table ingest20m
     echo
     if [ -e "$OUT/results/incidents" ]; then
         echo "## Incidents"

@@ -49,7 +49,11 @@ impl Ramp {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Where players play (and publishers publish, unless `publish_url` is set).
     pub url: RtmpUrl,
+    /// Where publishers publish when that is another server (an ingest, with players on an
+    /// edge); stream names follow the same rule as `url`'s.
+    pub publish_url: Option<RtmpUrl>,
     /// Publish every stream from this process with this source.
     pub source: Option<Arc<Source>>,
     pub streams: usize,
@@ -78,16 +82,26 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Where players of stream `i` play.
     pub fn stream_url(&self, i: usize) -> RtmpUrl {
-        let name = if self.url.name.contains("{i}") {
-            self.url.name.replace("{i}", &i.to_string())
-        } else if self.url.name.is_empty() {
-            format!("bench-{i}")
-        } else {
-            format!("{}-{i}", self.url.name)
-        };
-        self.url.with_name(name)
+        stream_at(&self.url, i)
     }
+
+    /// Where stream `i` is published.
+    pub fn publish_url(&self, i: usize) -> RtmpUrl {
+        stream_at(self.publish_url.as_ref().unwrap_or(&self.url), i)
+    }
+}
+
+fn stream_at(url: &RtmpUrl, i: usize) -> RtmpUrl {
+    let name = if url.name.contains("{i}") {
+        url.name.replace("{i}", &i.to_string())
+    } else if url.name.is_empty() {
+        format!("bench-{i}")
+    } else {
+        format!("{}-{i}", url.name)
+    };
+    url.with_name(name)
 }
 
 /// Counters shared by the tasks; everything is relaxed atomics or short mutexes.
@@ -139,7 +153,7 @@ pub async fn run(plan: Plan) -> Report {
             streams.push(slot.clone());
             if let Some(source) = &plan.source {
                 tokio::spawn(publisher(
-                    plan.stream_url(i),
+                    plan.publish_url(i),
                     source.clone(),
                     slot,
                     shared.clone(),
@@ -598,6 +612,7 @@ mod tests {
     fn stream_names() {
         let plan = |url: &str| Plan {
             url: url.parse().unwrap(),
+            publish_url: None,
             source: None,
             streams: 1,
             players: 1,

@@ -90,6 +90,9 @@ struct Common {
     /// rtmp://host[:port]/app/name; stream i is `name-{i}` (or `{i}` in the name is replaced).
     #[arg(long, default_value = "rtmp://127.0.0.1:1935/live/bench")]
     url: String,
+    /// Publish to this server instead (e.g. an ingest, with `--url` on an edge of it).
+    #[arg(long)]
+    publish_url: Option<String>,
     /// Streams (publishers, or streams the players spread over).
     #[arg(long, default_value_t = 1)]
     streams: usize,
@@ -250,6 +253,7 @@ fn plan(common: &Common, source: Option<Source>, play: Option<&PlayArgs>) -> any
     let p = play.unwrap_or(&d);
     Ok(Plan {
         url,
+        publish_url: common.publish_url.as_deref().map(str::parse).transpose()?,
         source: source.map(Arc::new),
         streams: common.streams.max(1),
         players,
