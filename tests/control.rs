@@ -1705,3 +1705,53 @@ fn webhook_urls_are_logged_without_their_query() {
         "a webhook URL's query was logged:\n{log}"
     );
 }
+
+/// A pod's subscription whose connection went half-open (nothing arrives, nothing fails) is
+/// noticed by its PING and replaced, so control's commands reach the pod again: a key revoked
+/// afterwards ends the live publish.
+#[test]
+fn a_half_open_subscription_is_replaced() {
+    let p = Platform::start(&[]);
+    let upstream = format!("127.0.0.1:{}", p.redis.port).parse().unwrap();
+    let proxy = support::proxy::FreezingProxy::start(upstream);
+    let proxied = format!("redis://{}", proxy.addr);
+    let control = p.control_url();
+    let ingest = Server::start_role(
+        "ingest",
+        &["--redis-url", &proxied, "--control-url", &control],
+        &[("LIVERELAY_CLUSTER_TOKEN", TOKEN), ("POD_NAME", "ingest-h")],
+    );
+    let subscribers = || p.redis.query(&["PUBSUB", "NUMSUB", "liverelay:commands"])[1].as_u64();
+    let wait_subscribers = |n: u64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while subscribers() != Some(n) {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {:?} subscribers\n{}",
+                subscribers(),
+                ingest.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait_subscribers(1, "the ingest follows the commands");
+    let (_, created) = p.api("POST", "/v1/keys", r#"{"app":"live","stream":"half"}"#);
+    let (id, secret) = (
+        created["id"].as_str().unwrap(),
+        created["key"].as_str().unwrap(),
+    );
+    let dir = TempDir::new("half-open");
+    let mut publisher =
+        looping_publisher(&ingest.url(&format!("live/{secret}")), &dir.path("pub.log"));
+    wait_registered(&p.redis, "live", "half");
+
+    assert!(
+        proxy.freeze_subscriptions() >= 1,
+        "no subscription to freeze"
+    );
+    // Redis still counts the frozen connection: a second subscriber is the replacement.
+    wait_subscribers(2, "the half-open subscription was never replaced");
+    let (status, _) = p.api("DELETE", &format!("/v1/keys/{id}"), "");
+    assert_eq!(status, 200);
+    wait_ended(&mut publisher, Duration::from_secs(10));
+}

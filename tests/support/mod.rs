@@ -7,6 +7,7 @@
 pub mod hooks;
 pub mod kube_api;
 pub mod nginx;
+pub mod proxy;
 pub mod redis;
 pub mod rtmp;
 

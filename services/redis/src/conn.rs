@@ -185,12 +185,63 @@ impl RedisConn {
     }
 
     /// Follows a pub/sub channel of JSON messages for as long as the returned task runs,
-    /// resubscribing after Redis restarts; malformed messages are logged and skipped.
+    /// resubscribing after Redis restarts and when the connection stops answering PINGs
+    /// (half-open); malformed messages are logged and skipped.
     pub fn subscribe<T>(&self, channel: String, sink: broadcast::Sender<T>) -> JoinHandle<()>
     where
         T: DeserializeOwned + Send + 'static,
     {
         tokio::spawn(subscribe_loop(self.pubsub.clone(), channel, sink))
+    }
+}
+
+/// How often a subscription's connection is asked for a PING: a connection that went half-open
+/// (the peer vanished without a FIN or RST: a partition, a dead node) delivers nothing and
+/// reports no error, so only a question it cannot answer shows it.
+const PUBSUB_PING_EVERY: Duration = Duration::from_secs(5);
+const PUBSUB_PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Forwards a subscription's messages until its connection closes or stops answering PINGs.
+async fn follow<T: DeserializeOwned>(
+    pubsub: redis::aio::PubSub,
+    channel: &str,
+    sink: &broadcast::Sender<T>,
+) {
+    let (mut commands, mut messages) = pubsub.split();
+    let start = tokio::time::Instant::now() + PUBSUB_PING_EVERY;
+    let mut ping = tokio::time::interval_at(start, PUBSUB_PING_EVERY);
+    loop {
+        tokio::select! {
+            msg = messages.next() => {
+                let Some(msg) = msg else {
+                    warn!(channel, "subscription lost; reconnecting");
+                    return;
+                };
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    continue;
+                };
+                match serde_json::from_str::<T>(&payload) {
+                    Ok(message) => {
+                        let _ = sink.send(message);
+                    }
+                    Err(e) => warn!(channel, error = %e, "ignoring malformed message"),
+                }
+            }
+            _ = ping.tick() => {
+                let pong = tokio::time::timeout(PUBSUB_PING_TIMEOUT, commands.ping::<Value>());
+                match pong.await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        warn!(channel, error = %e, "subscription failed a PING; reconnecting");
+                        return;
+                    }
+                    Err(_) => {
+                        warn!(channel, "subscription did not answer a PING in time (half-open connection); reconnecting");
+                        return;
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -220,19 +271,7 @@ async fn subscribe_loop<T: DeserializeOwned>(
             Ok(Ok(pubsub)) => {
                 info!(channel, "subscribed");
                 delay = Duration::from_millis(100);
-                let mut messages = pubsub.into_on_message();
-                while let Some(msg) = messages.next().await {
-                    let Ok(payload) = msg.get_payload::<String>() else {
-                        continue;
-                    };
-                    match serde_json::from_str::<T>(&payload) {
-                        Ok(message) => {
-                            let _ = sink.send(message);
-                        }
-                        Err(e) => warn!(channel, error = %e, "ignoring malformed message"),
-                    }
-                }
-                warn!(channel, "subscription lost; reconnecting");
+                follow(pubsub, &channel, &sink).await;
             }
             Ok(Err(e)) => warn!(channel, error = %e, "cannot subscribe; retrying"),
             Err(_) => warn!(channel, "subscribing timed out; retrying"),
