@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// Which limit refused a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +23,16 @@ pub(crate) struct Slots {
     /// Limit per address (0: none) and the open connections of each address.
     per_address: usize,
     open: OpenPerAddress,
+    /// Woken each time a slot frees, for [`Slots::all_free`].
+    freed: Arc<Notify>,
 }
 
 /// One open connection; its slots free on drop.
 pub(crate) struct Slot {
-    _permit: OwnedSemaphorePermit,
+    /// Taken on drop, so the slot is free before `freed` is signalled.
+    permit: Option<OwnedSemaphorePermit>,
     address: Option<(IpAddr, OpenPerAddress)>,
+    freed: Arc<Notify>,
 }
 
 impl Slots {
@@ -38,6 +42,7 @@ impl Slots {
             max,
             per_address,
             open: Arc::default(),
+            freed: Arc::default(),
         }
     }
 
@@ -60,8 +65,9 @@ impl Slots {
             Some((ip, self.open.clone()))
         };
         Ok(Slot {
-            _permit: permit,
+            permit: Some(permit),
             address,
+            freed: self.freed.clone(),
         })
     }
 
@@ -70,14 +76,27 @@ impl Slots {
         self.max - self.global.available_permits()
     }
 
-    /// Returns once every slot is free again.
+    /// Returns once every slot is free again. Takes no permit while it waits: with limits
+    /// shared by several listeners, each waits for all of them, and a waiter holding the
+    /// permits freed so far would make the others see every slot taken.
     pub(crate) async fn all_free(&self) {
-        let _ = self.global.acquire_many(self.max as u32).await;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the check, so a slot freed in between still wakes it.
+            freed.as_mut().enable();
+            if self.open() == 0 {
+                return;
+            }
+            freed.await;
+        }
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        drop(self.permit.take());
+        self.freed.notify_waiters();
         if let Some((ip, open)) = &self.address {
             let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(count) = open.get_mut(ip) {
@@ -112,5 +131,33 @@ mod tests {
         let slots = Slots::new(2, 0);
         let _x = (slots.try_acquire(a).unwrap(), slots.try_acquire(a).unwrap());
         assert_eq!(slots.try_acquire(a).err(), Some(Full::Global(2)));
+    }
+
+    /// Two listeners sharing the slots both wait for every connection, and neither takes
+    /// permits while waiting: the count stays true and the last connection wakes both.
+    #[tokio::test]
+    async fn all_free_waits_for_every_slot_without_taking_any() {
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let slots = Arc::new(Slots::new(3, 0));
+        let (one, two) = (slots.try_acquire(a).unwrap(), slots.try_acquire(a).unwrap());
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let slots = slots.clone();
+                tokio::spawn(async move { slots.all_free().await })
+            })
+            .collect();
+        tokio::task::yield_now().await;
+        assert_eq!(slots.open(), 2, "a waiter took permits");
+        drop(one);
+        tokio::task::yield_now().await;
+        assert_eq!(slots.open(), 1);
+        assert!(waiters.iter().all(|w| !w.is_finished()));
+        drop(two);
+        for waiter in waiters {
+            tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("all_free returned once every slot was free")
+                .unwrap();
+        }
     }
 }
