@@ -128,11 +128,17 @@ async fn handle(
     in_flight: InFlight,
     _permit: OwnedSemaphorePermit,
 ) {
+    let mut warned = false;
     loop {
         match consumer.earlier_pending(&queued).await {
             Ok(false) => break,
             Ok(true) => {}
-            Err(e) => warn!(error = %e, id = queued.event.id, "cannot check webhook order"),
+            // Once per event: Redis being down would otherwise log every ORDER_WAIT.
+            Err(e) if !warned => {
+                warned = true;
+                warn!(error = %e, id = queued.event.id, "cannot check webhook order; waiting");
+            }
+            Err(_) => {}
         }
         tokio::time::sleep(ORDER_WAIT).await;
     }
