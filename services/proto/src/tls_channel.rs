@@ -110,3 +110,30 @@ impl Service<Uri> for Connector {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pod with a wrong control URL or unreadable TLS files fails at start, not at its
+    /// first publish.
+    #[tokio::test]
+    async fn bad_urls_and_files_fail_at_once() {
+        let files = TlsFiles::default();
+        for url in ["http://control:50051", "https:///no-host", "not a url"] {
+            let err = tls_channel(url, files.clone(), |e| e).unwrap_err();
+            assert!(matches!(err, TlsChannelError::Url(_)), "{url}: {err}");
+        }
+        let missing = TlsFiles {
+            ca: Some("/nonexistent/ca.pem".into()),
+            ..TlsFiles::default()
+        };
+        let err = tls_channel("https://control:50051", missing, |e| e).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
+        let half = TlsFiles {
+            identity: Some(("/nonexistent/c.pem".into(), "/nonexistent/c.key".into())),
+            ..TlsFiles::default()
+        };
+        assert!(tls_channel("https://control:50051", half, |e| e).is_err());
+    }
+}
