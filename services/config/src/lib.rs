@@ -764,6 +764,25 @@ mod tests {
     }
 
     #[test]
+    fn redis_tls_and_webhook_queue_settings_reach_their_users() {
+        let s = Settings::load_from(
+            None,
+            env(&[
+                ("LIVERELAY_REDIS__URL", "rediss://r:6380"),
+                ("LIVERELAY_REDIS__TLS_CA", "/ca.pem"),
+                ("LIVERELAY_CONTROL__WEBHOOK_TAKEOVER_SECS", "7"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        let c = s.redis_connection();
+        assert_eq!(c.tls.ca, Some("/ca.pem".into()));
+        assert_eq!((c.tls.client_cert, c.tls.client_key), (None, None));
+        assert_eq!(c.webhook_queue_len, 10_000);
+        assert_eq!(s.control.webhook_takeover_secs, 7);
+    }
+
+    #[test]
     fn tls_settings_are_checked() {
         for (vars, problem) in [
             (
@@ -789,6 +808,10 @@ mod tests {
             (
                 &[("LIVERELAY_HTTP__TLS_KEY", "/k.pem")][..],
                 "http.tls_cert and http.tls_key go together",
+            ),
+            (
+                &[("LIVERELAY_REDIS__TLS_CLIENT_CERT", "/c.pem")][..],
+                "redis.tls_client_cert and redis.tls_client_key go together",
             ),
         ] {
             let err = Settings::load_from(None, env(vars), &Overrides::default());
