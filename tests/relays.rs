@@ -918,6 +918,32 @@ fn on_demand_pull_starts_on_play_and_stops_after_linger() {
     }
 }
 
+/// Players that leave again at once still start an on-demand pull: each play is announced as
+/// it is admitted, where a look at the hub's viewer count every 200 ms would miss a viewer
+/// that stayed a few milliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_pull_starts_for_a_player_gone_at_once() {
+    let (_nginx, _dir, _publisher, conf) = on_demand_source("relay-on-demand-brief");
+    let server = start("standalone", &conf, &[]);
+    for _ in 0..3 {
+        let mut client = TestClient::connect(server.rtmp, "live").await;
+        client.play_status("foo").await;
+        drop(client);
+    }
+    // Before a play it makes no attempt (on_demand_pull_starts_on_play_and_stops_after_linger).
+    wait_relay(&server, Duration::from_secs(5), "started", |r| {
+        r["attempts"].as_u64() >= Some(1)
+    });
+    // Nobody is watching: it stops after the linger.
+    wait_relay(
+        &server,
+        Duration::from_secs(5),
+        "stopped after the linger",
+        |r| r["state"] == "stopped",
+    );
+    assert!(server.wait_log("on-demand pull stopped", Duration::from_secs(1)));
+}
+
 /// In a cluster, an on-demand pull declared on the ingests starts when a viewer asks an edge
 /// for its stream (the edge announces it wants it), serves the edge, and stops after the
 /// linger once the edge has let go.

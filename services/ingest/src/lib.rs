@@ -116,7 +116,7 @@ pub async fn run(
         role: Role::Ingest,
         settings,
         hub,
-        policy,
+        policy: relays.players_policy(),
         metrics: metrics.node,
         tasks: vec![
             ("relay gRPC server", Box::pin(grpc)),

@@ -49,7 +49,7 @@ pub async fn run(
         role: Role::Standalone,
         settings,
         hub,
-        policy,
+        policy: relays.players_policy(),
         metrics: metrics.node,
         tasks: vec![("static relays", relays.run())],
         api: Some(liverelay_static_relay::router(

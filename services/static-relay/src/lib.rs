@@ -29,7 +29,8 @@ use futures::future::BoxFuture;
 use liverelay_admission::Gate;
 use liverelay_hub::Hub;
 use liverelay_registry::StreamRegistry;
-use liverelay_types::{AbortOnDrop, StreamPolicy};
+use liverelay_types::{AbortOnDrop, StreamId, StreamPolicy};
+use tokio::sync::broadcast;
 
 pub use api::router;
 pub use declared::DeclaredRelays;
@@ -38,7 +39,7 @@ pub use metrics::{RelayDirectionLabel, RelayReasonLabel, RelayStateLabel, Static
 pub use spec::{RelayConfig, RelayKind, RelayMode, RelaySpec, SpecError};
 pub use status::{RedisRelayStatus, RelayState, RelayStatus};
 
-use crate::demand::Demand;
+use crate::demand::{AnnouncingPolicy, Demand};
 use crate::ownership::Ownership;
 use crate::pull::Pull;
 use crate::push::Push;
@@ -70,6 +71,8 @@ pub struct StaticRelays {
     context: Arc<RelayContext>,
     /// Where pulls are admitted as the process's own publishers.
     gate: Arc<Gate>,
+    /// Plays admitted by [`players_policy`](Self::players_policy), for on-demand pulls.
+    plays: broadcast::Sender<StreamId>,
 }
 
 struct Running {
@@ -90,7 +93,17 @@ impl StaticRelays {
             running: Arc::default(),
             context: Arc::new(context),
             gate: Arc::new(gate),
+            plays: AnnouncingPolicy::channel(),
         }
+    }
+
+    /// The policy the pod's players must be admitted by (the context's, which it asks): it
+    /// tells the on-demand pulls of each play, so even a player gone again at once starts one.
+    pub fn players_policy(&self) -> Arc<dyn StreamPolicy> {
+        Arc::new(AnnouncingPolicy {
+            inner: self.context.policy.clone(),
+            plays: self.plays.clone(),
+        })
     }
 
     fn running(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Running>> {
@@ -206,7 +219,9 @@ impl StaticRelays {
                     || true,
                     || async {
                         let events = ctx.registry.as_ref().map(|r| r.wants());
-                        let mut demand = Demand::new(ctx.hub.clone(), spec.stream.clone(), events);
+                        let plays = self.plays.subscribe();
+                        let mut demand =
+                            Demand::new(ctx.hub.clone(), spec.stream.clone(), events, plays);
                         loop {
                             demand.wanted().await;
                             let mut pull = Pull::new(spec.clone(), self.gate.clone());
