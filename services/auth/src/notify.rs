@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use liverelay_admission::{Access, Action, Admission, ClientInfo, Sessions, StreamAttempt};
+use liverelay_callback_form::{Form, with_args};
 use liverelay_config::redact::without_query;
 use liverelay_config::{NotifyMethod, NotifySettings};
 use liverelay_metrics::OutcomeLabel;
@@ -54,8 +55,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Notify(Arc<Inner>);
 
-type Form = Vec<(&'static str, String)>;
-
 /// The fields nginx-rtmp sends with every call.
 fn common_fields(call: &'static str, client: &ClientInfo, app: &str) -> Form {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -69,74 +68,6 @@ fn common_fields(call: &'static str, client: &ClientInfo, app: &str) -> Form {
         ("tcurl", opt(&client.tc_url)),
         ("pageurl", opt(&client.page_url)),
     ]
-}
-
-/// Fields any call of ours sends. A client argument of the same name is dropped, so that a
-/// backend reading the last (or first) value of a field always reads the server's
-/// (`cam?name=other&addr=1.2.3.4` must not authorize another name or address).
-const SERVER_FIELDS: &[&str] = &[
-    "call",
-    "addr",
-    "clientid",
-    "app",
-    "flashver",
-    "swfurl",
-    "tcurl",
-    "pageurl",
-    "epoch",
-    "name",
-    "type",
-    "start",
-    "duration",
-    "reset",
-    "time",
-    "timestamp",
-];
-
-/// Client arguments that are credentials for liverelay itself (a stream key, a playback
-/// token): callbacks never see them, wherever they ride (the name's or the app's query, so
-/// also tcUrl).
-const SECRET_ARGS: &[&str] = &["key", "token"];
-
-/// Fields of the stream name's (or connect's) query string, passed on as nginx-rtmp does,
-/// except those that collide with a server field or carry a secret.
-fn with_args(form: Form, args: Option<&str>) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = form
-        .into_iter()
-        .map(|(k, v)| match k {
-            "tcurl" => (k.to_string(), without_secrets(&v)),
-            _ => (k.to_string(), v),
-        })
-        .collect();
-    if let Some(args) = args {
-        out.extend(
-            form_urlencoded::parse(args.trim_start_matches('?').as_bytes())
-                .into_owned()
-                .filter(|(k, _)| !SERVER_FIELDS.contains(&k.as_str()))
-                .filter(|(k, _)| !SECRET_ARGS.contains(&k.as_str())),
-        );
-    }
-    out
-}
-
-/// A URL (tcUrl) without its secret query parameters.
-fn without_secrets(url: &str) -> String {
-    match url.split_once('?') {
-        None => url.to_string(),
-        Some((url, query)) => {
-            let kept = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(
-                    form_urlencoded::parse(query.as_bytes())
-                        .filter(|(k, _)| !SECRET_ARGS.contains(&k.as_ref())),
-                )
-                .finish();
-            if kept.is_empty() {
-                url.to_string()
-            } else {
-                format!("{url}?{kept}")
-            }
-        }
-    }
 }
 
 impl Notify {
@@ -446,50 +377,5 @@ impl Access for Notify {
 
     fn admit(&self, attempt: StreamAttempt) -> BoxFuture<'static, Result<Admission, Refusal>> {
         Box::pin(self.clone().stream_checks(attempt))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(form: &[(String, String)]) -> Vec<(&str, &str)> {
-        form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-    }
-
-    #[test]
-    fn secrets_are_dropped_from_the_arguments_and_tcurl() {
-        let form = vec![
-            ("tcurl", "rtmp://h/live?key=sk_1&x=2&token=t".to_string()),
-            ("name", "cam".to_string()),
-        ];
-        let out = with_args(form, Some("?key=sk_1&sign=abc&token=t9"));
-        assert_eq!(
-            pairs(&out),
-            [
-                ("tcurl", "rtmp://h/live?x=2"),
-                ("name", "cam"),
-                ("sign", "abc")
-            ]
-        );
-        assert_eq!(without_secrets("rtmp://h/live?key=sk_1"), "rtmp://h/live");
-        assert_eq!(without_secrets("rtmp://h/live"), "rtmp://h/live");
-    }
-
-    #[test]
-    fn client_arguments_never_shadow_server_fields() {
-        let attacker = "name=other&addr=1.2.3.4&call=play&app=x&clientid=9&flashver=f\
-            &swfurl=s&tcurl=t&pageurl=p&type=record&start=1&duration=2&reset=1&epoch=3\
-            &time=4&timestamp=5&user=7";
-        let form = vec![
-            ("name", "cam".to_string()),
-            ("addr", "10.0.0.1".to_string()),
-        ];
-        let out = with_args(form, Some(attacker));
-        // The server's values, once each; other arguments still pass.
-        assert_eq!(
-            pairs(&out),
-            [("name", "cam"), ("addr", "10.0.0.1"), ("user", "7")]
-        );
     }
 }

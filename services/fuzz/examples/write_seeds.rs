@@ -11,7 +11,7 @@ type Dictionary = fn() -> Vec<Vec<u8>>;
 
 fn main() -> std::io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let targets: [(&str, Seeds, Dictionary); 5] = [
+    let targets: [(&str, Seeds, Dictionary); 6] = [
         (
             "server_session",
             seeds::server_session,
@@ -28,6 +28,11 @@ fn main() -> std::io::Result<()> {
             "api_bodies",
             seeds::api_bodies,
             seeds::api_bodies_dictionary,
+        ),
+        (
+            "callback_form",
+            seeds::callback_form,
+            seeds::callback_form_dictionary,
         ),
     ];
     for (target, seeds, dictionary) in targets {

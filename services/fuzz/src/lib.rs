@@ -15,6 +15,7 @@
 
 pub mod amf;
 pub mod api_bodies;
+pub mod callback_form;
 pub mod chunk_decoder;
 pub mod media_tag;
 pub mod output;
@@ -48,5 +49,9 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "api_bodies",
         run: api_bodies::fuzz,
+    },
+    Target {
+        name: "callback_form",
+        run: callback_form::fuzz,
     },
 ];

@@ -384,6 +384,42 @@ pub fn api_bodies_dictionary() -> Vec<Vec<u8>> {
     .collect()
 }
 
+/// Seeds for `callback_form`: a client's tcUrl, a newline, its query string; with secrets,
+/// server field names and encoded separators among the arguments.
+pub fn callback_form() -> Vec<(&'static str, Vec<u8>)> {
+    [
+        ("plain", "rtmp://host/live\n"),
+        (
+            "secrets-everywhere",
+            "rtmp://host/live?key=sk_1&x=2&token=t\n?key=sk_1&sign=abc&token=t9",
+        ),
+        (
+            "shadowing",
+            "rtmp://host/live\nname=other&addr=1.2.3.4&call=play&app=x&tcurl=t&user=7",
+        ),
+        (
+            "encoded",
+            "rtmp://host/li%20ve?a=%26key%3Dx&b=c+d\nk%65y=1&n%61me=2&x=%26name%3Dother",
+        ),
+    ]
+    .into_iter()
+    .map(|(name, input)| (name, input.as_bytes().to_vec()))
+    .collect()
+}
+
+/// Dictionary for `callback_form`: the names the form guards, and the query's syntax.
+pub fn callback_form_dictionary() -> Vec<Vec<u8>> {
+    let mut entries: Vec<Vec<u8>> = ["key", "token"]
+        .iter()
+        .chain(liverelay_callback_form::SERVER_FIELDS)
+        .map(|name| format!("{name}=").into_bytes())
+        .collect();
+    for syntax in ["&", "?", "=", "%26", "%3D", "%3F", "+", "%", "rtmp://"] {
+        entries.push(syntax.as_bytes().to_vec());
+    }
+    entries
+}
+
 /// A client talking to a recording [`Harness`]: what the client sends becomes the input.
 struct Recorder {
     harness: Harness,
