@@ -4,11 +4,23 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::future::BoxFuture;
 use liverelay_rtmp::session::PublishKind;
 
 use liverelay_types::{Refusal, Ticket};
+
+/// Client ids, unique in the process across listeners (RTMP, RTMPS, HTTP): the session table
+/// is keyed by them.
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl ClientInfo {
+    /// A new client id (nginx-rtmp's `clientid`) for a connection or an HTTP viewer.
+    pub fn next_id() -> u64 {
+        NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)
+    }
+}
 
 /// What the server knows about a client once it has sent `connect` (nginx-rtmp's notify
 /// fields).

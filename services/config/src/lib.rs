@@ -316,6 +316,9 @@ pub struct HttpSettings {
     pub idle_timeout_secs: u64,
     /// Request bodies beyond this get 413, on every route.
     pub max_body_bytes: usize,
+    /// How long an HTTP-FLV viewer of a stream that is not live waits for it (on an edge, for
+    /// the pull from the ingest too) before the answer is 404.
+    pub flv_wait_secs: u64,
 }
 
 impl Default for HttpSettings {
@@ -328,6 +331,7 @@ impl Default for HttpSettings {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_body_bytes: 64 * 1024,
+            flv_wait_secs: 10,
         }
     }
 }

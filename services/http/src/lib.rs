@@ -1,11 +1,12 @@
 //! The HTTP side of every role: `/healthz` (the process runs), `/readyz` (it accepts work) and
-//! `GET /metrics` (Prometheus) and `GET /v1/streams` (what is live here).
+//! `GET /metrics` (Prometheus) and `GET /v1/streams` (what is live here); for roles that serve
+//! viewers, HTTP-FLV playback ([`flv_router`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -18,15 +19,19 @@ use serde::Serialize;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::ServiceExt;
 use tracing::{debug, warn};
 
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 
 mod conn;
+mod flv;
 mod metrics;
 
+pub use flv::{FlvService, flv_router};
 pub use metrics::HttpMetrics;
 
 /// Whether the process should receive traffic; flipped on once listeners are up.
@@ -220,6 +225,11 @@ impl HttpServer {
             let (app, builder, tls) = (app.clone(), builder.clone(), tls.clone());
             tokio::spawn(async move {
                 let _slot = slot;
+                // Handlers that admit clients (HTTP-FLV) know them by address.
+                let app = app.map_request(move |mut req: axum::http::Request<Incoming>| {
+                    req.extensions_mut().insert(ConnectInfo(peer));
+                    req
+                });
                 let service = TowerToHyperService::new(app);
                 let served = match tls {
                     None => builder.serve_connection(TokioIo::new(io), service).await,

@@ -3,11 +3,14 @@
 //! of that output.
 use std::sync::OnceLock;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use liverelay_rtmp::chunk::encode_message;
 use liverelay_rtmp::media::{AudioCodec, VideoCodec, parse_audio, parse_video};
 use liverelay_rtmp::message::{RawMessage, csid, type_id};
 use liverelay_rtmp::{Media, MediaKind};
+
+/// An FLV tag's header: type, data size, timestamp (24 + 8 bits), stream id.
+const FLV_TAG_HEADER: usize = 11;
 
 /// How frames are chunked for RTMP viewers. Every viewer of a server announces the same chunk
 /// size and almost every player plays on message stream 1, so one encoding serves them all; a
@@ -52,6 +55,8 @@ pub struct Frame {
     payload: Bytes,
     /// The RTMP chunks at the hub's fan-out encoding, made by the first RTMP viewer.
     rtmp: OnceLock<Bytes>,
+    /// The FLV tag (with its previous-tag-size), made by the first HTTP-FLV viewer.
+    flv: OnceLock<Bytes>,
     encoding: FanoutEncoding,
 }
 
@@ -77,6 +82,7 @@ impl Frame {
             received_unix_us: liverelay_types::unix_us(),
             payload: media.payload,
             rtmp: OnceLock::new(),
+            flv: OnceLock::new(),
             encoding,
         }
     }
@@ -108,6 +114,19 @@ impl Frame {
         }
     }
 
+    /// The frame as one FLV tag followed by its previous-tag-size, as an HTTP-FLV body carries
+    /// it; made once, on first use, and shared by every HTTP-FLV viewer.
+    ///
+    /// The tag keeps the stream's timeline rather than starting at 0 for each viewer, so that
+    /// the bytes can be shared whole (a per-viewer timestamp would need a per-viewer header),
+    /// and a viewer sees the same timestamps as an RTMP player of the same stream and as a
+    /// viewer of any other edge. FLV players rebase on their first sample (libavformat's
+    /// start time, flv.js and mpegts.js subtract the first DTS), so a stream that has run
+    /// for hours starts playing at once all the same.
+    pub fn flv(&self) -> Bytes {
+        self.flv.get_or_init(|| self.flv_tag()).clone()
+    }
+
     /// What keeping this frame counts against the hub's limits: its payload plus the frame
     /// itself, its `Arc` and the buffer's header, so that limits hold for floods of tiny
     /// messages too. The RTMP encoding, once an RTMP viewer made it, holds about as much again;
@@ -119,6 +138,37 @@ impl Frame {
         self.payload.len() + OVERHEAD
     }
 
+    /// Timestamp 0 for metadata, the stream's time otherwise: as on the RTMP wire (see
+    /// [`encode`](Self::encode)).
+    fn wire_timestamp(&self) -> u32 {
+        if self.kind == MediaKind::Metadata {
+            0
+        } else {
+            // 32 bits, as in RTMP: players handle the wrap after 49.7 days.
+            self.timestamp as u32
+        }
+    }
+
+    fn flv_tag(&self) -> Bytes {
+        let tag_type = match self.kind {
+            MediaKind::Audio => type_id::AUDIO,
+            MediaKind::Video => type_id::VIDEO,
+            MediaKind::Metadata | MediaKind::Data => type_id::DATA_AMF0,
+        };
+        // An RTMP message is at most 16 MiB - 1 (the chunk header's 24 bits), as is a tag.
+        let size = self.payload.len() as u32;
+        let ts = self.wire_timestamp();
+        let mut tag = BytesMut::with_capacity(FLV_TAG_HEADER + self.payload.len() + 4);
+        tag.put_u8(tag_type);
+        tag.put_uint(u64::from(size), 3);
+        tag.put_uint(u64::from(ts & 0x00FF_FFFF), 3);
+        tag.put_u8((ts >> 24) as u8);
+        tag.put_uint(0, 3); // stream id, always 0
+        tag.put_slice(&self.payload);
+        tag.put_u32(FLV_TAG_HEADER as u32 + size);
+        tag.freeze()
+    }
+
     fn encode(&self, encoding: FanoutEncoding) -> Bytes {
         let (cs, ty) = match self.kind {
             MediaKind::Audio => (csid::AUDIO, type_id::AUDIO),
@@ -128,13 +178,8 @@ impl Frame {
         let msg = RawMessage {
             // Metadata goes out at time 0, as nginx-rtmp sends it: libavformat takes a data tag
             // with a non-zero timestamp for a subtitle ("text") stream, and encoders such as
-            // GStreamer's flvmux resend onMetaData mid-stream. Media carries its own time; RTMP
-            // has 32 bits and players handle the wrap after 49.7 days.
-            timestamp: if self.kind == MediaKind::Metadata {
-                0
-            } else {
-                self.timestamp as u32
-            },
+            // GStreamer's flvmux resend onMetaData mid-stream. Media carries its own time.
+            timestamp: self.wire_timestamp(),
             type_id: ty,
             stream_id: encoding.stream_id,
             payload: self.payload.clone(),
@@ -145,7 +190,6 @@ impl Frame {
 
 #[cfg(test)]
 mod tests {
-    use bytes::BytesMut;
     use liverelay_rtmp::chunk::{ChunkDecoder, ChunkLimits, MAX_MESSAGE_LENGTH};
 
     use super::*;
@@ -211,6 +255,32 @@ mod tests {
                     break;
                 }
             }
+        }
+    }
+
+    #[test]
+    fn the_flv_tag_is_made_once_and_carries_the_payload() {
+        for (kind, tag_type, ts, wire_ts) in [
+            (MediaKind::Video, 9u8, 0x01_0203_0405_u64, 0x0203_0405_u32),
+            (MediaKind::Audio, 8, 7, 7),
+            // Metadata at 0, as on the RTMP wire.
+            (MediaKind::Metadata, 18, 5_000, 0),
+        ] {
+            let media = Media {
+                kind,
+                ..video(300, ts)
+            };
+            let payload = media.payload.clone();
+            let frame = Frame::new(media, ts, 1, FanoutEncoding::default());
+            let tag = frame.flv();
+            assert_eq!(frame.flv().as_ptr(), tag.as_ptr(), "shared by every viewer");
+            assert_eq!(tag[0], tag_type);
+            assert_eq!(&tag[1..4], &[0, 1, 44], "data size 300");
+            let got_ts = u32::from_be_bytes([tag[7], tag[4], tag[5], tag[6]]);
+            assert_eq!(got_ts, wire_ts, "{kind:?}: 24 bits then the extension byte");
+            assert_eq!(&tag[8..11], &[0, 0, 0], "stream id");
+            assert_eq!(&tag[11..311], &payload[..]);
+            assert_eq!(&tag[311..], &311u32.to_be_bytes(), "previous tag size");
         }
     }
 }

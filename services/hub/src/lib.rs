@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: a [`Publisher`] pushes each media message once; it becomes a [`Frame`]
 //! that keeps the payload as it arrived (shared `Bytes`) and makes each output encoding (RTMP
-//! chunks today) at most once, on first use, for every viewer of that output; the frame is
+//! chunks, FLV tags) at most once, on first use, for every viewer of that output; the frame is
 //! appended to the stream's bounded [`ring`](stream). Each [`Viewer`] is only a cursor into that ring: it never copies a
 //! payload, and one that falls too far behind skips to the latest keyframe instead of slowing
 //! the publisher or holding memory. The hub knows nothing of sockets.

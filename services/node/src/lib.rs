@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures::future::{BoxFuture, select_all};
-use liverelay_admission::{AdmissionMetrics, Sessions};
+use liverelay_admission::{AdmissionMetrics, Clients, Gate, Sessions};
 use liverelay_auth::AuthMetrics;
 use liverelay_config::Settings;
-use liverelay_http::{HttpLimits, HttpMetrics, HttpServer, Readiness, router};
+use liverelay_http::{
+    FlvService, HttpLimits, HttpMetrics, HttpServer, Readiness, flv_router, router,
+};
 use liverelay_hub::{Hub, HubCollector};
 use liverelay_metrics::MetricsRegistry;
 use liverelay_registry::RedisRegistry;
@@ -79,6 +81,21 @@ impl Node {
         let sessions = Sessions::default();
         let auth = liverelay_auth::build(&settings, role, metrics.auth, sessions.clone())?;
         let drain = Drain::default();
+        // HTTP viewers come in through a gate of their own, made of what the RTMP listeners'
+        // are: the same access, session table and policy.
+        let flv = serves_viewers(role, &settings).then(|| {
+            let gate = Gate::new(hub.clone(), policy.clone()).with_clients(Clients {
+                access: auth.access.clone(),
+                sessions: sessions.clone(),
+                metrics: metrics.admission.clone(),
+                max_name_len: settings.rtmp.max_name_len,
+            });
+            flv_router(FlvService {
+                gate: Arc::new(gate),
+                max_name_len: settings.rtmp.max_name_len,
+                wait: Duration::from_secs(settings.http.flv_wait_secs),
+            })
+        });
         let services = Services {
             hub: hub.clone(),
             policy,
@@ -87,6 +104,12 @@ impl Node {
             metrics: metrics.rtmp,
             admission: metrics.admission,
         };
+        // An ingest says it is alive before it can own a stream, so that other ingests take
+        // its streams over at once when it is gone, not when its leases run out.
+        let presence = redis
+            .as_ref()
+            .filter(|_| role == Role::Ingest)
+            .map(|registry| registry.presence(&settings.cluster.pod_id()));
         let rtmp = bind_rtmp(&settings, services).await?;
         let mut reporting = None;
         if let Some(redis) = redis.map(|registry| registry.conn()) {
@@ -110,8 +133,8 @@ impl Node {
             tasks.push(("load sampler", Box::pin(load::follow_load(hub.clone()))));
         }
         let mut routes = router(ready.clone(), hub, metrics.registry);
-        if let Some(api) = api {
-            routes = routes.merge(api);
+        for extra in [api, flv].into_iter().flatten() {
+            routes = routes.merge(extra);
         }
         let h = &settings.http;
         let https = liverelay_tls::https_server_config(h.tls_cert.as_deref(), h.tls_key.as_deref())
@@ -164,6 +187,10 @@ impl Node {
         let grace = Duration::from_secs(settings.rtmp.drain_grace_secs);
         info!(grace_secs = grace.as_secs(), "draining");
         drain.set(Phase::Draining);
+        if let Some(presence) = &presence {
+            // Publishers that reconnect elsewhere take their streams with them at once.
+            let _ = presence;
+        }
         if let Some(reporting) = reporting.as_mut() {
             reporting.draining_reported(REPORT_LIMIT).await;
         }
@@ -177,6 +204,16 @@ impl Node {
         }
         info!("shut down");
         Ok(())
+    }
+}
+
+/// Whether the role has viewers of its own (and so serves HTTP-FLV): standalone, edges, and an
+/// ingest that lets clients play (`cluster.ingest_allow_play`).
+fn serves_viewers(role: Role, settings: &Settings) -> bool {
+    match role {
+        Role::Standalone | Role::Edge => true,
+        Role::Ingest => settings.cluster.ingest_allow_play,
+        Role::Control => false,
     }
 }
 

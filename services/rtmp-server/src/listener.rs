@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use liverelay_hub::Hub;
@@ -16,13 +15,9 @@ use crate::connection::{CloseReason, Connection, TLS_HANDSHAKE};
 use crate::drain::{Drain, Phase, reached};
 use crate::metrics::RtmpMetrics;
 use crate::slots::{Full, Slot, Slots};
-use liverelay_admission::{Access, AdmissionMetrics, Clients, Gate, Sessions};
+use liverelay_admission::{Access, AdmissionMetrics, ClientInfo, Clients, Gate, Sessions};
 use liverelay_metrics::{KindLabel, ReasonLabel};
 use liverelay_types::StreamPolicy;
-
-/// Connection ids, unique in the process across listeners (plain and RTMPS): the session
-/// table is keyed by them.
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What every connection shares: where streams live, who may use them, and the role's say.
 /// The listener admits its clients through a [`Gate`] made of these.
@@ -124,7 +119,7 @@ impl RtmpServer {
                     continue;
                 }
             };
-            let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            let id = ClientInfo::next_id();
             let slot = match slots.try_acquire(peer.ip()) {
                 Ok(slot) => slot,
                 Err(full) => {
