@@ -200,26 +200,40 @@ const MARK: &[u8] = b"liverelay-marked-source";
 struct MarkedSource {
     /// Taken just before picture `i` is written to the socket.
     sent: Arc<Mutex<Vec<Instant>>>,
+    /// When the accepted publish attempt began (its connect), and which attempt it was.
+    accepted: Arc<Mutex<Option<(Instant, u32)>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl MarkedSource {
-    fn start(addr: SocketAddr, name: &'static str) -> Self {
-        Self::with_gop(addr, name, u32::MAX)
+    fn with_gop(addr: SocketAddr, name: &'static str, gop: u32) -> Self {
+        Self::publishing(addr, name, gop, Duration::from_millis(50))
     }
 
-    fn with_gop(addr: SocketAddr, name: &'static str, gop: u32) -> Self {
+    /// A source that, refused, tries again after `retry` (as an encoder does).
+    fn retrying(addr: SocketAddr, name: &'static str, retry: Duration) -> Self {
+        Self::publishing(addr, name, u32::MAX, retry)
+    }
+
+    fn publishing(addr: SocketAddr, name: &'static str, gop: u32, retry: Duration) -> Self {
         let sent = Arc::new(Mutex::new(Vec::new()));
+        let accepted = Arc::new(Mutex::new(None));
         let task = tokio::spawn({
-            let sent = sent.clone();
+            let (sent, accepted) = (sent.clone(), accepted.clone());
             async move {
-                let (mut client, id) = loop {
-                    let mut client = TestClient::connect(addr, "live").await;
-                    let (id, _, code) = client.publish(name).await;
-                    if code == "NetStream.Publish.Start" {
-                        break (client, id);
+                let (mut client, id) = {
+                    let mut attempt = 1;
+                    loop {
+                        let began = Instant::now();
+                        let mut client = TestClient::connect(addr, "live").await;
+                        let (id, _, code) = client.publish(name).await;
+                        if code == "NetStream.Publish.Start" {
+                            *accepted.lock().unwrap() = Some((began, attempt));
+                            break (client, id);
+                        }
+                        attempt += 1;
+                        tokio::time::sleep(retry).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
                 };
                 let video = |head: [u8; 5], tail: &[u8], timestamp| Media {
                     kind: MediaKind::Video,
@@ -243,7 +257,16 @@ impl MarkedSource {
                 }
             }
         });
-        Self { sent, task }
+        Self {
+            sent,
+            accepted,
+            task,
+        }
+    }
+
+    /// When the accepted publish attempt began and its number, once one was accepted.
+    fn accepted(&self) -> Option<(Instant, u32)> {
+        *self.accepted.lock().unwrap()
     }
 
     /// When picture `index` was sent, if it was.
@@ -308,17 +331,18 @@ async fn next_failover_event(viewer: &mut TestClient, last_ts: &mut u64) -> Clie
     event
 }
 
-/// kill -9 of the ingest a viewer's stream comes from; the publisher moves to another ingest
-/// within the edge's reconnect window. The viewer stays connected, gets the new source's
-/// sequence header and then every one of its pictures from the first, with monotonic
-/// timestamps, and is never told the stream ended, not even after the window would have run
-/// out; nothing stale stays in Redis. Prints the failover figure the docs quote: from the
-/// instant the new source sends its first picture to that picture's arrival at the viewer.
+/// kill -9 of the ingest a viewer's stream comes from, with the default 5 s lease; the
+/// publisher moves to another ingest (retrying every second, as encoders do). Its first attempt
+/// takes the stream over: the dead owner's relay port refuses connections, so no lease is waited
+/// out. The viewer stays connected, gets the new source's sequence header and then every one of
+/// its pictures from the first, with monotonic timestamps, and is never told the stream ended,
+/// not even after the window would have run out; nothing stale stays in Redis. Prints the
+/// failover figures the docs quote: the new source's first picture from send to arrival at the
+/// viewer, and from the publisher's reconnect and from the kill to that arrival.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_survives_ingest_failover() {
-    // Longer than the old owner's lease (1.5 s), which the new publish has to wait out.
     const WINDOW: Duration = Duration::from_secs(4);
-    let cluster = Cluster::with_short_leases();
+    let cluster = Cluster::new();
     let mut ingest_a = cluster.node("ingest", "ingest-a");
     let ingest_b = cluster.node("ingest", "ingest-b");
     let edge = cluster.edge_with_window(WINDOW);
@@ -340,7 +364,7 @@ async fn viewer_survives_ingest_failover() {
     ingest_a.kill();
     publisher.kill();
     let broke = Instant::now();
-    let source = MarkedSource::start(ingest_b.rtmp, "move");
+    let source = MarkedSource::retrying(ingest_b.rtmp, "move", Duration::from_secs(1));
 
     let mut saw_header = false;
     let arrived = loop {
@@ -371,10 +395,19 @@ async fn viewer_survives_ingest_failover() {
         .expect("picture 0 was sent before it arrived");
     assert!(arrived > sent, "arrived {arrived:?}, sent {sent:?}");
     let delay = arrived - sent;
+    let (reconnected, attempt) = source.accepted().expect("accepted before it sent");
     eprintln!(
         "failover: the new source's first picture reached the edge's viewer {delay:?} after it \
-         was sent to ingest B ({:?} after ingest A died)",
+         was sent to ingest B, {:?} after the publisher's reconnect (attempt {attempt}), {:?} \
+         after ingest A died",
+        arrived - reconnected,
         arrived - broke
+    );
+    assert_eq!(
+        attempt,
+        1,
+        "the first publish on ingest B takes the stream over; ingest B log:\n{}",
+        ingest_b.log()
     );
     // Loopback takes a few milliseconds; this bound only catches a failover that stalls.
     assert!(
@@ -397,16 +430,18 @@ async fn viewer_survives_ingest_failover() {
         "the new source kept flowing ({next_index} pictures)"
     );
 
-    // Pods' load reports expire by themselves (a dead pod's within three report intervals).
+    // Pods' load reports expire by themselves (a dead pod's within three report intervals);
+    // the dead pod's presence is gone (1.5 s). The webhook queue is not stream state.
     let keys: Vec<String> = cluster
         .redis
         .keys()
         .into_iter()
-        .filter(|k| !k.starts_with("liverelay:node"))
+        .filter(|k| !k.starts_with("liverelay:node") && k != "liverelay:webhook-events")
         .collect();
     assert_eq!(
         keys,
         [
+            "liverelay:alive:{ingest-b}",
             "liverelay:gen:{live/move}",
             "liverelay:stream:{live/move}",
             "liverelay:streams"
@@ -689,6 +724,106 @@ async fn losing_the_lease_closes_the_publish() {
         cluster.redis.record("live", "taken").unwrap()["owner"],
         "ingest-z",
         "the newer owner's record is untouched"
+    );
+}
+
+/// Waits (at most `limit`) for `source`'s publish to be accepted: when its accepted attempt
+/// began, and which attempt that was.
+async fn accepted_within(source: &MarkedSource, limit: Duration, log: &Server) -> (Instant, u32) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(accepted) = source.accepted() {
+            return accepted;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publish not accepted; log:\n{}",
+            log.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The owner stops answering (SIGSTOP: alive, its relay port still accepting connections, as if
+/// cut off) while holding a 30 s lease. A publisher retrying every second on another ingest
+/// takes the stream over once the owner's presence lapses (1.5 s), long before the lease could
+/// run out (20 s at the earliest). When the old owner comes back it notices its presence had
+/// lapsed and ends its publish at once, fenced by the generation; the new record is untouched.
+#[tokio::test]
+async fn a_silent_owner_loses_its_stream_and_ends_its_publish_when_back() {
+    let cluster = Cluster {
+        redis: RedisServer::start(),
+        lease_ttl_ms: "30000",
+    };
+    let ingest_a = cluster.node("ingest", "ingest-a");
+    let ingest_b = cluster.node("ingest", "ingest-b");
+    let mut old = TestClient::connect(ingest_a.rtmp, "live").await;
+    let (_, _, code) = old.publish("silent").await;
+    assert_eq!(code, "NetStream.Publish.Start");
+    cluster.wait_owner("silent", "ingest-a", Duration::from_secs(5));
+
+    ingest_a.pause();
+    let paused = Instant::now();
+    let source = MarkedSource::retrying(ingest_b.rtmp, "silent", Duration::from_secs(1));
+    let (accepted, attempt) = accepted_within(&source, Duration::from_secs(15), &ingest_b).await;
+    eprintln!(
+        "silent owner: taken over by attempt {attempt}, {:?} after the owner stopped",
+        accepted - paused
+    );
+    let new = cluster.wait_owner("silent", "ingest-b", Duration::from_secs(5));
+
+    let mark = ingest_a.log_mark();
+    ingest_a.resume();
+    assert!(
+        old.closed_by_server(Duration::from_secs(5)).await,
+        "the old owner ends its publish when back; log:\n{}",
+        ingest_a.log_since(mark)
+    );
+    for line in [
+        "presence had lapsed",
+        "publish revoked: stream taken over by ingest-b",
+    ] {
+        assert!(
+            ingest_a.wait_log_since(mark, line, Duration::from_secs(5)),
+            "{line}: {}",
+            ingest_a.log_since(mark)
+        );
+    }
+    let now = cluster.redis.record("live", "silent").unwrap();
+    assert_eq!(
+        (&now["owner"], &now["generation"]),
+        (&new["owner"], &new["generation"]),
+        "the new owner's record is untouched"
+    );
+}
+
+/// SIGTERM on an ingest marks its streams as moving: while it still drains (alive, serving its
+/// publisher), a publish of the stream on another ingest takes it over at the first attempt,
+/// and the draining ingest ends its own publish at its next renewal.
+#[tokio::test]
+async fn a_draining_ingest_hands_its_streams_over() {
+    let cluster = Cluster::new();
+    let ingest_a = cluster.node("ingest", "ingest-a");
+    let ingest_b = cluster.node("ingest", "ingest-b");
+    let mut old = TestClient::connect(ingest_a.rtmp, "live").await;
+    let (_, _, code) = old.publish("moving").await;
+    assert_eq!(code, "NetStream.Publish.Start");
+    cluster.wait_owner("moving", "ingest-a", Duration::from_secs(5));
+
+    ingest_a.terminate();
+    assert!(
+        ingest_a.wait_log("streams marked as moving", Duration::from_secs(10)),
+        "{}",
+        ingest_a.log()
+    );
+    let source = MarkedSource::retrying(ingest_b.rtmp, "moving", Duration::from_secs(1));
+    let (_, attempt) = accepted_within(&source, Duration::from_secs(10), &ingest_b).await;
+    assert_eq!(attempt, 1, "taken over at once");
+    cluster.wait_owner("moving", "ingest-b", Duration::from_secs(5));
+    assert!(
+        old.closed_by_server(Duration::from_secs(5)).await,
+        "the draining ingest ends its publish; log:\n{}",
+        ingest_a.log()
     );
 }
 
@@ -1079,21 +1214,8 @@ fn frames_over_four_mib_cross_two_edges_frame_exact() {
         "every picture is over 4 MiB: {pictures:?}"
     );
 
-    let _publisher = spawn_logged(
-        std::process::Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-v",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-            ])
-            .arg(&source)
-            .args(["-c", "copy", "-f", "flv", &ingest.url("live/noise")]),
-        &dir.path("publish.log"),
-    );
+    let _publisher =
+        looping_publisher_of(&source, &ingest.url("live/noise"), &dir.path("publish.log"));
     cluster.wait_owner("noise", "ingest-a", Duration::from_secs(20));
     let mut recorders: Vec<_> = edges
         .iter()
@@ -1101,20 +1223,7 @@ fn frames_over_four_mib_cross_two_edges_frame_exact() {
         .map(|(i, edge)| {
             let out = dir.path(&format!("edge-{i}.flv"));
             let log = dir.path(&format!("edge-{i}.log"));
-            let rec = spawn_logged(
-                std::process::Command::new("ffmpeg")
-                    .args([
-                        "-hide_banner",
-                        "-v",
-                        "error",
-                        "-y",
-                        "-i",
-                        &edge.url("live/noise"),
-                    ])
-                    .args(["-frames:v", "10", "-c", "copy"])
-                    .arg(&out),
-                &log,
-            );
+            let rec = ffmpeg_record_with(&edge.url("live/noise"), &out, &["-frames:v", "10"], &log);
             (rec, out, log)
         })
         .collect();

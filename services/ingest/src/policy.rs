@@ -53,6 +53,7 @@ impl StreamPolicy for IngestPolicy {
             generation: 0,
             video_codec: None,
             audio_codec: None,
+            instance: String::new(),
         };
         Box::pin(async move {
             match registry.claim(record).await {

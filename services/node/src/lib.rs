@@ -189,7 +189,7 @@ impl Node {
         drain.set(Phase::Draining);
         if let Some(presence) = &presence {
             // Publishers that reconnect elsewhere take their streams with them at once.
-            let _ = presence;
+            presence.moving(REPORT_LIMIT).await;
         }
         if let Some(reporting) = reporting.as_mut() {
             reporting.draining_reported(REPORT_LIMIT).await;

@@ -109,8 +109,14 @@ async fn heartbeat(
 ) {
     let period = registry.lease_ttl() / 3;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut lapses = registry.presence_lapses();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            // This pod looked gone for a while: if another took the stream meanwhile, the
+            // publish ends now, not at the next renewal.
+            () = lapsed(&mut lapses) => {}
+        }
         let current = claim.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let update = details.lock().unwrap_or_else(|e| e.into_inner()).take();
         match registry.renew(&current, update.as_ref()).await {
@@ -161,6 +167,17 @@ async fn heartbeat(
     }
 }
 
+/// Resolves when the registry says this process's presence lapsed; never where it cannot.
+async fn lapsed(lapses: &mut Option<watch::Receiver<u64>>) {
+    if let Some(rx) = lapses
+        && rx.changed().await.is_ok()
+    {
+        return;
+    }
+    *lapses = None;
+    std::future::pending().await
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -178,6 +195,7 @@ mod tests {
             generation: 0,
             video_codec: None,
             audio_codec: None,
+            instance: String::new(),
         }
     }
 

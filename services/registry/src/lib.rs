@@ -11,6 +11,7 @@
 mod lease;
 mod memory;
 mod metrics;
+mod presence;
 mod record;
 mod redis_registry;
 
@@ -19,11 +20,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use liverelay_redis::RedisError;
 use liverelay_types::StreamId;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 pub use lease::{Lease, LeaseState};
 pub use memory::MemoryRegistry;
 pub use metrics::LeaseMetrics;
+pub use presence::{PRESENCE_EVERY, PRESENCE_TTL, Presence};
 pub use record::{RegistryEvent, StreamRecord};
 pub use redis_registry::{RedisRegistry, RedisRegistryConfig};
 
@@ -108,4 +110,11 @@ pub trait StreamRegistry: Send + Sync + 'static {
     fn want<'a>(&'a self, key: &'a StreamId) -> BoxFuture<'a, ()>;
 
     fn lease_ttl(&self) -> Duration;
+
+    /// Changes when this process's presence was found lapsed ([`Presence`]): other pods may
+    /// have taken its streams over meanwhile, so each lease checks at once. `None` where no
+    /// other pod can (one process).
+    fn presence_lapses(&self) -> Option<watch::Receiver<u64>> {
+        None
+    }
 }

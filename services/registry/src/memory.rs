@@ -178,6 +178,7 @@ mod tests {
             generation: 0,
             video_codec: None,
             audio_codec: None,
+            instance: String::new(),
         }
     }
 

@@ -20,6 +20,11 @@ pub struct StreamRecord {
     pub video_codec: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audio_codec: Option<String>,
+    /// Which run of the owner's process made the claim (set by the Redis registry): a claim
+    /// elsewhere may take the stream over once that run no longer says it is alive
+    /// ([`crate::Presence`]), also when a restarted process came back under the same pod id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub instance: String,
 }
 
 impl StreamRecord {

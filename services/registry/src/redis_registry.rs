@@ -10,6 +10,7 @@
 //! | `{prefix}:streams` | set | `app/name` of streams believed live (index for listing) |
 //! | `{prefix}:events` | pub/sub channel | JSON [`RegistryEvent`]s: publishes and unpublishes |
 //! | `{prefix}:webhook-events` | stream | `stream.started` / `stream.ended` for control's webhooks ([`WebhookQueue`]) |
+//! | `{prefix}:alive:{pod}` | string, PX 1.5 s | the pod's instance id while it runs, `moving` while it drains ([`Presence`]) |
 //! | `{prefix}:wants` | pub/sub channel | JSON [`RegistryEvent::Wanted`]: an edge's viewer waits (apart, so waiting viewers do not wake every pod's upstreams) |
 
 use std::sync::LazyLock;
@@ -20,23 +21,27 @@ use futures::future::BoxFuture;
 use liverelay_redis::{RedisConfig, RedisConn, RedisMetrics, WebhookQueue};
 use liverelay_types::{AbortOnDrop, StreamId};
 use redis::{Cmd, Script, Value};
-use tokio::sync::broadcast;
-use tracing::warn;
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
 
+use crate::presence::{Presence, new_instance, owner_gone};
 use crate::{Claim, RegistryError, RegistryEvent, Renewal, StreamRecord, StreamRegistry};
 
 /// How long a stream's fencing counter outlives its last claim. Long enough that no old owner
 /// can still be around; short enough that Redis does not keep every name ever published.
 const GENERATION_TTL: Duration = Duration::from_secs(24 * 3600);
 
-/// Claims the stream unless another owner's record is live. Returns {1, record} or {0, theirs}.
+/// Claims the stream unless another owner's record is live, or it is the generation ARGV[5]
+/// (one whose owner was found gone: taken over only if no one claimed it since). Returns
+/// {1, record} or {0, theirs}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
         local cur = redis.call('GET', KEYS[1])
         if cur then
             local ok, rec = pcall(cjson.decode, cur)
-            if ok and rec.owner ~= ARGV[3] then return {0, cur} end
+            local gone = ARGV[5] ~= '' and ok and rec.generation == tonumber(ARGV[5])
+            if ok and rec.owner ~= ARGV[3] and not gone then return {0, cur} end
         end
         local rec = cjson.decode(ARGV[1])
                 rec.generation = redis.call('INCR', KEYS[2])
@@ -96,6 +101,10 @@ pub struct RedisRegistry {
     lease_ttl: Duration,
     events: broadcast::Sender<RegistryEvent>,
     wants: broadcast::Sender<RegistryEvent>,
+    /// This run of the process, written into its claims and its [`Presence`].
+    instance: String,
+    /// Counts the times this process's presence was found lapsed ([`Presence`]).
+    lapses: watch::Sender<u64>,
     /// Following the events and wants channels, for as long as the registry lives.
     _subscribers: AbortOnDrop,
 }
@@ -124,6 +133,8 @@ impl RedisRegistry {
             lease_ttl,
             events,
             wants,
+            instance: new_instance(),
+            lapses: watch::channel(0).0,
             _subscribers: subscribers,
         }
     }
@@ -131,6 +142,37 @@ impl RedisRegistry {
     /// The registry's Redis handle, for the other cluster state kept beside it.
     pub fn conn(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    /// Starts saying that `pod` (this process) is alive, so other ingests take over its streams
+    /// only once it is not. An ingest runs it for as long as it may own streams.
+    pub fn presence(&self, pod: &str) -> Presence {
+        Presence::start(
+            self.conn.clone(),
+            pod,
+            self.instance.clone(),
+            self.lapses.clone(),
+        )
+    }
+
+    /// One run of the claim script; `over` is the generation of a record whose owner is gone.
+    async fn claim_script(
+        &self,
+        key: &StreamId,
+        record: &StreamRecord,
+        over: Option<u64>,
+    ) -> Result<(bool, StreamRecord), RegistryError> {
+        let json = serde_json::to_string(record).expect("records serialize");
+        let mut invocation = CLAIM.key(self.record_key(key));
+        invocation
+            .key(self.gen_key(key))
+            .arg(json)
+            .arg(self.ttl_ms())
+            .arg(&record.owner)
+            .arg(GENERATION_TTL.as_millis() as u64)
+            .arg(over.map(|g| g.to_string()).unwrap_or_default());
+        let (won, stored): (i64, String) = self.conn.invoke("claim", &invocation).await?;
+        Ok((won == 1, parse(&stored)?))
     }
 
     /// Prefix of every key and channel.
@@ -201,20 +243,20 @@ fn parse(json: &str) -> Result<StreamRecord, RegistryError> {
 }
 
 impl StreamRegistry for RedisRegistry {
-    fn claim(&self, record: StreamRecord) -> BoxFuture<'_, Result<Claim, RegistryError>> {
+    fn claim(&self, mut record: StreamRecord) -> BoxFuture<'_, Result<Claim, RegistryError>> {
         async move {
             let key = record.key();
-            let json = serde_json::to_string(&record).expect("records serialize");
-            let mut invocation = CLAIM.key(self.record_key(&key));
-            invocation
-                .key(self.gen_key(&key))
-                .arg(json)
-                .arg(self.ttl_ms())
-                .arg(&record.owner)
-                .arg(GENERATION_TTL.as_millis() as u64);
-            let (won, stored): (i64, String) = self.conn.invoke("claim", &invocation).await?;
-            let stored = parse(&stored)?;
-            if won == 0 {
+            record.instance = self.instance.clone();
+            let (mut won, mut stored) = self.claim_script(&key, &record, None).await?;
+            if !won && let Some(why) = owner_gone(&self.conn, &stored).await {
+                // Fenced: the old owner, should it still run, finds itself superseded at its
+                // next renewal and ends its publish.
+                info!(stream = %key, owner = %stored.owner, generation = stored.generation, why, "owner gone; taking the stream over");
+                (won, stored) = self
+                    .claim_script(&key, &record, Some(stored.generation))
+                    .await?;
+            }
+            if !won {
                 return Err(RegistryError::Owned {
                     owner: stored.owner,
                 });
@@ -344,5 +386,9 @@ impl StreamRegistry for RedisRegistry {
 
     fn lease_ttl(&self) -> Duration {
         self.lease_ttl
+    }
+
+    fn presence_lapses(&self) -> Option<watch::Receiver<u64>> {
+        Some(self.lapses.subscribe())
     }
 }

@@ -43,6 +43,7 @@ fn record(owner: &str) -> StreamRecord {
         generation: 0,
         video_codec: None,
         audio_codec: None,
+        instance: String::new(),
     }
 }
 
