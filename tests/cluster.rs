@@ -774,10 +774,15 @@ async fn a_silent_owner_loses_its_stream_and_ends_its_publish_when_back() {
 
     let mark = ingest_a.log_mark();
     ingest_a.resume();
+    let resumed = Instant::now();
     assert!(
         old.closed_by_server(Duration::from_secs(5)).await,
         "the old owner ends its publish when back; log:\n{}",
         ingest_a.log_since(mark)
+    );
+    eprintln!(
+        "silent owner: its publish ended {:?} after it resumed",
+        resumed.elapsed()
     );
     for line in [
         "presence had lapsed",
