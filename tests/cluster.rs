@@ -1219,21 +1219,8 @@ fn frames_over_four_mib_cross_two_edges_frame_exact() {
         "every picture is over 4 MiB: {pictures:?}"
     );
 
-    let _publisher = spawn_logged(
-        std::process::Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-v",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-            ])
-            .arg(&source)
-            .args(["-c", "copy", "-f", "flv", &ingest.url("live/noise")]),
-        &dir.path("publish.log"),
-    );
+    let _publisher =
+        looping_publisher_of(&source, &ingest.url("live/noise"), &dir.path("publish.log"));
     cluster.wait_owner("noise", "ingest-a", Duration::from_secs(20));
     let mut recorders: Vec<_> = edges
         .iter()
@@ -1241,20 +1228,7 @@ fn frames_over_four_mib_cross_two_edges_frame_exact() {
         .map(|(i, edge)| {
             let out = dir.path(&format!("edge-{i}.flv"));
             let log = dir.path(&format!("edge-{i}.log"));
-            let rec = spawn_logged(
-                std::process::Command::new("ffmpeg")
-                    .args([
-                        "-hide_banner",
-                        "-v",
-                        "error",
-                        "-y",
-                        "-i",
-                        &edge.url("live/noise"),
-                    ])
-                    .args(["-frames:v", "10", "-c", "copy"])
-                    .arg(&out),
-                &log,
-            );
+            let rec = ffmpeg_record_with(&edge.url("live/noise"), &out, &["-frames:v", "10"], &log);
             (rec, out, log)
         })
         .collect();

@@ -531,18 +531,16 @@ pub fn ffmpeg_publish(file: &Path, url: &str, log: &Path) -> ChildGuard {
 
 /// ffmpeg publishing the sample in a loop: a live source that runs until stopped.
 pub fn looping_publisher(url: &str, log: &Path) -> ChildGuard {
+    looping_publisher_of(&sample_flv(), url, log)
+}
+
+/// ffmpeg publishing `file` in a loop, paced, copied as it is.
+pub fn looping_publisher_of(file: &Path, url: &str, log: &Path) -> ChildGuard {
     spawn_logged(
         Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-stream_loop",
-                "-1",
-                "-re",
-                "-i",
-            ])
-            .arg(sample_flv())
+            .args(["-hide_banner", "-loglevel", "error", "-stream_loop", "-1"])
+            .args(["-re", "-i"])
+            .arg(file)
             .args(["-c", "copy", "-f", "flv", url]),
         log,
     )
@@ -550,25 +548,18 @@ pub fn looping_publisher(url: &str, log: &Path) -> ChildGuard {
 
 /// `ffmpeg -i URL -c copy OUT.flv`: a player that records exactly what it received.
 pub fn ffmpeg_record(url: &str, out: &Path, log: &Path) -> ChildGuard {
-    let err = std::fs::File::create(log).unwrap();
-    ChildGuard::spawn(
+    ffmpeg_record_with(url, out, &[], log)
+}
+
+/// [`ffmpeg_record`] with more output options (e.g. `-frames:v 10` to stop after 10 pictures).
+pub fn ffmpeg_record_with(url: &str, out: &Path, options: &[&str], log: &Path) -> ChildGuard {
+    spawn_logged(
         Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                url,
-                "-c",
-                "copy",
-                "-f",
-                "flv",
-            ])
-            .arg(out)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(err),
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-i", url])
+            .args(options)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(out),
+        log,
     )
 }
 

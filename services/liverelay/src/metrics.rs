@@ -146,6 +146,11 @@ mod tests {
             "Relay subscriptions served by this ingest",
         ),
         (
+            "liverelay_relay_frames_over_limit",
+            "counter",
+            "Frames an ingest did not relay because they exceeded the subscriber's max_payload",
+        ),
+        (
             "liverelay_relay_reconnects",
             "counter",
             "Edge upstream reconnects by reason",
