@@ -744,6 +744,20 @@ async fn accepted_within(source: &MarkedSource, limit: Duration, log: &Server) -
     }
 }
 
+/// Ingests A and B, and a publish of `name` on A (the test's own client), registered.
+async fn publish_on_the_first_of_two_ingests(
+    cluster: &Cluster,
+    name: &str,
+) -> (Server, Server, TestClient) {
+    let ingest_a = cluster.node("ingest", "ingest-a");
+    let ingest_b = cluster.node("ingest", "ingest-b");
+    let mut publisher = TestClient::connect(ingest_a.rtmp, "live").await;
+    let (_, _, code) = publisher.publish(name).await;
+    assert_eq!(code, "NetStream.Publish.Start");
+    cluster.wait_owner(name, "ingest-a", Duration::from_secs(5));
+    (ingest_a, ingest_b, publisher)
+}
+
 /// The owner stops answering (SIGSTOP: alive, its relay port still accepting connections, as if
 /// cut off) while holding a 30 s lease. A publisher retrying every second on another ingest
 /// takes the stream over once the owner's presence lapses (1.5 s), long before the lease could
@@ -755,12 +769,8 @@ async fn a_silent_owner_loses_its_stream_and_ends_its_publish_when_back() {
         redis: RedisServer::start(),
         lease_ttl_ms: "30000",
     };
-    let ingest_a = cluster.node("ingest", "ingest-a");
-    let ingest_b = cluster.node("ingest", "ingest-b");
-    let mut old = TestClient::connect(ingest_a.rtmp, "live").await;
-    let (_, _, code) = old.publish("silent").await;
-    assert_eq!(code, "NetStream.Publish.Start");
-    cluster.wait_owner("silent", "ingest-a", Duration::from_secs(5));
+    let (ingest_a, ingest_b, mut old) =
+        publish_on_the_first_of_two_ingests(&cluster, "silent").await;
 
     ingest_a.pause();
     let paused = Instant::now();
@@ -808,12 +818,8 @@ async fn a_silent_owner_loses_its_stream_and_ends_its_publish_when_back() {
 #[tokio::test]
 async fn a_draining_ingest_hands_its_streams_over() {
     let cluster = Cluster::new();
-    let ingest_a = cluster.node("ingest", "ingest-a");
-    let ingest_b = cluster.node("ingest", "ingest-b");
-    let mut old = TestClient::connect(ingest_a.rtmp, "live").await;
-    let (_, _, code) = old.publish("moving").await;
-    assert_eq!(code, "NetStream.Publish.Start");
-    cluster.wait_owner("moving", "ingest-a", Duration::from_secs(5));
+    let (ingest_a, ingest_b, mut old) =
+        publish_on_the_first_of_two_ingests(&cluster, "moving").await;
 
     ingest_a.terminate();
     assert!(
