@@ -604,7 +604,9 @@ async fn second_publisher_on_another_ingest_is_refused() {
 }
 
 /// The same roles against a Redis Cluster (three masters): registration, playback from an
-/// edge, and removal on unpublish go through the cluster client.
+/// edge, and removal on unpublish go through the cluster client; so does a takeover from a
+/// killed owner (its presence key is in another slot than the stream's), which ffmpeg, giving
+/// up after one refusal, gets at its one attempt.
 #[test]
 fn works_against_redis_cluster() {
     let redis = RedisCluster::start();
@@ -615,7 +617,7 @@ fn works_against_redis_cluster() {
         ("LIVERELAY_REDIS__CLUSTER", "true"),
         ("POD_NAME", "ingest-c"),
     ];
-    let ingest = Server::start_role("ingest", &["--redis-url", &urls], &env);
+    let mut ingest = Server::start_role("ingest", &["--redis-url", &urls], &env);
     let edge = Server::start_role("edge", &["--redis-url", &urls], &env);
     let dir = TempDir::new("cluster-redis-cluster");
     let mut publisher = ffmpeg_publish(sample_flv(), &ingest.url("live/cl"), &dir.path("pub.log"));
@@ -640,6 +642,31 @@ fn works_against_redis_cluster() {
         assert!(Instant::now() < deadline, "record removed on unpublish");
         std::thread::sleep(Duration::from_millis(20));
     }
+
+    let other = [&env[..2], &[("POD_NAME", "ingest-d")]].concat();
+    let ingest_d = Server::start_role("ingest", &["--redis-url", &urls], &other);
+    let mut first = looping_publisher(&ingest.url("live/cl"), &dir.path("pub-c.log"));
+    let owned_by = |pod: &str, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        let owner = format!("\"owner\":\"{pod}\"");
+        while !redis.get(key).is_some_and(|r| r.contains(&owner)) {
+            assert!(
+                Instant::now() < deadline,
+                "not owned by {pod}: {:?}",
+                redis.get(key)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    owned_by("ingest-c", Duration::from_secs(10));
+    ingest.kill();
+    first.kill();
+    let _second = ffmpeg_publish(
+        sample_flv(),
+        &ingest_d.url("live/cl"),
+        &dir.path("pub-d.log"),
+    );
+    owned_by("ingest-d", Duration::from_secs(10));
 }
 
 /// A publish attempt on an edge is refused, and does not disturb the viewers of that name.
