@@ -174,6 +174,21 @@ start_cluster() {
     SERVER_MAIN=$edge
     case $kind in liverelay-ingest*) SERVER_PID=$ingest ;; *) SERVER_PID=$edge ;; esac
     wait_port "$PUBLISH_PORT"
+    # More edges subscribed to the ingest, each made to pull the scenario's stream by one
+    # player of its own, so the ingest's cost per subscribed edge shows above the publisher's.
+    local i port
+    for ((i = 1; i < ${CLUSTER_EDGES[$kind]:-1}; i++)); do
+        port=$(free_port)
+        # shellcheck disable=SC2086
+        env "${common[@]}" POD_NAME=bench-edge-$i taskset -c "$TOOL_CORE" "$bin" edge \
+            --rtmp-listen "127.0.0.1:$port" --http-listen "127.0.0.1:$(free_port)" \
+            --redis-url "redis://127.0.0.1:$redis" >"$WORK/edge-$i.log" 2>&1 &
+        CLUSTER_PIDS+=($!); STARTED+=($!)
+        wait_port "$port" || return 1
+        taskset -c "$TOOL_CORE" "$BIN/liverelay-bench" play --url "rtmp://127.0.0.1:$port/live/$SCENARIO-0" \
+            --players 1 --duration 1h -q >"$WORK/edge-$i.play.log" 2>&1 &
+        CLUSTER_PIDS+=($!); STARTED+=($!)
+    done
 }
 
 stop_server() {
@@ -188,7 +203,8 @@ stop_server() {
 # the ratios), every kind it may run, and per kind its label, its environment words, and
 # optionally its binary, URL scheme and extra tool flags.
 SERVERS=(); ALL_SERVERS=()
-declare -A LABEL=() SETTINGS=() SERVER_BIN=() SCHEME=() TOOL_ARGS=()
+declare -A LABEL=() SETTINGS=() SERVER_BIN=() SCHEME=() TOOL_ARGS=() CLUSTER_EDGES=()
+SCENARIO=""  # the scenario running (cluster kinds name their extra edges' stream after it)
 COMMANDS=()
 
 # scenario NAME TOOL-ARGS...: every server, $RUNS times (server order alternates per run).
@@ -210,6 +226,7 @@ scenario() {
             order=(); for ((i = ${#SERVERS[@]} - 1; i >= 0; i--)); do order+=("${SERVERS[$i]}"); done
         fi
         for kind in "${order[@]}"; do
+            SCENARIO=$name
             log "$name run $run/$RUNS: ${LABEL[$kind]}"
             if ! start_server "$kind"; then
                 echo "$name run $run: ${LABEL[$kind]} did not start; run skipped" >>"$OUT/results/incidents"

@@ -25,6 +25,9 @@ LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-fi
 # BENCH_BASE_BIN, the ingest's cost is also measured for that binary ("before").
 BASE=${BENCH_BASE_BIN:-}
 SERVER_BIN=([liverelay-ingest-base]="$BASE")
+# The ingest scenarios subscribe this many edges (the tool plays from one, the others have a
+# player each).
+CLUSTER_EDGES=([liverelay-ingest]=4 [liverelay-ingest-base]=4)
 # RTMPS: the same defaults behind the TLS listener, loaded over rtmps:// (TLS 1.3, P-256).
 SCHEME=([liverelay-rtmps]=rtmps)
 TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/ca.pem")
@@ -71,7 +74,7 @@ SERVERS=(liverelay nginx)
 scenario ttff --bitrate 2.5M --fps 30 --gop 2s --players "$TTFF_PLAYERS" --sample-every 5 \
     --duration 3s --settle 3s -q
 # 4. Cluster: publisher → ingest → edge → players. The edge (on the server core) against a
-#    standalone server for the same ramp; then the ingest (on the server core) serving one edge,
+#    standalone server for the same ramp; then the ingest (on the server core) serving 4 edges,
 #    at 2.5 and 20 Mbit/s, before and after when BENCH_BASE_BIN is set.
 SERVERS=(liverelay-edge liverelay)
 scenario clusterfanout --bitrate 2.5M --fps 30 --gop 2s --ramp-at "$FANOUT_AT" \
@@ -171,7 +174,7 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo
     table clusterfanout --at "$COMPARE_AT"
     echo
-    echo "### The ingest serving one edge (its CPU is the cost of one subscribed edge plus the publisher)"
+    echo "### The ingest serving 4 edges (its CPU is the publisher's cost plus 4 subscribed edges')"
     echo
     echo "2.5 Mbit/s:"
     echo
