@@ -839,6 +839,66 @@ async fn a_silent_owner_loses_its_stream_and_ends_its_publish_when_back() {
     );
 }
 
+/// An edge's viewer while the owner hangs (SIGSTOP, default lease) and the publisher moves to
+/// another ingest, retrying every second: the viewer stays connected, gets the new source's
+/// pictures, and once the first has come never again a picture of the old owner's, not even
+/// after the old owner resumes. Prints the time from the hang to the first new picture at the
+/// viewer (the edge sees the hung owner through the relay's keepalive).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_never_mixes_a_hung_owner_with_its_successor() {
+    let cluster = Cluster::new();
+    let ingest_a = cluster.node("ingest", "ingest-a");
+    let ingest_b = cluster.node("ingest", "ingest-b");
+    let edge = cluster.node("edge", "edge-x");
+    let dir = TempDir::new("cluster-hung-owner");
+    let _old = looping_publisher(&ingest_a.url("live/hung"), &dir.path("pub-a.log"));
+    cluster.wait_owner("hung", "ingest-a", Duration::from_secs(10));
+    let mut viewer = TestClient::connect(edge.rtmp, "live").await;
+    viewer.play("hung").await;
+    let mut last_ts = 0;
+    assert!(
+        viewer
+            .expect(Duration::from_secs(10), is_picture)
+            .await
+            .is_some()
+    );
+
+    ingest_a.pause();
+    let paused = Instant::now();
+    let _new = MarkedSource::retrying(ingest_b.rtmp, "hung", Duration::from_secs(1));
+    let mut first_new = None;
+    let mut resumed = None;
+    let mut new_pictures = 0;
+    while new_pictures < 75 {
+        assert!(
+            paused.elapsed() < Duration::from_secs(30),
+            "{new_pictures} new pictures; edge log:\n{}",
+            edge.log()
+        );
+        let event = next_failover_event(&mut viewer, &mut last_ts).await;
+        if !is_picture(&event) {
+            continue;
+        }
+        let new = MarkedSource::marked(&event).is_some();
+        if first_new.is_none() && new {
+            first_new = Some(paused.elapsed());
+            ingest_a.resume();
+            resumed = Some(Instant::now());
+        }
+        assert!(
+            first_new.is_none() || new,
+            "a picture of the old owner after the new owner's"
+        );
+        new_pictures += usize::from(new);
+    }
+    eprintln!(
+        "hung owner: the first new picture reached the edge's viewer {:?} after the owner hung; \
+         no old picture in the {:?} after it resumed",
+        first_new.unwrap(),
+        resumed.unwrap().elapsed()
+    );
+}
+
 /// SIGTERM on an ingest marks its streams as moving: while it still drains (alive, serving its
 /// publisher), a publish of the stream on another ingest takes it over at the first attempt,
 /// and the draining ingest ends its own publish at its next renewal.
