@@ -531,7 +531,7 @@ pub fn ffmpeg_publish(file: &Path, url: &str, log: &Path) -> ChildGuard {
 
 /// ffmpeg publishing the sample in a loop: a live source that runs until stopped.
 pub fn looping_publisher(url: &str, log: &Path) -> ChildGuard {
-    looping_publisher_of(&sample_flv(), url, log)
+    looping_publisher_of(sample_flv(), url, log)
 }
 
 /// ffmpeg publishing `file` in a loop, paced, copied as it is.
