@@ -50,8 +50,8 @@ pub struct Frame {
     pub generation: u64,
     /// Wall-clock arrival (microseconds since the Unix epoch), for latency across pods.
     pub received_unix_us: u64,
-    /// The message payload (FLV tag body) as it arrived: a slice of the publisher's receive
-    /// buffer when the message came in one chunk, or of the relay's when it came from an ingest.
+    /// The message payload (FLV tag body) as it arrived, shared by every output: the chunk
+    /// decoder's own allocation, or a slice of the relay's receive buffer on an edge.
     payload: Bytes,
     /// The RTMP chunks at the hub's fan-out encoding, made by the first RTMP viewer.
     rtmp: OnceLock<Bytes>,
