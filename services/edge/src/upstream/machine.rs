@@ -77,8 +77,12 @@ pub enum Event {
     End,
     /// The subscription ended without an end of stream.
     Broken(String),
-    /// The registry announced a publish of this stream.
-    Published,
+    /// The registry announced a publish of this stream: its owner (pod id) and fencing
+    /// generation.
+    Published {
+        owner: String,
+        generation: u64,
+    },
     /// Registry events were missed.
     RegistryLagged,
     /// The answer to [`Action::StartPublish`].
@@ -99,6 +103,8 @@ pub enum Action {
     /// The local publish goes on with a new source: a new timeline base after the last
     /// timestamp sent (`Publisher::restart_source`).
     RestartSource,
+    /// Drop the relay subscription (its owner was superseded).
+    Unsubscribe,
     /// End the local publish (viewers are told the stream ended).
     EndPublish,
     /// Tell the registry that viewers here wait for the stream.
@@ -115,6 +121,8 @@ pub enum Reason {
     RegistryUnavailable,
     SubscribeFailed,
     Broken,
+    /// A newer publish of the stream took over from the one followed.
+    Moved,
 }
 
 impl Reason {
@@ -123,6 +131,7 @@ impl Reason {
             Self::RegistryUnavailable => "registry_unavailable",
             Self::SubscribeFailed => "subscribe_failed",
             Self::Broken => "broken",
+            Self::Moved => "moved",
         }
     }
 }
@@ -238,7 +247,27 @@ impl UpstreamMachine {
 
     pub fn handle(&mut self, now: Instant, event: Event) {
         match (self.state, event) {
-            (_, Event::Published) => match &mut self.state {
+            // A newer publish on another ingest replaced the one this upstream follows (its
+            // owner was taken over: killed, hung or draining). A hung owner's subscription may
+            // stay open until the relay's keepalive gives up, so it is not waited for: the
+            // upstream moves at once, keeping the local publish as in any outage. (A republish
+            // on the same ingest comes through the subscription as a restart.)
+            (State::Streaming { .. }, Event::Published { owner, generation })
+                if self
+                    .owner
+                    .as_ref()
+                    .is_some_and(|o| o.generation < generation && o.pod != owner) =>
+            {
+                info!(
+                    generation,
+                    "a newer publish of the stream took over; moving to it"
+                );
+                self.count(Reason::Moved);
+                self.actions.push_back(Action::Unsubscribe);
+                self.broken_since.get_or_insert(now);
+                self.state = State::Waiting { until: now };
+            }
+            (_, Event::Published { .. }) => match &mut self.state {
                 State::Waiting { until } => *until = (*until).min(now),
                 _ => self.published = true,
             },

@@ -129,6 +129,7 @@ impl UpstreamTask {
                         p.restart_source();
                     }
                 }
+                Action::Unsubscribe => self.stream = None,
                 Action::EndPublish => self.publisher = None,
                 Action::AnnounceWant => self.pool.registry.want(&self.key).await,
                 Action::CountReconnect(reason) => self.count_reconnect(reason.label()),
@@ -175,10 +176,14 @@ impl UpstreamTask {
 
     fn on_registry(&mut self, event: Result<RegistryEvent, broadcast::error::RecvError>) {
         match event {
-            Ok(RegistryEvent::Published { app, name, .. })
-                if app == self.key.app && name == self.key.name =>
-            {
-                self.machine.handle(Instant::now(), Event::Published);
+            Ok(RegistryEvent::Published {
+                app,
+                name,
+                owner,
+                generation,
+            }) if app == self.key.app && name == self.key.name => {
+                let event = Event::Published { owner, generation };
+                self.machine.handle(Instant::now(), event);
             }
             Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => {

@@ -15,6 +15,13 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+fn published(owner: &str, generation: u64) -> Event {
+    Event::Published {
+        owner: owner.into(),
+        generation,
+    }
+}
+
 fn owner(pod: &str) -> Owner {
     Owner {
         pod: pod.into(),
@@ -193,7 +200,7 @@ fn linger_closes_after_the_linger_without_viewers_and_not_before() {
     up.advance(LINGER);
     up.viewers = 1;
     assert_eq!(up.tick(), []);
-    assert_eq!(up.feed(Event::Published), []);
+    assert_eq!(up.feed(published("ingest-b", 1)), []);
 }
 
 #[test]
@@ -269,7 +276,7 @@ fn a_publish_announced_during_the_backoff_resubscribes_at_once() {
     }
     assert_eq!(up.wait_left(), ms(2000));
     up.advance(ms(300));
-    assert_eq!(up.feed(Event::Published), []);
+    assert_eq!(up.feed(published("ingest-b", 1)), []);
     assert_eq!(up.wait_left(), Duration::ZERO, "the wait ends at once");
     assert_eq!(up.tick(), [Action::LookUp]);
     up.subscribe_to("ingest-b");
@@ -281,7 +288,7 @@ fn a_publish_announced_while_streaming_ends_the_next_wait_at_once() {
     let mut up = Upstream::new();
     up.stream_from("ingest-a");
     // The new owner claimed before this edge saw its subscription break.
-    assert_eq!(up.feed(Event::Published), []);
+    assert_eq!(up.feed(published("ingest-b", 1)), []);
     up.feed(Event::Broken("gone".into()));
     assert_eq!(up.wait_left(), Duration::ZERO);
     assert_eq!(up.tick(), [Action::LookUp]);
@@ -289,6 +296,39 @@ fn a_publish_announced_while_streaming_ends_the_next_wait_at_once() {
     up.feed(Event::LookedUp(Lookup::Owner(owner("ingest-a"))));
     up.feed(Event::SubscribeFailed("refused".into()));
     assert_eq!(up.wait_left(), ms(200));
+}
+
+/// A hung owner's subscription stays open until the relay's keepalive gives up; a newer
+/// publish announced meanwhile moves the upstream at once, and the viewers stay on.
+#[test]
+fn a_newer_publish_announced_while_streaming_moves_the_upstream_at_once() {
+    let mut up = Upstream::new();
+    up.stream_from("ingest-a");
+    assert_eq!(
+        up.feed(published("ingest-a", 2)),
+        [],
+        "a republish on the same ingest comes through the subscription"
+    );
+    assert_eq!(
+        up.feed(published("ingest-b", 2)),
+        [Action::CountReconnect(Reason::Moved), Action::Unsubscribe]
+    );
+    assert_eq!(up.wait_left(), Duration::ZERO);
+    assert_eq!(up.tick(), [Action::LookUp]);
+    let mut moved = owner("ingest-b");
+    moved.generation = 2;
+    assert_eq!(
+        up.feed(Event::LookedUp(Lookup::Owner(moved.clone()))),
+        [Action::Subscribe(moved)]
+    );
+    up.feed(Event::Subscribed);
+    assert_eq!(
+        up.feed(Event::Header),
+        [Action::RestartSource],
+        "viewers stay on"
+    );
+    // The same publish announced again does not move it.
+    assert_eq!(up.feed(published("ingest-b", 2)), []);
 }
 
 #[test]
@@ -351,7 +391,7 @@ fn wants_are_announced_at_most_once_per_interval_and_only_with_viewers() {
         // upstream every 250 ms.
         let actions = if up.wait_left() > ms(250) {
             up.advance(ms(250));
-            up.feed(Event::Published);
+            up.feed(published("ingest-b", 1));
             up.tick()
         } else {
             up.tick_at_deadline()
