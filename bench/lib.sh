@@ -282,4 +282,5 @@ inputs() { # inputs NAME → LABEL=PATH for every run of every server
             [ -e "$f" ] && printf '%s=%s ' "${LABEL[$kind]}" "$f"
         done
     done
+    return 0
 }
