@@ -123,6 +123,16 @@ fn metrics(at: &[usize], ramp: bool) -> Vec<Metric> {
             1,
         ));
         m.push((
+            format!("video latency p50 ms at {n} players"),
+            Box::new(move |r| step_at(r, n).and_then(|s| s.video_latency_ms.p50)),
+            1,
+        ));
+        m.push((
+            format!("video latency p99 ms at {n} players"),
+            Box::new(move |r| step_at(r, n).and_then(|s| s.video_latency_ms.p99)),
+            1,
+        ));
+        m.push((
             format!("players behind at {n} players"),
             Box::new(move |r| step_at(r, n).map(|s| s.behind as f64)),
             0,

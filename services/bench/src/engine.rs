@@ -108,6 +108,8 @@ fn stream_at(url: &RtmpUrl, i: usize) -> RtmpUrl {
 #[derive(Default)]
 struct Shared {
     latency_ms: Mutex<Vec<f64>>,
+    /// The same for video messages only (audio may wait for video; video never does).
+    video_latency_ms: Mutex<Vec<f64>>,
     ttff: Mutex<Vec<(f64, bool)>>,
     failed: AtomicUsize,
     dropped: AtomicUsize,
@@ -298,9 +300,11 @@ async fn measure_step(
     let me0 = ProcSample::read(None);
     let core0 = plan.server_core.and_then(CoreSample::read);
     shared.latency_ms.lock().unwrap().clear();
+    shared.video_latency_ms.lock().unwrap().clear();
     let t0 = Instant::now();
     let end = t0 + window;
     let mut latency_all: Vec<f64> = Vec::new();
+    let mut video_latency: Vec<f64> = Vec::new();
     let mut srv_prev = srv0;
     let mut tick = t0;
     while Instant::now() < end {
@@ -335,6 +339,7 @@ async fn measure_step(
             );
         }
         latency_all.append(&mut lat);
+        video_latency.append(&mut shared.video_latency_ms.lock().unwrap());
     }
     let secs = t0.elapsed().as_secs_f64();
     let srv1 = plan.server_pid.and_then(|p| ProcSample::read(Some(p)));
@@ -435,6 +440,7 @@ async fn measure_step(
             measured.iter().map(|p| p.1).sum::<f64>() / measured.len() as f64 / 1e6
         },
         latency_ms: latency,
+        video_latency_ms: Summary::of(video_latency),
         ttff_ms: Summary::of(ttff.iter().map(|t| t.0).collect()),
         first_video_keyframe: keyframe_first,
         server_cpu_pct: match (srv1, srv0) {
@@ -555,6 +561,9 @@ async fn player(
                 if sent >= joined {
                     let ms = unix_nanos().saturating_sub(sent) as f64 / 1e6;
                     shared.latency_ms.lock().unwrap().push(ms);
+                    if media.kind == MediaKind::Video {
+                        shared.video_latency_ms.lock().unwrap().push(ms);
+                    }
                 }
             }
         }

@@ -30,7 +30,11 @@ pub struct StepResult {
     pub stream_mbps: f64,
     pub egress_mbps: f64,
     pub per_player_mbps: f64,
+    /// Delivery latency of every live message.
     pub latency_ms: Summary,
+    /// The same for video messages only.
+    #[serde(default)]
+    pub video_latency_ms: Summary,
     /// Time to first video frame of players that started in this step.
     pub ttff_ms: Summary,
     /// How many of those got a keyframe as their first video frame.
