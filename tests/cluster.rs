@@ -1288,23 +1288,7 @@ fn frames_over_four_mib_cross_two_edges_frame_exact() {
     ];
     let dir = TempDir::new("cluster-big-frames");
     let source = dir.path("noise.flv");
-    let mut encode = spawn_logged(
-        std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(
-                "nullsrc=s=1280x720:r=5,geq=lum='random(1)*255':cb='random(2)*255':\
-                 cr='random(3)*255',format=yuv444p",
-            )
-            .args(["-frames:v", "8", "-c:v", "libx264", "-preset", "ultrafast"])
-            .args(["-qp", "0", "-g", "4", "-pix_fmt", "yuv444p", "-f", "flv"])
-            .arg(&source),
-        &dir.path("encode.log"),
-    );
-    wait_success(
-        &mut encode,
-        Duration::from_secs(60),
-        &dir.path("encode.log"),
-    );
+    noise_flv(&source, "1280x720", 5, 8, 4, &dir.path("encode.log"));
     let pictures = packet_hashes(&source);
     assert_eq!(pictures.len(), 8);
     assert!(

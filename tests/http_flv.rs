@@ -219,20 +219,7 @@ fn refusals_and_headers() {
 /// socket buffers (megabytes on loopback) within a second.
 fn heavy_source(dir: &TempDir) -> std::path::PathBuf {
     let source = dir.path("noise.flv");
-    let log = dir.path("encode.log");
-    let mut encode = spawn_logged(
-        std::process::Command::new("ffmpeg")
-            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(
-                "nullsrc=s=320x240:r=25,geq=lum='random(1)*255':cb='random(2)*255':\
-                 cr='random(3)*255',format=yuv444p",
-            )
-            .args(["-frames:v", "50", "-c:v", "libx264", "-preset", "ultrafast"])
-            .args(["-qp", "0", "-g", "25", "-pix_fmt", "yuv444p", "-f", "flv"])
-            .arg(&source),
-        &log,
-    );
-    wait_success(&mut encode, Duration::from_secs(60), &log);
+    noise_flv(&source, "320x240", 25, 50, 25, &dir.path("encode.log"));
     source
 }
 

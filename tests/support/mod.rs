@@ -488,6 +488,26 @@ pub fn sample_flv() -> &'static Path {
     })
 }
 
+/// Writes `out`: lossless H.264 (yuv444p, `-qp 0`) of random noise, so that every picture is
+/// as large as its size makes it; `frames` pictures of `size` (`WxH`) at `rate` fps, a keyframe
+/// every `gop`.
+pub fn noise_flv(out: &Path, size: &str, rate: u32, frames: u32, gop: u32, log: &Path) {
+    let mut encode = spawn_logged(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-v", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!(
+                "nullsrc=s={size}:r={rate},geq=lum='random(1)*255':cb='random(2)*255':\
+                 cr='random(3)*255',format=yuv444p"
+            ))
+            .args(["-frames:v", &frames.to_string()])
+            .args(["-c:v", "libx264", "-preset", "ultrafast", "-qp", "0"])
+            .args(["-g", &gop.to_string(), "-pix_fmt", "yuv444p", "-f", "flv"])
+            .arg(out),
+        log,
+    );
+    wait_success(&mut encode, Duration::from_secs(60), log);
+}
+
 /// Starts `cmd` with no standard input and its standard output and error both written to `log`.
 pub fn spawn_logged(cmd: &mut Command, log: &Path) -> ChildGuard {
     let out = std::fs::File::create(log).unwrap();
