@@ -244,6 +244,12 @@ async fn a_stalled_reader_is_skipped_and_holds_nobody() {
     .await
     .unwrap();
     server.wait_viewers("live", "s", 1, Duration::from_secs(10));
+    // Counted as a viewer and a play session, as an RTMP player is.
+    assert_eq!(server.metric("liverelay_viewers"), Some(1.0));
+    assert_eq!(
+        server.metric(r#"liverelay_sessions_total{kind="play"}"#),
+        Some(1.0)
+    );
     // 150 pictures (6 s) for another viewer while the stalled one reads nothing: they follow
     // the source without a gap, at the source's pace.
     let started = Instant::now();
