@@ -11,7 +11,7 @@ type Dictionary = fn() -> Vec<Vec<u8>>;
 
 fn main() -> std::io::Result<()> {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let targets: [(&str, Seeds, Dictionary); 6] = [
+    let targets: [(&str, Seeds, Dictionary); 7] = [
         (
             "server_session",
             seeds::server_session,
@@ -33,6 +33,11 @@ fn main() -> std::io::Result<()> {
             "callback_form",
             seeds::callback_form,
             seeds::callback_form_dictionary,
+        ),
+        (
+            "relay_message",
+            seeds::relay_message,
+            seeds::relay_message_dictionary,
         ),
     ];
     for (target, seeds, dictionary) in targets {

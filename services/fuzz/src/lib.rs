@@ -19,6 +19,7 @@ pub mod callback_form;
 pub mod chunk_decoder;
 pub mod media_tag;
 pub mod output;
+pub mod relay_message;
 pub mod seeds;
 pub mod server_session;
 
@@ -53,5 +54,9 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "callback_form",
         run: callback_form::fuzz,
+    },
+    Target {
+        name: "relay_message",
+        run: relay_message::fuzz,
     },
 ];

@@ -307,6 +307,54 @@ pub fn media_tag() -> Vec<(&'static str, Vec<u8>)> {
     seeds
 }
 
+/// Seeds for `relay_message`: each kind of message an ingest sends.
+pub fn relay_message() -> Vec<(&'static str, Vec<u8>)> {
+    use liverelay_relay::{RelayEvent, RelayedFrame};
+    use liverelay_rtmp::{Media, MediaKind};
+    use prost::Message;
+    let frame = |kind, payload: &[u8], cached| {
+        RelayEvent::Frame(RelayedFrame {
+            media: Media {
+                kind,
+                timestamp: 120_040,
+                payload: Bytes::copy_from_slice(payload),
+            },
+            cached,
+            ingest_received_unix_us: 1_764_547_200_000_000,
+        })
+    };
+    let avc_key = [0x17, 1, 0, 0, 0, 0, 0, 0, 5, 0x65, 0x88, 0x84, 0x00, 0x33];
+    [
+        ("header", RelayEvent::Header { generation: 3 }),
+        (
+            "video-keyframe-cached",
+            frame(MediaKind::Video, &avc_key, true),
+        ),
+        (
+            "audio-frame",
+            frame(MediaKind::Audio, &[0xAF, 1, 0x21, 0x10], false),
+        ),
+        (
+            "metadata",
+            frame(MediaKind::Metadata, b"\x02\x00\x0aonMetaData", true),
+        ),
+        ("restarted", RelayEvent::Restarted { generation: 4 }),
+        ("end", RelayEvent::End),
+    ]
+    .into_iter()
+    .map(|(name, event)| (name, crate::relay_message::encode(&event).encode_to_vec()))
+    .collect()
+}
+
+/// Dictionary for `relay_message`: protobuf keys of the message's fields (field number and
+/// wire type).
+pub fn relay_message_dictionary() -> Vec<Vec<u8>> {
+    [0x08u8, 0x0a, 0x10, 0x12, 0x18, 0x1a, 0x20, 0x22, 0x28]
+        .iter()
+        .map(|key| vec![*key])
+        .collect()
+}
+
 /// Dictionary for `media_tag`: the FourCCs the parsers know.
 pub fn media_tag_dictionary() -> Vec<Vec<u8>> {
     [
