@@ -168,7 +168,7 @@ def test_deployments_probes_ports_security_and_drain():
         assert pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]["app.kubernetes.io/component"] == role
         token = env(d)["LIVERELAY_CLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"]
         assert token == {"name": "liverelay-cluster-token", "key": "cluster-token"}
-        assert env(d)["LIVERELAY_REDIS__URL"]["value"] == "redis://liverelay-redis:6379"
+        assert env(d)["LIVERELAY_REDIS__URL"]["value"] == "redis://:$(REDIS_PASSWORD)@liverelay-redis:6379"
     secrets = of_kind(docs, "Secret")
     assert "cluster-token" in secrets["liverelay-cluster-token"]["data"]
 
@@ -226,6 +226,89 @@ def test_external_redis_with_password_and_tls():
     assert cluster["LIVERELAY_REDIS__URL"]["value"] == "redis://r0:6379,redis://r1:6379,redis://r2:6379"
 
 
+def redis_statefulset(docs):
+    return of_kind(docs, "StatefulSet")["liverelay-redis"]
+
+
+def test_bundled_redis_has_a_password_a_volume_and_noeviction():
+    docs = objects(render())
+    password = secret_data(docs, "liverelay-redis", "redis-password")
+    assert re.fullmatch(r"[A-Za-z0-9]{40}", password), "random and URL-safe"
+    sts = redis_statefulset(docs)
+    c = container(sts)
+    assert c["args"] == [
+        "--requirepass", "$(REDIS_PASSWORD)",
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--maxmemory", "160mb",
+        "--maxmemory-policy", "noeviction",
+    ]
+    assert env(sts)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "liverelay-redis", "key": "redis-password"}
+    assert process_env(sts, docs)["REDISCLI_AUTH"] == password, "the readiness probe's redis-cli authenticates"
+    # The data volume is a claim, not an emptyDir.
+    assert "volumes" not in sts["spec"]["template"]["spec"]
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "data"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert "storageClassName" not in claim["spec"], "the cluster's default StorageClass"
+    assert "helm.sh/chart" not in claim["metadata"]["labels"], "volumeClaimTemplates are immutable"
+    assert {"name": "data", "mountPath": "/data"} in c["volumeMounts"]
+    # Every pod's Redis URL carries the password.
+    fields = {"metadata.name": "p", "metadata.namespace": "n", "status.podIP": "10.0.0.1"}
+    for d in of_kind(docs, "Deployment").values():
+        assert process_env(d, docs, **fields)["LIVERELAY_REDIS__URL"] == f"redis://:{password}@liverelay-redis:6379"
+
+
+def test_bundled_redis_password_storage_class_and_ephemeral_choice():
+    values = {"redis": {"bundled": {"password": "given-pw", "maxmemory": "1gb", "persistence": {"size": "5Gi", "storageClass": "fast"}}}}
+    docs = objects(render(values))
+    assert secret_data(docs, "liverelay-redis", "redis-password") == "given-pw"
+    sts = redis_statefulset(docs)
+    assert container(sts)["args"][-3] == "1gb"
+    claim = sts["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert (claim["storageClassName"], claim["resources"]["requests"]["storage"]) == ("fast", "5Gi")
+    # persistence.enabled=false: an emptyDir, no claim.
+    sts = redis_statefulset(objects(render({"redis": {"bundled": {"persistence": {"enabled": False}}}})))
+    assert "volumeClaimTemplates" not in sts["spec"]
+    assert sts["spec"]["template"]["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    # existingSecret: the bundled Redis and the pods use it, the chart creates none.
+    docs = objects(render({"redis": {"existingSecret": "my-redis"}}))
+    assert "liverelay-redis" not in of_kind(docs, "Secret")
+    for d in [redis_statefulset(docs), *of_kind(docs, "Deployment").values()]:
+        assert env(d)["REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "my-redis", "key": "redis-password"}
+
+
+def test_bundled_redis_args_start_a_real_redis_that_persists(tmp_path):
+    """The rendered arguments, given to the redis-server of `make test-deps`: a password is
+    required, writes go to an append-only file, eviction is off."""
+    docs = objects(render())
+    password = secret_data(docs, "liverelay-redis", "redis-password")
+    args = [a.replace("$(REDIS_PASSWORD)", password) for a in container(redis_statefulset(docs))["args"]]
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", *args, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+
+    def cli(*command, auth=True):
+        environ = {**os.environ, "REDISCLI_AUTH": password} if auth else os.environ
+        out = subprocess.run(["redis-cli", "-p", str(port), *command], capture_output=True, text=True, env=environ)
+        return out.stdout.strip()
+
+    try:
+        wait_for(lambda: cli("ping") == "PONG", "redis")
+        assert "NOAUTH" in cli("set", "k", "v", auth=False)
+        assert cli("config", "get", "appendonly").split() == ["appendonly", "yes"]
+        assert cli("config", "get", "maxmemory-policy").split() == ["maxmemory-policy", "noeviction"]
+        assert cli("config", "get", "maxmemory").split() == ["maxmemory", str(160 * 1024 * 1024)]
+        assert cli("set", "k", "v") == "OK"
+        wait_for(lambda: any(b"k" in f.read_bytes() for f in tmp_path.glob("appendonlydir/*.aof")), "the AOF")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def test_relay_tls_mounts_and_settings():
     deployments = of_kind(objects(render(VARIANTS["tls"])), "Deployment")
     ingest, edge = deployments["liverelay-ingest"], deployments["liverelay-edge"]
@@ -279,6 +362,31 @@ def test_values_schema_rejects_bad_values():
             ({"edge": {"replicas": "two"}}, "/edge/replicas", "got string, want integer"),
             ({"logFormat": "xml"}, "/logFormat", "value must be one of 'json', 'text'"),
             ({"redis": {"leaseTtlMs": 10}}, "/redis/leaseTtlMs", "minimum: got 10, want 300"),
+            (
+                {"redis": {"bundled": {"password": "p@ss/word"}}},
+                "/redis/bundled/password",
+                "'p@ss/word' does not match pattern '^[A-Za-z0-9._~-]*$'",
+            ),
+            (
+                {"redis": {"bundled": {"maxmemory": "256Mi"}}},
+                "/redis/bundled/maxmemory",
+                "'256Mi' does not match pattern '^[0-9]+(b|kb|mb|gb)$'",
+            ),
+            (
+                {"redis": {"bundled": {"persistence": {"enabled": "yes"}}}},
+                "/redis/bundled/persistence/enabled",
+                "got string, want boolean",
+            ),
+            (
+                {"redis": {"bundled": {"persistence": {"size": "1G"}}}},
+                "/redis/bundled/persistence/size",
+                "'1G' does not match pattern '^[0-9]+(Mi|Gi|Ti)$'",
+            ),
+            (
+                {"redis": {"bundled": {"persistence": {"storageclass": "x"}}}},
+                "/redis/bundled/persistence",
+                "additional properties 'storageclass' not allowed",
+            ),
             ({"typo": 1}, "", "additional properties 'typo' not allowed"),
             ({"control": {"webhooks": [{"secret": "no url"}]}}, "/control/webhooks/0", "missing property 'url'"),
             (
@@ -376,7 +484,7 @@ def test_control_deployment_service_pdb_and_secrets():
     e = env(d)
     assert e["LIVERELAY_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "liverelay-control", "key": "admin-token"}
     assert e["LIVERELAY_CLUSTER_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "liverelay-cluster-token", "key": "cluster-token"}
-    assert e["LIVERELAY_REDIS__URL"]["value"] == "redis://liverelay-redis:6379"
+    assert e["LIVERELAY_REDIS__URL"]["value"] == "redis://:$(REDIS_PASSWORD)@liverelay-redis:6379"
     assert "LIVERELAY_AUTH__PLAY_TOKEN_SECRET" not in e, "play tokens are off by default"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes["config"]["configMap"]["name"] == "liverelay-config"

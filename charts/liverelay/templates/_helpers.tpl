@@ -150,10 +150,20 @@ app.kubernetes.io/component: {{ .role }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret with `redis-password`, if the registry has a password (the bundled Redis always
+     has one). */}}
+{{- define "liverelay.redisSecret" -}}
+{{- if .Values.redis.existingSecret -}}
+{{ .Values.redis.existingSecret }}
+{{- else if .Values.redis.bundled.enabled -}}
+{{ include "liverelay.fullname" . }}-redis
+{{- end -}}
+{{- end -}}
+
 {{/* redis:// URL(s); the password comes from $(REDIS_PASSWORD), expanded by the kubelet. */}}
 {{- define "liverelay.redisUrl" -}}
 {{- $scheme := ternary "rediss" "redis" (and .Values.redis.tls (not .Values.redis.bundled.enabled)) -}}
-{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne .Values.redis.existingSecret "") -}}
+{{- $auth := ternary ":$(REDIS_PASSWORD)@" "" (ne (include "liverelay.redisSecret" .) "") -}}
 {{- $urls := list -}}
 {{- range (splitList "," (include "liverelay.redisAddress" .)) -}}
 {{- $urls = append $urls (printf "%s://%s%s" $scheme $auth (trim .)) -}}
