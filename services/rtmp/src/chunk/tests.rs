@@ -296,7 +296,10 @@ fn a_single_chunk_payload_does_not_pin_the_receive_buffer() {
     dec.set_chunk_size(4096).unwrap();
     let m = dec.decode(&mut buf).unwrap().unwrap();
     assert_eq!(&m.payload[..], &[5u8; 100]);
-    assert!(!received.contains(&m.payload.as_ptr()), "a slice of the receive buffer");
+    assert!(
+        !received.contains(&m.payload.as_ptr()),
+        "a slice of the receive buffer"
+    );
 }
 
 fn arb_message() -> impl Strategy<Value = (u32, RawMessage)> {
