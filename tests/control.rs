@@ -331,6 +331,37 @@ impl FfmpegViewer {
     }
 }
 
+/// Control warns at start when the Redis holding the keys keeps nothing across a restart
+/// (the test Redis runs with `--save "" --appendonly no`), not when it writes an AOF, and says
+/// so when it cannot ask (managed Redis services refuse `CONFIG`).
+#[test]
+fn control_warns_at_start_when_redis_does_not_persist() {
+    let p = Platform::start(&[]);
+    let warning = "Redis does not persist";
+    assert!(
+        p.control.wait_log(warning, Duration::from_secs(10)),
+        "no persistence warning: {}",
+        p.control.log()
+    );
+    let env = [
+        ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+        ("LIVERELAY_ADMIN_TOKEN", ADMIN),
+    ];
+    let control_on =
+        |redis: &RedisServer| Server::start_role("control", &["--redis-url", &redis.url()], &env);
+    let persistent = RedisServer::start_with(&["--appendonly", "yes"]);
+    let control = control_on(&persistent);
+    assert!(control.wait_log("Redis persists its data", Duration::from_secs(10)));
+    assert!(!control.log().contains(warning));
+    let managed = RedisServer::start_with(&["--rename-command", "CONFIG", ""]);
+    let control = control_on(&managed);
+    assert!(control.wait_log(
+        "Redis persistence could not be checked",
+        Duration::from_secs(10)
+    ));
+    assert!(!control.log().contains(warning));
+}
+
 #[test]
 fn control_unreachable_denies_publishing_with_a_clear_log_line() {
     let dir = TempDir::new("down");

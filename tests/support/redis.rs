@@ -67,6 +67,26 @@ impl RedisServer {
         redis
     }
 
+    /// A server with more `redis-server` arguments (e.g. `--appendonly yes`); anything it
+    /// writes goes to its own temporary directory.
+    pub fn start_with(args: &[&str]) -> Self {
+        let dir = TempDir::new("redis-args");
+        let mut extra_args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        extra_args.extend([
+            "--dir".to_owned(),
+            dir.path("").to_str().unwrap().to_owned(),
+        ]);
+        let mut redis = Self {
+            child: None,
+            port: free_port(),
+            tls_port: None,
+            extra_args,
+            dir,
+        };
+        redis.restart();
+        redis
+    }
+
     /// A server that also serves TLS on a port of its own.
     pub fn start_tls(tls: &RedisTls) -> Self {
         let tls_port = free_port();

@@ -10,6 +10,7 @@ mod keys;
 pub mod kubernetes;
 mod live;
 mod metrics;
+mod persistence;
 mod webhooks;
 
 use std::future::Future;
@@ -66,6 +67,11 @@ pub async fn run(
             .context("setting up the Redis connection")?,
     );
     let conn = registry.conn();
+    // In the background: a Redis slow to answer must not hold up the start.
+    let _persistence = AbortOnDropHandle::new(tokio::spawn({
+        let conn = conn.clone();
+        async move { persistence::check(&conn).await }
+    }));
     let webhooks = Webhooks::new(conn.clone(), metrics.webhooks);
     let _deliveries = webhooks.deliver(
         settings.control.webhooks.clone(),
