@@ -8,12 +8,8 @@
 //!   acts on is exactly what the message said, whatever else (unknown fields) it carried.
 
 use bytes::Bytes;
-use liverelay_proto::relay::v1::relay_message::Kind;
-use liverelay_proto::relay::v1::{
-    EndOfStream, FrameKind, MediaFrame, PublisherRestarted, RelayMessage, StreamHeader,
-};
-use liverelay_relay::{RelayEvent, decode};
-use liverelay_rtmp::MediaKind;
+use liverelay_proto::relay::v1::RelayMessage;
+use liverelay_relay::{RelayEvent, decode, encode};
 use prost::Message;
 
 pub fn fuzz(data: &[u8]) {
@@ -34,32 +30,7 @@ pub fn fuzz(data: &[u8]) {
             );
         }
     }
-    let again = decode(RelayMessage::decode(encode(&event).encode_to_vec().as_slice()).unwrap());
+    let sent = encode(event.clone()).encode_to_vec();
+    let again = decode(RelayMessage::decode(sent.as_slice()).unwrap());
     assert_eq!(again.as_ref(), Some(&event), "from {data:?}");
-}
-
-/// The message an ingest would send for `event`.
-pub fn encode(event: &RelayEvent) -> RelayMessage {
-    let kind = match event {
-        RelayEvent::Header { generation } => Kind::Header(StreamHeader {
-            generation: *generation,
-        }),
-        RelayEvent::Frame(frame) => Kind::Frame(MediaFrame {
-            kind: match frame.media.kind {
-                MediaKind::Audio => FrameKind::Audio,
-                MediaKind::Video => FrameKind::Video,
-                MediaKind::Metadata => FrameKind::Metadata,
-                MediaKind::Data => FrameKind::Data,
-            } as i32,
-            timestamp: frame.media.timestamp,
-            payload: frame.media.payload.clone(),
-            ingest_received_unix_us: frame.ingest_received_unix_us,
-            cached: frame.cached,
-        }),
-        RelayEvent::Restarted { generation } => Kind::Restarted(PublisherRestarted {
-            generation: *generation,
-        }),
-        RelayEvent::End => Kind::End(EndOfStream {}),
-    };
-    RelayMessage { kind: Some(kind) }
 }

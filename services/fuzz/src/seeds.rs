@@ -342,7 +342,7 @@ pub fn relay_message() -> Vec<(&'static str, Vec<u8>)> {
         ("end", RelayEvent::End),
     ]
     .into_iter()
-    .map(|(name, event)| (name, crate::relay_message::encode(&event).encode_to_vec()))
+    .map(|(name, event)| (name, liverelay_relay::encode(event).encode_to_vec()))
     .collect()
 }
 

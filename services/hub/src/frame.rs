@@ -129,9 +129,9 @@ impl Frame {
 
     /// What keeping this frame counts against the hub's limits: its payload plus the frame
     /// itself, its `Arc` and the buffer's header, so that limits hold for floods of tiny
-    /// messages too. The RTMP encoding, once an RTMP viewer made it, holds about as much again;
-    /// it is not counted so that the limits mean the same with or without RTMP viewers (an
-    /// ingest serving only edges never makes it).
+    /// messages too. Each output encoding (RTMP chunks, FLV tag), once a viewer of that output
+    /// made it, holds about as much again; they are not counted so that the limits mean the
+    /// same whoever watches (an ingest serving only edges makes neither).
     pub fn heap_cost(&self) -> usize {
         const OVERHEAD: usize =
             std::mem::size_of::<Frame>() + 2 * std::mem::size_of::<usize>() + 32;

@@ -143,7 +143,8 @@ impl RelayClient {
     }
 
     /// Ingests this client holds a connection to.
-    pub fn connections(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn connections(&self) -> usize {
         let connections = self.connections.lock().unwrap_or_else(|e| e.into_inner());
         connections
             .values()

@@ -5,7 +5,9 @@ use liverelay_hub::Frame;
 use liverelay_rtmp::{Media, MediaKind};
 
 use crate::pb::relay_message::Kind;
-use crate::pb::{FrameKind, MediaFrame, RelayMessage};
+use crate::pb::{
+    EndOfStream, FrameKind, MediaFrame, PublisherRestarted, RelayMessage, StreamHeader,
+};
 
 /// What a subscription brings, in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,22 +44,35 @@ pub fn message_limit(max_payload: usize) -> usize {
     max_payload + FRAMING
 }
 
-pub fn frame_message(frame: &Frame, cached: bool) -> RelayMessage {
-    let kind = match frame.kind {
-        MediaKind::Audio => FrameKind::Audio,
-        MediaKind::Video => FrameKind::Video,
-        MediaKind::Metadata => FrameKind::Metadata,
-        MediaKind::Data => FrameKind::Data,
+/// A hub frame as the relay sends it: its payload shared, not copied.
+pub fn frame_event(frame: &Frame, cached: bool) -> RelayEvent {
+    RelayEvent::Frame(RelayedFrame {
+        media: frame.media(),
+        cached,
+        ingest_received_unix_us: frame.received_unix_us,
+    })
+}
+
+/// The message an ingest sends for `event`: the inverse of [`decode`].
+pub fn encode(event: RelayEvent) -> RelayMessage {
+    let kind = match event {
+        RelayEvent::Header { generation } => Kind::Header(StreamHeader { generation }),
+        RelayEvent::Frame(frame) => Kind::Frame(MediaFrame {
+            kind: match frame.media.kind {
+                MediaKind::Audio => FrameKind::Audio,
+                MediaKind::Video => FrameKind::Video,
+                MediaKind::Metadata => FrameKind::Metadata,
+                MediaKind::Data => FrameKind::Data,
+            } as i32,
+            timestamp: frame.media.timestamp,
+            payload: frame.media.payload,
+            ingest_received_unix_us: frame.ingest_received_unix_us,
+            cached: frame.cached,
+        }),
+        RelayEvent::Restarted { generation } => Kind::Restarted(PublisherRestarted { generation }),
+        RelayEvent::End => Kind::End(EndOfStream {}),
     };
-    RelayMessage {
-        kind: Some(Kind::Frame(MediaFrame {
-            kind: kind as i32,
-            timestamp: frame.timestamp,
-            payload: frame.payload().clone(),
-            ingest_received_unix_us: frame.received_unix_us,
-            cached,
-        })),
-    }
+    RelayMessage { kind: Some(kind) }
 }
 
 /// `None` for a message this build does not understand (a newer ingest's): it is skipped.

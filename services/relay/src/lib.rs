@@ -15,7 +15,7 @@ mod server;
 use liverelay_proto::relay::v1 as pb;
 
 pub use client::{RelayClient, RelayClientConfig, RelayClientTls, RelayError, Subscription};
-pub use convert::{RelayEvent, RelayedFrame, decode};
+pub use convert::{RelayEvent, RelayedFrame, decode, encode};
 pub use metrics::RelayMetrics;
 pub use server::RelayService;
 

@@ -9,11 +9,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::RelayEvent;
 use crate::RelayMetrics;
-use crate::convert::frame_message;
-use crate::pb::relay_message::Kind;
+use crate::convert::{encode, frame_event};
 use crate::pb::relay_server::{Relay, RelayServer};
-use crate::pb::{EndOfStream, PublisherRestarted, RelayMessage, StreamHeader, SubscribeRequest};
+use crate::pb::{RelayMessage, SubscribeRequest};
 
 /// Messages buffered per subscriber beyond the hub's own bounded backlog.
 const SUBSCRIBER_QUEUE: usize = 64;
@@ -107,8 +107,7 @@ impl Forwarder {
         match self.forward().await {
             Stop::SubscriberLeft => info!("subscriber left"),
             Stop::PublisherStopped => {
-                let end = Kind::End(EndOfStream {});
-                let _ = self.send(end).await;
+                let _ = self.send(RelayEvent::End).await;
                 info!("publisher stopped; subscription ended");
             }
         }
@@ -118,9 +117,9 @@ impl Forwarder {
         let mut items = Vec::new();
         // The subscription joined a live publish, so the first poll has its frames.
         let mut pending = self.viewer.poll(&mut items, BATCH);
-        let header = Kind::Header(StreamHeader {
+        let header = RelayEvent::Header {
             generation: self.viewer.generation(),
-        });
+        };
         if self.send(header).await.is_err() {
             return Stop::SubscriberLeft;
         }
@@ -129,7 +128,7 @@ impl Forwarder {
         loop {
             let mut ended = false;
             for item in items.drain(..) {
-                let message = match item {
+                let event = match item {
                     ViewerItem::Frame(frame) => {
                         if frame.payload().len() > self.max_payload {
                             self.metrics.frames_over_limit.inc();
@@ -141,12 +140,10 @@ impl Forwarder {
                             );
                             continue;
                         }
-                        frame_message(&frame, cached)
+                        frame_event(&frame, cached)
                     }
-                    ViewerItem::Published => RelayMessage {
-                        kind: Some(Kind::Restarted(PublisherRestarted {
-                            generation: self.viewer.generation(),
-                        })),
+                    ViewerItem::Published => RelayEvent::Restarted {
+                        generation: self.viewer.generation(),
                     },
                     ViewerItem::Unpublished => {
                         ended = true;
@@ -154,7 +151,7 @@ impl Forwarder {
                     }
                 };
                 ended = false;
-                if self.tx.send(Ok(message)).await.is_err() {
+                if self.send(event).await.is_err() {
                     return Stop::SubscriberLeft;
                 }
             }
@@ -172,8 +169,7 @@ impl Forwarder {
         }
     }
 
-    async fn send(&self, kind: Kind) -> Result<(), ()> {
-        let message = RelayMessage { kind: Some(kind) };
-        self.tx.send(Ok(message)).await.map_err(|_| ())
+    async fn send(&self, event: RelayEvent) -> Result<(), ()> {
+        self.tx.send(Ok(encode(event))).await.map_err(|_| ())
     }
 }

@@ -11,7 +11,7 @@ use liverelay_rtmp::{Media, MediaKind};
 use liverelay_types::{ClusterToken, StreamId};
 use tonic::{Code, Request, Status};
 
-use crate::convert::{FRAMING, decode, frame_message, message_limit};
+use crate::convert::{FRAMING, decode, encode, frame_event, message_limit};
 use crate::pb::relay_server::Relay;
 use crate::pb::{RelayMessage, SubscribeRequest};
 use crate::{
@@ -517,7 +517,7 @@ fn the_message_limit_covers_every_field_of_a_frame_at_the_limit() {
         payload: Bytes::from(payload),
     };
     let frame = liverelay_hub::Frame::new(media, u64::MAX, u64::MAX, Default::default());
-    let message = frame_message(&frame, true);
+    let message = encode(frame_event(&frame, true));
     let len = prost::Message::encoded_len(&message);
     assert!(len <= message_limit(1 << 20), "{len} bytes");
     assert!(
@@ -531,7 +531,7 @@ fn decoding_slices_the_received_buffer_and_skips_what_it_does_not_know() {
     let media = video(33, true, 7);
     let frame = liverelay_hub::Frame::new(media.clone(), 33, 1, Default::default());
     let mut wire = bytes::BytesMut::new();
-    prost::Message::encode(&frame_message(&frame, false), &mut wire).unwrap();
+    prost::Message::encode(&encode(frame_event(&frame, false)), &mut wire).unwrap();
     let received = wire.freeze();
     let message: RelayMessage = prost::Message::decode(received.clone()).unwrap();
     let Some(RelayEvent::Frame(decoded)) = decode(message) else {
