@@ -41,25 +41,6 @@ fn response_head(http: SocketAddr, path: &str) -> (u16, Vec<(String, String)>) {
     (status.parse().unwrap(), headers)
 }
 
-/// Asserts that `got` (a recording's pictures) is a run of the looping `source`'s pictures,
-/// in order, without a gap, starting on a keyframe.
-fn assert_follows_source(got: &[(bool, usize, String)], source: &[(bool, usize, String)]) {
-    assert!(!got.is_empty(), "nothing recorded");
-    let start = source
-        .iter()
-        .position(|p| p.2 == got[0].2)
-        .expect("the first recorded picture is one of the source's");
-    assert!(source[start].0, "the recording starts on a keyframe");
-    for (i, picture) in got.iter().enumerate() {
-        let expected = &source[(start + i) % source.len()];
-        assert_eq!(
-            (picture.1, &picture.2),
-            (expected.1, &expected.2),
-            "picture {i} differs from the source's"
-        );
-    }
-}
-
 /// Records `url` until it has `pictures` video frames, and returns them.
 fn record_pictures(
     url: &str,

@@ -749,6 +749,25 @@ pub fn established_connections_to(port: u16) -> usize {
         .count()
 }
 
+/// Asserts that `got` (a recording's pictures) is a run of the looping `source`'s pictures,
+/// in order, without a gap, starting on a keyframe.
+pub fn assert_follows_source(got: &[(bool, usize, String)], source: &[(bool, usize, String)]) {
+    assert!(!got.is_empty(), "nothing recorded");
+    let start = source
+        .iter()
+        .position(|p| p.2 == got[0].2)
+        .expect("the first recorded picture is one of the source's");
+    assert!(source[start].0, "the recording starts on a keyframe");
+    for (i, picture) in got.iter().enumerate() {
+        let expected = &source[(start + i) % source.len()];
+        assert_eq!(
+            (picture.1, &picture.2),
+            (expected.1, &expected.2),
+            "picture {i} differs from the source's"
+        );
+    }
+}
+
 /// A file's video pictures, in order: (keyframe, size, MD5 of the data), per ffprobe.
 pub fn packet_hashes(file: &Path) -> Vec<(bool, usize, String)> {
     let out = Command::new("ffprobe")
