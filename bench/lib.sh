@@ -81,7 +81,8 @@ SERVER_PID=""   # process to sample (/proc): liverelay, or nginx's worker
 SERVER_MAIN=""  # process to stop
 PORT=""
 PUBLISH_PORT="" # cluster kinds: the ingest's RTMP port, where the tool publishes
-CLUSTER_PIDS=() # cluster kinds: Redis, the ingest and the edge
+CLUSTER_PIDS=() # cluster kinds: Redis, the ingest and the edges
+CLUSTER_REDIS="" # cluster kinds: Redis's port
 
 start_server() { # start_server KIND: up to 3 tries on fresh ports
     local try
@@ -149,46 +150,45 @@ start_server_once() {
 # its own: the measured one gets the server core, the other shares the tool's core with Redis
 # (kind liverelay-edge*: the edge is measured; liverelay-ingest*: the ingest is).
 start_cluster() {
-    local kind=$1 bin=${SERVER_BIN[$1]:-$BIN/liverelay}
-    local redis grpc ingest_core=$TOOL_CORE edge_core=$SERVER_CORE
+    local kind=$1 ingest_core=$TOOL_CORE edge_core=$SERVER_CORE
     case $kind in liverelay-ingest*) ingest_core=$SERVER_CORE; edge_core=$TOOL_CORE ;; esac
-    redis=$(free_port)
-    taskset -c "$TOOL_CORE" redis-server --port "$redis" --bind 127.0.0.1 --save "" \
+    CLUSTER_REDIS=$(free_port)
+    taskset -c "$TOOL_CORE" redis-server --port "$CLUSTER_REDIS" --bind 127.0.0.1 --save "" \
         --appendonly no >"$WORK/redis.log" 2>&1 &
     CLUSTER_PIDS=($!); STARTED+=($!)
-    wait_port "$redis" || return 1
-    PUBLISH_PORT=$(free_port); grpc=$(free_port)
-    local common=(RUST_LOG=warn LIVERELAY_CLUSTER_TOKEN=bench-token LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN)
-    # shellcheck disable=SC2086 # the variant's settings are words of NAME=VALUE
-    env "${common[@]}" POD_NAME=bench-ingest ${SETTINGS[$kind]:-} taskset -c "$ingest_core" "$bin" ingest \
-        --rtmp-listen "127.0.0.1:$PUBLISH_PORT" --http-listen "127.0.0.1:$(free_port)" \
-        --grpc-listen "127.0.0.1:$grpc" --redis-url "redis://127.0.0.1:$redis" >"$WORK/ingest.log" 2>&1 &
-    local ingest=$!
-    CLUSTER_PIDS+=("$ingest"); STARTED+=("$ingest")
-    # shellcheck disable=SC2086
-    env "${common[@]}" POD_NAME=bench-edge ${SETTINGS[$kind]:-} taskset -c "$edge_core" "$bin" edge \
-        --rtmp-listen "127.0.0.1:$PORT" --http-listen "127.0.0.1:$(free_port)" \
-        --redis-url "redis://127.0.0.1:$redis" >"$WORK/liverelay.log" 2>&1 &
-    local edge=$!
-    CLUSTER_PIDS+=("$edge"); STARTED+=("$edge")
-    SERVER_MAIN=$edge
-    case $kind in liverelay-ingest*) SERVER_PID=$ingest ;; *) SERVER_PID=$edge ;; esac
+    wait_port "$CLUSTER_REDIS" || return 1
+    PUBLISH_PORT=$(free_port)
+    cluster_node "$kind" ingest bench-ingest "$ingest_core" "$PUBLISH_PORT" "$WORK/ingest.log" \
+        --grpc-listen "127.0.0.1:$(free_port)"
+    local ingest=${CLUSTER_PIDS[-1]}
+    cluster_node "$kind" edge bench-edge "$edge_core" "$PORT" "$WORK/liverelay.log"
+    SERVER_MAIN=${CLUSTER_PIDS[-1]}
+    case $kind in liverelay-ingest*) SERVER_PID=$ingest ;; *) SERVER_PID=$SERVER_MAIN ;; esac
     wait_port "$PUBLISH_PORT"
     # More edges subscribed to the ingest, each made to pull the scenario's stream by one
     # player of its own, so the ingest's cost per subscribed edge shows above the publisher's.
     local i port
     for ((i = 1; i < ${CLUSTER_EDGES[$kind]:-1}; i++)); do
         port=$(free_port)
-        # shellcheck disable=SC2086
-        env "${common[@]}" POD_NAME=bench-edge-$i taskset -c "$TOOL_CORE" "$bin" edge \
-            --rtmp-listen "127.0.0.1:$port" --http-listen "127.0.0.1:$(free_port)" \
-            --redis-url "redis://127.0.0.1:$redis" >"$WORK/edge-$i.log" 2>&1 &
-        CLUSTER_PIDS+=($!); STARTED+=($!)
+        cluster_node "$kind" edge "bench-edge-$i" "$TOOL_CORE" "$port" "$WORK/edge-$i.log"
         wait_port "$port" || return 1
         taskset -c "$TOOL_CORE" "$BIN/liverelay-bench" play --url "rtmp://127.0.0.1:$port/live/$SCENARIO-0" \
             --players 1 --duration 1h -q >"$WORK/edge-$i.play.log" 2>&1 &
         CLUSTER_PIDS+=($!); STARTED+=($!)
     done
+}
+
+# cluster_node KIND ROLE POD CORE RTMP-PORT LOG [ARGS...]: one liverelay pod of the cluster
+# (its PID is the last of CLUSTER_PIDS), with KIND's binary and settings.
+cluster_node() {
+    local kind=$1 role=$2 pod=$3 core=$4 rtmp=$5 log=$6
+    shift 6
+    # shellcheck disable=SC2086 # the variant's settings are words of NAME=VALUE
+    env RUST_LOG=warn LIVERELAY_CLUSTER_TOKEN=bench-token LIVERELAY_RTMP__MAX_CONNECTIONS=$MAXCONN \
+        POD_NAME="$pod" ${SETTINGS[$kind]:-} taskset -c "$core" "${SERVER_BIN[$kind]:-$BIN/liverelay}" \
+        "$role" --rtmp-listen "127.0.0.1:$rtmp" --http-listen "127.0.0.1:$(free_port)" \
+        --redis-url "redis://127.0.0.1:$CLUSTER_REDIS" "$@" >"$log" 2>&1 &
+    CLUSTER_PIDS+=($!); STARTED+=($!)
 }
 
 stop_server() {
