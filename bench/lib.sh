@@ -165,15 +165,16 @@ start_cluster() {
     SERVER_MAIN=${CLUSTER_PIDS[-1]}
     case $kind in liverelay-ingest*) SERVER_PID=$ingest ;; *) SERVER_PID=$SERVER_MAIN ;; esac
     wait_port "$PUBLISH_PORT"
-    # More edges subscribed to the ingest, each made to pull the scenario's stream by one
-    # player of its own, so the ingest's cost per subscribed edge shows above the publisher's.
+    # More edges subscribed to the ingest, each made to pull the scenario's stream 0 by one
+    # player of its own (`{i}` keeps the tool from appending its own index to the name), so
+    # the ingest's cost per subscribed edge shows above the publisher's.
     local i port
     for ((i = 1; i < ${CLUSTER_EDGES[$kind]:-1}; i++)); do
         port=$(free_port)
         cluster_node "$kind" edge "bench-edge-$i" "$TOOL_CORE" "$port" "$WORK/edge-$i.log"
         wait_port "$port" || return 1
-        taskset -c "$TOOL_CORE" "$BIN/liverelay-bench" play --url "rtmp://127.0.0.1:$port/live/$SCENARIO-0" \
-            --players 1 --duration 1h -q >"$WORK/edge-$i.play.log" 2>&1 &
+        taskset -c "$TOOL_CORE" "$BIN/liverelay-bench" play --url "rtmp://127.0.0.1:$port/live/$SCENARIO-{i}" \
+            --players 1 --duration 3600s -q >"$WORK/edge-$i.play.log" 2>&1 &
         CLUSTER_PIDS+=($!); STARTED+=($!)
     done
 }
