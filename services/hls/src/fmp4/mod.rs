@@ -1,0 +1,1 @@
+//! CMAF fMP4 boxes (being written).
