@@ -99,7 +99,7 @@ fn with_durations(frames: Vec<(u64, i32, bool, Bytes)>) -> Vec<Sample> {
 
 /// Runs the FLV tag bodies through the muxer the way the segmenter does: tracks from the
 /// sequence headers, samples from the frames, a fragment every 200 ms of decode time.
-fn mux(tags: &[Tag], take_video: bool, take_audio: bool, out: &Path) {
+fn mux(tags: &[Tag], take_video: bool, take_audio: bool, out: &Path) -> Vec<String> {
     let (mut video, mut audio) = (None, None);
     let (mut vframes, mut aframes) = (Vec::new(), Vec::new());
     for t in tags {
@@ -145,6 +145,10 @@ fn mux(tags: &[Tag], take_video: bool, take_audio: bool, out: &Path) {
         sequence += 1;
     }
     std::fs::write(out, file).unwrap();
+    let codecs = video.as_ref().map(VideoTrack::codec_string).into_iter();
+    codecs
+        .chain(audio.as_ref().map(AudioTrack::codec_string))
+        .collect()
 }
 
 /// `key=value` lines of ffprobe for one stream of `file`.
@@ -228,7 +232,10 @@ fn avc_aac_flv_with_b_frames_plays_as_fmp4() {
     let tags = read_flv(&flv);
 
     let mp4 = dir.0.join("out.mp4");
-    mux(&tags, true, true, &mp4);
+    let codecs = mux(&tags, true, true, &mp4);
+    // x264 High profile; the level depends on the x264 version.
+    assert!(codecs[0].starts_with("avc1.6400"), "{codecs:?}");
+    assert_eq!(codecs[1], "mp4a.40.2");
     let (src_v, out_v) = (probe_stream(&flv, "v:0"), probe_stream(&mp4, "v:0"));
     assert_eq!(field(&out_v, "codec_name"), "h264");
     assert_eq!(
@@ -269,4 +276,148 @@ fn avc_aac_flv_with_b_frames_plays_as_fmp4() {
     let probe = probe_stream(&video_only, "v:0");
     assert_eq!(field(&probe, "nb_read_frames"), "90");
     assert_clean_decode(&video_only);
+}
+
+/// Splits an Annex B byte stream into NAL units.
+fn annex_b_nals(data: &[u8]) -> Vec<&[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i..i + 3] == [0, 0, 1] {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let mut nals = Vec::new();
+    for (k, &s) in starts.iter().enumerate() {
+        let mut end = starts.get(k + 1).map_or(data.len(), |&n| n - 3);
+        // A four-byte start code leaves a zero behind.
+        while end > s && data[end - 1] == 0 && starts.get(k + 1).is_some() {
+            end -= 1;
+        }
+        nals.push(&data[s..end]);
+    }
+    nals
+}
+
+/// HEVCDecoderConfigurationRecord (ISO/IEC 14496-15 8.3.3.1) for 8-bit 4:2:0 with the given
+/// parameter sets; profile, tier and level copied from the SPS's profile_tier_level.
+fn hvcc(vps: &[u8], sps: &[u8], pps: &[u8]) -> Vec<u8> {
+    let ptl = &rbsp_of(sps)[1..13];
+    let mut c = vec![1];
+    c.extend_from_slice(ptl);
+    c.extend_from_slice(&[0xF0, 0, 0xFC, 0xFD, 0xF8, 0xF8, 0, 0, 0x0F, 3]);
+    for (kind, nal) in [(32u8, vps), (33, sps), (34, pps)] {
+        c.extend_from_slice(&[0x80 | kind, 0, 1]);
+        c.extend_from_slice(&(nal.len() as u16).to_be_bytes());
+        c.extend_from_slice(nal);
+    }
+    c
+}
+
+fn rbsp_of(nal: &[u8]) -> Vec<u8> {
+    super::bits::rbsp(&nal[2..])
+}
+
+/// HEVC has no legacy FLV muxer in ffmpeg 5: the test makes the Enhanced RTMP tags itself
+/// (SequenceStart, CodedFramesX) from a raw libx265 stream, the way an Enhanced RTMP encoder
+/// sends them. Video only, no B-frames (a raw stream carries no timestamps).
+#[test]
+fn hevc_enhanced_rtmp_plays_as_fmp4() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let encoders = run(Command::new("ffmpeg").args(["-hide_banner", "-encoders"]));
+    if !encoders.contains("libx265") {
+        eprintln!("SKIPPED: this ffmpeg has no libx265");
+        return;
+    }
+    let dir = TempDir::new("hevc");
+    let raw = dir.0.join("src.hevc");
+    run(Command::new("ffmpeg")
+        .args(["-v", "error", "-y"])
+        .args([
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=320x180:rate=30",
+            "-t",
+            "2",
+            "-c:v",
+            "libx265",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "30",
+            "-bf",
+            "0",
+            "-x265-params",
+            "log-level=error",
+            "-f",
+            "hevc",
+        ])
+        .arg(&raw));
+    let data = std::fs::read(&raw).unwrap();
+
+    // Group NAL units into access units: a new one starts at a parameter set / SEI or at a
+    // slice with first_slice_segment_in_pic_flag once the current one has a picture.
+    let mut params: [Option<&[u8]>; 3] = [None; 3];
+    let mut units: Vec<(bool, Vec<u8>)> = Vec::new();
+    let mut has_picture = false;
+    for nal in annex_b_nals(&data) {
+        let kind = (nal[0] >> 1) & 0x3F;
+        let starts_unit = (kind < 32 && nal[2] & 0x80 != 0) || (32..=40).contains(&kind);
+        if starts_unit && has_picture || units.is_empty() {
+            units.push((false, Vec::new()));
+            has_picture = false;
+        }
+        match kind {
+            32..=34 => params[usize::from(kind - 32)] = Some(nal),
+            _ => {
+                let unit = units.last_mut().unwrap();
+                unit.0 |= (16..=21).contains(&kind); // IRAP
+                has_picture |= kind < 32;
+                unit.1.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                unit.1.extend_from_slice(nal);
+            }
+        }
+    }
+    units.retain(|(_, u)| !u.is_empty());
+    let [Some(vps), Some(sps), Some(pps)] = params else {
+        panic!("no parameter sets")
+    };
+    let mut header = vec![0x90];
+    header.extend_from_slice(b"hvc1");
+    header.extend_from_slice(&hvcc(vps, sps, pps));
+    let mut tags = vec![Tag {
+        kind: 9,
+        timestamp_ms: 0,
+        body: Bytes::from(header),
+    }];
+    for (i, (key, unit)) in units.into_iter().enumerate() {
+        // CodedFramesX, frame type 1 (key) or 2 (inter).
+        let mut body = vec![if key { 0x93 } else { 0xA3 }];
+        body.extend_from_slice(b"hvc1");
+        body.extend_from_slice(&unit);
+        tags.push(Tag {
+            kind: 9,
+            timestamp_ms: i as u64 * 100 / 3,
+            body: Bytes::from(body),
+        });
+    }
+
+    let mp4 = dir.0.join("out.mp4");
+    let codecs = mux(&tags, true, false, &mp4);
+    assert!(codecs[0].starts_with("hvc1.1.6.L"), "{codecs:?}");
+    let out = probe_stream(&mp4, "v:0");
+    assert_eq!(field(&out, "codec_name"), "hevc");
+    assert_eq!(
+        (field(&out, "width"), field(&out, "height")),
+        ("320", "180")
+    );
+    assert_eq!(field(&out, "nb_read_frames"), "60");
+    assert_eq!(field(&probe_stream(&raw, "v:0"), "nb_read_frames"), "60");
+    assert_clean_decode(&mp4);
 }
