@@ -99,7 +99,13 @@ fn with_durations(frames: Vec<(u64, i32, bool, Bytes)>) -> Vec<Sample> {
 
 /// Runs the FLV tag bodies through the muxer the way the segmenter does: tracks from the
 /// sequence headers, samples from the frames, a fragment every 200 ms of decode time.
-fn mux(tags: &[Tag], take_video: bool, take_audio: bool, out: &Path) -> Vec<String> {
+/// Returns the tracks made from the sequence headers.
+fn mux(
+    tags: &[Tag],
+    take_video: bool,
+    take_audio: bool,
+    out: &Path,
+) -> (Option<VideoTrack>, Option<AudioTrack>) {
     let (mut video, mut audio) = (None, None);
     let (mut vframes, mut aframes) = (Vec::new(), Vec::new());
     for t in tags {
@@ -145,10 +151,17 @@ fn mux(tags: &[Tag], take_video: bool, take_audio: bool, out: &Path) -> Vec<Stri
         sequence += 1;
     }
     std::fs::write(out, file).unwrap();
-    let codecs = video.as_ref().map(VideoTrack::codec_string).into_iter();
-    codecs
-        .chain(audio.as_ref().map(AudioTrack::codec_string))
-        .collect()
+    (video, audio)
+}
+
+/// What ffprobe (the real decoder, reading the stream's own SPS) says matches what the muxer
+/// parsed from the sequence header and wrote into tkhd and the sample entry.
+fn assert_track_matches(probe: &str, video: &VideoTrack) {
+    let size = (video.width.to_string(), video.height.to_string());
+    assert_eq!(
+        (field(probe, "width"), field(probe, "height")),
+        (&*size.0, &*size.1)
+    );
 }
 
 /// `key=value` lines of ffprobe for one stream of `file`.
@@ -157,7 +170,7 @@ fn probe_stream(file: &Path, stream: &str) -> String {
         .args(["-v", "error", "-count_frames", "-select_streams", stream])
         .args([
             "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames",
+            "stream=codec_name,width,height,sample_rate,channels,nb_read_frames",
             "-of",
             "default=noprint_wrappers=1",
         ])
@@ -232,16 +245,15 @@ fn avc_aac_flv_with_b_frames_plays_as_fmp4() {
     let tags = read_flv(&flv);
 
     let mp4 = dir.0.join("out.mp4");
-    let codecs = mux(&tags, true, true, &mp4);
+    let (video, audio) = mux(&tags, true, true, &mp4);
+    let (video, audio) = (video.unwrap(), audio.unwrap());
     // x264 High profile; the level depends on the x264 version.
-    assert!(codecs[0].starts_with("avc1.6400"), "{codecs:?}");
-    assert_eq!(codecs[1], "mp4a.40.2");
+    assert!(video.codec_string().starts_with("avc1.6400"), "{video:?}");
+    assert_eq!(audio.codec_string(), "mp4a.40.2");
     let (src_v, out_v) = (probe_stream(&flv, "v:0"), probe_stream(&mp4, "v:0"));
     assert_eq!(field(&out_v, "codec_name"), "h264");
-    assert_eq!(
-        (field(&out_v, "width"), field(&out_v, "height")),
-        ("640", "360")
-    );
+    assert_eq!((video.width, video.height), (640, 360));
+    assert_track_matches(&out_v, &video);
     assert_eq!(field(&src_v, "nb_read_frames"), "90");
     assert_eq!(
         field(&out_v, "nb_read_frames"),
@@ -249,6 +261,8 @@ fn avc_aac_flv_with_b_frames_plays_as_fmp4() {
     );
     let (src_a, out_a) = (probe_stream(&flv, "a:0"), probe_stream(&mp4, "a:0"));
     assert_eq!(field(&out_a, "codec_name"), "aac");
+    assert_eq!(field(&out_a, "sample_rate"), audio.sample_rate.to_string());
+    assert_eq!(field(&out_a, "channels"), audio.channels.to_string());
     assert_eq!(
         field(&out_a, "nb_read_frames"),
         field(&src_a, "nb_read_frames")
@@ -409,14 +423,12 @@ fn hevc_enhanced_rtmp_plays_as_fmp4() {
     }
 
     let mp4 = dir.0.join("out.mp4");
-    let codecs = mux(&tags, true, false, &mp4);
-    assert!(codecs[0].starts_with("hvc1.1.6.L"), "{codecs:?}");
+    let video = mux(&tags, true, false, &mp4).0.unwrap();
+    assert!(video.codec_string().starts_with("hvc1.1.6.L"), "{video:?}");
     let out = probe_stream(&mp4, "v:0");
     assert_eq!(field(&out, "codec_name"), "hevc");
-    assert_eq!(
-        (field(&out, "width"), field(&out, "height")),
-        ("320", "180")
-    );
+    assert_eq!((video.width, video.height), (320, 180));
+    assert_track_matches(&out, &video);
     assert_eq!(field(&out, "nb_read_frames"), "60");
     assert_eq!(field(&probe_stream(&raw, "v:0"), "nb_read_frames"), "60");
     assert_clean_decode(&mp4);
