@@ -33,6 +33,7 @@ pub struct Settings {
     pub rtmp: RtmpSettings,
     pub http: HttpSettings,
     pub hub: HubSettings,
+    pub hls: HlsSettings,
     pub log: LogSettings,
     pub redis: RedisSettings,
     pub cluster: ClusterSettings,
@@ -319,6 +320,9 @@ pub struct HttpSettings {
     /// How long an HTTP-FLV viewer of a stream that is not live waits for it (on an edge, for
     /// the pull from the ingest too) before the answer is 404.
     pub flv_wait_secs: u64,
+    /// Where the player page's scripts are (`make player` puts them in `player/dist`);
+    /// relative to the working directory.
+    pub player_dir: String,
 }
 
 impl Default for HttpSettings {
@@ -332,6 +336,7 @@ impl Default for HttpSettings {
             idle_timeout_secs: 60,
             max_body_bytes: 64 * 1024,
             flv_wait_secs: 10,
+            player_dir: "player/dist".into(),
         }
     }
 }
@@ -369,6 +374,41 @@ impl Default for HubSettings {
             gop_max_frames: d.gop_max_frames,
             audio_hold_ms: d.audio_hold.as_millis() as u64,
             audio_hold_adaptive: true,
+        }
+    }
+}
+
+/// Low-Latency HLS (`/hls/{app}/{stream}/index.m3u8`) on the roles that serve viewers.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct HlsSettings {
+    pub enabled: bool,
+    /// Segments start at the first keyframe this long after the previous start. In a cluster
+    /// the ingest's setting decides (edges keep its cuts); give every role the same value.
+    pub segment_duration_ms: u64,
+    /// Partial segments (`EXT-X-PART`) last at most this long.
+    pub part_duration_ms: u64,
+    /// Complete segments a playlist lists (and the server keeps).
+    pub window_segments: usize,
+    /// How long the first request for a stream that is not live yet (on an edge: not pulled
+    /// yet) waits before 404.
+    pub wait_secs: u64,
+    /// A stream is packaged until this long after its last HLS request.
+    pub idle_secs: u64,
+    /// Blocking playlist and part requests one client address may have waiting at once.
+    pub max_held_per_client: usize,
+}
+
+impl Default for HlsSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            segment_duration_ms: HubConfig::default().segment_target_ms,
+            part_duration_ms: 200,
+            window_segments: 10,
+            wait_secs: 10,
+            idle_secs: 30,
+            max_held_per_client: 16,
         }
     }
 }
@@ -542,6 +582,19 @@ impl Settings {
         if self.hub.viewer_queue_frames == 0 {
             return invalid("hub.viewer_queue_frames must be positive".into());
         }
+        let hls = &self.hls;
+        if hls.part_duration_ms < 50 || hls.segment_duration_ms < hls.part_duration_ms {
+            return invalid(
+                "hls.part_duration_ms must be at least 50 and at most hls.segment_duration_ms"
+                    .into(),
+            );
+        }
+        if hls.window_segments < 3 || hls.max_held_per_client == 0 {
+            return invalid(
+                "hls.window_segments must be at least 3 and hls.max_held_per_client positive"
+                    .into(),
+            );
+        }
         self.relay_specs()?;
         Ok(())
     }
@@ -628,6 +681,7 @@ impl Settings {
             max_waiting_streams: h.max_waiting_streams,
             gop_max_frames: h.gop_max_frames,
             audio_hold: Duration::from_millis(h.audio_hold_ms),
+            segment_target_ms: self.hls.segment_duration_ms,
         }
     }
 }

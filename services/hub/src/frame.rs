@@ -9,6 +9,8 @@ use liverelay_rtmp::media::{AudioCodec, VideoCodec, parse_audio, parse_video};
 use liverelay_rtmp::message::{RawMessage, csid, type_id};
 use liverelay_rtmp::{Media, MediaKind};
 
+use crate::segments::SegmentStart;
+
 /// An FLV tag's header: type, data size, timestamp (24 + 8 bits), stream id.
 const FLV_TAG_HEADER: usize = 11;
 
@@ -50,6 +52,8 @@ pub struct Frame {
     pub generation: u64,
     /// Wall-clock arrival (microseconds since the Unix epoch), for latency across pods.
     pub received_unix_us: u64,
+    /// The HLS segment this frame starts, if it starts one ([`SegmentStart`]).
+    pub segment: Option<SegmentStart>,
     /// The message payload (FLV tag body) as it arrived, shared by every output: the chunk
     /// decoder's own allocation, or a slice of the relay's receive buffer on an edge.
     payload: Bytes,
@@ -80,6 +84,7 @@ impl Frame {
             codec,
             generation,
             received_unix_us: liverelay_types::unix_us(),
+            segment: None,
             payload: media.payload,
             rtmp: OnceLock::new(),
             flv: OnceLock::new(),

@@ -38,6 +38,9 @@ pub struct HubConfig {
     /// wakes them. The most it holds: with a load sampler ([`Hub::batching`]) the hold
     /// follows the load and is zero while the process has CPU to spare.
     pub audio_hold: std::time::Duration,
+    /// HLS segments start at the first keyframe this long after the previous start
+    /// ([`SegmentStart`](crate::SegmentStart)); decided where the stream is published.
+    pub segment_target_ms: u64,
 }
 
 impl Default for HubConfig {
@@ -55,6 +58,7 @@ impl Default for HubConfig {
             // A 20 s GOP of 120 fps video with 48 kHz AAC is about 3,500 messages.
             gop_max_frames: 8192,
             audio_hold: std::time::Duration::from_millis(40),
+            segment_target_ms: 2000,
         }
     }
 }

@@ -14,6 +14,7 @@ mod frame;
 mod hub;
 mod metrics;
 mod rates;
+mod segments;
 mod stream;
 mod timeline;
 mod viewer;
@@ -23,6 +24,7 @@ pub use frame::{Codec, FanoutEncoding, Frame};
 pub use hub::{Hub, HubConfig, HubError, StreamSummary};
 pub use metrics::HubCollector;
 pub use rates::StreamRates;
+pub use segments::SegmentStart;
 pub use stream::{Publisher, StreamStats};
 pub use viewer::{Viewer, ViewerItem};
 

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use crate::frame::{FanoutEncoding, Frame};
 use crate::hub::{HubConfig, HubInner};
 use crate::rates::RateMeter;
+use crate::segments::{SegmentCutter, SegmentStart};
 use crate::timeline::Timeline;
 use liverelay_types::StreamId;
 
@@ -59,6 +60,7 @@ pub(crate) struct StreamState {
     /// Latest timestamp on the stream's timeline, where the next publish continues from.
     last_timestamp: Option<u64>,
     pub viewers: usize,
+    segments: SegmentCutter,
 }
 
 impl Stream {
@@ -67,7 +69,6 @@ impl Stream {
             key,
             state: Mutex::new(StreamState {
                 encoding: config.encoding,
-                config,
                 live: false,
                 generation: 0,
                 ring: VecDeque::new(),
@@ -84,6 +85,8 @@ impl Stream {
                 audio_header: None,
                 last_timestamp: None,
                 viewers: 0,
+                segments: SegmentCutter::new(config.segment_target_ms),
+                config,
             }),
             notify: watch::channel(0).0,
             stats: StreamStats::default(),
@@ -106,6 +109,7 @@ impl StreamState {
         self.live = true;
         self.generation += 1;
         self.gop_start = None;
+        self.segments.restart();
         self.metadata = None;
         self.video_header = None;
         self.audio_header = None;
@@ -230,6 +234,13 @@ impl Publisher {
     /// Adds one message of the publisher to the stream. An empty message carries nothing a player can use, and a flood
     /// of them (one byte each on the wire) would fill the ring and GOP cache with frames.
     pub fn push(&mut self, media: Media) {
+        self.push_marked(media, None);
+    }
+
+    /// [`push`](Self::push) for a source that marks segment starts itself (an ingest, over
+    /// the relay): with [`follow_timeline`](Self::follow_timeline), its marks are kept; a
+    /// publisher that does not follow one cuts segments itself and ignores `segment`.
+    pub fn push_marked(&mut self, media: Media, segment: Option<SegmentStart>) {
         if media.payload.is_empty() {
             return;
         }
@@ -239,9 +250,18 @@ impl Publisher {
             .bytes_in
             .fetch_add(media.payload.len() as u64, Ordering::Relaxed);
         let timestamp = self.timeline.map(media.timestamp);
-        let frame = Arc::new(Frame::new(media, timestamp, self.generation, self.encoding));
+        let mut frame = Frame::new(media, timestamp, self.generation, self.encoding);
         let audio = frame.kind == MediaKind::Audio;
-        self.stream.lock().append(frame);
+        {
+            let mut st = self.stream.lock();
+            let has_video = st.video_header.is_some();
+            frame.segment = if self.follow {
+                st.segments.follow(&frame, has_video, segment)
+            } else {
+                st.segments.cut(&frame, has_video)
+            };
+            st.append(Arc::new(frame));
+        }
         if !audio || self.woken.elapsed() >= self.hub.batching.audio_hold() {
             self.stream.wake_viewers();
             self.woken = std::time::Instant::now();
@@ -265,6 +285,7 @@ impl Publisher {
     pub fn restart_source(&mut self) {
         let mut st = self.stream.lock();
         st.gop_start = None;
+        st.segments.restart();
         self.timeline = if self.follow {
             Timeline::following(st.last_timestamp)
         } else {

@@ -458,3 +458,95 @@ fn audio_rides_with_the_next_video_frame_unless_held_too_long() {
     p.push(audio(80));
     assert!(woken(&mut v), "audio after the hold wakes by itself");
 }
+
+/// `(timestamp, sequence, discontinuity)` of the segment starts a viewer received.
+fn segment_starts(items: &[ViewerItem]) -> Vec<(u64, u64, bool)> {
+    frames(items)
+        .iter()
+        .filter_map(|f| {
+            f.segment
+                .map(|s| (f.timestamp, s.sequence, s.discontinuity))
+        })
+        .collect()
+}
+
+#[test]
+fn segments_start_at_the_first_keyframe_a_target_after_the_last_start() {
+    let hub = Hub::new(HubConfig::default()); // 2 s segments
+    let mut v = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video_header());
+    p.push(audio_header());
+    // Keyframes every 0.9 s: a segment can only start at 0, 2.7 and 5.4 s.
+    for i in 0..70u64 {
+        p.push(video(i * 100, i % 9 == 0));
+        p.push(audio(i * 100 + 10));
+    }
+    let items = poll_all(&mut v);
+    assert_eq!(
+        segment_starts(&items),
+        [(0, 0, false), (2700, 1, false), (5400, 2, false)]
+    );
+    // A republish goes on numbering, and says the stream was cut.
+    drop(p);
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video_header());
+    p.push(video(0, false));
+    p.push(video(40, true));
+    let items = poll_all(&mut v);
+    assert_eq!(segment_starts(&items), [(6951, 3, true)]);
+}
+
+#[test]
+fn audio_only_streams_start_segments_at_audio_frames() {
+    let hub = Hub::new(HubConfig::default());
+    let mut v = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    p.push(audio_header());
+    for i in 0..100u64 {
+        p.push(audio(i * 23));
+    }
+    let starts: Vec<u64> = segment_starts(&poll_all(&mut v))
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(starts, [0, 2001]);
+}
+
+#[test]
+fn a_follower_keeps_the_sources_segments_and_numbers_go_on_after_a_new_source() {
+    let mark = |sequence| SegmentStart {
+        sequence,
+        wall_clock_ms: 1_000 + sequence,
+        discontinuity: false,
+    };
+    let hub = Hub::new(HubConfig::default());
+    let mut v = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    p.follow_timeline();
+    p.push(video_header());
+    // Joined inside segment 40: nothing starts a segment before the source's next mark, not
+    // even a keyframe.
+    p.push_marked(video(80_000, true), None);
+    p.push_marked(video(81_000, true), Some(mark(41)));
+    p.push_marked(video(83_000, true), Some(mark(42)));
+    let items = poll_all(&mut v);
+    assert_eq!(
+        segment_starts(&items),
+        [(81_000, 41, false), (83_000, 42, false)]
+    );
+    let wall: Vec<u64> = frames(&items)
+        .iter()
+        .filter_map(|f| f.segment.map(|s| s.wall_clock_ms))
+        .collect();
+    assert_eq!(wall, [1_041, 1_042], "the source's wall clock, not ours");
+    // Failover to a source that numbers from 0 and whose first keyframe has no mark.
+    p.restart_source();
+    p.push_marked(video_header(), None);
+    p.push_marked(video(0, true), None);
+    p.push_marked(video(2_000, true), Some(mark(1)));
+    p.push_marked(video(4_000, true), Some(mark(2)));
+    let starts = segment_starts(&poll_all(&mut v));
+    let numbers: Vec<(u64, bool)> = starts.iter().map(|s| (s.1, s.2)).collect();
+    assert_eq!(numbers, [(43, true), (44, false), (45, false)]);
+}

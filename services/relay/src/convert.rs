@@ -1,12 +1,12 @@
 //! Relay messages to and from the domain: hub frames go out as their payloads (shared `Bytes`,
 //! copied once into the transport's framing); what arrives becomes [`RelayEvent`]s whose
 //! payloads are slices of the received buffer.
-use liverelay_hub::Frame;
+use liverelay_hub::{Frame, SegmentStart};
 use liverelay_rtmp::{Media, MediaKind};
 
 use crate::pb::relay_message::Kind;
 use crate::pb::{
-    EndOfStream, FrameKind, MediaFrame, PublisherRestarted, RelayMessage, StreamHeader,
+    self, EndOfStream, FrameKind, MediaFrame, PublisherRestarted, RelayMessage, StreamHeader,
 };
 
 /// What a subscription brings, in order.
@@ -33,6 +33,8 @@ pub struct RelayedFrame {
     pub cached: bool,
     /// When the ingest received it from its publisher (µs since the Unix epoch; 0: unknown).
     pub ingest_received_unix_us: u64,
+    /// The HLS segment it starts, as the ingest cut the stream.
+    pub segment: Option<SegmentStart>,
 }
 
 /// Bytes a relay message adds around a frame's payload, at most: the message and frame
@@ -50,6 +52,7 @@ pub fn frame_event(frame: &Frame, cached: bool) -> RelayEvent {
         media: frame.media(),
         cached,
         ingest_received_unix_us: frame.received_unix_us,
+        segment: frame.segment,
     })
 }
 
@@ -68,6 +71,11 @@ pub fn encode(event: RelayEvent) -> RelayMessage {
             payload: frame.media.payload,
             ingest_received_unix_us: frame.ingest_received_unix_us,
             cached: frame.cached,
+            segment: frame.segment.map(|s| pb::SegmentStart {
+                sequence: s.sequence,
+                wall_clock_ms: s.wall_clock_ms,
+                discontinuity: s.discontinuity,
+            }),
         }),
         RelayEvent::Restarted { generation } => Kind::Restarted(PublisherRestarted { generation }),
         RelayEvent::End => Kind::End(EndOfStream {}),
@@ -97,6 +105,11 @@ pub fn decode(message: RelayMessage) -> Option<RelayEvent> {
                 },
                 cached: frame.cached,
                 ingest_received_unix_us: frame.ingest_received_unix_us,
+                segment: frame.segment.map(|s| SegmentStart {
+                    sequence: s.sequence,
+                    wall_clock_ms: s.wall_clock_ms,
+                    discontinuity: s.discontinuity,
+                }),
             })
         }
         Kind::Restarted(r) => RelayEvent::Restarted {

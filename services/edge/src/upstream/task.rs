@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use liverelay_admission::{Admitted, Asker, PublishKind};
-use liverelay_hub::Publisher;
+use liverelay_hub::{Publisher, SegmentStart};
 use liverelay_metrics::ReasonLabel;
 use liverelay_registry::RegistryEvent;
 use liverelay_relay::{RelayError, RelayEvent, RelayedFrame, Subscription};
@@ -145,7 +145,7 @@ impl UpstreamTask {
             Ok(Some(RelayEvent::Header { .. })) => self.machine.handle(now, Event::Header),
             Ok(Some(RelayEvent::Frame(frame))) => {
                 self.observe_hop(&frame);
-                self.push(now, frame.media).await;
+                self.push(now, frame.media, frame.segment).await;
             }
             Ok(Some(RelayEvent::Restarted { .. })) => self.machine.handle(now, Event::Restarted),
             Ok(Some(RelayEvent::End)) => {
@@ -166,11 +166,11 @@ impl UpstreamTask {
 
     /// Pushes a frame into the local publish, once the machine had its say (it may retry a
     /// local publish that could not start).
-    async fn push(&mut self, now: Instant, media: Media) {
+    async fn push(&mut self, now: Instant, media: Media, segment: Option<SegmentStart>) {
         self.machine.handle(now, Event::Frame);
         self.perform().await;
         if let Some(p) = self.publisher.as_mut() {
-            p.push(media);
+            p.push_marked(media, segment);
         }
     }
 
