@@ -63,8 +63,18 @@ impl SegmentCutter {
         {
             return None;
         }
-        let sequence = self.last_sequence.map_or(0, |l| l + 1);
-        Some(self.open(frame, sequence, frame.received_unix_us / 1000, false))
+        let wall_clock_ms = frame.received_unix_us / 1000;
+        let next = self.last_sequence.map_or(0, |l| l + 1);
+        // A publish starts its numbers at the wall clock in segment durations (or after the
+        // last, if that is later): a stream that comes back after the hub forgot it, or on
+        // another ingest after a failover, goes on with higher numbers, so that URLs a player
+        // or a CDN has seen are never reused for other media.
+        let sequence = if self.open_since.is_none() {
+            next.max(wall_clock_ms / self.target_ms)
+        } else {
+            next
+        };
+        Some(self.open(frame, sequence, wall_clock_ms, false))
     }
 
     /// A server pulling the stream keeps the marks its source made. Numbers that would go back
