@@ -43,6 +43,7 @@ test-deps:
 	command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v rtmpdump >/dev/null 2>&1 || missing="$$missing rtmpdump"; \
 	command -v wget >/dev/null 2>&1 || missing="$$missing wget"; \
+	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
 	command -v nginx >/dev/null 2>&1 && [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing="$$missing nginx libnginx-mod-rtmp"; \
 	[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
 	( command -v gst-launch-1.0 && for e in $(GST_ELEMENTS); do gst-inspect-1.0 --exists $$e || exit 1; done ) >/dev/null 2>&1 \

@@ -6,13 +6,15 @@
 
 pub mod hooks;
 pub mod kube_api;
+pub mod netns;
 pub mod nginx;
 pub mod proxy;
 pub mod redis;
 pub mod rtmp;
 
+use std::ffi::OsStr;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -120,6 +122,33 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Where a test server runs: on this host's loopback (the default), or inside a network
+/// namespace on that namespace's address ([`netns::Host::place`]).
+#[derive(Clone, Debug, Default)]
+pub struct Place {
+    pub netns: Option<String>,
+    pub ip: Option<IpAddr>,
+}
+
+impl Place {
+    /// The address servers here listen on.
+    pub fn ip(&self) -> IpAddr {
+        self.ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+    }
+
+    /// `program`, started in this place (`ip netns exec NS program` in a namespace).
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+}
+
 /// A scratch directory for one test, removed when dropped.
 pub struct TempDir(PathBuf);
 
@@ -168,22 +197,27 @@ impl Server {
 
     /// Starts `liverelay ROLE ARGS...` with extra environment, on fresh ports.
     pub fn start_role(role: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_at(&Place::default(), role, args, env)
+    }
+
+    /// [`Server::start_role`] in `place` (e.g. a network namespace), listening on its address.
+    pub fn start_at(place: &Place, role: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         for _ in 0..5 {
-            if let Some(server) = Self::try_start(role, args, env) {
+            if let Some(server) = Self::try_start(place, role, args, env) {
                 return server;
             }
         }
         panic!("liverelay {role} did not become ready");
     }
 
-    fn try_start(role: &str, args: &[&str], env: &[(&str, &str)]) -> Option<Self> {
+    fn try_start(place: &Place, role: &str, args: &[&str], env: &[(&str, &str)]) -> Option<Self> {
         let dir = TempDir::new("server");
         let log = dir.path("liverelay.log");
-        let rtmp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let grpc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rtmp = SocketAddr::new(place.ip(), free_port());
+        let http = SocketAddr::new(place.ip(), free_port());
+        let grpc = SocketAddr::new(place.ip(), free_port());
         let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_liverelay"));
+        let mut cmd = place.command(env!("CARGO_BIN_EXE_liverelay"));
         cmd.args([
             role,
             "--rtmp-listen",

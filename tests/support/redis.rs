@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{ChildGuard, TempDir, free_port};
+use super::{ChildGuard, Place, TempDir, free_port};
 
 /// PEM files for a Redis that also serves TLS (`--tls-port`) beside its plain port (which the
 /// lookups here keep using).
@@ -51,6 +51,8 @@ pub struct RedisServer {
     /// The TLS port, when started with [`RedisServer::start_tls`].
     pub tls_port: Option<u16>,
     extra_args: Vec<String>,
+    /// Where it runs (this host's loopback unless started with [`RedisServer::start_at`]).
+    place: Place,
     dir: TempDir,
 }
 
@@ -61,6 +63,7 @@ impl RedisServer {
             port: free_port(),
             tls_port: None,
             extra_args: Vec::new(),
+            place: Place::default(),
             dir: TempDir::new("redis"),
         };
         redis.restart();
@@ -70,6 +73,11 @@ impl RedisServer {
     /// A server with more `redis-server` arguments (e.g. `--appendonly yes`); anything it
     /// writes goes to its own temporary directory.
     pub fn start_with(args: &[&str]) -> Self {
+        Self::start_at(Place::default(), args)
+    }
+
+    /// [`RedisServer::start_with`] in `place` (e.g. a network namespace), on its address.
+    pub fn start_at(place: Place, args: &[&str]) -> Self {
         let dir = TempDir::new("redis-args");
         let mut extra_args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         extra_args.extend([
@@ -81,6 +89,7 @@ impl RedisServer {
             port: free_port(),
             tls_port: None,
             extra_args,
+            place,
             dir,
         };
         redis.restart();
@@ -95,6 +104,7 @@ impl RedisServer {
             port: free_port(),
             tls_port: Some(tls_port),
             extra_args: tls.args(tls_port),
+            place: Place::default(),
             dir: TempDir::new("redis-tls"),
         };
         redis.restart();
@@ -102,7 +112,7 @@ impl RedisServer {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        format!("redis://{}:{}", self.place.ip(), self.port)
     }
 
     /// `rediss://127.0.0.1:<tls port>`.
@@ -123,39 +133,54 @@ impl RedisServer {
         self.stop();
         let log = std::fs::File::create(self.dir.path("redis.log")).unwrap();
         let child = ChildGuard::spawn(
-            Command::new("redis-server")
+            self.place
+                .command("redis-server")
                 .args([
                     "--port",
                     &self.port.to_string(),
                     "--bind",
-                    "127.0.0.1",
+                    &self.place.ip().to_string(),
                     "--save",
                     "",
                     "--appendonly",
                     "no",
                 ])
                 .args(&self.extra_args)
+                // Reached from other namespaces, not over loopback (the lab is its own network).
+                .args(
+                    self.place
+                        .netns
+                        .iter()
+                        .flat_map(|_| ["--protected-mode", "no"]),
+                )
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log),
         );
         self.child = Some(child);
-        let port = self.port.to_string();
         wait_until(
-            || try_query(&["-p", &port], &["PING"]).is_ok_and(|v| v == "PONG"),
+            || self.try_query(&["PING"]).is_ok_and(|v| v == "PONG"),
             "redis-server starts",
         );
+    }
+
+    /// `redis-cli` arguments that reach this server.
+    fn connection(&self) -> [String; 4] {
+        let (host, port) = (self.place.ip().to_string(), self.port.to_string());
+        ["-h".into(), host, "-p".into(), port]
     }
 
     /// Runs one command: its reply as JSON (`null` for nil). Panics if Redis cannot be asked
     /// or answers with an error.
     pub fn query(&self, args: &[&str]) -> serde_json::Value {
-        query(&["-p", &self.port.to_string()], args)
+        let connection = self.connection();
+        query(&connection.each_ref().map(String::as_str), args)
     }
 
     /// Runs one command: its reply as JSON, or why there is none (an error reply included).
     pub fn try_query(&self, args: &[&str]) -> Result<serde_json::Value, String> {
-        try_query(&["-p", &self.port.to_string()], args)
+        let connection = self.connection();
+        try_query(&connection.each_ref().map(String::as_str), args)
     }
 
     /// Runs one command: `None` for a nil reply, else the reply as text (an array one element
