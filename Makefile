@@ -16,7 +16,7 @@ GST_PACKAGES := gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugin
 GST_ELEMENTS := rtmp2sink rtmp2src rtmpsink videotestsrc audiotestsrc x264enc h264parse aacparse \
 	avenc_aac avdec_h264 flvmux flvdemux
 
-.PHONY: run build release test test-deps test-chart k8s lint fmt fuzz fuzz-ci clean
+.PHONY: run build release test test-deps test-chart k8s lint fmt fuzz fuzz-ci clean player browser-tests
 
 # Python tools for the chart checks (real Helm engine, kubernetes-validate), in a venv.
 VENV := .venv
@@ -25,7 +25,7 @@ $(VENV)/.installed: tests/chart/requirements.txt
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/chart/requirements.txt
 	touch $@
 
-run:
+run: player
 	$(CARGO) run --release -p liverelay -- standalone $(ARGS)
 
 build:
@@ -33,6 +33,27 @@ build:
 
 release:
 	$(CARGO) build --release -p liverelay
+
+# The /watch page's players (hls.js, mpegts.js), pinned in player/package-lock.json: installed
+# from npm, then the files the server serves (http.player_dir) and their licences copied to
+# player/dist. Without npm the server still runs; the page then says its player is missing.
+player: player/dist/.installed
+player/dist/.installed: player/package.json player/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: /watch pages will have no player (apt-get install nodejs npm)"; exit 0; }; \
+	set -e; cd player; npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
+	rm -rf dist; mkdir dist; \
+	cp node_modules/hls.js/dist/hls.min.js node_modules/mpegts.js/dist/mpegts.js dist/; \
+	cp node_modules/hls.js/LICENSE dist/hls.js.LICENSE; \
+	cp node_modules/mpegts.js/LICENSE dist/mpegts.js.LICENSE; \
+	cp node_modules/mpegts.js/dist/mpegts.js.LICENSE.txt dist/; \
+	touch dist/.installed
+
+# puppeteer-core (pinned; it never downloads a browser) for tests/browser.rs, which drives
+# Debian's chromium.
+browser-tests: tests/browser/node_modules/.installed
+tests/browser/node_modules/.installed: tests/browser/package.json tests/browser/package-lock.json
+	cd tests/browser && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Installs Debian packages the tests use as real peers, only when one is missing.
 test-deps:
@@ -44,6 +65,8 @@ test-deps:
 	command -v rtmpdump >/dev/null 2>&1 || missing="$$missing rtmpdump"; \
 	command -v wget >/dev/null 2>&1 || missing="$$missing wget"; \
 	command -v nft >/dev/null 2>&1 || missing="$$missing nftables"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v nginx >/dev/null 2>&1 && [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || missing="$$missing nginx libnginx-mod-rtmp"; \
 	[ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || missing="$$missing libnginx-mod-stream"; \
 	( command -v gst-launch-1.0 && for e in $(GST_ELEMENTS); do gst-inspect-1.0 --exists $$e || exit 1; done ) >/dev/null 2>&1 \
@@ -53,6 +76,7 @@ test-deps:
 		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
+	@$(MAKE) --no-print-directory player browser-tests
 
 test: test-deps $(VENV)/.installed
 	$(CARGO) test --workspace

@@ -475,51 +475,59 @@ pub const SAMPLE_FPS: u32 = 25;
 /// every 2 s, and 44.1 kHz AAC; the same thing a publisher sends with `-c copy`.
 pub fn sample_flv() -> &'static Path {
     static SAMPLE: OnceLock<PathBuf> = OnceLock::new();
-    SAMPLE.get_or_init(|| {
-        let path =
-            std::env::temp_dir().join(format!("liverelay-sample-{}.flv", std::process::id()));
-        let status = Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-            ])
-            .arg(format!("testsrc=size=320x240:rate={SAMPLE_FPS}"))
-            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
-            .args([
-                "-c:v",
-                "libx264",
-                "-preset",
-                "ultrafast",
-                "-pix_fmt",
-                "yuv420p",
-            ])
-            .args([
-                "-g",
-                &(2 * SAMPLE_FPS).to_string(),
-                "-keyint_min",
-                &(2 * SAMPLE_FPS).to_string(),
-                "-sc_threshold",
-                "0",
-            ])
-            .args([
-                "-c:a",
-                "aac",
-                "-b:a",
-                "64k",
-                "-t",
-                &SAMPLE_SECONDS.to_string(),
-            ])
-            .arg(&path)
-            .status()
-            .expect("ffmpeg is installed (make test installs it)");
-        assert!(status.success(), "generating the sample FLV failed");
-        path
-    })
+    SAMPLE.get_or_init(|| encode_sample("sample", 2 * SAMPLE_FPS))
+}
+
+/// [`sample_flv`] with a keyframe every second, as low-latency live streams are encoded.
+pub fn sample_flv_1s_gop() -> &'static Path {
+    static SAMPLE: OnceLock<PathBuf> = OnceLock::new();
+    SAMPLE.get_or_init(|| encode_sample("sample-gop1s", SAMPLE_FPS))
+}
+
+/// Encodes the sample with a keyframe every `gop` pictures.
+fn encode_sample(tag: &str, gop: u32) -> PathBuf {
+    let path = std::env::temp_dir().join(format!("liverelay-{tag}-{}.flv", std::process::id()));
+    let status = Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+        ])
+        .arg(format!("testsrc=size=320x240:rate={SAMPLE_FPS}"))
+        .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
+        .args([
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-pix_fmt",
+            "yuv420p",
+        ])
+        .args([
+            "-g",
+            &gop.to_string(),
+            "-keyint_min",
+            &gop.to_string(),
+            "-sc_threshold",
+            "0",
+        ])
+        .args([
+            "-c:a",
+            "aac",
+            "-b:a",
+            "64k",
+            "-t",
+            &SAMPLE_SECONDS.to_string(),
+        ])
+        .arg(&path)
+        .status()
+        .expect("ffmpeg is installed (make test installs it)");
+    assert!(status.success(), "generating the sample FLV failed");
+    path
 }
 
 /// Writes `out`: lossless H.264 (yuv444p, `-qp 0`) of random noise, so that every picture is

@@ -30,9 +30,11 @@ use hyper_util::service::TowerToHyperService;
 mod conn;
 mod flv;
 mod metrics;
+mod watch;
 
 pub use flv::{FlvService, flv_router};
 pub use metrics::HttpMetrics;
+pub use watch::{WatchService, watch_router};
 
 /// Whether the process should receive traffic; flipped on once listeners are up.
 #[derive(Clone, Default)]

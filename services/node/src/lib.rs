@@ -16,7 +16,8 @@ use liverelay_admission::{AdmissionMetrics, Clients, Gate, Sessions};
 use liverelay_auth::AuthMetrics;
 use liverelay_config::Settings;
 use liverelay_http::{
-    FlvService, HttpLimits, HttpMetrics, HttpServer, Readiness, flv_router, router,
+    FlvService, HttpLimits, HttpMetrics, HttpServer, Readiness, WatchService, flv_router, router,
+    watch_router,
 };
 use liverelay_hub::{Hub, HubCollector};
 use liverelay_metrics::MetricsRegistry;
@@ -96,6 +97,13 @@ impl Node {
                 wait: Duration::from_secs(settings.http.flv_wait_secs),
             })
         });
+        // The player page and its scripts, where there is something to watch.
+        let watch = serves_viewers(role, &settings).then(|| {
+            watch_router(WatchService {
+                max_name_len: settings.rtmp.max_name_len,
+                player_dir: settings.http.player_dir.clone().into(),
+            })
+        });
         let services = Services {
             hub: hub.clone(),
             policy,
@@ -133,7 +141,7 @@ impl Node {
             tasks.push(("load sampler", Box::pin(load::follow_load(hub.clone()))));
         }
         let mut routes = router(ready.clone(), hub, metrics.registry);
-        for extra in [api, flv].into_iter().flatten() {
+        for extra in [api, flv, watch].into_iter().flatten() {
             routes = routes.merge(extra);
         }
         let h = &settings.http;
