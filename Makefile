@@ -36,17 +36,12 @@ release:
 
 # The /watch page's players (hls.js, mpegts.js), pinned in player/package-lock.json: installed
 # from npm, then the files the server serves (http.player_dir) and their licences copied to
-# player/dist. Without npm the server still runs; the page then says its player is missing.
+# player/dist (player/install.sh). Without npm the server still runs; the page then says its
+# player is missing.
 player: player/dist/.installed
-player/dist/.installed: player/package.json player/package-lock.json
-	@command -v npm >/dev/null 2>&1 || { echo "npm not found: /watch pages will have no player (apt-get install nodejs npm)"; exit 0; }; \
-	set -e; cd player; npm ci --ignore-scripts --no-audit --no-fund --loglevel=error; \
-	rm -rf dist; mkdir dist; \
-	cp node_modules/hls.js/dist/hls.min.js node_modules/mpegts.js/dist/mpegts.js dist/; \
-	cp node_modules/hls.js/LICENSE dist/hls.js.LICENSE; \
-	cp node_modules/mpegts.js/LICENSE dist/mpegts.js.LICENSE; \
-	cp node_modules/mpegts.js/dist/mpegts.js.LICENSE.txt dist/; \
-	touch dist/.installed
+player/dist/.installed: player/package.json player/package-lock.json player/install.sh
+	@if command -v npm >/dev/null 2>&1; then sh player/install.sh; \
+	else echo "npm not found: /watch pages will have no player (apt-get install nodejs npm)"; fi
 
 # puppeteer-core (pinned; it never downloads a browser) for tests/browser.rs, which drives
 # Debian's chromium.
