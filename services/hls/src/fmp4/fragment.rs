@@ -289,6 +289,38 @@ mod tests {
         assert_eq!(fragment(7, &v, &a, 48000), f);
     }
 
+    /// trun durations and tfdt of consecutive fragments line up exactly at 44.1 kHz, where
+    /// 23 ms is 1014.3 ticks: converting each duration on its own would lose 0.3 a sample.
+    #[test]
+    fn consecutive_fragments_do_not_drift() {
+        let frames: Vec<Sample> = (0..100u64)
+            .map(|i| sample(i * 23, 23, 0, true, b"a"))
+            .collect();
+        let tfdt_and_durations = |f: &Fragment| {
+            let h = &f.chunks[0];
+            let traf = &h[24..];
+            let tfdt = u64::from_be_bytes(traf[36..44].try_into().unwrap());
+            let n = u32::from_be_bytes(traf[56..60].try_into().unwrap()) as usize;
+            let sum: u64 = (0..n)
+                .map(|i| {
+                    let at = 64 + i * 12;
+                    u64::from(u32::from_be_bytes(traf[at..at + 4].try_into().unwrap()))
+                })
+                .sum();
+            (tfdt, sum)
+        };
+        let mut next = 0;
+        for (k, chunk) in frames.chunks(7).enumerate() {
+            let (tfdt, sum) = tfdt_and_durations(&fragment(k as u32, &[], chunk, 44100));
+            assert_eq!(
+                tfdt, next,
+                "fragment {k} starts where the previous one ended"
+            );
+            next = tfdt + sum;
+        }
+        assert_eq!(next, ms_to_ticks(100 * 23, 44100));
+    }
+
     #[test]
     fn single_track_and_empty() {
         let a = [sample(0, 21, 0, true, b"x")];

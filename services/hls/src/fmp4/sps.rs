@@ -251,6 +251,110 @@ mod tests {
         );
     }
 
+    /// Bit writer for synthetic SPSs: the paths real encoders rarely emit (scaling lists in
+    /// the SPS, pic_order_cnt_type 1, field coding).
+    #[derive(Default)]
+    struct Bits(Vec<bool>);
+
+    impl Bits {
+        fn u(&mut self, n: u32, v: u32) -> &mut Self {
+            self.0.extend((0..n).rev().map(|i| (v >> i) & 1 == 1));
+            self
+        }
+        fn ue(&mut self, v: u32) -> &mut Self {
+            let code = v + 1;
+            let len = 32 - code.leading_zeros();
+            self.u(len - 1, 0).u(len, code)
+        }
+        fn se(&mut self, v: i32) -> &mut Self {
+            self.ue(if v > 0 {
+                2 * v as u32 - 1
+            } else {
+                (-2 * v) as u32
+            })
+        }
+        /// NAL header 0x67, rbsp_stop_one_bit, padding; no emulation prevention needed as
+        /// long as no two zero bytes occur (checked).
+        fn nal(&mut self) -> Vec<u8> {
+            self.u(1, 1);
+            while !self.0.len().is_multiple_of(8) {
+                self.0.push(false);
+            }
+            let mut out = vec![0x67];
+            out.extend(
+                self.0
+                    .chunks(8)
+                    .map(|c| c.iter().fold(0u8, |a, &b| a << 1 | b as u8)),
+            );
+            assert!(!out.windows(2).any(|w| w == [0, 0]));
+            out
+        }
+    }
+
+    /// High profile, scaling lists in the SPS (one 4x4 and one 8x8 list sent with deltas,
+    /// one 4x4 list "use default" via a zero next scale), 640x360 with cropping.
+    #[test]
+    fn avc_scaling_lists_are_skipped() {
+        let mut b = Bits::default();
+        b.u(8, 100).u(8, 0).u(8, 31).ue(0); // profile, constraints, level, sps id
+        b.ue(1).ue(0).ue(0).u(1, 0); // 4:2:0, 8 bit, no bypass
+        b.u(1, 1); // seq_scaling_matrix_present_flag
+        for i in 0..8 {
+            match i {
+                0 => {
+                    b.u(1, 1);
+                    for j in 0..16 {
+                        b.se(if j % 2 == 0 { 3 } else { -2 });
+                    }
+                }
+                1 => {
+                    b.u(1, 1).se(-8); // next scale 0: the default list, one value read
+                }
+                6 => {
+                    b.u(1, 1);
+                    for j in 0..64 {
+                        b.se(if j < 32 { 1 } else { -1 });
+                    }
+                }
+                _ => {
+                    b.u(1, 0);
+                }
+            }
+        }
+        b.ue(0).ue(0).ue(0); // log2_max_frame_num, poc type 0, log2_max_poc_lsb
+        b.ue(1).u(1, 0); // max_num_ref_frames, gaps
+        b.ue(39).ue(22).u(1, 1).u(1, 1); // 40x23 MBs, frame_mbs_only, direct_8x8
+        b.u(1, 1).ue(0).ue(0).ue(0).ue(4).u(1, 0); // crop bottom 4 units of 2 lines; no VUI
+        let sps = b.nal();
+        assert_eq!(
+            avc_picture_size(&sps).unwrap(),
+            PictureSize {
+                width: 640,
+                height: 360
+            }
+        );
+    }
+
+    /// Main profile, pic_order_cnt_type 1 with a cycle, field coding (frame_mbs_only 0:
+    /// map units are field MB pairs, crop units of 4 lines).
+    #[test]
+    fn avc_poc_type_1_and_fields() {
+        let mut b = Bits::default();
+        b.u(8, 77).u(8, 0).u(8, 30).ue(0);
+        b.ue(0).ue(1).u(1, 0).se(-1).se(2).ue(3).se(1).se(-1).se(5); // poc type 1
+        b.ue(2).u(1, 0);
+        b.ue(44).ue(17).u(1, 0).u(1, 1).u(1, 1); // 45 MBs wide, 18 map units, fields
+        b.u(1, 1).ue(0).ue(0).ue(0).ue(2).u(1, 0); // crop 2 units of 4 lines
+        let sps = b.nal();
+        assert_eq!(
+            avc_picture_size(&sps).unwrap(),
+            PictureSize {
+                width: 720,
+                height: 576 - 8
+            }
+        );
+    }
+
     #[test]
     fn hevc_size() {
         assert_eq!(
