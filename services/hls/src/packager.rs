@@ -97,6 +97,7 @@ pub struct Packager {
     last_driver_ts: Option<u64>,
     /// The audio timescale of the open segment's init section.
     audio_rate: u32,
+    last_video_duration_ms: u32,
     /// Bumped on every new part or segment.
     version: u64,
 }
@@ -117,6 +118,7 @@ impl Packager {
             pending_audio: None,
             last_driver_ts: None,
             audio_rate: 0,
+            last_video_duration_ms: 0,
             version: 0,
         }
     }
@@ -186,9 +188,25 @@ impl Packager {
     /// The publisher left (or the stream broke): what is open ends here; samples still
     /// waiting for a duration are dropped.
     pub fn end(&mut self) {
+        // The last samples have no successor: they last as long as the one before them
+        // (video) or one AAC frame (audio).
+        if let Some(p) = &self.pending_video {
+            let end = p.ts + u64::from(self.last_video_duration_ms.max(1));
+            self.settle(Track::Video, end);
+        }
+        self.settle_audio_nominally();
         self.close_segment(None);
         self.pending_video = None;
         self.pending_audio = None;
+    }
+
+    /// Ends the waiting audio sample after one AAC frame (1024 samples).
+    fn settle_audio_nominally(&mut self) {
+        if let Some(p) = &self.pending_audio {
+            let rate = u64::from(self.audio_rate.max(1));
+            let end = p.ts + (1_024_000 + rate / 2) / rate;
+            self.settle(Track::Audio, end);
+        }
     }
 
     pub fn segments(&self) -> &VecDeque<Segment> {
@@ -260,7 +278,10 @@ impl Packager {
             data: p.data,
         };
         match track {
-            Track::Video => open.video.push(sample),
+            Track::Video => {
+                self.last_video_duration_ms = sample.duration_ms;
+                open.video.push(sample);
+            }
             Track::Audio => open.audio.push(sample),
         }
     }
@@ -324,12 +345,7 @@ impl Packager {
         // Each segment keeps its own audio: the waiting sample ends this one (with the AAC
         // frame's nominal duration), so that a server whose first frame is this segment's
         // keyframe makes the same segment as one that saw the samples before it.
-        if let Some(p) = &self.pending_audio {
-            let nominal =
-                (1_024_000 + u64::from(self.audio_rate) / 2) / u64::from(self.audio_rate.max(1));
-            let end = p.ts + nominal;
-            self.settle(Track::Audio, end);
-        }
+        self.settle_audio_nominally();
         self.close_segment(Some(ts));
         if self.video.is_none() && self.audio.is_none() {
             return;

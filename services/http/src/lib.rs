@@ -29,10 +29,13 @@ use hyper_util::service::TowerToHyperService;
 
 mod conn;
 mod flv;
+mod hls;
 mod metrics;
+mod reply;
 mod watch;
 
 pub use flv::{FlvService, flv_router};
+pub use hls::{HlsService, LiveCheck, TokenCheck, hls_router};
 pub use metrics::HttpMetrics;
 pub use watch::{WatchService, watch_router};
 

@@ -4,6 +4,7 @@
 
 mod cluster;
 mod load;
+mod playback;
 
 use liverelay_types::Role;
 use std::future::Future;
@@ -104,6 +105,17 @@ impl Node {
                 player_dir: settings.http.player_dir.clone().into(),
             })
         });
+        let hls = serves_viewers(role, &settings)
+            .then(|| {
+                playback::hls(
+                    &settings,
+                    &hub,
+                    policy.clone(),
+                    redis.clone(),
+                    metrics.http.clone(),
+                )
+            })
+            .flatten();
         let services = Services {
             hub: hub.clone(),
             policy,
@@ -113,11 +125,12 @@ impl Node {
             admission: metrics.admission,
         };
         // An ingest says it is alive before it can own a stream, so that other ingests take
-        // its streams over at once when it is gone, not when its leases run out.
-        let presence = redis
-            .as_ref()
-            .filter(|_| role == Role::Ingest)
-            .map(|registry| registry.presence(&settings.cluster.pod_id()));
+        // its streams over at once when it is gone, not when its leases run out. It refuses to
+        // start while another running process is its pod: each would take the other's streams.
+        let presence = match redis.as_ref().filter(|_| role == Role::Ingest) {
+            Some(registry) => Some(registry.presence(&settings.cluster.pod_id()).await?),
+            None => None,
+        };
         let rtmp = bind_rtmp(&settings, services).await?;
         let mut reporting = None;
         if let Some(redis) = redis.map(|registry| registry.conn()) {
@@ -141,7 +154,7 @@ impl Node {
             tasks.push(("load sampler", Box::pin(load::follow_load(hub.clone()))));
         }
         let mut routes = router(ready.clone(), hub, metrics.registry);
-        for extra in [api, flv, watch].into_iter().flatten() {
+        for extra in [api, flv, hls, watch].into_iter().flatten() {
             routes = routes.merge(extra);
         }
         let h = &settings.http;

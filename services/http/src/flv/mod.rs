@@ -25,12 +25,12 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use liverelay_admission::{Asker, ClientAsk, ClientInfo, Gate, PlayArgs, Reason, Refused};
-use liverelay_hub::HubError;
+use liverelay_admission::{Asker, ClientAsk, ClientInfo, Gate, PlayArgs};
 use liverelay_rtmp::name::check_name;
 use liverelay_types::unix_ms;
 use tracing::{Instrument, info, warn};
 
+use crate::reply::{answer, refuse};
 use play::{FlvPlay, NotStarted};
 
 /// What the HTTP-FLV route needs.
@@ -102,7 +102,7 @@ async fn flv_play(
     });
     let viewer = match s.gate.play(asker, PlayArgs::default()).await {
         Ok(viewer) => viewer,
-        Err(refused) => return refuse(peer, &refused),
+        Err(refused) => return refuse(peer, "HTTP-FLV", &refused),
     };
     let span = viewer.span().clone();
     async move {
@@ -131,36 +131,4 @@ async fn flv_play(
     }
     .instrument(span)
     .await
-}
-
-/// The status for a refused play: as the RTMP player is refused, in HTTP's words.
-fn refuse(peer: SocketAddr, refused: &Refused) -> Response {
-    let status = match refused.reason() {
-        Reason::NoPublishers(_) | Reason::NotConnected | Reason::Access(_) => StatusCode::FORBIDDEN,
-        Reason::TooManyPlays(_) => StatusCode::TOO_MANY_REQUESTS,
-        Reason::InvalidName(_) => StatusCode::BAD_REQUEST,
-        // Stream limits, the registry, the edge's upstream limit: another node, or later.
-        Reason::Hub(HubError::TooManyStreams(_) | HubError::TooManyWaiting(_))
-        | Reason::Hub(HubError::AlreadyPublishing(_))
-        | Reason::Policy(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    let description = refused.status().description;
-    let shown = refused.stream().map(ToString::to_string);
-    warn!(
-        %peer,
-        stream = shown.as_deref().unwrap_or("-"),
-        status = status.as_u16(),
-        "HTTP-FLV play refused: {description}"
-    );
-    answer(status, &description)
-}
-
-/// A short text answer, readable from another origin too (a player page shows why).
-fn answer(status: StatusCode, text: &str) -> Response {
-    (
-        status,
-        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
-        format!("{text}\n"),
-    )
-        .into_response()
 }

@@ -1,0 +1,163 @@
+//! The streams this server packages for HLS: one [`Packager`] per stream, fed by one hub
+//! viewer (admitted like a play, so that an edge starts pulling), shared by every HLS client of
+//! the stream, and stopped when no HLS request came for `hls.idle_secs`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use liverelay_admission::{Admitted, Asker, Gate, PlayArgs, Refused};
+use liverelay_hls::{Packager, PackagerConfig};
+use liverelay_hub::{Viewer, ViewerItem};
+use liverelay_types::{StreamId, unix_ms};
+use tokio::sync::watch;
+use tracing::{Instrument, info};
+
+/// Frames taken from the hub at a time.
+const BATCH: usize = 64;
+
+/// One packaged stream.
+pub(super) struct Packaged {
+    packager: Mutex<Packager>,
+    /// The packager's version: held requests wait for it to change.
+    changed: watch::Sender<u64>,
+    last_request_ms: AtomicU64,
+}
+
+impl Packaged {
+    pub(super) fn lock(&self) -> MutexGuard<'_, Packager> {
+        self.packager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn touch(&self) {
+        self.last_request_ms.store(unix_ms(), Ordering::Relaxed);
+    }
+}
+
+/// The packaged streams, by name.
+pub(super) struct Packagings {
+    gate: Arc<Gate>,
+    config: PackagerConfig,
+    idle: Duration,
+    streams: Mutex<HashMap<StreamId, Arc<Packaged>>>,
+}
+
+impl Packagings {
+    pub(super) fn new(gate: Arc<Gate>, config: PackagerConfig, idle: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            gate,
+            config,
+            idle,
+            streams: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn map(&self) -> MutexGuard<'_, HashMap<StreamId, Arc<Packaged>>> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn is_packaging(&self, key: &StreamId) -> bool {
+        self.map().contains_key(key)
+    }
+
+    /// The stream's packaging, started if it was not running: admitted like a play, so that an
+    /// edge starts pulling and the hub's limits apply.
+    pub(super) async fn get_or_start(
+        self: &Arc<Self>,
+        key: &StreamId,
+    ) -> Result<Arc<Packaged>, Refused> {
+        if let Some(p) = self.map().get(key) {
+            p.touch();
+            return Ok(p.clone());
+        }
+        let viewer = self
+            .gate
+            .play(Asker::Local(key.clone()), PlayArgs::default())
+            .await?;
+        let mut map = self.map();
+        if let Some(p) = map.get(key) {
+            // Another request started it meanwhile; this viewer goes.
+            p.touch();
+            return Ok(p.clone());
+        }
+        let packaged = Arc::new(Packaged {
+            packager: Mutex::new(Packager::new(self.config)),
+            changed: watch::channel(0).0,
+            last_request_ms: AtomicU64::new(unix_ms()),
+        });
+        map.insert(key.clone(), packaged.clone());
+        drop(map);
+        let span = viewer.span().clone();
+        let run = package(Arc::downgrade(self), key.clone(), packaged.clone(), viewer);
+        tokio::spawn(run.instrument(span));
+        Ok(packaged)
+    }
+
+    fn remove(&self, key: &StreamId, packaged: &Arc<Packaged>) {
+        let mut map = self.map();
+        if map.get(key).is_some_and(|p| Arc::ptr_eq(p, packaged)) {
+            map.remove(key);
+        }
+    }
+}
+
+/// Feeds the stream's frames to its packager until no HLS request came for the idle time or
+/// the play is withdrawn.
+async fn package(
+    packagings: Weak<Packagings>,
+    key: StreamId,
+    packaged: Arc<Packaged>,
+    mut viewer: Admitted<Viewer>,
+) {
+    let idle = match packagings.upgrade() {
+        Some(p) => p.idle,
+        None => return,
+    };
+    info!("HLS packaging started");
+    let mut items = Vec::with_capacity(BATCH);
+    let why = loop {
+        let pending = viewer.poll(&mut items, BATCH);
+        if !items.is_empty() {
+            let version = {
+                let mut packager = packaged.lock();
+                for item in items.drain(..) {
+                    match item {
+                        ViewerItem::Frame(frame) => packager.push(&frame),
+                        ViewerItem::Unpublished => packager.end(),
+                        ViewerItem::Published => {}
+                    }
+                }
+                packager.version()
+            };
+            packaged.changed.send_if_modified(|v| {
+                let changed = *v != version;
+                *v = version;
+                changed
+            });
+        }
+        if pending > 0 {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        let last = packaged.last_request_ms.load(Ordering::Relaxed);
+        let idle_for = Duration::from_millis(unix_ms().saturating_sub(last));
+        let Some(left) = idle.checked_sub(idle_for) else {
+            break "no HLS request for a while".to_owned();
+        };
+        let (viewer, withdrawn) = viewer.split();
+        tokio::select! {
+            () = viewer.changed() => {}
+            why = withdrawn => break why,
+            () = tokio::time::sleep(left) => {}
+        }
+    };
+    info!(reason = %why, "HLS packaging stopped");
+    if let Some(p) = packagings.upgrade() {
+        p.remove(&key, &packaged);
+    }
+}
