@@ -242,6 +242,85 @@ fn descriptor(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
 mod tests {
     use super::*;
 
+    /// The bodies of the boxes of `kind` directly in `data`.
+    fn all<'a>(data: &'a [u8], kind: &[u8; 4]) -> Vec<&'a [u8]> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at + 8 <= data.len() {
+            let size = u32::from_be_bytes(data[at..at + 4].try_into().unwrap()) as usize;
+            if &data[at + 4..at + 8] == kind {
+                out.push(&data[at + 8..at + size]);
+            }
+            at += size;
+        }
+        out
+    }
+
+    /// The body of the first box at `path` (e.g. `mdia/mdhd`).
+    fn find<'a>(data: &'a [u8], path: &[&[u8; 4]]) -> &'a [u8] {
+        path.iter().fold(data, |d, kind| {
+            all(d, kind)
+                .first()
+                .copied()
+                .unwrap_or_else(|| panic!("no {kind:?}"))
+        })
+    }
+
+    fn u32_at(b: &[u8], at: usize) -> u32 {
+        u32::from_be_bytes(b[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn avc_and_aac_init() {
+        let video =
+            VideoTrack::from_sequence_header(&crate::fmp4::track::tests::avc_header()).unwrap();
+        let audio = AudioTrack::from_sequence_header(&[0xAF, 0x00, 0x12, 0x10]).unwrap();
+        let init = init_segment(Some(&video), Some(&audio));
+        assert_eq!(&find(&init, &[b"ftyp"])[..4], b"iso6");
+        let moov = find(&init, &[b"moov"]);
+        let mvhd = find(moov, &[b"mvhd"]);
+        let traks = all(moov, b"trak");
+        assert_eq!(traks.len(), 2);
+        assert_eq!(
+            &mvhd[4..12],
+            &[0; 8],
+            "no creation time: identical on every edge"
+        );
+        // Track 1 video at 90 kHz with the avcC as sent; track 2 audio at 44.1 kHz.
+        let tkhd = find(traks[0], &[b"tkhd"]);
+        assert_eq!(u32_at(tkhd, 12), VIDEO_TRACK_ID);
+        assert_eq!(
+            (u32_at(tkhd, 76), u32_at(tkhd, 80)),
+            (1280 << 16, 720 << 16)
+        );
+        let mdhd = find(traks[0], &[b"mdia", b"mdhd"]);
+        assert_eq!(u32_at(mdhd, 12), 90_000);
+        let stsd = [b"mdia", b"minf", b"stbl", b"stsd"];
+        let avc1 = &find(traks[0], &stsd)[8..];
+        assert_eq!(&avc1[4..8], b"avc1");
+        assert_eq!(find(&avc1[8 + 78..], &[b"avcC"]), &video.config[..]);
+        let tkhd = find(traks[1], &[b"tkhd"]);
+        assert_eq!(u32_at(tkhd, 12), AUDIO_TRACK_ID);
+        let mdhd = find(traks[1], &[b"mdia", b"mdhd"]);
+        assert_eq!(u32_at(mdhd, 12), 44_100);
+        let mp4a = &find(traks[1], &stsd)[8..];
+        assert_eq!(&mp4a[4..8], b"mp4a");
+        let esds = find(&mp4a[8 + 28..], &[b"esds"]);
+        assert!(
+            esds.windows(4).any(|w| w == [0x05, 2, 0x12, 0x10]),
+            "ASC in esds"
+        );
+        for (i, id) in [VIDEO_TRACK_ID, AUDIO_TRACK_ID].into_iter().enumerate() {
+            let trex = all(find(moov, &[b"mvex"]), b"trex")[i];
+            assert_eq!(u32_at(trex, 4), id);
+        }
+        // Audio only: still track 2, so parts and inits agree whatever the stream carries.
+        let init = init_segment(None, Some(&audio));
+        let traks = all(find(&init, &[b"moov"]), b"trak");
+        assert_eq!(traks.len(), 1);
+        assert_eq!(u32_at(find(traks[0], &[b"tkhd"]), 12), AUDIO_TRACK_ID);
+    }
+
     #[test]
     fn descriptor_sizes() {
         let mut out = Vec::new();

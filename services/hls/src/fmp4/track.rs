@@ -203,7 +203,7 @@ impl AudioTrack {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A legacy FLV AVC sequence header wrapping an avcC with the x264 720p SPS of `sps.rs`
