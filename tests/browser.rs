@@ -221,30 +221,38 @@ fn assert_plays(result: &Value, out: &Artifacts) {
     );
 }
 
+/// Opens the page of a live stream with `query` and checks that `player` plays it
+/// ([`assert_plays`]); `None` where the browser is missing.
+fn plays(name: &str, query: &str, player: &str) -> Option<(Value, Artifacts)> {
+    if !browser_installed() {
+        return None;
+    }
+    let live = live(name);
+    let out = Artifacts::new(name);
+    let result = watch(
+        &live.server,
+        &format!("/watch/live/{name}{query}"),
+        WATCH_SECS,
+        &out,
+    );
+    assert_plays(&result, &out);
+    assert_eq!(result["final"]["player"], player, "{}", out.describe());
+    Some((result, out))
+}
+
 #[test]
 fn http_flv_plays_in_chromium() {
-    if !browser_installed() {
-        return;
-    }
-    let live = live("flv");
-    let out = Artifacts::new("flv");
-    let result = watch(&live.server, "/watch/live/flv?proto=flv", WATCH_SECS, &out);
-    assert_plays(&result, &out);
-    assert_eq!(result["final"]["player"], "mpegts.js", "{}", out.describe());
+    plays("flv", "?proto=flv", "mpegts.js");
 }
 
 #[test]
 #[ignore = "needs LL-HLS routes"]
 fn ll_hls_plays_in_chromium_with_parts() {
-    if !browser_installed() {
+    // LL-HLS is the page's default.
+    let Some((result, out)) = plays("hls", "", "hls.js") else {
         return;
-    }
-    let live = live("hls");
-    let out = Artifacts::new("hls");
-    let result = watch(&live.server, "/watch/live/hls", WATCH_SECS, &out);
-    assert_plays(&result, &out);
+    };
     let fin = &result["final"];
-    assert_eq!(fin["player"], "hls.js", "{}", out.describe());
     assert_eq!(fin["lowLatencyMode"], true, "{}", out.describe());
     // Parts of 200 ms: a player at the live edge loads about five a second; one that fell
     // back to whole segments loads none after its start.
