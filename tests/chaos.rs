@@ -533,3 +533,49 @@ async fn redis_restart_with_persistence_keeps_keys_targets_relays_and_streams() 
     assert!(relay_listed(), "the declared relay is still there");
     pods.wait_owner("kept", "ingest", Duration::from_secs(5));
 }
+
+/// Two ingests configured with the same pod id: the second refuses to start and says why, and
+/// the first keeps its stream (same owner, same process run). Once the first is gone (kill -9),
+/// an ingest under its name starts, as a restarted pod does.
+#[tokio::test]
+async fn a_second_ingest_with_a_running_pods_id_refuses_to_start() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let env = [
+        ("LIVERELAY_CLUSTER_TOKEN", TOKEN),
+        ("POD_NAME", "ingest-same"),
+    ];
+    let mut first = Server::start_role("ingest", &["--redis-url", &url], &env);
+    let source = Source::start(first.rtmp, "mine", b'A', Duration::from_millis(200));
+    source.wait_live(Duration::from_secs(10)).await;
+    let owned = redis.record("live", "mine").expect("registered");
+
+    let dir = TempDir::new("duplicate-pod");
+    let log = dir.path("second.log");
+    let any = "127.0.0.1:0";
+    let mut second = spawn_logged(
+        std::process::Command::new(env!("CARGO_BIN_EXE_liverelay"))
+            .args(["ingest", "--redis-url", &url, "--rtmp-listen", any])
+            .args(["--http-listen", any, "--grpc-listen", any])
+            .envs(env),
+        &log,
+    );
+    let status = second.wait_timeout(Duration::from_secs(20));
+    let said = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the second process refuses to start ({status:?}); its log:\n{said}"
+    );
+    assert!(said.contains("pod ids must be unique"), "{said}");
+    let now = redis.record("live", "mine").expect("still registered");
+    assert_eq!(
+        (&now["owner"], &now["instance"], &now["generation"]),
+        (&owned["owner"], &owned["instance"], &owned["generation"]),
+        "the first process keeps its stream"
+    );
+    assert!(!source.ended(), "the first process's publish goes on");
+
+    first.kill();
+    let restarted = Server::start_role("ingest", &["--redis-url", &url], &env);
+    assert!(restarted.log().contains("liverelay ready"));
+}

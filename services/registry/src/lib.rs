@@ -14,6 +14,8 @@ mod metrics;
 mod presence;
 mod record;
 mod redis_registry;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::time::Duration;
 
@@ -66,6 +68,12 @@ pub enum RegistryError {
     Unavailable(String),
     #[error("registry holds a malformed record: {0}")]
     Corrupt(String),
+    /// Another running process says it is this pod ([`Presence`]).
+    #[error(
+        "another running process is pod {pod} (its instance {instance} keeps the pod's presence \
+         key alive): pod ids must be unique (cluster.pod_id, else POD_NAME or HOSTNAME)"
+    )]
+    DuplicatePod { pod: String, instance: String },
 }
 
 impl From<RedisError> for RegistryError {

@@ -165,7 +165,7 @@ impl StreamRegistry for MemoryRegistry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn record(owner: &str) -> StreamRecord {

@@ -8,15 +8,19 @@
 //! when the owner's relay endpoint refuses connections (the process died: nothing listens on
 //! its port, which a `kill -9` makes true at once). Only then is the record taken over, by a
 //! compare-and-swap on the generation seen, so the old owner's renewal finds itself superseded.
+//!
+//! The key also keeps pod ids unique ([`take_name`]): a process that finds another run's key
+//! kept alive refuses to start, since two processes under one name would each take the other's
+//! streams for those of a restarted pod.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use liverelay_redis::RedisConn;
 use liverelay_types::AbortOnDrop;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
-use crate::StreamRecord;
+use crate::{RegistryError, StreamRecord};
 
 /// How often a process says it is alive.
 pub const PRESENCE_EVERY: Duration = Duration::from_millis(500);
@@ -62,6 +66,46 @@ pub(crate) async fn owner_gone(conn: &RedisConn, theirs: &StreamRecord) -> Optio
     relay_refuses(&theirs.grpc_addr)
         .await
         .then_some("its relay endpoint refuses connections")
+}
+
+/// Takes `pod`'s presence key for this run (`instance`) before the process says it is alive.
+/// A key another run holds lapses within [`PRESENCE_TTL`] if that run is gone (the pod
+/// restarted under its name); one still there after that is being rewritten by a process that
+/// runs: [`RegistryError::DuplicatePod`]. A Redis that cannot be asked proves nothing: the
+/// process starts, and its presence loop reports a duplicate should it meet one later.
+pub(crate) async fn take_name(
+    conn: &RedisConn,
+    pod: &str,
+    instance: &str,
+) -> Result<(), RegistryError> {
+    let key = presence_key(conn.key_prefix(), pod);
+    let deadline = Instant::now() + PRESENCE_TTL + PRESENCE_EVERY;
+    loop {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(&key)
+            .arg(instance)
+            .arg("NX")
+            .arg("PX")
+            .arg(PRESENCE_TTL.as_millis() as u64)
+            .arg("GET");
+        let held: Option<String> = match conn.query("presence", &cmd).await {
+            Ok(held) => held,
+            Err(e) => {
+                warn!(error = %e, pod, "could not check that no other process runs as this pod");
+                return Ok(());
+            }
+        };
+        match held {
+            None => return Ok(()),
+            Some(theirs) if Instant::now() >= deadline => {
+                return Err(RegistryError::DuplicatePod {
+                    pod: pod.to_owned(),
+                    instance: theirs,
+                });
+            }
+            Some(_) => tokio::time::sleep(PRESENCE_EVERY / 5).await,
+        }
+    }
 }
 
 /// Whether nothing listens at the owner's relay address (a connection attempt is refused).
@@ -126,7 +170,8 @@ async fn set_presence(
 /// Rewrites the key every [`PRESENCE_EVERY`]. A write that finds the key gone after it had been
 /// written means the process looked dead for a while (cut off from Redis, paused): someone may
 /// have taken its streams, so `lapses` tells the leases to check at once rather than at their
-/// next renewal.
+/// next renewal. A write that finds another run's id (a duplicate pod id that [`take_name`]
+/// could not see: Redis was unreachable at start) is logged as an error, once per other run.
 async fn keep(
     conn: RedisConn,
     key: String,
@@ -137,11 +182,22 @@ async fn keep(
     let mut tick = tokio::time::interval(PRESENCE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let (mut written, mut failing) = (false, false);
+    let mut rival: Option<String> = None;
     loop {
         tick.tick().await;
         let value = if *moving.borrow() { MOVING } else { &instance };
         match set_presence(&conn, &key, value).await {
             Ok(previous) => {
+                let theirs = previous
+                    .as_deref()
+                    .filter(|p| *p != instance && *p != MOVING);
+                if let Some(theirs) = theirs.filter(|t| rival.as_deref() != Some(*t)) {
+                    error!(
+                        instance = theirs,
+                        "another running process writes this pod's presence: pod ids must be unique, and the two take each other's streams"
+                    );
+                    rival = Some(theirs.to_owned());
+                }
                 if previous.is_none() && written {
                     warn!("presence had lapsed; checking the stream leases now");
                     lapses.send_modify(|n| *n += 1);

@@ -24,7 +24,7 @@ use redis::{Cmd, Script, Value};
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 
-use crate::presence::{Presence, new_instance, owner_gone};
+use crate::presence::{Presence, new_instance, owner_gone, take_name};
 use crate::{Claim, RegistryError, RegistryEvent, Renewal, StreamRecord, StreamRegistry};
 
 /// How long a stream's fencing counter outlives its last claim. Long enough that no old owner
@@ -145,14 +145,17 @@ impl RedisRegistry {
     }
 
     /// Starts saying that `pod` (this process) is alive, so other ingests take over its streams
-    /// only once it is not. An ingest runs it for as long as it may own streams.
-    pub fn presence(&self, pod: &str) -> Presence {
-        Presence::start(
+    /// only once it is not. An ingest runs it for as long as it may own streams. Refuses if
+    /// another running process is `pod` ([`RegistryError::DuplicatePod`]); waits up to
+    /// [`PRESENCE_TTL`](crate::PRESENCE_TTL) for a gone process's key to lapse.
+    pub async fn presence(&self, pod: &str) -> Result<Presence, RegistryError> {
+        take_name(&self.conn, pod, &self.instance).await?;
+        Ok(Presence::start(
             self.conn.clone(),
             pod,
             self.instance.clone(),
             self.lapses.clone(),
-        )
+        ))
     }
 
     /// One run of the claim script; `over` is the generation of a record whose owner is gone.
@@ -190,6 +193,35 @@ impl RedisRegistry {
 
     fn index_key(&self) -> String {
         format!("{}:streams", self.key_prefix())
+    }
+
+    /// The first half of a release: deletes the record if it is still `claim`'s.
+    async fn delete_record(&self, claim: &Claim) -> Result<bool, RegistryError> {
+        let mut invocation = RELEASE.key(self.record_key(&claim.key()));
+        invocation.arg(claim.generation());
+        let removed: i64 = self.conn.invoke("release", &invocation).await?;
+        Ok(removed == 1)
+    }
+
+    /// Takes `key` out of the listing index, unless a claim stored its record meanwhile. The
+    /// index and the record are in different Redis Cluster slots, so one script cannot cover
+    /// both; instead the index entry goes first and then the record is looked at. A claim writes
+    /// its record before its `SADD`, so a claim whose `SADD` this `SREM` undid has its record
+    /// there by the time of the look, and is indexed again: a live stream can be missing from
+    /// a listing only between the two, never for good.
+    async fn unindex(&self, key: &StreamId) -> Result<(), RegistryError> {
+        let name = key.to_string();
+        let index = self.index_key();
+        self.query::<i64>("index", redis::cmd("SREM").arg(&index).arg(&name))
+            .await?;
+        let claimed: bool = self
+            .query("index", redis::cmd("EXISTS").arg(self.record_key(key)))
+            .await?;
+        if claimed {
+            self.query::<i64>("index", redis::cmd("SADD").arg(&index).arg(&name))
+                .await?;
+        }
+        Ok(())
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -312,17 +344,8 @@ impl StreamRegistry for RedisRegistry {
     fn release<'a>(&'a self, claim: &'a Claim) -> BoxFuture<'a, Result<(), RegistryError>> {
         async move {
             let key = claim.key();
-            let mut invocation = RELEASE.key(self.record_key(&key));
-            invocation.arg(claim.generation());
-            let removed: i64 = self.conn.invoke("release", &invocation).await?;
-            if removed == 1 {
-                self.query::<i64>(
-                    "index",
-                    redis::cmd("SREM")
-                        .arg(self.index_key())
-                        .arg(key.to_string()),
-                )
-                .await?;
+            if self.delete_record(claim).await? {
+                self.unindex(&key).await?;
                 self.announce(&RegistryEvent::unpublished(&claim.record))
                     .await;
             }
@@ -357,14 +380,8 @@ impl StreamRegistry for RedisRegistry {
                 };
                 match self.lookup(&id).await? {
                     Some(record) => out.push(record),
-                    None => {
-                        // Its lease expired without a release (owner died): drop it from the index.
-                        self.query::<i64>(
-                            "index",
-                            redis::cmd("SREM").arg(self.index_key()).arg(&name),
-                        )
-                        .await?;
-                    }
+                    // Its lease expired without a release (owner died): drop it from the index.
+                    None => self.unindex(&id).await?,
                 }
             }
             Ok(out)
@@ -392,3 +409,6 @@ impl StreamRegistry for RedisRegistry {
         Some(self.lapses.subscribe())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,12 +1,9 @@
 //! Control's commands against a sessions table, and the load reports against a real
-//! `redis-server` of the test's own (on a Unix socket in a temporary directory: no port to
-//! race for). Every wait is for a condition, under a timeout.
-
-use std::process::Stdio;
+//! `redis-server` of the test's own ([`LocalRedis`]). Every wait is for a condition, under a
+//! timeout.
 
 use liverelay_admission::SessionInfo;
-use liverelay_redis::{RedisConfig, RedisMetrics};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use liverelay_registry::testing::LocalRedis;
 use tokio::sync::oneshot;
 
 use super::*;
@@ -156,74 +153,6 @@ fn a_drop_of_all_ends_publisher_and_viewers() {
     assert_eq!(kicked(&mut receivers), [dropped.clone(), dropped, None]);
 }
 
-/// A `redis-server` on a Unix socket in its own directory; killed and removed on drop.
-struct Redis {
-    _child: tokio::process::Child,
-    dir: std::path::PathBuf,
-    socket: std::path::PathBuf,
-}
-
-impl Redis {
-    async fn start(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "liverelay-node-{name}-{}-{}",
-            std::process::id(),
-            liverelay_types::unix_ms()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("redis.sock");
-        let mut child = tokio::process::Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let ready = async {
-            while let Some(line) = lines.next_line().await.unwrap() {
-                if line.to_lowercase().contains("ready to accept connections") {
-                    return;
-                }
-            }
-            panic!("redis-server exited before it was ready");
-        };
-        tokio::time::timeout(WAIT, ready)
-            .await
-            .expect("redis-server ready within the wait");
-        // Keep reading its output so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self {
-            _child: child,
-            dir,
-            socket,
-        }
-    }
-
-    async fn conn(&self) -> RedisConn {
-        let config = RedisConfig {
-            urls: vec![format!("redis+unix://{}", self.socket.display())],
-            cluster: false,
-            key_prefix: "test".into(),
-            op_timeout: Duration::from_secs(2),
-            tls: Default::default(),
-            webhook_queue_len: 100,
-        };
-        RedisConn::connect(&config, RedisMetrics::default())
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn reporter(
     redis: RedisConn,
     hub: &Hub,
@@ -253,7 +182,7 @@ async fn written(reporting: &mut Reporting, draining: bool) {
 
 #[tokio::test]
 async fn the_load_report_counts_rtmp_sessions_per_stream() {
-    let redis = Redis::start("load").await;
+    let redis = LocalRedis::start("load").await;
     let conn = redis.conn().await;
     let hub = Hub::new(Default::default());
     let sessions = Sessions::default();
@@ -299,7 +228,7 @@ async fn the_load_report_counts_rtmp_sessions_per_stream() {
 
 #[tokio::test]
 async fn draining_is_reported_at_once_and_leaving_withdraws_the_report() {
-    let redis = Redis::start("drain").await;
+    let redis = LocalRedis::start("drain").await;
     let conn = redis.conn().await;
     let hub = Hub::new(Default::default());
     let sessions = Sessions::default();
