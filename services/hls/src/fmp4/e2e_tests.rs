@@ -78,6 +78,39 @@ fn read_flv(path: &Path) -> Vec<Tag> {
     tags
 }
 
+/// A legacy FLV AVC/AAC tag rewritten as Enhanced RTMP (FourCC headers).
+fn to_enhanced_rtmp(tag: &Tag) -> Tag {
+    let b = &tag.body;
+    let body = match (tag.kind, b[0] & 0x0F, b[0] >> 4) {
+        // [FrameType:4][CodecId=7:4][AVCPacketType][CTS:3] -> [1][FrameType:3][PacketType:4]
+        (9, 7, frame_type) => {
+            let (packet_type, keep) = match (b[1], &b[2..5]) {
+                (0, _) => (0, 5),         // SequenceStart: the avcC
+                (1, [0, 0, 0]) => (3, 5), // CodedFramesX: no CTS field
+                (1, _) => (1, 2),         // CodedFrames: keeps the CTS
+                (other, _) => (other, 5), // end of sequence stays one
+            };
+            let mut out = vec![0x80 | frame_type << 4 | packet_type];
+            out.extend_from_slice(b"avc1");
+            out.extend_from_slice(&b[keep..]);
+            out
+        }
+        // [SoundFormat=10:4][flags:4][AACPacketType] -> [9:4][PacketType:4] mp4a
+        (8, _, 10) => {
+            let mut out = vec![0x90 | b[1]];
+            out.extend_from_slice(b"mp4a");
+            out.extend_from_slice(&b[2..]);
+            out
+        }
+        _ => b.to_vec(),
+    };
+    Tag {
+        kind: tag.kind,
+        timestamp_ms: tag.timestamp_ms,
+        body: Bytes::from(body),
+    }
+}
+
 /// Samples with durations to the next sample (the last takes its predecessor's).
 fn with_durations(frames: Vec<(u64, i32, bool, Bytes)>) -> Vec<Sample> {
     let mut out: Vec<Sample> = Vec::with_capacity(frames.len());
@@ -276,6 +309,16 @@ fn avc_aac_flv_with_b_frames_plays_as_fmp4() {
     );
     assert_clean_decode(&mp4);
 
+    // The same stream as an Enhanced RTMP publisher sends it (avc1 CodedFrames, or
+    // CodedFramesX where the composition offset is zero; mp4a): the same bytes.
+    let enhanced: Vec<Tag> = tags.iter().map(to_enhanced_rtmp).collect();
+    let enhanced_mp4 = dir.0.join("enhanced.mp4");
+    mux(&enhanced, true, true, &enhanced_mp4);
+    assert!(
+        std::fs::read(&enhanced_mp4).unwrap() == std::fs::read(&mp4).unwrap(),
+        "Enhanced RTMP tags give other bytes than legacy FLV tags"
+    );
+
     // Audio only and video only from the same stream.
     let audio_only = dir.0.join("audio.mp4");
     mux(&tags, false, true, &audio_only);
@@ -333,6 +376,31 @@ fn hvcc(vps: &[u8], sps: &[u8], pps: &[u8]) -> Vec<u8> {
 
 fn rbsp_of(nal: &[u8]) -> Vec<u8> {
     super::bits::rbsp(&nal[2..])
+}
+
+#[derive(Debug, Clone, Copy)]
+enum HevcTags {
+    CodedFramesX,
+    CodedFrames,
+    Legacy,
+}
+
+/// An HEVC video tag body: a sequence header (the hvcC) or coded frames.
+fn hevc_tag(style: HevcTags, key: bool, sequence_header: bool, data: &[u8]) -> Bytes {
+    let frame_type: u8 = if key { 1 } else { 2 };
+    let mut body = match (style, sequence_header) {
+        (HevcTags::Legacy, true) => vec![frame_type << 4 | 12, 0, 0, 0, 0],
+        (HevcTags::Legacy, false) => vec![frame_type << 4 | 12, 1, 0, 0, 0],
+        (_, true) => vec![0x80 | frame_type << 4, b'h', b'v', b'c', b'1'],
+        (HevcTags::CodedFrames, false) => {
+            vec![0x80 | frame_type << 4 | 1, b'h', b'v', b'c', b'1', 0, 0, 0]
+        }
+        (HevcTags::CodedFramesX, false) => {
+            vec![0x80 | frame_type << 4 | 3, b'h', b'v', b'c', b'1']
+        }
+    };
+    body.extend_from_slice(data);
+    Bytes::from(body)
 }
 
 /// HEVC has no legacy FLV muxer in ffmpeg 5: the test makes the Enhanced RTMP tags itself
@@ -402,28 +470,45 @@ fn hevc_enhanced_rtmp_plays_as_fmp4() {
     let [Some(vps), Some(sps), Some(pps)] = params else {
         panic!("no parameter sets")
     };
-    let mut header = vec![0x90];
-    header.extend_from_slice(b"hvc1");
-    header.extend_from_slice(&hvcc(vps, sps, pps));
-    let mut tags = vec![Tag {
-        kind: 9,
-        timestamp_ms: 0,
-        body: Bytes::from(header),
-    }];
-    for (i, (key, unit)) in units.into_iter().enumerate() {
-        // CodedFramesX, frame type 1 (key) or 2 (inter).
-        let mut body = vec![if key { 0x93 } else { 0xA3 }];
-        body.extend_from_slice(b"hvc1");
-        body.extend_from_slice(&unit);
-        tags.push(Tag {
+    let config = hvcc(vps, sps, pps);
+    // The same stream as an Enhanced RTMP publisher sends it with CodedFramesX (no CTS) or
+    // CodedFrames (CTS 0), and as legacy FLV codec id 12: all three must give the same bytes.
+    let tags = |style: HevcTags| {
+        let mut tags = vec![Tag {
             kind: 9,
-            timestamp_ms: i as u64 * 100 / 3,
-            body: Bytes::from(body),
-        });
-    }
+            timestamp_ms: 0,
+            body: hevc_tag(style, true, true, &config),
+        }];
+        for (i, (key, unit)) in units.iter().enumerate() {
+            tags.push(Tag {
+                kind: 9,
+                timestamp_ms: i as u64 * 100 / 3,
+                body: hevc_tag(style, *key, false, unit),
+            });
+        }
+        tags
+    };
+    let files: Vec<Vec<u8>> = [
+        HevcTags::CodedFramesX,
+        HevcTags::CodedFrames,
+        HevcTags::Legacy,
+    ]
+    .into_iter()
+    .map(|style| {
+        let path = dir.0.join(format!("{style:?}.mp4"));
+        mux(&tags(style), true, false, &path);
+        std::fs::read(path).unwrap()
+    })
+    .collect();
+    assert!(
+        files[0] == files[1] && files[1] == files[2],
+        "tag styles differ"
+    );
 
     let mp4 = dir.0.join("out.mp4");
-    let video = mux(&tags, true, false, &mp4).0.unwrap();
+    let video = mux(&tags(HevcTags::CodedFramesX), true, false, &mp4)
+        .0
+        .unwrap();
     assert!(video.codec_string().starts_with("hvc1.1.6.L"), "{video:?}");
     let out = probe_stream(&mp4, "v:0");
     assert_eq!(field(&out, "codec_name"), "hevc");
