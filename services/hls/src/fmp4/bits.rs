@@ -112,6 +112,14 @@ mod tests {
         // Ran off the end: an error, not a panic.
         assert!(r.ue().is_err());
         assert!(BitReader::new(&[0, 0, 0, 0, 0]).ue().is_err());
+        // 72 leading zeros then a one: longer than any valid code, an error.
+        let mut long = vec![0u8; 9];
+        long.extend_from_slice(&[0x80, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert!(BitReader::new(&long).ue().is_err());
+        // 32 zeros: the value would not fit in 32 bits.
+        let mut v33 = vec![0u8; 4];
+        v33.extend_from_slice(&[0x80, 0, 0, 0, 0]);
+        assert!(BitReader::new(&v33).ue().is_err());
         assert!(BitReader::new(&[1]).skip(9).is_err());
     }
 }

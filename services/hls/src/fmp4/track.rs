@@ -251,46 +251,28 @@ pub(crate) mod tests {
         );
     }
 
-    /// hvcC with the x265 Main 1080p SPS, in an Enhanced RTMP SequenceStart.
-    #[test]
-    fn hevc_track_from_enhanced_header() {
+    /// An Enhanced RTMP SequenceStart with an hvcC holding the x265 Main 1080p SPS of
+    /// `sps.rs`: Main profile, compat 0x60000000, constraints B0 00.., level 120 (4.0).
+    pub(crate) fn hevc_header() -> Vec<u8> {
         let sps = [
             0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00,
             0x00, 0x03, 0x00, 0x78, 0xa0, 0x03, 0xc0, 0x80, 0x10, 0xe5, 0x96, 0x56, 0x69, 0x24,
             0xca, 0xf0, 0x16, 0x80, 0x80, 0x00, 0x00, 0x03, 0x00, 0x80, 0x00, 0x00, 0x0f, 0x04,
         ];
         let mut p = vec![0x90, b'h', b'v', b'c', b'1'];
-        // Main profile, compat 0x60000000, constraints B0 00.., level 120 (4.0).
+        #[rustfmt::skip]
         p.extend_from_slice(&[
-            1,
-            0x01,
-            0x60,
-            0,
-            0,
-            0,
-            0xB0,
-            0,
-            0,
-            0,
-            0,
-            0,
-            120,
-            0xF0,
-            0,
-            0xFC,
-            0xFD,
-            0xF8,
-            0xF8,
-            0,
-            0,
-            0x0F,
-            1,
-            0x80 | 33,
-            0,
-            1,
+            1, 0x01, 0x60, 0, 0, 0, 0xB0, 0, 0, 0, 0, 0, 120, 0xF0, 0, 0xFC, 0xFD, 0xF8, 0xF8,
+            0, 0, 0x0F, 1, 0x80 | 33, 0, 1,
         ]);
         p.extend_from_slice(&(sps.len() as u16).to_be_bytes());
         p.extend_from_slice(&sps);
+        p
+    }
+
+    #[test]
+    fn hevc_track_from_enhanced_header() {
+        let p = hevc_header();
         let t = VideoTrack::from_sequence_header(&p).unwrap();
         assert_eq!((t.codec, t.width, t.height), (VideoCodec::Hevc, 1920, 1080));
         assert_eq!(t.codec_string(), "hvc1.1.6.L120.B0");
@@ -319,5 +301,54 @@ pub(crate) mod tests {
         assert!(AudioTrack::from_sequence_header(&[0xAF, 0x00, 0x16, 0x80]).is_err()); // index 13
         assert!(AudioTrack::from_sequence_header(&[0xAF, 0x01, 0x12, 0x10]).is_err());
         assert!(AudioTrack::from_sequence_header(&[0x2F, 0x00, 0x12, 0x10]).is_err());
+    }
+
+    /// Hostile input: every byte of valid headers set to edge values, and random bodies
+    /// behind every header kind. Nothing may panic; whatever parses must also mux.
+    #[test]
+    fn mutated_and_random_headers_never_panic() {
+        let try_all = |p: &[u8]| {
+            if let Ok(v) = VideoTrack::from_sequence_header(p) {
+                let _ = v.codec_string();
+                let _ = crate::fmp4::init_segment(Some(&v), None);
+            }
+            if let Ok(a) = AudioTrack::from_sequence_header(p) {
+                let _ = a.codec_string();
+                let _ = crate::fmp4::init_segment(None, Some(&a));
+            }
+            let b = bytes::Bytes::copy_from_slice(p);
+            let _ = (crate::fmp4::video_sample(&b), crate::fmp4::audio_sample(&b));
+        };
+        for valid in [avc_header(), hevc_header(), vec![0xAF, 0, 0x12, 0x10]] {
+            for at in 0..valid.len() {
+                for v in [0, 1, 0x1F, 0x7F, 0x80, 0xFF, valid[at] ^ 1] {
+                    let mut p = valid.clone();
+                    p[at] = v;
+                    try_all(&p);
+                }
+            }
+        }
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let prefixes: [&[u8]; 7] = [
+            &[0x17, 0],
+            &[0x1C, 0],
+            &[0x90, b'a', b'v', b'c', b'1'],
+            &[0x90, b'h', b'v', b'c', b'1'],
+            &[0xAF, 0],
+            &[0x90, b'm', b'p', b'4', b'a'],
+            &[0x17, 0, 0, 0, 0, 1],
+        ];
+        for round in 0..20_000 {
+            let mut p = prefixes[round % prefixes.len()].to_vec();
+            let len = (next() % 96) as usize;
+            p.extend((0..len).map(|_| next() as u8));
+            try_all(&p);
+        }
     }
 }
