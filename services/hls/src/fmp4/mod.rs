@@ -2,8 +2,15 @@
 //!
 //! Sans-I/O and deterministic: the same inputs always give the same bytes (no clocks, no random
 //! ids, fixed track ids), so two edges packaging the same stream serve identical init segments
-//! and parts. Never panics on publisher input: every length in a sequence header is checked and
-//! a malformed one is an [`Unsupported`] error.
+//! and parts. It must never read the time of day or keep state between calls (the segmenter
+//! owns numbering and timing), never copy sample data (samples are slices of the frames'
+//! payloads), and never panic on publisher input: every length in a sequence header is
+//! checked and a malformed one is an [`Unsupported`] error.
+//!
+//! Limits: the picture size written is the cropped coded size (a non-square sample aspect
+//! ratio from the VUI is not applied); the `hvc1` sample entry is used even if a publisher
+//! also repeats parameter sets in band (`hev1` would be the strict choice for that; ffmpeg
+//! accepts it, Safari is not tested here).
 //!
 //! # Use
 //! 1. From the latest sequence headers: [`VideoTrack::from_sequence_header`] (H.264 or HEVC,
@@ -17,7 +24,9 @@
 //!    (zero-copy; `None` for sequence headers and other non-samples) — the caller builds
 //!    [`Sample`]s with the frame's timestamp and the duration to the next frame.
 //! 4. [`fragment`]`(sequence, video, audio, audio_sample_rate)`: one `moof` + `mdat` as a list
-//!    of buffers ([`Fragment::chunks`]) to write vectored.
+//!    of buffers ([`Fragment::chunks`]) to write vectored. The audio sample rate is the audio
+//!    track's timescale, needed to convert its times. Samples must be in decode order; audio
+//!    samples are always written as sync samples.
 //!
 //! Times: milliseconds on the stream's timeline, converted by [`ms_to_ticks`] (round half up)
 //! everywhere; a sample's tick duration is `ticks(decode + duration) - ticks(decode)` and a

@@ -46,18 +46,19 @@ impl VideoTrack {
     /// RFC 6381 `CODECS` value: `avc1.PPCCLL` or `hvc1.<profile>.<compat>.<tier><level>.<flags>`
     /// (ISO/IEC 14496-15 Annex E).
     pub fn codec_string(&self) -> String {
-        let c = &self.config; // length checked when the track was made
+        // A track made by from_sequence_header has the bytes; one built by hand may not.
+        let c = |i: usize| self.config.get(i).copied().unwrap_or(0);
         match self.codec {
-            VideoCodec::Avc => format!("avc1.{:02x}{:02x}{:02x}", c[1], c[2], c[3]),
+            VideoCodec::Avc => format!("avc1.{:02x}{:02x}{:02x}", c(1), c(2), c(3)),
             VideoCodec::Hevc => {
-                let space = ["", "A", "B", "C"][usize::from(c[1] >> 6)];
-                let tier = if c[1] & 0x20 != 0 { 'H' } else { 'L' };
-                let profile = c[1] & 0x1F;
+                let space = ["", "A", "B", "C"][usize::from(c(1) >> 6)];
+                let tier = if c(1) & 0x20 != 0 { 'H' } else { 'L' };
+                let profile = c(1) & 0x1F;
                 // The compatibility flags are written in reverse bit order.
-                let compat = u32::from_be_bytes([c[2], c[3], c[4], c[5]]).reverse_bits();
-                let mut s = format!("hvc1.{space}{profile}.{compat:X}.{tier}{}", c[12]);
+                let compat = u32::from_be_bytes([c(2), c(3), c(4), c(5)]).reverse_bits();
+                let mut s = format!("hvc1.{space}{profile}.{compat:X}.{tier}{}", c(12));
                 // Constraint bytes, trailing zero bytes omitted.
-                let flags = &c[6..12];
+                let flags: Vec<u8> = (6..12).map(c).collect();
                 let used = flags.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
                 for b in &flags[..used] {
                     let _ = write!(s, ".{b:X}");
@@ -273,9 +274,16 @@ pub(crate) mod tests {
     #[test]
     fn hevc_track_from_enhanced_header() {
         let p = hevc_header();
-        let t = VideoTrack::from_sequence_header(&p).unwrap();
+        let mut t = VideoTrack::from_sequence_header(&p).unwrap();
         assert_eq!((t.codec, t.width, t.height), (VideoCodec::Hevc, 1920, 1080));
         assert_eq!(t.codec_string(), "hvc1.1.6.L120.B0");
+        // High tier, profile space 1, more constraint bytes.
+        t.config[1] = 0x61;
+        t.config[8] = 0x12;
+        assert_eq!(t.codec_string(), "hvc1.A1.6.H120.B0.0.12");
+        // A hand-made track with no record: a string, not a panic.
+        t.config.clear();
+        assert_eq!(t.codec_string(), "hvc1.0.0.L0");
         for cut in 0..p.len() {
             assert!(
                 VideoTrack::from_sequence_header(&p[..cut]).is_err(),
