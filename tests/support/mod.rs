@@ -686,12 +686,15 @@ pub fn probe_streams(input: &str) -> Vec<String> {
         "ffprobe {input}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // An HLS input also has a program: its line is empty, and it lists the streams again.
     let mut streams: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
         .map(|l| l.trim_end_matches(',').to_owned())
+        .filter(|l| !l.is_empty())
         .collect();
     streams.sort();
+    streams.dedup();
     streams
 }
 

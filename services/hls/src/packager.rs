@@ -41,7 +41,7 @@ pub struct Segment {
     /// Wall clock of its first frame at the publishing server: `EXT-X-PROGRAM-DATE-TIME`.
     pub wall_clock_ms: u64,
     pub discontinuity: bool,
-    /// The segment whose init section this one uses (`EXT-X-MAP`).
+    /// The init section this one uses (`EXT-X-MAP`), by [`init_id`].
     pub init: u64,
     pub parts: Vec<Part>,
     pub complete: bool,
@@ -86,8 +86,8 @@ pub struct Packager {
     audio_header: Option<Bytes>,
     /// The tracks changed since the open segment's init section was made.
     tracks_changed: bool,
-    /// Init sections by the sequence number of the first segment that uses them.
-    inits: VecDeque<(u64, Bytes)>,
+    /// Init sections the listed segments use, by [`init_id`].
+    inits: Vec<(u64, Bytes)>,
     /// Complete segments, then the open one (if any).
     segments: VecDeque<Segment>,
     open: Option<OpenPart>,
@@ -95,6 +95,8 @@ pub struct Packager {
     pending_audio: Option<Pending>,
     /// Timestamp of the last driving-track sample, to judge the next one's duration.
     last_driver_ts: Option<u64>,
+    /// The init section new segments use.
+    current_init: u64,
     /// The audio timescale of the open segment's init section.
     audio_rate: u32,
     last_video_duration_ms: u32,
@@ -111,12 +113,13 @@ impl Packager {
             video_header: None,
             audio_header: None,
             tracks_changed: false,
-            inits: VecDeque::new(),
+            inits: Vec::new(),
             segments: VecDeque::new(),
             open: None,
             pending_video: None,
             pending_audio: None,
             last_driver_ts: None,
+            current_init: 0,
             audio_rate: 0,
             last_video_duration_ms: 0,
             version: 0,
@@ -213,11 +216,9 @@ impl Packager {
         &self.segments
     }
 
-    pub fn init(&self, sequence: u64) -> Option<&Bytes> {
-        self.inits
-            .iter()
-            .find(|(s, _)| *s == sequence)
-            .map(|(_, b)| b)
+    /// The init section `id` ([`init_id`]).
+    pub fn init(&self, id: u64) -> Option<&Bytes> {
+        self.inits.iter().find(|(i, _)| *i == id).map(|(_, b)| b)
     }
 
     pub fn segment(&self, sequence: u64) -> Option<&Segment> {
@@ -353,10 +354,14 @@ impl Packager {
         let new_init = self.tracks_changed || self.inits.is_empty();
         if new_init {
             let init = fmp4::init_segment(self.video.as_ref(), self.audio.as_ref());
-            self.inits.push_back((mark.sequence, init));
+            let id = init_id(&init);
+            if self.init(id).is_none() {
+                self.inits.push((id, init));
+            }
+            self.current_init = id;
             self.tracks_changed = false;
         }
-        let init = self.inits.back().map_or(mark.sequence, |(s, _)| *s);
+        let init = self.current_init;
         self.audio_rate = self.audio.as_ref().map_or(0, |a| a.sample_rate);
         let follows = self
             .segments
@@ -382,9 +387,17 @@ impl Packager {
         for _ in self.config.window_segments..complete {
             self.segments.pop_front();
         }
-        let oldest_init = self.segments.front().map(|s| s.init);
-        while self.inits.len() > 1 && oldest_init.is_some_and(|o| self.inits[1].0 <= o) {
-            self.inits.pop_front();
-        }
+        let segments = &self.segments;
+        let current = self.current_init;
+        self.inits
+            .retain(|(id, _)| *id == current || segments.iter().any(|s| s.init == *id));
     }
+}
+
+/// An init section's name: a hash of its bytes (FNV-1a), so that every server making the
+/// same init section names it alike, whenever it started.
+pub fn init_id(init: &[u8]) -> u64 {
+    init.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

@@ -1,7 +1,7 @@
 //! The media playlist (RFC 8216bis, with the Low-Latency HLS tags) of what a [`Packager`] holds.
 //!
-//! URIs are relative to the playlist: `init-{N}.mp4` (the init section first used by segment
-//! N), `{N}.m4s` (segment N, complete) and `{N}.{P}.m4s` (part P of segment N). `query` (a play
+//! URIs are relative to the playlist: `init-{H}.mp4` (an init section, by the hex hash of its
+//! bytes), `{N}.m4s` (segment N, complete) and `{N}.{P}.m4s` (part P of segment N). `query` (a play
 //! token, say) is appended to each, because players do not carry a playlist's query over to the
 //! URIs in it.
 
@@ -83,7 +83,11 @@ pub fn render(packager: &Packager, skip: bool, query: &str) -> String {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
         if map != Some(segment.init) {
-            let _ = writeln!(out, "#EXT-X-MAP:URI=\"init-{}.mp4{query}\"", segment.init);
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"init-{:016x}.mp4{query}\"",
+                segment.init
+            );
             map = Some(segment.init);
         }
         let _ = writeln!(

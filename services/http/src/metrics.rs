@@ -8,6 +8,7 @@ use liverelay_metrics::{KindLabel, Registry};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +28,8 @@ pub struct HttpMetrics {
     pub hls_requests: Family<HlsRequestLabel, Counter>,
     /// How long HLS requests took, held ones (blocking reloads, parts about to come) included.
     pub hls_request_seconds: Family<KindLabel, Histogram>,
+    /// HLS requests held open right now (blocking reloads, parts about to come).
+    pub hls_held: Gauge,
 }
 
 impl Default for HttpMetrics {
@@ -40,6 +43,7 @@ impl Default for HttpMetrics {
                     0.001, 0.005, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 6.0, 12.0,
                 ])
             }),
+            hls_held: Gauge::default(),
         }
     }
 }
@@ -61,6 +65,11 @@ impl HttpMetrics {
             "liverelay_hls_request_duration_seconds",
             "Time to answer HLS requests by kind, held time included",
             m.hls_request_seconds.clone(),
+        );
+        registry.register(
+            "liverelay_hls_held_requests",
+            "HLS requests held open until what they ask for exists",
+            m.hls_held.clone(),
         );
         m
     }

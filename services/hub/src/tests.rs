@@ -490,7 +490,11 @@ fn segments_start_at_the_first_keyframe_a_target_after_the_last_start() {
     assert!(base <= now && base + 2 >= now, "{base} vs {now}");
     assert_eq!(
         starts,
-        [(0, base, false), (2700, base + 1, false), (5400, base + 2, false)]
+        [
+            (0, base, false),
+            (2700, base + 1, false),
+            (5400, base + 2, false)
+        ]
     );
     // A republish goes on numbering, and says the stream was cut.
     drop(p);

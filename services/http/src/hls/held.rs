@@ -6,22 +6,27 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::gauge::Gauge;
+
 pub(super) struct HeldRequests {
     max: usize,
     by_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    gauge: Gauge,
 }
 
 /// One held request; dropping it frees its place.
 pub(super) struct Hold {
     by_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
     client: IpAddr,
+    gauge: Gauge,
 }
 
 impl HeldRequests {
-    pub(super) fn new(max: usize) -> Self {
+    pub(super) fn new(max: usize, gauge: Gauge) -> Self {
         Self {
             max,
             by_client: Arc::default(),
+            gauge,
         }
     }
 
@@ -33,15 +38,18 @@ impl HeldRequests {
             return None;
         }
         *held += 1;
+        self.gauge.inc();
         Some(Hold {
             by_client: self.by_client.clone(),
             client,
+            gauge: self.gauge.clone(),
         })
     }
 }
 
 impl Drop for Hold {
     fn drop(&mut self) {
+        self.gauge.dec();
         let mut map = self.by_client.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(held) = map.get_mut(&self.client) {
             *held -= 1;
@@ -58,7 +66,7 @@ mod tests {
 
     #[test]
     fn a_client_holds_at_most_its_share_and_gets_it_back() {
-        let held = HeldRequests::new(2);
+        let held = HeldRequests::new(2, Gauge::default());
         let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let first = held.hold(a).unwrap();
         let _second = held.hold(a).unwrap();

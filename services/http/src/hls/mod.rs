@@ -1,5 +1,5 @@
 //! Low-Latency HLS playback: `GET /hls/{app}/{stream}/index.m3u8` (the media playlist) and the
-//! files it names: `init-{N}.mp4` (the init section first used by segment N), `{N}.m4s`
+//! files it names: `init-{H}.mp4` (an init section, named by the hex hash of its bytes), `{N}.m4s`
 //! (segment N) and `{N}.{P}.m4s` (part P of segment N).
 //!
 //! Packaging is in `liverelay-hls`; here are the requests. The first request for a stream that
@@ -71,7 +71,10 @@ struct Hls {
 /// `GET /hls/{app}/{stream}/{file}`.
 pub fn hls_router(service: HlsService) -> Router {
     let packagings = Packagings::new(service.gate.clone(), service.packaging, service.idle);
-    let held = HeldRequests::new(service.max_held_per_client);
+    let held = HeldRequests::new(
+        service.max_held_per_client,
+        service.metrics.hls_held.clone(),
+    );
     Router::new()
         .route("/hls/{app}/{stream}/{file}", get(hls_get))
         .with_state(Arc::new(Hls {
@@ -100,11 +103,15 @@ impl Asked {
         if file == "index.m3u8" {
             return Some(Self::Playlist);
         }
-        if let Some(n) = file
+        if let Some(h) = file
             .strip_prefix("init-")
             .and_then(|f| f.strip_suffix(".mp4"))
         {
-            return number(n).map(Self::Init);
+            // The hex hash the playlist names it by.
+            return (h.len() == 16)
+                .then(|| u64::from_str_radix(h, 16).ok())
+                .flatten()
+                .map(Self::Init);
         }
         let stem = file.strip_suffix(".m4s")?;
         match stem.split_once('.') {
