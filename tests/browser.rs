@@ -2,7 +2,8 @@
 //! (tests/browser/watch.mjs), opens `/watch/live/NAME` of a live stream (ffmpeg looping H.264 +
 //! AAC with a keyframe every second) and the page's `window.liverelayStats` must show video
 //! that plays on: at least 15 s of media in 20 s of wall time, never standing still for more
-//! than about a second. For LL-HLS, hls.js must be in low-latency mode and load parts.
+//! than about a second. For LL-HLS, hls.js must be in low-latency mode and load parts. Play
+//! tokens are on: the page must pass its `?token=` on to the media URLs.
 //!
 //! Skipped (with a message) where /usr/bin/chromium is missing; `make test-deps` installs it,
 //! Node.js and the pinned npm packages. A failure keeps the page's screenshot, its console and
@@ -12,10 +13,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{ChildGuard, Server, TempDir, looping_publisher_of, sample_flv_1s_gop, spawn_logged};
+use support::{
+    ChildGuard, Server, TempDir, looping_publisher_of, play_token, sample_flv_1s_gop, spawn_logged,
+};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// Wall time the page is watched after it starts playing.
@@ -50,7 +54,12 @@ fn browser_installed() -> bool {
     true
 }
 
-/// A standalone server with the players of `make player`, and a live `live/NAME`.
+/// The play-token secret of the servers here: every media request needs its token, so a page
+/// that did not pass `?token=` on would not play.
+const SECRET: &str = "browsersecret";
+
+/// A standalone server with the players of `make player` and play tokens on, and a live
+/// `live/NAME`.
 struct Live {
     server: Server,
     _publisher: ChildGuard,
@@ -59,7 +68,11 @@ struct Live {
 
 fn live(name: &str) -> Live {
     let players = repo().join("player/dist");
-    let server = Server::start_with(&[("LIVERELAY_HTTP__PLAYER_DIR", players.to_str().unwrap())]);
+    let server = Server::start_with(&[
+        ("LIVERELAY_HTTP__PLAYER_DIR", players.to_str().unwrap()),
+        ("LIVERELAY_AUTH__PLAY", "token"),
+        ("LIVERELAY_AUTH__PLAY_TOKEN_SECRET", SECRET),
+    ]);
     let dir = TempDir::new("browser");
     let publisher = looping_publisher_of(
         sample_flv_1s_gop(),
@@ -221,17 +234,24 @@ fn assert_plays(result: &Value, out: &Artifacts) {
     );
 }
 
-/// Opens the page of a live stream with `query` and checks that `player` plays it
-/// ([`assert_plays`]); `None` where the browser is missing.
+/// Opens the page of a live stream with its play token and `query` (`&...`) and checks that
+/// `player` plays it ([`assert_plays`]); `None` where the browser is missing.
 fn plays(name: &str, query: &str, player: &str) -> Option<(Value, Artifacts)> {
     if !browser_installed() {
         return None;
     }
+    // One playing browser at a time: two would share the machine's cores with two encoders'
+    // worth of decoding and judge each other's slowness.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     let live = live(name);
     let out = Artifacts::new(name);
     let result = watch(
         &live.server,
-        &format!("/watch/live/{name}{query}"),
+        &format!(
+            "/watch/live/{name}?token={}{query}",
+            play_token(SECRET, "live", name)
+        ),
         WATCH_SECS,
         &out,
     );
@@ -242,7 +262,7 @@ fn plays(name: &str, query: &str, player: &str) -> Option<(Value, Artifacts)> {
 
 #[test]
 fn http_flv_plays_in_chromium() {
-    plays("flv", "?proto=flv", "mpegts.js");
+    plays("flv", "&proto=flv", "mpegts.js");
 }
 
 #[test]

@@ -7,8 +7,6 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
 use support::redis::RedisServer;
 use support::*;
 
@@ -118,25 +116,6 @@ fn an_edge_pulls_for_an_http_flv_viewer() {
         status, 404,
         "an ingest that takes no players serves no HTTP-FLV"
     );
-}
-
-/// `token=` as the play-token check reads it: `<expires>.<hex HMAC-SHA256>` of the versioned,
-/// length-prefixed app and stream and the expiry (see liverelay_auth::play_token).
-fn play_token(secret: &str, app: &str, stream: &str) -> String {
-    let expires = (std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 600)
-        .to_string();
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(b"liverelay-play-token-v2\n");
-    for field in [app, stream] {
-        mac.update(&(field.len() as u64).to_be_bytes());
-        mac.update(field.as_bytes());
-    }
-    mac.update(expires.as_bytes());
-    format!("{expires}.{}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Refusals in HTTP's words: a bad name is 400, a play without its token 403 (as an RTMP play

@@ -12,6 +12,8 @@ pub mod proxy;
 pub mod redis;
 pub mod rtmp;
 
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -528,6 +530,25 @@ fn encode_sample(tag: &str, gop: u32) -> PathBuf {
         .expect("ffmpeg is installed (make test installs it)");
     assert!(status.success(), "generating the sample FLV failed");
     path
+}
+
+/// `token=` as the play-token check reads it: `<expires>.<hex HMAC-SHA256>` of the versioned,
+/// length-prefixed app and stream and the expiry (see liverelay_auth::play_token).
+pub fn play_token(secret: &str, app: &str, stream: &str) -> String {
+    let expires = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600)
+        .to_string();
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(b"liverelay-play-token-v2\n");
+    for field in [app, stream] {
+        mac.update(&(field.len() as u64).to_be_bytes());
+        mac.update(field.as_bytes());
+    }
+    mac.update(expires.as_bytes());
+    format!("{expires}.{}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Writes `out`: lossless H.264 (yuv444p, `-qp 0`) of random noise, so that every picture is
