@@ -167,7 +167,7 @@ fn assert_plays(result: &Value, out: &Artifacts) {
     let fin = &result["final"];
     assert!(
         result["started"].as_bool() == Some(true),
-        "the video did not start playing within 30 s; page stats: {fin}{}",
+        "the video did not start playing (in 30 s, or the page gave up); page stats: {fin}{}",
         out.describe()
     );
     let samples = result["samples"].as_array().expect("samples");
