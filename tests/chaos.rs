@@ -203,12 +203,24 @@ fn assert_monotonic(pictures: &[Arrival]) {
     }
 }
 
-/// The longest time between two pictures from `since` on.
+/// The viewer is still connected and was never told the stream ended.
+fn assert_stayed(log: &MediaLog) {
+    assert!(!log.closed(), "the viewer stays connected");
+    let statuses = log.statuses();
+    assert!(
+        !statuses
+            .iter()
+            .any(|s| s == "NetStream.Play.UnpublishNotify"),
+        "the viewer is not told the stream ended: {statuses:?}"
+    );
+}
+
+/// The longest time without a picture from `since` until now.
 fn longest_gap(pictures: &[Arrival], since: Instant) -> Duration {
-    let times: Vec<Instant> = pictures
-        .iter()
-        .map(|a| a.at)
-        .filter(|at| *at >= since)
+    let arrivals = pictures.iter().map(|a| a.at).filter(|at| *at >= since);
+    let times: Vec<Instant> = std::iter::once(since)
+        .chain(arrivals)
+        .chain(std::iter::once(Instant::now()))
         .collect();
     times
         .windows(2)
@@ -259,6 +271,7 @@ async fn viewer_survives_an_edge_ingest_partition() {
         longest_gap(&pictures, cut_at - Duration::from_secs(1)),
     );
     assert_monotonic(&pictures);
+    assert_stayed(&log);
 }
 
 /// Ingest A is cut off from Redis for longer than its lease while its publisher keeps sending.
@@ -337,6 +350,7 @@ async fn an_ingest_cut_off_from_redis_loses_its_stream_without_mixing() {
         "the edge played ingest A's pictures after ingest B's: {}",
         String::from_utf8_lossy(&tags)
     );
+    assert_stayed(&log);
     pods.wait_owner("fenced", "ingest-b", Duration::from_secs(1));
     drop(new);
 }
@@ -404,23 +418,23 @@ async fn viewers_keep_playing_over_a_slow_lossy_relay_link() {
     let got = pictures.len() - before;
     // Judged from the second second on: what was in flight when the delay began is late once.
     let settled = impaired + Duration::from_secs(1);
+    let gap = longest_gap(&pictures, settled);
+    assert!(
+        got >= 150 && gap < Duration::from_secs(2),
+        "the viewer kept playing: {got} pictures in 8 s (200 sent), the longest gap {gap:?}"
+    );
     let slow = median(latencies(&log, &source, settled, Instant::now()));
     eprintln!(
         "relay link with 100 ms delay each way and 2 % loss: {got} pictures in 8 s, median \
-         latency {slow:?} against {baseline:?} before: the relay added {:?}; longest gap {:?}",
+         latency {slow:?} against {baseline:?} before: the relay added {:?}; longest gap {gap:?}",
         slow.saturating_sub(baseline),
-        longest_gap(&pictures, settled),
     );
-    assert!(
-        got >= 150,
-        "the viewer kept playing: {got} pictures in 8 s (200 sent)"
-    );
-    assert!(longest_gap(&pictures, settled) < Duration::from_secs(2));
     assert!(
         slow > baseline + Duration::from_millis(100),
         "the delay is on the relay path ({slow:?} against {baseline:?})"
     );
     assert_monotonic(&pictures);
+    assert_stayed(&log);
 }
 
 /// `POST`/`GET` on control's admin API: (status, JSON body).
@@ -500,6 +514,7 @@ async fn redis_restart_with_persistence_keeps_keys_targets_relays_and_streams() 
     );
     assert!(!source.ended(), "the publish survived the restart");
     assert_monotonic(&pictures);
+    assert_stayed(&log);
 
     // Control's connection broke with the restart: its first calls may fail until it is back.
     let (asked, deadline) = (Instant::now(), Instant::now() + Duration::from_secs(10));

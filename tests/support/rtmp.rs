@@ -212,31 +212,52 @@ pub struct Arrival {
 /// A player read all the time by a task of its own, so its socket never holds a backlog: what
 /// it logs after a moment was sent by the server after that moment (a player read only when
 /// the test gets round to it would show frames buffered long before). Logs every video message
-/// until dropped.
+/// and the code of every status message until dropped.
 pub struct MediaLog {
     video: Arc<Mutex<Vec<Arrival>>>,
+    statuses: Arc<Mutex<Vec<String>>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl MediaLog {
     pub fn spawn(mut client: TestClient) -> Self {
         let video = Arc::new(Mutex::new(Vec::new()));
-        let log = video.clone();
+        let statuses = Arc::new(Mutex::new(Vec::new()));
+        let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (log, status_log, closed_flag) = (video.clone(), statuses.clone(), closed.clone());
         let task = tokio::spawn(async move {
             while !client.is_closed() {
-                if let Some(ClientEvent::Media { media, .. }) =
-                    client.next_event(Duration::from_secs(1)).await
-                    && media.kind == MediaKind::Video
-                {
-                    let arrival = Arrival {
-                        at: Instant::now(),
-                        media,
-                    };
-                    log.lock().unwrap().push(arrival);
+                match client.next_event(Duration::from_secs(1)).await {
+                    Some(ClientEvent::Media { media, .. }) if media.kind == MediaKind::Video => {
+                        let arrival = Arrival {
+                            at: Instant::now(),
+                            media,
+                        };
+                        log.lock().unwrap().push(arrival);
+                    }
+                    Some(ClientEvent::Status { code, .. }) => status_log.lock().unwrap().push(code),
+                    _ => {}
                 }
             }
+            closed_flag.store(true, std::sync::atomic::Ordering::SeqCst);
         });
-        Self { video, task }
+        Self {
+            video,
+            statuses,
+            closed,
+            task,
+        }
+    }
+
+    /// The codes of the status messages so far (e.g. `NetStream.Play.UnpublishNotify`).
+    pub fn statuses(&self) -> Vec<String> {
+        self.statuses.lock().unwrap().clone()
+    }
+
+    /// Whether the server closed the connection.
+    pub fn closed(&self) -> bool {
+        self.closed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Pictures so far (no sequence headers), in arrival order.
