@@ -94,26 +94,49 @@ pub(crate) fn avc_picture_size(nal: &[u8]) -> Result<PictureSize, Unsupported> {
     }
     r.bit()?; // direct_8x8_inference_flag
     let frame_height_factor = if frame_mbs_only { 1 } else { 2 };
+    let window = r.bit()?; // frame_cropping_flag
+    let full = (width_mbs * 16, height_map_units * 16 * frame_height_factor);
+    let chroma = ChromaFormat {
+        idc: chroma_format_idc,
+        separate_colour_plane,
+    };
+    cropped(&mut r, window, full, chroma, frame_height_factor)
+}
+
+#[derive(Clone, Copy)]
+struct ChromaFormat {
+    idc: u32,
+    separate_colour_plane: bool,
+}
+
+/// Applies the cropping (H.264) / conformance (HEVC) window, read from `r` when `present`:
+/// offsets count chroma samples, SubWidthC x SubHeightC luma samples (Table 6-1 of both
+/// standards), with lines doubled for field-coded H.264 (`line_factor` 2).
+fn cropped(
+    r: &mut BitReader<'_>,
+    present: bool,
+    (width, height): (u64, u64),
+    chroma: ChromaFormat,
+    line_factor: u64,
+) -> Result<PictureSize, Unsupported> {
     let (mut crop_x, mut crop_y) = (0u64, 0u64);
-    if r.bit()? {
+    if present {
         let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        // Table 6-1: crop units depend on chroma subsampling (ChromaArrayType).
-        let array_type = if separate_colour_plane {
+        // ChromaArrayType 0 (monochrome or separate colour planes): luma units.
+        let array_type = if chroma.separate_colour_plane {
             0
         } else {
-            chroma_format_idc
+            chroma.idc
         };
-        let (unit_x, unit_y) = match array_type {
-            1 => (2, 2 * frame_height_factor),
-            2 => (2, frame_height_factor),
-            _ => (1, frame_height_factor),
+        let (sub_w, sub_h) = match array_type {
+            1 => (2, 2),
+            2 => (2, 1),
+            _ => (1, 1),
         };
-        crop_x = unit_x * (u64::from(left) + u64::from(right));
-        crop_y = unit_y * (u64::from(top) + u64::from(bottom));
+        crop_x = sub_w * (u64::from(left) + u64::from(right));
+        crop_y = sub_h * line_factor * (u64::from(top) + u64::from(bottom));
     }
-    let full_w = width_mbs * 16;
-    let full_h = height_map_units * 16 * frame_height_factor;
-    size(full_w.saturating_sub(crop_x), full_h.saturating_sub(crop_y))
+    size(width.saturating_sub(crop_x), height.saturating_sub(crop_y))
 }
 
 /// 7.3.2.1.1.1: only the reading matters, the values are not needed.
@@ -165,31 +188,23 @@ pub(crate) fn hevc_picture_size(nal: &[u8]) -> Result<PictureSize, Unsupported> 
         return Err(Unsupported::Malformed("chroma_format_idc"));
     }
     let separate_colour_plane = chroma_format_idc == 3 && r.bit()?;
-    let width = u64::from(r.ue()?);
-    let height = u64::from(r.ue()?);
-    let (mut crop_x, mut crop_y) = (0u64, 0u64);
-    if r.bit()? {
-        // conformance_window_flag; offsets are in chroma sample units (Table 6-1).
-        let (left, right, top, bottom) = (r.ue()?, r.ue()?, r.ue()?, r.ue()?);
-        let array_type = if separate_colour_plane {
-            0
-        } else {
-            chroma_format_idc
-        };
-        let (sub_w, sub_h) = match array_type {
-            1 => (2, 2),
-            2 => (2, 1),
-            _ => (1, 1),
-        };
-        crop_x = sub_w * (u64::from(left) + u64::from(right));
-        crop_y = sub_h * (u64::from(top) + u64::from(bottom));
-    }
-    size(width.saturating_sub(crop_x), height.saturating_sub(crop_y))
+    let full = (u64::from(r.ue()?), u64::from(r.ue()?));
+    let window = r.bit()?; // conformance_window_flag
+    let chroma = ChromaFormat {
+        idc: chroma_format_idc,
+        separate_colour_plane,
+    };
+    cropped(&mut r, window, full, chroma, 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dims(size: Result<PictureSize, Unsupported>) -> (u16, u16) {
+        let size = size.unwrap();
+        (size.width, size.height)
+    }
 
     // Vectors made with ffmpeg 5.1 (libx264, libx265) from testsrc2, one frame each.
 
@@ -228,27 +243,9 @@ mod tests {
 
     #[test]
     fn avc_sizes() {
-        assert_eq!(
-            avc_picture_size(AVC_HIGH_720P).unwrap(),
-            PictureSize {
-                width: 1280,
-                height: 720
-            }
-        );
-        assert_eq!(
-            avc_picture_size(AVC_BASELINE_QCIF).unwrap(),
-            PictureSize {
-                width: 176,
-                height: 144
-            }
-        );
-        assert_eq!(
-            avc_picture_size(AVC_444_SCALING_642X362).unwrap(),
-            PictureSize {
-                width: 642,
-                height: 362
-            }
-        );
+        assert_eq!(dims(avc_picture_size(AVC_HIGH_720P)), (1280, 720));
+        assert_eq!(dims(avc_picture_size(AVC_BASELINE_QCIF)), (176, 144));
+        assert_eq!(dims(avc_picture_size(AVC_444_SCALING_642X362)), (642, 362));
     }
 
     /// Bit writer for synthetic SPSs: the paths real encoders rarely emit (scaling lists in
@@ -326,13 +323,7 @@ mod tests {
         b.ue(39).ue(22).u(1, 1).u(1, 1); // 40x23 MBs, frame_mbs_only, direct_8x8
         b.u(1, 1).ue(0).ue(0).ue(0).ue(4).u(1, 0); // crop bottom 4 units of 2 lines; no VUI
         let sps = b.nal();
-        assert_eq!(
-            avc_picture_size(&sps).unwrap(),
-            PictureSize {
-                width: 640,
-                height: 360
-            }
-        );
+        assert_eq!(dims(avc_picture_size(&sps)), (640, 360));
     }
 
     /// Main profile, pic_order_cnt_type 1 with a cycle, field coding (frame_mbs_only 0:
@@ -346,31 +337,13 @@ mod tests {
         b.ue(44).ue(17).u(1, 0).u(1, 1).u(1, 1); // 45 MBs wide, 18 map units, fields
         b.u(1, 1).ue(0).ue(0).ue(0).ue(2).u(1, 0); // crop 2 units of 4 lines
         let sps = b.nal();
-        assert_eq!(
-            avc_picture_size(&sps).unwrap(),
-            PictureSize {
-                width: 720,
-                height: 576 - 8
-            }
-        );
+        assert_eq!(dims(avc_picture_size(&sps)), (720, 576 - 8));
     }
 
     #[test]
     fn hevc_size() {
-        assert_eq!(
-            hevc_picture_size(HEVC_MAIN_1080P).unwrap(),
-            PictureSize {
-                width: 1920,
-                height: 1080
-            }
-        );
-        assert_eq!(
-            hevc_picture_size(HEVC_422_642X362).unwrap(),
-            PictureSize {
-                width: 642,
-                height: 362
-            }
-        );
+        assert_eq!(dims(hevc_picture_size(HEVC_MAIN_1080P)), (1920, 1080));
+        assert_eq!(dims(hevc_picture_size(HEVC_422_642X362)), (642, 362));
     }
 
     #[test]

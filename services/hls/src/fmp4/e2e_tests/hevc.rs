@@ -8,8 +8,8 @@ use std::process::Command;
 use bytes::Bytes;
 
 use super::{
-    Tag, TempDir, assert_clean_decode, assert_track_matches, field, have_ffmpeg, mux, packet_pts,
-    probe_stream, run,
+    Tag, TempDir, assert_clean_decode, assert_track_matches, encode_testsrc, field, have_ffmpeg,
+    mux, packet_pts, probe_stream, run,
 };
 
 /// How the tags are written; all must give the same bytes.
@@ -60,10 +60,12 @@ fn hex_dump(dump: &str) -> Vec<u8> {
     out
 }
 
-/// The hvcC and the (dts ms, cts ms, key, data) packets of the first video stream of `mp4`,
-/// decode times shifted to start at zero.
-#[allow(clippy::type_complexity)]
-fn read_mp4(mp4: &Path) -> (Vec<u8>, Vec<(u64, i32, bool, Vec<u8>)>) {
+/// Decode time (ms), composition offset (ms), keyframe, sample data.
+type Packet = (u64, i32, bool, Vec<u8>);
+
+/// The hvcC and the packets of the first video stream of `mp4`, decode times shifted to start
+/// at zero.
+fn read_mp4(mp4: &Path) -> (Vec<u8>, Vec<Packet>) {
     let streams = run(Command::new("ffprobe")
         .args([
             "-v",
@@ -131,27 +133,11 @@ fn hevc_with_b_frames_plays_as_fmp4() {
     }
     let dir = TempDir::new("hevc");
     let src = dir.0.join("src.mp4");
-    run(Command::new("ffmpeg")
-        .args(["-v", "error", "-y"])
-        .args([
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x180:rate=30",
-            "-t",
-            "2",
-            "-c:v",
-            "libx265",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-bf",
-            "2",
-            "-x265-params",
-            "log-level=error",
-        ])
-        .arg(&src));
+    #[rustfmt::skip]
+    encode_testsrc("320x180", &[
+        "-t", "2", "-c:v", "libx265", "-preset", "ultrafast", "-g", "30", "-bf", "2",
+        "-x265-params", "log-level=error",
+    ], &src);
     let (hvcc, packets) = read_mp4(&src);
     assert_eq!(packets.len(), 60);
     assert!(packets.iter().any(|p| p.1 != 0) && packets.iter().any(|p| p.1 == 0));
