@@ -21,6 +21,8 @@ use liverelay_rtmp::name::check_name;
 use serde::Deserialize;
 use tracing::warn;
 
+use crate::reply::answer;
+
 /// The page; it finds the app, stream, protocol and token in its own URL.
 const PAGE: &str = include_str!("page.html");
 
@@ -64,18 +66,18 @@ async fn page(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Response {
     if let Err(e) = check_name(&app, s.max_name_len).and(check_name(&stream, s.max_name_len)) {
-        return text(StatusCode::BAD_REQUEST, &format!("bad stream name: {e}"));
+        return answer(StatusCode::BAD_REQUEST, &format!("bad stream name: {e}"));
     }
     let query = match query {
         Ok(Query(query)) => query,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("malformed query: {e}")),
+        Err(e) => return answer(StatusCode::BAD_REQUEST, &format!("malformed query: {e}")),
     };
     if let Some(proto) = query
         .proto
         .as_deref()
         .filter(|p| !matches!(*p, "hls" | "flv"))
     {
-        return text(
+        return answer(
             StatusCode::BAD_REQUEST,
             &format!("proto is hls or flv, not {proto:?}"),
         );
@@ -92,7 +94,7 @@ async fn page(
 
 async fn asset(State(s): State<Arc<WatchService>>, Path(file): Path<String>) -> Response {
     let Some((name, content_type)) = ASSETS.iter().find(|(name, _)| *name == file) else {
-        return text(StatusCode::NOT_FOUND, "no such player file");
+        return answer(StatusCode::NOT_FOUND, "no such player file");
     };
     let path = s.player_dir.join(name);
     match tokio::fs::read(&path).await {
@@ -112,13 +114,9 @@ async fn asset(State(s): State<Arc<WatchService>>, Path(file): Path<String>) -> 
                 error = %e,
                 "player file missing: set http.player_dir to where `make player` put the players"
             );
-            text(StatusCode::NOT_FOUND, "player file missing on this server")
+            answer(StatusCode::NOT_FOUND, "player file missing on this server")
         }
     }
-}
-
-fn text(status: StatusCode, text: &str) -> Response {
-    (status, format!("{text}\n")).into_response()
 }
 
 #[cfg(test)]
