@@ -493,3 +493,65 @@ fn two_edges_serve_identical_parts_that_play_alternately() {
     assert_follows_source(&got, &packet_hashes(sample_flv_1s_gop()));
     assert!(decode_errors(&out).is_empty(), "{}", decode_errors(&out));
 }
+
+/// A stream with viewers of another protocol is packaged already: the first HLS request is
+/// answered from complete segments, not from the moment it came.
+#[test]
+fn a_watched_stream_is_packaged_before_the_first_hls_request() {
+    let server = server();
+    let dir = TempDir::new("hls-watched");
+    let _publisher = looping_publisher_of(
+        sample_flv_1s_gop(),
+        &server.url("live/w"),
+        &dir.path("pub.log"),
+    );
+    server.wait_live("live", "w", Duration::from_secs(10));
+    let out = dir.path("view.flv");
+    let _viewer = ffmpeg_record(&server.url("live/w"), &out, &dir.path("view.log"));
+    assert!(
+        server.wait_log("HLS packaging started", Duration::from_secs(10)),
+        "an RTMP viewer makes the stream packaged"
+    );
+    // Segments are made without anyone asking: after three of them, the first request is
+    // answered with segments from before it.
+    let packaging = Instant::now();
+    while packaging.elapsed() < Duration::from_secs(3) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let asked_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let got = get(server.http, &hls_path("w", "index.m3u8"));
+    assert_eq!(got.status, 200);
+    let p = parse(&got.text());
+    assert!(p.segments.len() >= 2, "{p:?}");
+    let first = got
+        .text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("#EXT-X-PROGRAM-DATE-TIME:")
+                .map(str::to_owned)
+        })
+        .unwrap();
+    let first_ms = unix_ms_of(&first);
+    assert!(
+        asked_ms.saturating_sub(first_ms) >= 1500,
+        "the first segment ({first}) is from before the request ({asked_ms} ms)"
+    );
+}
+
+/// Milliseconds since the Unix epoch of `YYYY-MM-DDTHH:MM:SS.mmmZ` (for dates after 2000).
+fn unix_ms_of(t: &str) -> u64 {
+    let n = |r: std::ops::Range<usize>| t[r].parse::<u64>().unwrap();
+    let (y, mo, d) = (n(0..4), n(5..7), n(8..10));
+    let (h, mi, s, ms) = (n(11..13), n(14..16), n(17..19), n(20..23));
+    // Days from the civil date (H. Hinnant's algorithm).
+    let y = if mo <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * ((mo + 9) % 12) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms
+}

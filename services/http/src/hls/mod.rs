@@ -2,9 +2,10 @@
 //! files it names: `init-{H}.mp4` (an init section, named by the hex hash of its bytes), `{N}.m4s`
 //! (segment N) and `{N}.{P}.m4s` (part P of segment N).
 //!
-//! Packaging is in `liverelay-hls`; here are the requests. The first request for a stream that
-//! is live here or anywhere in the cluster starts its packaging ([`packaged`]) and waits for
-//! the first part; a stream live nowhere is 404 at once. Blocking playlist reloads and requests
+//! Packaging is in `liverelay-hls`; here are the requests. A stream is packaged while it has
+//! viewers of any protocol or HLS requests ([`packaged`]). The first request for a stream that
+//! is live here or anywhere in the cluster starts its packaging (an edge pulls it) and waits
+//! for the first part; a stream live nowhere is 404 at once. Blocking playlist reloads and requests
 //! for the parts about to come are held until they can be answered (at most three target
 //! durations: then 503), and a client address holds at most `hls.max_held_per_client` at once
 //! (then 429). A play token (`?token=`), when play tokens are on, is checked on every request,
@@ -71,6 +72,9 @@ struct Hls {
 /// `GET /hls/{app}/{stream}/{file}`.
 pub fn hls_router(service: HlsService) -> Router {
     let packagings = Packagings::new(service.gate.clone(), service.packaging, service.idle);
+    tokio::spawn(Packagings::keep_watched_packaged(Arc::downgrade(
+        &packagings,
+    )));
     let held = HeldRequests::new(
         service.max_held_per_client,
         service.metrics.hls_held.clone(),

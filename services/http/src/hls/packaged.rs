@@ -12,10 +12,13 @@ use liverelay_hls::{Packager, PackagerConfig};
 use liverelay_hub::{Viewer, ViewerItem};
 use liverelay_types::{StreamId, unix_ms};
 use tokio::sync::watch;
-use tracing::{Instrument, info};
+use tracing::{Instrument, debug, info};
 
 /// Frames taken from the hub at a time.
 const BATCH: usize = 64;
+
+/// How often the streams with viewers are looked for.
+const WATCHED_CHECK: Duration = Duration::from_secs(1);
 
 /// One packaged stream.
 pub(super) struct Packaged {
@@ -96,6 +99,29 @@ impl Packagings {
         let run = package(Arc::downgrade(self), key.clone(), packaged.clone(), viewer);
         tokio::spawn(run.instrument(span));
         Ok(packaged)
+    }
+
+    /// Keeps every live stream that has viewers of another protocol packaged, so that the first
+    /// HLS request for it is answered from parts already made (and an edge already pulls it).
+    pub(super) async fn keep_watched_packaged(packagings: Weak<Self>) {
+        let mut tick = tokio::time::interval(WATCHED_CHECK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(p) = packagings.upgrade() else {
+                return;
+            };
+            for stream in p.gate.hub().streams() {
+                // The packaging's own viewer is one of them.
+                let own = u64::from(p.is_packaging(&stream.key));
+                if stream.live
+                    && stream.viewers > own
+                    && let Err(refused) = p.get_or_start(&stream.key).await
+                {
+                    debug!(stream = %stream.key, "not packaged: {refused}");
+                }
+            }
+        }
     }
 
     fn remove(&self, key: &StreamId, packaged: &Arc<Packaged>) {
