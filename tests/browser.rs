@@ -266,7 +266,6 @@ fn http_flv_plays_in_chromium() {
 }
 
 #[test]
-#[ignore = "needs LL-HLS routes"]
 fn ll_hls_plays_in_chromium_with_parts() {
     // LL-HLS is the page's default.
     let Some((result, out)) = plays("hls", "", "hls.js") else {
