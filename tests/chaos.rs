@@ -181,6 +181,20 @@ async fn viewer(edge: &Server, name: &str) -> MediaLog {
     MediaLog::spawn(client)
 }
 
+/// Source `A` publishing as `publish` on `ingest` (a stream name, or a key's secret), and a
+/// viewer of `live/PLAY` on `edge` that has had its first second of pictures.
+async fn playing(ingest: &Server, edge: &Server, publish: &str, play: &str) -> (Source, MediaLog) {
+    let source = Source::start(ingest.rtmp, publish, b'A', Duration::from_millis(200));
+    source.wait_live(Duration::from_secs(10)).await;
+    let log = viewer(edge, play).await;
+    assert!(
+        wait_pictures_of(&log, b'A', 0, 25, Duration::from_secs(10)).await,
+        "the viewer plays; edge log:\n{}",
+        edge.log()
+    );
+    (source, log)
+}
+
 /// Waits until the viewer has `n` pictures more than `from` of source `tag`.
 async fn wait_pictures_of(log: &MediaLog, tag: u8, from: usize, n: usize, limit: Duration) -> bool {
     let of_tag = |p: &[Arrival]| {
@@ -240,14 +254,7 @@ async fn viewer_survives_an_edge_ingest_partition() {
     let pods = Pods::start(&lab, &[], &[]);
     let ingest = pods.node("ingest", "ingest", &[], &[]);
     let edge = pods.node("edge", "edge", &[], &[]);
-    let source = Source::start(ingest.rtmp, "cut", b'A', Duration::from_millis(200));
-    source.wait_live(Duration::from_secs(10)).await;
-    let log = viewer(&edge, "cut").await;
-    assert!(
-        wait_pictures_of(&log, b'A', 0, 25, Duration::from_secs(10)).await,
-        "{}",
-        edge.log()
-    );
+    let (source, log) = playing(&ingest, &edge, "cut", "cut").await;
 
     let cut = lab.partition("edge", "ingest");
     let cut_at = Instant::now();
@@ -272,6 +279,7 @@ async fn viewer_survives_an_edge_ingest_partition() {
     );
     assert_monotonic(&pictures);
     assert_stayed(&log);
+    assert!(!source.ended(), "the publish is not disturbed");
 }
 
 /// Ingest A is cut off from Redis for longer than its lease while its publisher keeps sending.
@@ -289,15 +297,8 @@ async fn an_ingest_cut_off_from_redis_loses_its_stream_without_mixing() {
     let ingest_a = pods.node("ingest", "ingest-a", &[], &[]);
     let ingest_b = pods.node("ingest", "ingest-b", &[], &[]);
     let edge = pods.node("edge", "edge", &[], &[]);
-    let old = Source::start(ingest_a.rtmp, "fenced", b'A', Duration::from_millis(200));
-    old.wait_live(Duration::from_secs(10)).await;
+    let (old, log) = playing(&ingest_a, &edge, "fenced", "fenced").await;
     pods.wait_owner("fenced", "ingest-a", Duration::from_secs(10));
-    let log = viewer(&edge, "fenced").await;
-    assert!(
-        wait_pictures_of(&log, b'A', 0, 25, Duration::from_secs(10)).await,
-        "{}",
-        edge.log()
-    );
 
     let cut = lab.partition("ingest-a", "redis");
     let cut_at = Instant::now();
@@ -396,14 +397,7 @@ async fn viewers_keep_playing_over_a_slow_lossy_relay_link() {
     );
     link.forward_to(ingest.grpc);
     let edge = pods.node("edge", "edge", &[], &[]);
-    let source = Source::start(ingest.rtmp, "slow", b'A', Duration::from_millis(200));
-    source.wait_live(Duration::from_secs(10)).await;
-    let log = viewer(&edge, "slow").await;
-    assert!(
-        wait_pictures_of(&log, b'A', 0, 25, Duration::from_secs(10)).await,
-        "{}",
-        edge.log()
-    );
+    let (source, log) = playing(&ingest, &edge, "slow", "slow").await;
 
     let clean = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -487,15 +481,8 @@ async fn redis_restart_with_persistence_keeps_keys_targets_relays_and_streams() 
     };
     assert!(relay_listed(), "the target's relay is declared");
 
-    let source = Source::start(ingest.rtmp, secret, b'A', Duration::from_millis(200));
-    source.wait_live(Duration::from_secs(10)).await;
+    let (source, log) = playing(&ingest, &edge, secret, "kept").await;
     pods.wait_owner("kept", "ingest", Duration::from_secs(10));
-    let log = viewer(&edge, "kept").await;
-    assert!(
-        wait_pictures_of(&log, b'A', 0, 25, Duration::from_secs(10)).await,
-        "{}",
-        edge.log()
-    );
 
     pods.redis.stop();
     let stopped = Instant::now();
