@@ -555,3 +555,51 @@ fn unix_ms_of(t: &str) -> u64 {
     let days = era * 146_097 + doe - 719_468;
     ((days * 24 + h) * 60 + mi) * 60_000 + s * 1000 + ms
 }
+
+/// Streams with only audio or only video are packaged and play.
+#[test]
+fn audio_only_and_video_only_streams_play() {
+    let server = server();
+    let dir = TempDir::new("hls-one-track");
+    let mut publishers = Vec::new();
+    for (name, input, codec) in [
+        (
+            "ao",
+            "sine=frequency=440:sample_rate=48000",
+            ["-c:a", "aac"],
+        ),
+        ("vo", "testsrc=size=320x240:rate=30", ["-c:v", "libx264"]),
+    ] {
+        let file = dir.path(&format!("{name}.flv"));
+        let status = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                input,
+            ])
+            .args(codec)
+            .args(["-g", "30", "-t", "4"])
+            .arg(&file)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        publishers.push(looping_publisher_of(
+            &file,
+            &server.url(&format!("live/{name}")),
+            &dir.path(&format!("{name}.log")),
+        ));
+    }
+    for (name, streams) in [("ao", ["aac"]), ("vo", ["h264,320,240"])] {
+        server.wait_live("live", name, Duration::from_secs(10));
+        playlist_when(server.http, name, Duration::from_secs(20), |p| {
+            p.segments.len() >= 2 && p.parts.iter().all(|x| x.3 || name == "vo")
+        });
+        let url = format!("http://{}{}", server.http, hls_path(name, "index.m3u8"));
+        assert_eq!(probe_streams(&url), streams, "{name}");
+        assert_decodes(&url);
+    }
+}

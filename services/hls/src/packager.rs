@@ -5,8 +5,12 @@
 //!
 //! A part holds the samples whose duration is known: a sample waits for the next sample of its
 //! track. Parts are cut on the driving track (video, or audio in a stream without video): a
-//! part ends before the sample that would take it past the part target, judging that sample's
-//! duration by the previous one's.
+//! part ends before the sample that would take it past the part target (with a millisecond of
+//! slack for timestamps rounded to milliseconds), judging that sample's duration by the
+//! shorter of the last two steps of the segment (30 fps in milliseconds steps 33, 33, 34). Only
+//! steps inside the segment count, so a server that started at the segment decides alike. A
+//! frame rate whose frames do not divide the part target gives shorter parts (24 fps: 167 ms
+//! parts of a 200 ms target), never longer ones.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -95,6 +99,8 @@ pub struct Packager {
     pending_audio: Option<Pending>,
     /// Timestamp of the last driving-track sample, to judge the next one's duration.
     last_driver_ts: Option<u64>,
+    /// The step before the last between driving samples of the open segment.
+    last_step: Option<u64>,
     /// The init section new segments use.
     current_init: u64,
     /// The audio timescale of the open segment's init section.
@@ -119,6 +125,7 @@ impl Packager {
             pending_video: None,
             pending_audio: None,
             last_driver_ts: None,
+            last_step: None,
             current_init: 0,
             audio_rate: 0,
             last_video_duration_ms: 0,
@@ -174,6 +181,9 @@ impl Packager {
             }
         }
         if track == driver {
+            if packaging {
+                self.last_step = self.last_driver_ts.map(|l| ts.saturating_sub(l));
+            }
             self.last_driver_ts = Some(ts);
         }
         let pending = Pending {
@@ -293,8 +303,10 @@ impl Packager {
             return;
         };
         let step = self.last_driver_ts.map_or(0, |l| ts.saturating_sub(l));
+        let next = self.last_step.map_or(step, |prev| prev.min(step));
+        let into = ts.saturating_sub(start);
         let target = self.config.part_ms;
-        if ts.saturating_sub(start) + step > target || ts.saturating_sub(start) >= target {
+        if into + next > target + 1 || into >= target {
             self.close_part(ts);
         }
     }
@@ -348,6 +360,9 @@ impl Packager {
         // keyframe makes the same segment as one that saw the samples before it.
         self.settle_audio_nominally();
         self.close_segment(Some(ts));
+        // Part cuts look only at steps inside the segment.
+        self.last_driver_ts = None;
+        self.last_step = None;
         if self.video.is_none() && self.audio.is_none() {
             return;
         }

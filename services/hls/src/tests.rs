@@ -371,3 +371,25 @@ fn program_date_time_is_utc_iso8601() {
         "2000-02-29T00:00:00.000Z"
     );
 }
+
+#[test]
+fn thirty_frames_a_second_in_milliseconds_make_full_parts() {
+    // 30 fps on a millisecond timeline steps 33, 33, 34: parts are six frames, 200 ± 1 ms.
+    let hub = Hub::new(hub_config());
+    let mut viewer = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    p.push(avc_header());
+    for i in 0..200u64 {
+        let ts = (i * 1000).div_ceil(30);
+        p.push(picture(ts, i % 30 == 0));
+    }
+    let mut packager = Packager::new(config());
+    drain(&mut viewer, &mut packager);
+    for s in packager.segments().iter().filter(|s| s.complete) {
+        let durations: Vec<u64> = s.parts.iter().map(|p| p.duration_ms).collect();
+        assert!(
+            durations.iter().all(|d| (199..=201).contains(d)),
+            "{durations:?}"
+        );
+    }
+}
