@@ -143,6 +143,95 @@ async fn standalone_metrics_pass_promtool_and_follow_a_stream() {
     promtool_check(&server);
 }
 
+/// `curl` fetches `url` as the player `agent`: (status, body).
+fn curl_as(agent: &str, url: &str) -> (u16, Vec<u8>) {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "20", "-A", agent, "-w", "\n%{http_code}", url])
+        .output()
+        .expect("curl runs (make test-deps installs it)");
+    let mut body = out.stdout;
+    let split = body
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .expect("curl wrote its status");
+    let status = String::from_utf8_lossy(&body[split + 1..]).parse().unwrap();
+    body.truncate(split);
+    (status, body)
+}
+
+/// The `URI="..."` of the first playlist line starting with `tag`.
+fn uri_of<'a>(playlist: &'a str, tag: &str) -> &'a str {
+    let line = playlist
+        .lines()
+        .find(|l| l.starts_with(tag))
+        .unwrap_or_else(|| panic!("no {tag} in\n{playlist}"));
+    line.split("URI=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+}
+
+/// Viewers and bytes out by protocol, as players make them: an RTMP player, ffmpeg reading
+/// HTTP-FLV, and two HLS clients (curl with two User-Agents: two sessions however many
+/// requests each makes; a refused request is nobody's). The HLS bytes are exactly what the
+/// clients received; a player that leaves is no longer counted.
+#[tokio::test]
+async fn viewers_and_bytes_out_by_protocol() {
+    let server = Server::start();
+    let dir = TempDir::new("metrics-protocols");
+    let _publisher = looping_publisher(&server.url("live/proto"), &dir.path("pub.log"));
+    server.wait_live("live", "proto", Duration::from_secs(10));
+    let mut rtmp = TestClient::connect(server.rtmp, "live").await;
+    rtmp.play("proto").await;
+    let flv_url = format!("http://{}/flv/live/proto.flv", server.http);
+    let mut flv = ffmpeg_record(&flv_url, &dir.path("flv.flv"), &dir.path("flv.log"));
+
+    let viewers =
+        |protocol: &str| format!("liverelay_viewers_by_protocol{{protocol=\"{protocol}\"}}");
+    let bytes =
+        |protocol: &str| format!("liverelay_viewer_egress_bytes_total{{protocol=\"{protocol}\"}}");
+    let hls = format!("http://{}/hls/live/proto/", server.http);
+    let (status, playlist) = curl_as("player-a", &format!("{hls}index.m3u8"));
+    assert_eq!(status, 200);
+    let playlist = String::from_utf8(playlist).unwrap();
+    let mut hls_bytes = playlist.len();
+    for (agent, tag) in [("player-a", "#EXT-X-MAP:"), ("player-b", "#EXT-X-PART:")] {
+        let (status, body) = curl_as(agent, &format!("{hls}{}", uri_of(&playlist, tag)));
+        assert_eq!(status, 200, "{tag}");
+        assert!(!body.is_empty());
+        hls_bytes += body.len();
+    }
+    let (status, _) = curl_as(
+        "player-c",
+        &format!("http://{}/hls/live/nobody/index.m3u8", server.http),
+    );
+    assert_eq!(status, 404);
+
+    let limit = Duration::from_secs(10);
+    wait_metric(&server, &viewers("rtmp"), |v| v == 1.0, limit);
+    wait_metric(&server, &viewers("flv"), |v| v == 1.0, limit);
+    wait_metric(&server, &viewers("hls"), |v| v == 2.0, limit);
+    wait_metric(&server, &bytes("hls"), |v| v == hls_bytes as f64, limit);
+    for protocol in ["rtmp", "flv"] {
+        // Growing: the stream flows to both.
+        let before = wait_metric(&server, &bytes(protocol), |v| v > 0.0, limit);
+        wait_metric(&server, &bytes(protocol), |v| v > before, limit);
+    }
+    promtool_check(&server);
+
+    flv.kill();
+    drop(rtmp);
+    wait_metric(&server, &viewers("flv"), |v| v == 0.0, limit);
+    wait_metric(&server, &viewers("rtmp"), |v| v == 0.0, limit);
+    assert_eq!(
+        server.metric(&viewers("hls")),
+        Some(2.0),
+        "within their window"
+    );
+}
+
 #[tokio::test]
 async fn cluster_metrics_pass_promtool_and_show_the_relay() {
     let redis = RedisServer::start();

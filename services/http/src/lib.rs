@@ -32,11 +32,13 @@ mod flv;
 mod hls;
 mod metrics;
 mod reply;
+mod viewers;
 mod watch;
 
 pub use flv::{FlvService, flv_router};
 pub use hls::{HlsService, LiveCheck, TokenCheck, hls_router};
 pub use metrics::HttpMetrics;
+pub use viewers::HlsViewers;
 pub use watch::{WatchService, watch_router};
 
 /// Whether the process should receive traffic; flipped on once listeners are up.

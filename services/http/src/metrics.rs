@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use liverelay_metrics::{KindLabel, Registry};
+use liverelay_metrics::{KindLabel, Registry, ViewerMetrics};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -30,6 +30,9 @@ pub struct HttpMetrics {
     pub hls_request_seconds: Family<KindLabel, Histogram>,
     /// HLS requests held open right now (blocking reloads, parts about to come).
     pub hls_held: Gauge,
+    /// HTTP-FLV and HLS viewers (`protocol="flv"`, `"hls"`), registered by the process with
+    /// the RTMP players'.
+    pub viewers: ViewerMetrics,
 }
 
 impl Default for HttpMetrics {
@@ -44,6 +47,7 @@ impl Default for HttpMetrics {
                 ])
             }),
             hls_held: Gauge::default(),
+            viewers: ViewerMetrics::default(),
         }
     }
 }

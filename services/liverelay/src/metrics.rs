@@ -14,7 +14,7 @@ use liverelay_control::{ControlMetrics, WebhookMetrics};
 use liverelay_edge::{EdgeMetrics, UpstreamMetrics};
 use liverelay_http::HttpMetrics;
 use liverelay_ingest::IngestMetrics;
-use liverelay_metrics::MetricsRegistry;
+use liverelay_metrics::{MetricsRegistry, ViewerMetrics};
 use liverelay_node::NodeMetrics;
 use liverelay_redis::RedisMetrics;
 use liverelay_registry::LeaseMetrics;
@@ -42,18 +42,28 @@ pub struct Families {
 impl Families {
     pub fn register(role: Role) -> Self {
         let registry = Arc::new(MetricsRegistry::new(role));
-        registry.register(|r| Families {
-            registry: registry.clone(),
-            rtmp: RtmpMetrics::register(r),
-            admission: AdmissionMetrics::register(r),
-            relay: RelayMetrics::register(r),
-            upstream: UpstreamMetrics::register(r),
-            redis: RedisMetrics::register(r),
-            lease: LeaseMetrics::register(r),
-            static_relays: StaticRelayMetrics::register(r),
-            auth: AuthMetrics::register(r),
-            webhooks: WebhookMetrics::register(r),
-            http: HttpMetrics::register(r),
+        registry.register(|r| {
+            // Viewers by protocol: one family pair, updated by the RTMP server and HTTP routes.
+            let viewers = ViewerMetrics::register(r);
+            Families {
+                registry: registry.clone(),
+                rtmp: RtmpMetrics {
+                    viewers: viewers.clone(),
+                    ..RtmpMetrics::register(r)
+                },
+                admission: AdmissionMetrics::register(r),
+                relay: RelayMetrics::register(r),
+                upstream: UpstreamMetrics::register(r),
+                redis: RedisMetrics::register(r),
+                lease: LeaseMetrics::register(r),
+                static_relays: StaticRelayMetrics::register(r),
+                auth: AuthMetrics::register(r),
+                webhooks: WebhookMetrics::register(r),
+                http: HttpMetrics {
+                    viewers,
+                    ..HttpMetrics::register(r)
+                },
+            }
         })
     }
 

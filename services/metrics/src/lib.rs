@@ -6,12 +6,16 @@
 //! way): a `Clone` struct of families with `register(&mut Registry) -> Self`, whose `Default`
 //! counts without being exposed (unit tests). One place per process composes them into a
 //! [`MetricsRegistry`], which `/metrics` renders. This crate holds only what they share: the
-//! label sets used by several crates, the latency buckets, `liverelay_build_info`, the registry
-//! wrapper and the text encodings. It must never name another crate's families.
+//! label sets used by several crates, the latency buckets, `liverelay_build_info`, the families
+//! several crates update ([`ViewerMetrics`]: viewers by protocol), the registry wrapper and the
+//! text encodings. It must never name another crate's families.
 //!
 //! Names follow Prometheus conventions: `liverelay_` prefix, base units, `_total` counters.
 
 use std::sync::Mutex;
+
+mod viewers;
+pub use viewers::{PROTOCOLS, ProtocolLabel, ViewerMetrics, Watching};
 
 use liverelay_types::Role;
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use liverelay_admission::{SessionRole, Sessions};
 use liverelay_auth::PublishKeys;
+use liverelay_http::HlsViewers;
 use liverelay_hub::Hub;
 use liverelay_redis::{
     ClusterCommand, CommandBus, DropTarget, NodeReport, NodeReports, RedisConn, StreamLoad,
@@ -96,6 +97,8 @@ pub struct LoadReporter {
     pub every: Duration,
     pub hub: Hub,
     pub sessions: Sessions,
+    /// HLS sessions (an HLS stream's packaging is one hub viewer however many watch it).
+    pub hls: Option<HlsViewers>,
     pub phase: watch::Receiver<Phase>,
 }
 
@@ -115,7 +118,16 @@ impl LoadReporter {
             })
             .collect();
         let (mut publishers, mut viewers) = (0, 0);
-        // RTMP sessions only: an ingest's hub also counts the edges subscribed to it.
+        // Admitted viewers (RTMP and HTTP-FLV) and HLS sessions, not the hub's viewers: an
+        // ingest's hub also counts the edges subscribed to it, and an HLS stream's packaging
+        // is one hub viewer however many watch it.
+        for (key, n) in self.hls.iter().flat_map(HlsViewers::per_stream) {
+            viewers += n;
+            streams
+                .entry(format!("{}/{}", key.app, key.name))
+                .or_default()
+                .viewers += n;
+        }
         for s in self.sessions.list() {
             match s.role {
                 SessionRole::Publisher => publishers += 1,

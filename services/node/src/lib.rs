@@ -96,6 +96,7 @@ impl Node {
                 gate: Arc::new(gate),
                 max_name_len: settings.rtmp.max_name_len,
                 wait: Duration::from_secs(settings.http.flv_wait_secs),
+                viewers: metrics.http.viewers.clone(),
             })
         });
         // The player page and its scripts, where there is something to watch.
@@ -105,17 +106,17 @@ impl Node {
                 player_dir: settings.http.player_dir.clone().into(),
             })
         });
-        let hls = serves_viewers(role, &settings)
-            .then(|| {
-                playback::hls(
-                    &settings,
-                    &hub,
-                    policy.clone(),
-                    redis.clone(),
-                    metrics.http.clone(),
-                )
-            })
+        let hls_viewers = serves_viewers(role, &settings)
+            .then(|| playback::hls_viewers(&settings, &metrics.http))
             .flatten();
+        let hls = playback::hls(
+            &settings,
+            &hub,
+            policy.clone(),
+            redis.clone(),
+            metrics.http.clone(),
+            hls_viewers.clone(),
+        );
         let services = Services {
             hub: hub.clone(),
             policy,
@@ -144,6 +145,7 @@ impl Node {
                 every: Duration::from_secs(settings.cluster.report_interval_secs.max(1)),
                 hub: hub.clone(),
                 sessions: sessions.clone(),
+                hls: hls_viewers,
                 phase: drain.watch(),
             };
             reporting = Some(reporter.spawn());

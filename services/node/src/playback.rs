@@ -7,23 +7,38 @@ use std::time::Duration;
 use liverelay_admission::Gate;
 use liverelay_config::{PlayAuth, Settings};
 use liverelay_hls::PackagerConfig;
-use liverelay_http::{HlsService, HttpMetrics, LiveCheck, TokenCheck, hls_router};
+use liverelay_http::{HlsService, HlsViewers, HttpMetrics, LiveCheck, TokenCheck, hls_router};
 use liverelay_hub::Hub;
 use liverelay_registry::{RedisRegistry, StreamRegistry};
 use liverelay_types::{StreamPolicy, unix_secs};
 
-/// `GET /hls/...`, when `hls.enabled`.
+/// HLS sessions counted at most: past it the least recently seen go (a flood of made-up
+/// clients costs a bounded table, some 100 bytes a session).
+const MAX_HLS_SESSIONS: usize = 100_000;
+
+/// An HLS session lasts this long after its last request, at least: three target durations
+/// (a player that only reloads the playlist asks at least once per target duration).
+const MIN_HLS_SESSION_WINDOW: Duration = Duration::from_secs(10);
+
+/// The HLS viewers' sessions, when `hls.enabled`.
+pub(crate) fn hls_viewers(settings: &Settings, metrics: &HttpMetrics) -> Option<HlsViewers> {
+    let h = &settings.hls;
+    let window = (Duration::from_millis(h.segment_duration_ms) * 3).max(MIN_HLS_SESSION_WINDOW);
+    h.enabled
+        .then(|| HlsViewers::new(window, MAX_HLS_SESSIONS, &metrics.viewers))
+}
+
+/// `GET /hls/...`, when `hls.enabled` (`viewers` then is there).
 pub(crate) fn hls(
     settings: &Settings,
     hub: &Hub,
     policy: Arc<dyn StreamPolicy>,
     redis: Option<Arc<RedisRegistry>>,
     metrics: HttpMetrics,
+    viewers: Option<HlsViewers>,
 ) -> Option<axum::Router> {
     let h = &settings.hls;
-    if !h.enabled {
-        return None;
-    }
+    let viewers = viewers.filter(|_| h.enabled)?;
     Some(hls_router(HlsService {
         gate: Arc::new(Gate::new(hub.clone(), policy)),
         max_name_len: settings.rtmp.max_name_len,
@@ -38,6 +53,7 @@ pub(crate) fn hls(
         tokens: token_check(settings),
         live: live_check(hub.clone(), redis),
         metrics,
+        viewers,
     }))
 }
 

@@ -1,7 +1,7 @@
 //! The RTMP server's metrics, updated by the listener (connections accepted, refused at the
-//! limit, open now) and the connections (failed handshakes).
+//! limit, open now) and the connections (failed handshakes, players and the bytes sent to them).
 
-use liverelay_metrics::{KindLabel, ReasonLabel, Registry};
+use liverelay_metrics::{KindLabel, ReasonLabel, Registry, ViewerMetrics};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -14,6 +14,8 @@ pub struct RtmpMetrics {
     pub connections: Family<KindLabel, Counter>,
     pub connections_open: Gauge,
     pub handshake_failures: Family<ReasonLabel, Counter>,
+    /// RTMP players (`protocol="rtmp"`), registered by the process with the HTTP viewers'.
+    pub viewers: ViewerMetrics,
 }
 
 impl RtmpMetrics {

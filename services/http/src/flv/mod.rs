@@ -26,6 +26,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use liverelay_admission::{Asker, ClientAsk, ClientInfo, Gate, PlayArgs};
+use liverelay_metrics::ViewerMetrics;
 use liverelay_rtmp::name::check_name;
 use liverelay_types::unix_ms;
 use tracing::{Instrument, info, warn};
@@ -41,6 +42,8 @@ pub struct FlvService {
     pub max_name_len: usize,
     /// How long a viewer of a stream that is not live waits before 404.
     pub wait: Duration,
+    /// Counts the viewers (`protocol="flv"`) and the bytes sent to them.
+    pub viewers: ViewerMetrics,
 }
 
 /// `GET /flv/{app}/{stream}.flv`.
@@ -125,7 +128,7 @@ async fn flv_play(
                 (header::CACHE_CONTROL, "no-cache"),
                 (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
             ],
-            Body::from_stream(play.into_body()),
+            Body::from_stream(play.into_body(s.viewers.watching("flv"))),
         )
             .into_response()
     }

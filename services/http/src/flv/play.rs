@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures::Stream;
 use liverelay_admission::Admitted;
 use liverelay_hub::{Frame, Viewer, ViewerItem};
+use liverelay_metrics::Watching;
 use liverelay_rtmp::MediaKind;
 use tracing::info;
 
@@ -71,20 +72,24 @@ impl FlvPlay {
 
     /// The response body: the FLV header, the frames held so far, then each frame as it
     /// comes, until the publisher leaves, the play is withdrawn or the client goes away (the
-    /// body is dropped).
-    pub(super) fn into_body(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+    /// body is dropped). `watching` counts it among the HTTP-FLV viewers meanwhile.
+    pub(super) fn into_body(
+        self,
+        watching: Watching,
+    ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
         let has = |kind| self.held.iter().any(|f| f.kind == kind);
         let header = flv_header(has(MediaKind::Audio), has(MediaKind::Video));
         let mut out: VecDeque<Bytes> = VecDeque::with_capacity(BATCH + 1);
         out.push_back(header);
         out.extend(self.held.iter().map(|f| f.flv()));
-        self.viewer.record_sent(out.iter().map(Bytes::len).sum());
         let state = Body {
             viewer: self.viewer,
+            watching,
             items: self.items,
             out,
             ended: false,
         };
+        state.sent();
         futures::stream::unfold(state, |mut body| async move {
             loop {
                 if let Some(bytes) = body.out.pop_front() {
@@ -101,12 +106,20 @@ impl FlvPlay {
 
 struct Body {
     viewer: Admitted<Viewer>,
+    watching: Watching,
     items: Vec<ViewerItem>,
     out: VecDeque<Bytes>,
     ended: bool,
 }
 
 impl Body {
+    /// Counts what is queued as sent: for the stream's figures and the protocol's.
+    fn sent(&self) {
+        let bytes = self.out.iter().map(Bytes::len).sum();
+        self.viewer.record_sent(bytes);
+        self.watching.sent(bytes);
+    }
+
     /// Reads the viewer's next frames, waiting for them when there are none. Read only when
     /// the client took what went before: a client that stops reading stops being polled and
     /// is skipped to a keyframe by the hub when it reads again (counted as dropped frames).
@@ -130,8 +143,7 @@ impl Body {
                 }
             }
             if !self.out.is_empty() || self.ended {
-                self.viewer
-                    .record_sent(self.out.iter().map(Bytes::len).sum());
+                self.sent();
                 return;
             }
             let (viewer, withdrawn) = self.viewer.split();

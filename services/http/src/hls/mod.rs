@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -38,6 +38,7 @@ use tracing::{debug, info};
 
 use crate::metrics::HttpMetrics;
 use crate::reply::{answer, refuse};
+use crate::viewers::HlsViewers;
 use held::HeldRequests;
 use packaged::{Packaged, Packagings};
 
@@ -61,6 +62,8 @@ pub struct HlsService {
     pub tokens: Option<TokenCheck>,
     pub live: LiveCheck,
     pub metrics: HttpMetrics,
+    /// Counts the sessions (viewers) and the bytes of the answers.
+    pub viewers: HlsViewers,
 }
 
 struct Hls {
@@ -140,18 +143,23 @@ async fn hls_get(
     Path((app, stream, file)): Path<(String, String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Response {
     let asked = Asked::parse(&file);
     let kind = asked.map_or("unknown", Asked::kind);
     let started = Instant::now();
+    let key = StreamId::new(app, stream);
     let response = match asked {
         None => answer(StatusCode::NOT_FOUND, "no such HLS file"),
-        Some(asked) => serve(&hls, peer, StreamId::new(app, stream), asked, query).await,
+        Some(asked) => serve(&hls, peer, key.clone(), asked, query).await,
     };
     hls.service
         .metrics
         .hls_request(kind, response.status(), started.elapsed());
-    response
+    let agent = headers.get(header::USER_AGENT);
+    hls.service
+        .viewers
+        .answered(&key, peer.ip(), agent, response)
 }
 
 async fn serve(

@@ -157,6 +157,7 @@ fn reporter(
     redis: RedisConn,
     hub: &Hub,
     sessions: &Sessions,
+    hls: Option<HlsViewers>,
     every: Duration,
 ) -> (LoadReporter, watch::Sender<Phase>) {
     let (phase, phase_rx) = watch::channel(Phase::Running);
@@ -168,6 +169,7 @@ fn reporter(
         every,
         hub: hub.clone(),
         sessions: sessions.clone(),
+        hls,
         phase: phase_rx,
     };
     (reporter, phase)
@@ -181,7 +183,7 @@ async fn written(reporting: &mut Reporting, draining: bool) {
 }
 
 #[tokio::test]
-async fn the_load_report_counts_rtmp_sessions_per_stream() {
+async fn the_load_report_counts_rtmp_sessions_and_hls_sessions_per_stream() {
     let redis = LocalRedis::start("load").await;
     let conn = redis.conn().await;
     let hub = Hub::new(Default::default());
@@ -200,8 +202,25 @@ async fn the_load_report_counts_rtmp_sessions_per_stream() {
     .into_iter()
     .map(|s| sessions.register(s))
     .collect();
+    // HLS sessions: two clients of the show (its packaging's one hub viewer is no session),
+    // one of a stream only HLS clients watch here.
+    let hls = HlsViewers::new(WAIT, 100, &Default::default());
+    let hls_client = |stream: &str, last: u8| {
+        let key = liverelay_types::StreamId::new("live", stream);
+        let ok = axum::response::IntoResponse::into_response("#EXTM3U\n");
+        hls.answered(&key, std::net::IpAddr::from([10, 0, 0, last]), None, ok);
+    };
+    hls_client("cam", 1);
+    hls_client("cam", 2);
+    hls_client("hls-only", 1);
 
-    let (reporter, _phase) = reporter(conn.clone(), &hub, &sessions, Duration::from_secs(3600));
+    let (reporter, _phase) = reporter(
+        conn.clone(),
+        &hub,
+        &sessions,
+        Some(hls.clone()),
+        Duration::from_secs(3600),
+    );
     let mut reporting = reporter.spawn();
     written(&mut reporting, false).await;
 
@@ -213,7 +232,7 @@ async fn the_load_report_counts_rtmp_sessions_per_stream() {
         (POD, Role::Edge, "rtmp://10.0.0.7:1935")
     );
     assert!(!report.draining);
-    assert_eq!((report.publishers, report.viewers), (1, 3));
+    assert_eq!((report.publishers, report.viewers), (1, 6));
     let streams: Vec<(&str, u64, bool)> = report
         .streams
         .iter()
@@ -221,7 +240,11 @@ async fn the_load_report_counts_rtmp_sessions_per_stream() {
         .collect();
     assert_eq!(
         streams,
-        [("live/cam", 2, true), ("live/waiting", 1, false)],
+        [
+            ("live/cam", 4, true),
+            ("live/hls-only", 1, false),
+            ("live/waiting", 1, false)
+        ],
         "viewers per stream from the sessions; live from the hub"
     );
 }
@@ -234,7 +257,7 @@ async fn draining_is_reported_at_once_and_leaving_withdraws_the_report() {
     let sessions = Sessions::default();
     let reports = NodeReports::new(conn.clone());
     // An interval far longer than the test: only the phase change can bring a new report.
-    let (reporter, phase) = reporter(conn, &hub, &sessions, Duration::from_secs(3600));
+    let (reporter, phase) = reporter(conn, &hub, &sessions, None, Duration::from_secs(3600));
     let mut reporting = reporter.spawn();
     written(&mut reporting, false).await;
     assert!(!reports.list().await.unwrap()[0].draining);

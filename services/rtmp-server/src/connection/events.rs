@@ -173,7 +173,8 @@ impl<S: Transport> Connection<S> {
                 info!(stream = %stream, live = viewer.is_live(), "play started");
                 self.session.accept_play(&req);
                 // A second play on this connection replaces the first.
-                self.playing = Some(Playing::new(req.stream_id, req.name, viewer));
+                let watching = self.metrics.viewers.watching("rtmp");
+                self.playing = Some(Playing::new(req.stream_id, req.name, viewer, watching));
             }
             Err(refused) => {
                 self.refuse_play(&req, refused.stream(), refused.status(), refused.why());

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use liverelay_admission::{Admitted, Withdrawn};
 use liverelay_hub::{Viewer, ViewerItem};
+use liverelay_metrics::Watching;
 use liverelay_rtmp::{MediaKind, ServerSession};
 use tokio::time::Instant;
 use tracing::info;
@@ -19,6 +20,8 @@ pub(super) struct Playing {
     /// The name the client asked for: the status messages it is sent carry it.
     pub(super) name: String,
     viewer: Admitted<Viewer>,
+    /// Counts this play among the RTMP viewers, and the bytes sent to it.
+    watching: Watching,
     paused: bool,
     audio: bool,
     video: bool,
@@ -39,11 +42,17 @@ pub(super) enum Due {
 }
 
 impl Playing {
-    pub(super) fn new(stream_id: u32, name: String, viewer: Admitted<Viewer>) -> Self {
+    pub(super) fn new(
+        stream_id: u32,
+        name: String,
+        viewer: Admitted<Viewer>,
+        watching: Watching,
+    ) -> Self {
         Self {
             stream_id,
             name,
             viewer,
+            watching,
             paused: false,
             audio: true,
             video: true,
@@ -146,6 +155,8 @@ impl Playing {
                 }
             }
         }
-        self.viewer.record_sent(out.iter().map(Bytes::len).sum());
+        let sent = out.iter().map(Bytes::len).sum();
+        self.viewer.record_sent(sent);
+        self.watching.sent(sent);
     }
 }
