@@ -78,6 +78,7 @@ wait_port() {
 }
 
 SERVER_PID=""   # process to sample (/proc): liverelay, or nginx's worker
+HTTP_PORT=""    # the server's HTTP port (HTTP players)
 SERVER_MAIN=""  # process to stop
 PORT=""
 PUBLISH_PORT="" # cluster kinds: the ingest's RTMP port, where the tool publishes
@@ -105,7 +106,8 @@ start_server_once() {
             start_cluster "$kind" || return 1
             ;;
         liverelay*)
-            local http; http=$(free_port)
+            HTTP_PORT=$(free_port)
+            local http=$HTTP_PORT
             local rtmp=$PORT tls=()
             if [ "${SCHEME[$kind]:-rtmp}" = rtmps ]; then
                 # RTMPS on $PORT (what the tool loads), plain RTMP on a port nobody uses.
@@ -123,9 +125,20 @@ start_server_once() {
             STARTED+=("$SERVER_MAIN")
             SERVER_PID=$SERVER_MAIN
             ;;
-        nginx)
+        nginx*)
             local dir=$WORK/nginx
-            mkdir -p "$dir"
+            rm -rf "$dir"; mkdir -p "$dir"
+            HTTP_PORT=$(free_port)
+            # nginx.conf.in includes these two: empty for nginx-rtmp alone; nginx-hls also
+            # writes HLS (the RTMP application's part) and serves it (an http block).
+            local part src
+            # The worker runs as nobody: it must reach its HLS directory under $WORK.
+            [ "$kind" = nginx-hls ] && chmod o+x "$WORK" "$dir"
+            for part in app http; do
+                src=/dev/null
+                [ "$kind" = nginx-hls ] && src=$ROOT/bench/nginx-hls-$part.conf.in
+                sed -e "s#@DIR@#$dir#g" -e "s#@HTTP@#$HTTP_PORT#g" "$src" >"$dir/$part.conf"
+            done
             sed -e "s#@DIR@#$dir#g" -e "s#@PORT@#$PORT#g" -e "s#@FDS@#$FDS#g" \
                 "$ROOT/bench/nginx.conf.in" >"$dir/nginx.conf"
             taskset -c $SERVER_CORE nginx -c "$dir/nginx.conf" -p "$dir" -e "$dir/nginx-error.log" \
@@ -134,7 +147,8 @@ start_server_once() {
             STARTED+=("$SERVER_MAIN")
             SERVER_PID=""
             for _ in $(seq 50); do
-                SERVER_PID=$(pgrep -P "$SERVER_MAIN" | head -1 || true)
+                # The worker, not a cache manager (nginx starts one when it has an http block).
+                SERVER_PID=$(pgrep -P "$SERVER_MAIN" -f "worker process" | head -1 || true)
                 [ -n "$SERVER_PID" ] && break
                 sleep 0.1
             done
@@ -204,7 +218,7 @@ stop_server() {
 # the ratios), every kind it may run, and per kind its label, its environment words, and
 # optionally its binary, URL scheme and extra tool flags.
 SERVERS=(); ALL_SERVERS=()
-declare -A LABEL=() SETTINGS=() SERVER_BIN=() SCHEME=() TOOL_ARGS=() CLUSTER_EDGES=()
+declare -A LABEL=() SETTINGS=() SERVER_BIN=() SCHEME=() TOOL_ARGS=() CLUSTER_EDGES=() PLAY=()
 SCENARIO=""  # the scenario running (cluster kinds name their extra edges' stream after it)
 COMMANDS=()
 
@@ -217,6 +231,8 @@ scenario() {
     for k in "${SERVERS[@]}"; do
         [ "${SCHEME[$k]:-rtmp}" = rtmp ] ||
             COMMANDS+=("$name (${LABEL[$k]}): the same with --url ${SCHEME[$k]}://127.0.0.1:PORT/live/$name ${TOOL_ARGS[$k]}")
+        [ -z "${PLAY[$k]:-}" ] ||
+            COMMANDS+=("$name (${LABEL[$k]}): the same with --protocol ${PLAY[$k]%% *} --play-url http://127.0.0.1:HTTP${PLAY[$k]#* }")
     done
     [ "$REPORT_ONLY" = 1 ] && return 0
     # BENCH_ONLY=REGEX: only the scenarios whose name matches run (a partial, quicker report).
@@ -236,8 +252,13 @@ scenario() {
             local json=$OUT/results/$name-$kind-$run.json
             local publish=()
             [ -n "$PUBLISH_PORT" ] && publish=(--publish-url "rtmp://127.0.0.1:$PUBLISH_PORT/live/$name")
+            # HTTP players: PLAY[kind] is "PROTOCOL PATH" on the server's HTTP port.
+            local play=()
+            if [ -n "${PLAY[$kind]:-}" ]; then
+                play=(--protocol "${PLAY[$kind]%% *}" --play-url "http://127.0.0.1:$HTTP_PORT${PLAY[$kind]#* }")
+            fi
             # shellcheck disable=SC2086 # extra tool flags of this server kind, as words
-            if ! taskset -c $TOOL_CORE "$BIN/liverelay-bench" run ${TOOL_ARGS[$kind]:-} "${publish[@]}" \
+            if ! taskset -c $TOOL_CORE "$BIN/liverelay-bench" run ${TOOL_ARGS[$kind]:-} "${publish[@]}" "${play[@]}" \
                 --url "${SCHEME[$kind]:-rtmp}://127.0.0.1:$PORT/live/$name" --label "${LABEL[$kind]}" \
                 --server-pid "$SERVER_PID" --server-core "$SERVER_CORE" --json "$json" "$@" \
                 >"$OUT/results/$name-$kind-$run.txt" 2>"$WORK/tool.err"; then

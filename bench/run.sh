@@ -5,6 +5,7 @@
 #
 #   BENCH_RUNS=3        repetitions of each scenario (min / median / max are reported)
 #   BENCH_QUICK=1       tiny scenarios, one run: checks that the pipeline works (~2 min)
+#                       (e.g. BENCH_QUICK=1 BENCH_ONLY='^(httpflv|hls)$' for the HTTP viewers)
 #   BENCH_OUT=DIR       where results go (default: bench/)
 #   BENCH_REPORT_ONLY=1 only rewrite RESULTS.md and the plots from the results already there
 #   BENCH_ONLY=REGEX    only the scenarios whose name matches (e.g. `cluster|ingest`)
@@ -16,11 +17,18 @@ set -euo pipefail
 
 # Servers of the next scenario; the last is the baseline of the ratios.
 ALL_SERVERS=(liverelay liverelay-rtmps liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx
-    liverelay-edge liverelay-ingest liverelay-ingest-base)
+    liverelay-edge liverelay-ingest liverelay-ingest-base liverelay-httpflv liverelay-llhls liverelay-hls
+    nginx-hls)
 SERVERS=(liverelay liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx)
 LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-fixedhold]="liverelay-fixedhold" [liverelay-nodelay]="liverelay-nodelay"
     [liverelay-coalesce]="liverelay-coalesce40" [nginx]="nginx-rtmp" [liverelay-edge]="edge"
-    [liverelay-ingest]="ingest" [liverelay-ingest-base]="ingest-before")
+    [liverelay-ingest]="ingest" [liverelay-ingest-base]="ingest-before" [liverelay-httpflv]="liverelay-httpflv"
+    [liverelay-llhls]="liverelay-llhls" [liverelay-hls]="liverelay-hls" [nginx-hls]="nginx-hls")
+# HTTP players (PLAY: protocol and path on the server's HTTP port; the tool still publishes
+# over RTMP). liverelay's HTTP limits are raised as its RTMP one is: every client of the tool
+# comes from 127.0.0.1, which `hls.max_held_per_client` would otherwise cap.
+PLAY=([liverelay-httpflv]="flv /flv/{app}/{stream}.flv" [liverelay-llhls]="llhls /hls/{app}/{stream}/index.m3u8"
+    [liverelay-hls]="hls /hls/{app}/{stream}/index.m3u8" [nginx-hls]="hls /hls/{stream}.m3u8")
 # Cluster kinds (bench/lib.sh start_cluster): players on an edge of an ingest. With
 # BENCH_BASE_BIN, the ingest's cost is also measured for that binary ("before").
 BASE=${BENCH_BASE_BIN:-}
@@ -35,6 +43,8 @@ TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/ca.pem")
 SETTINGS=([liverelay]="" [liverelay-rtmps]="" [liverelay-fixedhold]="LIVERELAY_HUB__AUDIO_HOLD_ADAPTIVE=false"
     [liverelay-nodelay]="LIVERELAY_RTMP__TCP_NODELAY=true"
     [liverelay-coalesce]="LIVERELAY_RTMP__WRITE_COALESCE_MS=40")
+HTTP_LIMITS="LIVERELAY_HTTP__MAX_CONNECTIONS=$MAXCONN LIVERELAY_HLS__MAX_HELD_PER_CLIENT=$MAXCONN"
+SETTINGS+=([liverelay-httpflv]="$HTTP_LIMITS" [liverelay-llhls]="$HTTP_LIMITS" [liverelay-hls]="$HTTP_LIMITS")
 
 # --- scenarios ---------------------------------------------------------------------------------
 mkdir -p "$OUT/results"
@@ -46,7 +56,10 @@ if [ "$QUICK" = 1 ]; then
     RUNS=1
     FANOUT_AT=100,200,400; FANOUT_STEP=400; FANOUT_MAX=800; INTERVAL=5s
     PUB_STEP=5; PUB_MAX=10; TTFF_PLAYERS=50; CLUSTER_DURATION=5s
+    HLS_AT=50,100,200; HLS_STEP=200; HLS_MAX=400; HLS_INTERVAL=8s
 else
+    HLS_AT=100,250,500,1000,1500,2000; HLS_STEP=500; HLS_INTERVAL=10s
+    HLS_MAX=$(( MAXCONN - 100 < 10000 ? MAXCONN - 100 : 10000 ))
     CLUSTER_DURATION=20s
     FANOUT_AT=100,500,1000,2000,3000,4000,5000,6000; FANOUT_STEP=2000; INTERVAL=6s
     FANOUT_MAX=$(( MAXCONN - 100 < 14000 ? MAXCONN - 100 : 14000 ))
@@ -85,6 +98,18 @@ scenario ingest2m5 --bitrate 2.5M --fps 30 --gop 2s --players 1 --sample-every 1
 scenario ingest20m --bitrate 20M --fps 30 --gop 2s --players 1 --sample-every 1 \
     --duration "$CLUSTER_DURATION" --settle 3s -q
 
+# 5. HTTP viewers per core. HTTP-FLV players against RTMP players of the same server and
+#    stream (the fan-out above).
+SERVERS=(liverelay-httpflv liverelay)
+scenario httpflv --bitrate 2.5M --fps 30 --gop 2s --ramp-at "$FANOUT_AT" --ramp-step "$FANOUT_STEP" \
+    --ramp-max "$FANOUT_MAX" --ramp-interval "$INTERVAL" --settle 3s -q
+# 5b. HLS clients of a 2.5 Mbit/s stream with a 1 s GOP: liverelay's LL-HLS (hls.js's
+#     requests) and regular HLS (its defaults: 2 s segments, 200 ms parts) against nginx
+#     serving nginx-rtmp's HLS (1 s fragments). A client is behind when it would have stalled.
+SERVERS=(liverelay-llhls liverelay-hls nginx-hls)
+scenario hls --bitrate 2.5M --fps 30 --gop 1s --ramp-at "$HLS_AT" --ramp-step "$HLS_STEP" \
+    --ramp-max "$HLS_MAX" --ramp-interval "$HLS_INTERVAL" --settle 4s -q
+
 ELAPSED=$(( $(date +%s) - BEGIN ))
 if [ "$REPORT_ONLY" = 1 ]; then
     ELAPSED=$(cat "$OUT/results/elapsed" 2>/dev/null || echo "?")
@@ -92,7 +117,7 @@ else
     echo "$ELAPSED" >"$OUT/results/elapsed"
 fi
 # Figures at these player counts (the first and last give RSS per added player).
-if [ "$QUICK" = 1 ]; then COMPARE_AT=100,400; else COMPARE_AT=100,500,1000,2000; fi
+if [ "$QUICK" = 1 ]; then COMPARE_AT=100,400; HLS_COMPARE_AT=100,200; else COMPARE_AT=100,500,1000,2000; HLS_COMPARE_AT=100,500,1000; fi
 
 # --- plots and RESULTS.md ----------------------------------------------------------------------
 B=$BIN/liverelay-bench
@@ -183,6 +208,20 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo "20 Mbit/s:"
     echo
     table ingest20m
+    echo
+    echo "## 5. HTTP viewers per core"
+    echo
+    echo "### HTTP-FLV players against RTMP players (one 2.5 Mbit/s stream, 2 s GOP)"
+    echo
+    echo "The same stream and ramp as the fan-out; the tool plays \\`GET /flv/live/NAME.flv\\` (HTTP/1.1, chunked) and accounts FLV tags as RTMP messages (latency from the same send stamps)."
+    echo
+    table httpflv --at "$COMPARE_AT"
+    echo
+    echo "### HLS clients (one 2.5 Mbit/s stream, 1 s GOP)"
+    echo
+    echo "Each client holds one keep-alive HTTP/1.1 connection. *liverelay-llhls*: as hls.js in low-latency mode, a blocking playlist reload (\\`_HLS_msn\\`, \\`_HLS_part\\`) for the next part, then the part (200 ms parts, 2 s segments: liverelay's defaults). *liverelay-hls* and *nginx-hls*: the playlist every target duration (half of it when nothing was new), then each new segment; nginx serves the files nginx-rtmp writes (\\`hls on; hls_fragment 1s\\`, bench/nginx-hls-*.conf.in) from the same single worker. A client is *behind* when it would have stalled: it starts playing its first part or segment on arrival, in real time, and a later one arrives more than 2 part targets (LL-HLS) or 1 target duration (HLS) after the playhead reached it. Latency: send stamp → arrival of the part or segment carrying it (every stamp found in the bytes). liverelay runs with \\`http.max_connections\\` and \\`hls.max_held_per_client\\` raised to $MAXCONN (all clients come from 127.0.0.1)."
+    echo
+    table hls --at "$HLS_COMPARE_AT"
     echo
     if [ -e "$OUT/results/incidents" ]; then
         echo "## Incidents"

@@ -4,13 +4,44 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use liverelay_rtmp_client::{ClientEvent, ClientOptions, MediaKind, RtmpClient, RtmpUrl};
+use liverelay_rtmp_client::{ClientEvent, ClientOptions, RtmpClient, RtmpUrl};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::report::{Report, StepResult};
-use crate::source::{Source, stamp, unix_nanos};
+use crate::source::Source;
 use crate::stats::{CoreSample, ProcSample, Summary, is_behind, median};
+use crate::viewer::Viewer;
+use crate::{flv, hls};
+
+/// How players play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Rtmp,
+    /// HTTP-FLV: one endless GET (`--play-url`).
+    Flv,
+    /// Low-Latency HLS as hls.js plays it: a blocking playlist reload for the next part, then
+    /// that part.
+    #[value(name = "llhls")]
+    LlHls,
+    /// Regular HLS: the playlist every target duration, each new complete segment.
+    Hls,
+}
+
+impl Protocol {
+    /// Segmented protocols receive in bursts, so their quality is whether they stall, not
+    /// their rate over a few seconds.
+    pub fn segmented(self) -> bool {
+        matches!(self, Protocol::LlHls | Protocol::Hls)
+    }
+}
+
+/// The HTTP URL players of stream `url` use: `{app}` and `{stream}` in the template replaced.
+fn http_url(template: &str, url: &RtmpUrl) -> String {
+    template
+        .replace("{app}", &url.app)
+        .replace("{stream}", &url.name)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +108,9 @@ pub struct Plan {
     /// The core the server is pinned to: its busy % (softirq included) is reported too.
     pub server_core: Option<usize>,
     pub client: ClientOptions,
+    pub protocol: Protocol,
+    /// Players of HTTP protocols: URL template with `{app}` and `{stream}`.
+    pub play_url: Option<String>,
     pub label: String,
     pub quiet: bool,
 }
@@ -106,31 +140,45 @@ fn stream_at(url: &RtmpUrl, i: usize) -> RtmpUrl {
 
 /// Counters shared by the tasks; everything is relaxed atomics or short mutexes.
 #[derive(Default)]
-struct Shared {
-    latency_ms: Mutex<Vec<f64>>,
+pub(crate) struct Shared {
+    pub(crate) latency_ms: Mutex<Vec<f64>>,
     /// The same for video messages only (audio may wait for video; video never does).
-    video_latency_ms: Mutex<Vec<f64>>,
-    ttff: Mutex<Vec<(f64, bool)>>,
-    failed: AtomicUsize,
-    dropped: AtomicUsize,
+    pub(crate) video_latency_ms: Mutex<Vec<f64>>,
+    pub(crate) ttff: Mutex<Vec<(f64, bool)>>,
+    pub(crate) failed: AtomicUsize,
+    pub(crate) dropped: AtomicUsize,
     publishers_failed: AtomicUsize,
     last_error: Mutex<Option<String>>,
 }
 
 impl Shared {
-    fn fail(&self, counter: &AtomicUsize, what: String) {
+    pub(crate) fn fail(&self, counter: &AtomicUsize, what: String) {
         counter.fetch_add(1, Relaxed);
         *self.last_error.lock().unwrap() = Some(what);
     }
 }
 
-struct PlayerSlot {
+pub(crate) struct PlayerSlot {
     stream: usize,
-    bytes: AtomicU64,
+    pub(crate) bytes: AtomicU64,
     /// 0 connecting, 1 playing, 2 failed, 3 ended after playing.
-    state: AtomicUsize,
+    pub(crate) state: AtomicUsize,
     /// The first video frame arrived.
-    flowing: AtomicBool,
+    pub(crate) flowing: AtomicBool,
+    /// Times the player would have stopped to wait for media (HLS clients).
+    pub(crate) stalls: AtomicU64,
+}
+
+impl PlayerSlot {
+    pub(crate) fn new(stream: usize) -> Self {
+        Self {
+            stream,
+            bytes: AtomicU64::new(0),
+            state: AtomicUsize::new(0),
+            flowing: AtomicBool::new(false),
+            stalls: AtomicU64::new(0),
+        }
+    }
 }
 
 struct StreamSlot {
@@ -206,23 +254,39 @@ pub async fn run(plan: Plan) -> Report {
         for j in 0..new {
             let index = players.len();
             let stream = index % streams.len().max(1);
-            let slot = Arc::new(PlayerSlot {
-                stream,
-                bytes: AtomicU64::new(0),
-                state: AtomicUsize::new(0),
-                flowing: AtomicBool::new(false),
-            });
+            let slot = Arc::new(PlayerSlot::new(stream));
             players.push(slot.clone());
             let sampled = plan.sample_every <= 1 || index.is_multiple_of(plan.sample_every);
-            tokio::spawn(player(
-                plan.stream_url(stream),
-                slot,
-                shared.clone(),
-                sampled,
-                plan.rcvlowat,
-                plan.client.clone(),
-                stop_rx.clone(),
-            ));
+            let viewer = Viewer::new(slot, shared.clone(), sampled);
+            let url = plan.stream_url(stream);
+            let stop = stop_rx.clone();
+            match (&plan.play_url, plan.protocol) {
+                (Some(template), protocol) if protocol != Protocol::Rtmp => {
+                    let http = http_url(template, &url);
+                    let timeout = plan.client.timeout;
+                    match protocol {
+                        Protocol::Flv => {
+                            tokio::spawn(flv::player(http, viewer, plan.rcvlowat, timeout, stop))
+                        }
+                        _ => tokio::spawn(hls::client(
+                            http,
+                            viewer,
+                            protocol == Protocol::LlHls,
+                            timeout,
+                            stop,
+                        )),
+                    };
+                }
+                _ => {
+                    tokio::spawn(player(
+                        url,
+                        viewer,
+                        plan.rcvlowat,
+                        plan.client.clone(),
+                        stop,
+                    ));
+                }
+            }
             if new > 1 {
                 sleep_until(step_start + spread.mul_f64((j + 1) as f64 / new as f64)).await;
             }
@@ -295,6 +359,7 @@ async fn measure_step(
             )
         })
         .collect();
+    let snap_stalls: Vec<u64> = players.iter().map(|p| p.stalls.load(Relaxed)).collect();
     let snap_streams: Vec<u64> = streams.iter().map(|s| s.sent.load(Relaxed)).collect();
     let srv0 = plan.server_pid.and_then(|p| ProcSample::read(Some(p)));
     let me0 = ProcSample::read(None);
@@ -354,7 +419,11 @@ async fn measure_step(
         .collect();
     // Measured: media flowing at the window's start and still playing at its end. Players
     // that played through the whole window without a single video frame are stalled.
+    // Segmented clients (HLS) receive in bursts: they are behind when they stalled in the
+    // window (see `viewer::Pace`) or received nothing, whatever their rate.
+    let segmented = plan.protocol.segmented() && plan.play_url.is_some();
     let mut per_player: Vec<(usize, f64, bool)> = Vec::with_capacity(players.len());
+    let mut starved = Vec::with_capacity(players.len());
     let mut stalled = 0;
     for (i, p) in players.iter().enumerate() {
         let (b0, was_playing, was_flowing) =
@@ -365,6 +434,8 @@ async fn measure_step(
             stalled += 1;
         }
         per_player.push((p.stream, bps, was_flowing && playing));
+        starved
+            .push(bps == 0.0 || p.stalls.load(Relaxed) > snap_stalls.get(i).copied().unwrap_or(0));
     }
     let expected = |stream: usize| -> f64 {
         if plan.source.is_some() {
@@ -383,14 +454,19 @@ async fn measure_step(
     };
     let expected_by_stream: Vec<f64> = (0..streams.len()).map(expected).collect();
     let measured: Vec<&(usize, f64, bool)> = per_player.iter().filter(|p| p.2).collect();
-    let behind = measured
+    let behind = per_player
         .iter()
-        .filter(|(s, b, _)| {
-            is_behind(
-                *b,
-                expected_by_stream.get(*s).copied().unwrap_or(0.0),
-                plan.behind_threshold,
-            )
+        .zip(&starved)
+        .filter(|((s, b, m), starved)| {
+            *m && if segmented {
+                **starved
+            } else {
+                is_behind(
+                    *b,
+                    expected_by_stream.get(*s).copied().unwrap_or(0.0),
+                    plan.behind_threshold,
+                )
+            }
         })
         .count()
         + stalled;
@@ -506,15 +582,11 @@ async fn publisher(
 
 async fn player(
     url: RtmpUrl,
-    slot: Arc<PlayerSlot>,
-    shared: Arc<Shared>,
-    sampled: bool,
+    mut viewer: Viewer,
     rcvlowat: u32,
     options: ClientOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    let t0 = Instant::now();
-    let joined = unix_nanos();
     let connected = async {
         let mut c = RtmpClient::connect(&url, options).await?;
         c.play(&url.name).await?;
@@ -523,58 +595,26 @@ async fn player(
     let mut client = tokio::select! {
         r = connected => match r {
             Ok(c) => c,
-            Err(e) => {
-                slot.state.store(2, Relaxed);
-                return shared.fail(&shared.failed, format!("play {url}: {e}"));
-            }
+            Err(e) => return viewer.failed(format!("play {url}: {e}")),
         },
         _ = stop.changed() => return,
     };
-    slot.state.store(1, Relaxed);
-    let mut first_video = false;
-    let end = |slot: &PlayerSlot, shared: &Shared, why: String| {
-        slot.state.store(3, Relaxed);
-        shared.fail(&shared.dropped, format!("play {url}: {why}"));
-    };
+    viewer.playing();
     // Decode until the first video frame (TTFF), and for good if sampled.
-    while sampled || !first_video {
+    while viewer.sampled || !viewer.has_frame() {
         while let Some(e) = client.try_event() {
-            let ClientEvent::Media { media, .. } = e else {
-                continue;
-            };
-            if media.kind == MediaKind::Video && !first_video {
-                // Sequence headers (AVC/HEVC config) are not frames.
-                let is_header = media.payload.get(1) == Some(&0) && media.payload[0] & 0x0f == 7;
-                if !is_header {
-                    first_video = true;
-                    slot.flowing.store(true, Relaxed);
-                    let keyframe = media.payload.first().is_some_and(|b| b >> 4 == 1);
-                    shared
-                        .ttff
-                        .lock()
-                        .unwrap()
-                        .push((t0.elapsed().as_secs_f64() * 1000.0, keyframe));
-                }
-            }
-            if sampled && let Some(sent) = stamp::read(media.kind, &media.payload) {
-                // Live messages only: GOP-cache frames were sent before we joined.
-                if sent >= joined {
-                    let ms = unix_nanos().saturating_sub(sent) as f64 / 1e6;
-                    shared.latency_ms.lock().unwrap().push(ms);
-                    if media.kind == MediaKind::Video {
-                        shared.video_latency_ms.lock().unwrap().push(ms);
-                    }
-                }
+            if let ClientEvent::Media { media, .. } = e {
+                viewer.media(media.kind, &media.payload);
             }
         }
-        if !sampled && first_video {
+        if !viewer.sampled && viewer.has_frame() {
             break;
         }
         tokio::select! {
             r = client.read() => match r {
-                Ok(0) => return end(&slot, &shared, "closed by server".into()),
-                Ok(_) => slot.bytes.store(client.bytes_received(), Relaxed),
-                Err(e) => return end(&slot, &shared, e.to_string()),
+                Ok(0) => return viewer.ended(format!("play {url}: closed by server")),
+                Ok(_) => viewer.bytes(client.bytes_received()),
+                Err(e) => return viewer.ended(format!("play {url}: {e}")),
             },
             _ = stop.changed() => return,
         }
@@ -584,9 +624,9 @@ async fn player(
     loop {
         tokio::select! {
             r = bulk.read() => match r {
-                Ok(0) => return end(&slot, &shared, "closed by server".into()),
-                Ok(_) => slot.bytes.store(bulk.total(), Relaxed),
-                Err(e) => return end(&slot, &shared, e.to_string()),
+                Ok(0) => return viewer.ended(format!("play {url}: closed by server")),
+                Ok(_) => viewer.bytes(bulk.total()),
+                Err(e) => return viewer.ended(format!("play {url}: {e}")),
             },
             _ = stop.changed() => return,
         }
@@ -637,6 +677,8 @@ mod tests {
             server_pid: None,
             server_core: None,
             client: ClientOptions::default(),
+            protocol: Protocol::Rtmp,
+            play_url: None,
             label: String::new(),
             quiet: true,
         };

@@ -7,11 +7,15 @@
 
 mod compare;
 mod engine;
+mod flv;
+mod hls;
+mod http1;
 mod plot;
 mod report;
 mod source;
 mod stats;
 mod units;
+mod viewer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,7 +26,7 @@ use clap::{Args, Parser, Subcommand};
 use liverelay_rtmp::handshake::ClientKind;
 use liverelay_rtmp_client::{ClientOptions, RtmpUrl};
 
-use engine::{Plan, Ramp, RampKind};
+use engine::{Plan, Protocol, Ramp, RampKind};
 use report::Report;
 use source::{FlvFile, Source, SyntheticSpec};
 
@@ -155,6 +159,15 @@ struct SourceArgs {
 
 #[derive(Args)]
 struct PlayArgs {
+    /// How players play: rtmp (from --url), or over HTTP from --play-url: flv (HTTP-FLV),
+    /// llhls (blocking playlist reloads and parts, as hls.js in low-latency mode), hls
+    /// (playlist polls and complete segments).
+    #[arg(long, value_enum, default_value = "rtmp")]
+    protocol: Protocol,
+    /// HTTP players: the URL, `{app}` and `{stream}` replaced by the app and stream i's name
+    /// of --url, e.g. http://127.0.0.1:8080/hls/{app}/{stream}/index.m3u8.
+    #[arg(long)]
+    play_url: Option<String>,
     /// Fixed mode: players in total (spread over the streams). Players ramp: the first step.
     /// Streams ramp: players per stream.
     #[arg(long, default_value_t = 1)]
@@ -191,9 +204,10 @@ struct PlayArgs {
     /// A ramp step is sustained with at most this % of players behind...
     #[arg(long, default_value_t = 1.0)]
     max_behind_pct: f64,
-    /// ...and a delivery latency p99 of at most this, no failed or pending connects.
-    #[arg(long, default_value_t = 500.0)]
-    max_latency_ms: f64,
+    /// ...and a delivery latency p99 of at most this (default 500; none for HLS clients,
+    /// whose quality is not stalling), no failed or pending connects.
+    #[arg(long)]
+    max_latency_ms: Option<f64>,
 }
 
 fn client_options(c: &Common) -> anyhow::Result<ClientOptions> {
@@ -251,6 +265,9 @@ fn plan(common: &Common, source: Option<Source>, play: Option<&PlayArgs>) -> any
     };
     let d = PlayArgs::defaults();
     let p = play.unwrap_or(&d);
+    if p.protocol != Protocol::Rtmp && p.play_url.is_none() {
+        anyhow::bail!("--protocol {:?} needs --play-url", p.protocol);
+    }
     Ok(Plan {
         url,
         publish_url: common.publish_url.as_deref().map(str::parse).transpose()?,
@@ -265,7 +282,13 @@ fn plan(common: &Common, source: Option<Source>, play: Option<&PlayArgs>) -> any
         stream_bitrate: p.stream_bitrate.or(nominal),
         behind_threshold: p.behind_threshold,
         max_behind_pct: p.max_behind_pct,
-        max_latency_ms: p.max_latency_ms,
+        max_latency_ms: p.max_latency_ms.unwrap_or(if p.protocol.segmented() {
+            f64::INFINITY
+        } else {
+            500.0
+        }),
+        protocol: p.protocol,
+        play_url: p.play_url.clone(),
         server_pid: common.server_pid,
         server_core: common.server_core,
         client: client_options(common)?,
@@ -277,6 +300,8 @@ fn plan(common: &Common, source: Option<Source>, play: Option<&PlayArgs>) -> any
 impl PlayArgs {
     fn defaults() -> Self {
         Self {
+            protocol: Protocol::Rtmp,
+            play_url: None,
             players: 0,
             ramp_step: None,
             ramp_at: Vec::new(),
@@ -289,7 +314,7 @@ impl PlayArgs {
             stream_bitrate: None,
             behind_threshold: 0.9,
             max_behind_pct: 100.0,
-            max_latency_ms: f64::INFINITY,
+            max_latency_ms: Some(f64::INFINITY),
         }
     }
 }

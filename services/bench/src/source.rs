@@ -205,6 +205,18 @@ impl SyntheticSpec {
         ]
     }
 
+    /// A video frame: the FLV tag header and one length-prefixed NAL unit (IDR slice or
+    /// non-IDR slice) filling the rest, so that servers that walk the NAL units (nginx-rtmp's
+    /// HLS muxer, fMP4 packagers) take the frame whole.
+    fn video_payload(len: usize, keyframe: bool) -> Bytes {
+        let nal_len = (len.saturating_sub(9) as u32).to_be_bytes();
+        let (flags, nal_type) = if keyframe { (0x17, 0x65) } else { (0x27, 0x41) };
+        let mut head = vec![flags, 0x01, 0, 0, 0];
+        head.extend_from_slice(&nal_len);
+        head.push(nal_type);
+        Self::payload(len, &head)
+    }
+
     fn payload(len: usize, head: &[u8]) -> Bytes {
         let mut b = vec![0u8; len];
         b[..head.len()].copy_from_slice(head);
@@ -318,8 +330,8 @@ impl Source {
                 Inner::Synthetic {
                     fps: s.fps,
                     gop: s.frames_per_gop(),
-                    key: SyntheticSpec::payload(k, &[0x17, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x65]),
-                    inter: SyntheticSpec::payload(p, &[0x27, 0x01, 0, 0, 0, 0, 0, 0, 0, 0x41]),
+                    key: SyntheticSpec::video_payload(k, true),
+                    inter: SyntheticSpec::video_payload(p, false),
                     audio: (s.audio_bitrate > 0)
                         .then(|| SyntheticSpec::payload(s.audio_size(), &[0xaf, 0x01])),
                     video_index: 0,
@@ -480,6 +492,11 @@ mod tests {
             .map(|f| f.timestamp)
             .collect();
         assert_eq!(keys[..3], [0, 2000, 4000]);
+        // One NAL unit filling each video frame.
+        for f in frames.iter().filter(|f| f.kind == MediaKind::Video).take(2) {
+            let nal = u32::from_be_bytes(f.payload[5..9].try_into().unwrap()) as usize;
+            assert_eq!(nal + 9, f.payload.len());
+        }
         let videos = frames.iter().filter(|f| f.kind == MediaKind::Video).count();
         assert_eq!(videos, 300);
         let audios = frames.iter().filter(|f| f.kind == MediaKind::Audio).count();
