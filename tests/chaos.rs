@@ -248,7 +248,7 @@ fn longest_gap(pictures: &[Arrival], since: Instant) -> Duration {
 /// never go back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_survives_an_edge_ingest_partition() {
-    let Some(lab) = Lab::new("part", 61, &["redis", "ingest", "edge"]) else {
+    let Some(lab) = Lab::new("part", &["redis", "ingest", "edge"]) else {
         return;
     };
     let pods = Pods::start(&lab, &[], &[]);
@@ -289,7 +289,7 @@ async fn viewer_survives_an_edge_ingest_partition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ingest_cut_off_from_redis_loses_its_stream_without_mixing() {
     const LEASE: Duration = Duration::from_secs(2);
-    let Some(lab) = Lab::new("fence", 62, &["redis", "ingest-a", "ingest-b", "edge"]) else {
+    let Some(lab) = Lab::new("fenc", &["redis", "ingest-a", "ingest-b", "edge"]) else {
         return;
     };
     let lease = LEASE.as_millis().to_string();
@@ -382,7 +382,7 @@ fn latencies(log: &MediaLog, source: &Source, from: Instant, to: Instant) -> Vec
 /// relay's added latency (median picture latency with the impairment less that without).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewers_keep_playing_over_a_slow_lossy_relay_link() {
-    let Some(lab) = Lab::new("slow", 63, &["redis", "ingest", "edge"]) else {
+    let Some(lab) = Lab::new("slow", &["redis", "ingest", "edge"]) else {
         return;
     };
     // The edge reaches the ingest's relay endpoint only through the delaying link.
@@ -444,7 +444,7 @@ fn api(control: &Server, method: &str, path: &str, body: &str) -> (u16, serde_js
 /// afterwards; the edge's viewer keeps playing throughout and the stream stays registered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_with_persistence_keeps_keys_targets_relays_and_streams() {
-    let Some(lab) = Lab::new("aof", 64, &["redis", "control", "ingest", "edge"]) else {
+    let Some(lab) = Lab::new("aof", &["redis", "control", "ingest", "edge"]) else {
         return;
     };
     let mut pods = Pods::start(&lab, &["--appendonly", "yes"], &[]);

@@ -4,13 +4,15 @@
 //! while faults are made between hosts by nftables rules inside their namespaces ([`Fault`]).
 //!
 //! Addresses come from 198.18.0.0/15, the range set aside for network tests (RFC 2544): one
-//! /24 per lab, `.1` for the bridge, `.10` onwards for the hosts. Names derive from the lab's
-//! tag, so a lab left behind by a crashed run of the same test is removed when it starts again;
-//! everything is removed on drop, also when the test panics.
+//! /24 per lab (the first free one), `.1` for the bridge, `.10` onwards for the hosts. Names
+//! carry the test process's pid, so parallel runs do not collide, and a lab whose process is
+//! gone (crashed, killed) is removed when the next one is made; everything is removed on drop,
+//! also when the test panics.
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -37,31 +39,41 @@ pub struct Host {
 }
 
 impl Lab {
-    /// Hosts `names` on subnet 198.18.`subnet`.0/24 (one subnet per test of a binary: tests run
-    /// in parallel). `None`, after printing why, when this machine cannot make them (not root,
-    /// no `ip` or `nft`, namespaces not allowed): the caller skips its test.
-    pub fn new(tag: &str, subnet: u8, names: &[&str]) -> Option<Self> {
-        assert!(tag.len() <= 6, "interface names have at most 15 bytes");
+    /// Hosts `names` (at most 9) on a /24 of their own; `tag` (at most 4 bytes) tells this
+    /// test's lab from the others of the process, whose pid names them all. `None`, after
+    /// printing why, when this machine cannot make them (not root, no `ip` or `nft`,
+    /// namespaces not allowed): the caller skips its test.
+    pub fn new(tag: &str, names: &[&str]) -> Option<Self> {
+        assert!(
+            tag.len() <= 4 && names.len() <= 9,
+            "interface names have at most 15 bytes"
+        );
         if let Some(why) = unavailable() {
             eprintln!("SKIPPED: network fault tests need {why}");
             return None;
         }
+        // Labs are made one at a time, so that each finds its subnet free.
+        static MAKING: Mutex<()> = Mutex::new(());
+        let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+        remove_stale();
+        let pid = std::process::id();
+        let id = format!("lr-{}-{tag}", base36(pid));
+        let subnet = free_subnet();
         let hosts: Vec<Host> = names
             .iter()
             .enumerate()
             .map(|(i, name)| Host {
                 name: name.to_string(),
-                ns: format!("lrc-{tag}-{name}"),
+                ns: format!("lrc-{pid}-{tag}-{name}"),
                 ip: Ipv4Addr::new(198, 18, subnet, 10 + i as u8),
-                link: format!("lrc{tag}{i}"),
+                link: format!("{id}{i}"),
             })
             .collect();
         let lab = Self {
-            bridge: format!("lrc{tag}"),
+            bridge: id,
             hosts,
             gateway: Ipv4Addr::new(198, 18, subnet, 1),
         };
-        lab.remove(); // what a crashed run of this test left
         if let Err(e) = run(["ip", "netns", "add", &lab.hosts[0].ns]) {
             eprintln!("SKIPPED: network fault tests need network namespaces: {e}");
             return None;
@@ -224,6 +236,63 @@ impl Drop for Fault {
             &self.table,
         ]);
     }
+}
+
+/// Removes what labs of test processes that are gone left behind (a crash, a kill -9): their
+/// namespaces (`lrc-PID-…`) and their bridges and veths (`lr-PID36-…`).
+fn remove_stale() {
+    let gone =
+        |pid: Option<u32>| pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+    let listed = |args: &[&str]| {
+        let out = Command::new("ip").args(args).output().expect("ip runs");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for line in listed(&["netns", "list"]).lines() {
+        let ns = line.split_whitespace().next().unwrap_or_default();
+        let pid = ns
+            .strip_prefix("lrc-")
+            .and_then(|rest| rest.split('-').next()?.parse().ok());
+        if gone(pid) {
+            let _ = run(["ip", "netns", "del", ns]);
+        }
+    }
+    // Veths too: a namespace that sockets still hold (TIME_WAIT) keeps its veths for a while.
+    for line in listed(&["-o", "link", "show"]).lines() {
+        let Some(name) = line.split(": ").nth(1).and_then(|n| n.split('@').next()) else {
+            continue;
+        };
+        let pid = name
+            .strip_prefix("lr-")
+            .and_then(|rest| u32::from_str_radix(rest.split('-').next()?, 36).ok());
+        if gone(pid) {
+            let _ = run(["ip", "link", "del", name]);
+        }
+    }
+}
+
+/// The first 198.18.X.0/24 no interface here has an address in.
+fn free_subnet() -> u8 {
+    let out = Command::new("ip")
+        .args(["-4", "-o", "addr", "show"])
+        .output()
+        .expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    (1..=254)
+        .find(|x| !text.contains(&format!("inet 198.18.{x}.")))
+        .expect("a free subnet in 198.18.0.0/16")
+}
+
+/// `n` in base 36: a pid short enough for an interface name.
+fn base36(mut n: u32) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(std::char::from_digit(n % 36, 36).unwrap());
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().collect()
 }
 
 /// Why this machine cannot run the lab, if it cannot.
