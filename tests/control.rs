@@ -1786,3 +1786,31 @@ fn a_half_open_subscription_is_replaced() {
     assert_eq!(status, 200);
     wait_ended(&mut publisher, Duration::from_secs(10));
 }
+
+/// An ingest checks the keys of its live publishes again, at most `auth.cache_secs` apart: a
+/// key revoked while the ingest never heard the command (here: behind control's back, in
+/// Redis, so no command is sent) still ends its publish.
+#[test]
+fn a_revoked_key_ends_its_publish_even_without_the_command() {
+    let dir = TempDir::new("keys-recheck");
+    let p = Platform::start(&[]);
+    let ingest = p.node("ingest", "ingest-r", &[("LIVERELAY_AUTH__CACHE_SECS", "1")]);
+    let body = serde_json::json!({ "app": "live", "stream": "quiet" }).to_string();
+    let (status, created) = p.api("POST", "/v1/keys", &body);
+    assert_eq!(status, 201, "{created}");
+    let (id, secret) = (
+        created["id"].as_str().unwrap().to_owned(),
+        created["key"].as_str().unwrap().to_owned(),
+    );
+    let log = dir.path("publish.log");
+    let mut publisher = looping_publisher(&ingest.url(&format!("live/{secret}")), &log);
+    wait_registered(&p.redis, "live", "quiet");
+    let key = format!("liverelay:key:{id}");
+    let mut record: serde_json::Value =
+        serde_json::from_str(&p.redis.cli(&["GET", &key]).unwrap()).unwrap();
+    record["revoked"] = serde_json::Value::Bool(true);
+    p.redis.query(&["SET", &key, &record.to_string()]);
+    let took = wait_ended(&mut publisher, Duration::from_secs(10));
+    eprintln!("the re-check ended the publish in {took:?}");
+    assert!(ingest.wait_log("stream key no longer accepted", Duration::from_secs(2)));
+}

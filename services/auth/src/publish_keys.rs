@@ -15,8 +15,8 @@ use liverelay_config::ControlUnavailable;
 use liverelay_metrics::OutcomeLabel;
 use liverelay_proto::{TlsFiles, tls_channel};
 use liverelay_rtmp::command::code;
-use liverelay_types::ClusterToken;
 use liverelay_types::Refusal;
+use liverelay_types::{ClusterToken, Ticket};
 use tonic::transport::{Channel, Endpoint};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -102,13 +102,14 @@ impl PublishKeys {
 
     async fn ask(
         &self,
-        attempt: &StreamAttempt,
+        app: &str,
         secret: &str,
+        client_addr: &str,
     ) -> Result<AuthorizePublishResponse, tonic::Status> {
         let mut request = tonic::Request::new(AuthorizePublishRequest {
-            app: attempt.app.clone(),
+            app: app.to_owned(),
             key: secret.to_string(),
-            client_addr: attempt.client.addr.to_string(),
+            client_addr: client_addr.to_owned(),
             pod: self.0.config.pod.clone(),
         });
         liverelay_proto::token::attach(&self.0.config.token, &mut request)?;
@@ -127,7 +128,10 @@ impl PublishKeys {
             .map(|c| (c.answer.clone(), c.at.elapsed() < self.0.config.cache_for));
         let answer = match cached {
             Some((answer, true)) => answer,
-            stale => match self.ask(&attempt, &secret).await {
+            stale => match self
+                .ask(&attempt.app, &secret, &attempt.client.addr.to_string())
+                .await
+            {
                 Ok(answer) => {
                     if answer.allowed && !self.0.config.cache_for.is_zero() {
                         let cached = Cached {
@@ -153,7 +157,17 @@ impl PublishKeys {
         }
         self.count("allow");
         info!(app = %answer.app, stream = %answer.stream, key_id = %answer.key_id, "stream key accepted");
-        Ok(admitted(answer))
+        let ticket = KeyTicket {
+            keys: self.clone(),
+            app: attempt.app.clone(),
+            secret,
+            client_addr: attempt.client.addr.to_string(),
+            key_id: answer.key_id.clone(),
+        };
+        Ok(Admission {
+            ticket: Box::new(ticket),
+            ..admitted(answer)
+        })
     }
 
     /// Control could not be asked. `deny`: refused. `allow`: the last answer for this key if
@@ -190,6 +204,42 @@ impl PublishKeys {
                 denied("the stream name is the key; it cannot be mapped without control")
             }
         }
+    }
+}
+
+/// A publish under a stream key, checked again with control at most `auth.cache_secs` apart
+/// (at least a second) for as long as it lasts: it is withdrawn once control no longer accepts
+/// the key (revoked, rotated, expired), even if the command that says so never reached this
+/// pod. While control cannot be asked, the publish goes on.
+struct KeyTicket {
+    keys: PublishKeys,
+    app: String,
+    secret: String,
+    client_addr: String,
+    key_id: String,
+}
+
+impl Ticket for KeyTicket {
+    fn revoked(&self) -> Option<BoxFuture<'static, String>> {
+        let keys = self.keys.clone();
+        let (app, secret) = (self.app.clone(), self.secret.clone());
+        let (client_addr, key_id) = (self.client_addr.clone(), self.key_id.clone());
+        Some(Box::pin(async move {
+            let every = keys.0.config.cache_for.max(Duration::from_secs(1));
+            loop {
+                tokio::time::sleep(every).await;
+                match keys.ask(&app, &secret, &client_addr).await {
+                    Ok(answer) if answer.allowed && answer.key_id == key_id => {}
+                    Ok(answer) => {
+                        warn!(%app, key_id, reason = %answer.reason, "stream key no longer accepted: ending its publish");
+                        return "stream key revoked".to_owned();
+                    }
+                    Err(status) => {
+                        warn!(%app, key_id, error = status.message(), "control unreachable: the stream key's publish goes on unchecked");
+                    }
+                }
+            }
+        }))
     }
 }
 

@@ -12,6 +12,8 @@ mod conn;
 mod expiring;
 mod metrics;
 mod nodes;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 mod tls;
 mod webhook_queue;
 
