@@ -155,7 +155,7 @@ def test_deployments_probes_ports_security_and_drain():
         assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
         assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-        expected = {"rtmp": 1935, "http": 8080} | ({"grpc": 50051} if role == "ingest" else {})
+        expected = {"rtmp": 1935, "http": 8080} | ({"grpc": 50051} if role == "ingest" else {"public-http": 8081})
         assert ports == expected
         pod = d["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True

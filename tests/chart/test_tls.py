@@ -94,11 +94,11 @@ def test_rtmps_only_closes_the_plain_port_and_cert_manager_issues_the_secret():
     for role in ("ingest", "edge"):
         d = of_kind(docs, "Deployment")[f"liverelay-{role}"]
         assert env(d)["LIVERELAY_RTMP__TLS_ONLY"]["value"] == "true"
-        assert {p["name"] for p in container(d)["ports"]} == {"rtmps", "http"} | ({"grpc"} if role == "ingest" else set())
+        assert {p["name"] for p in container(d)["ports"]} == {"rtmps", "http"} | ({"grpc"} if role == "ingest" else {"public-http"})
         volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
         assert volumes["rtmps-tls"]["secret"]["secretName"] == "liverelay-rtmps-tls"
         svc = ports(of_kind(docs, "Service")[f"liverelay-{role}"], ["ports"])
-        assert set(svc) == {"rtmps"} and svc["rtmps"]["port"] == 1936
+        assert set(svc) - {"public-http"} == {"rtmps"} and svc["rtmps"]["port"] == 1936
         policy = of_kind(docs, "NetworkPolicy")[f"liverelay-{role}"]
         assert {"port": "rtmp", "protocol": "TCP"} not in policy["spec"]["ingress"][0]["ports"]
 

@@ -192,3 +192,11 @@ true
 {{ omit (include "liverelay.settings" .ctx | fromYaml) "relays" | toYaml | sha256sum }}
 {{- end -}}
 {{- end -}}
+
+{{/* Whether a role's pods run the public HTTP listener (browser playback only): edges, with
+     edge.publicHttp.enabled. (dict "ctx" $ "role" "edge") */}}
+{{- define "liverelay.publicHttp" -}}
+{{- if and (eq .role "edge") .ctx.Values.edge.publicHttp.enabled -}}
+true
+{{- end -}}
+{{- end -}}

@@ -304,6 +304,10 @@ impl Default for RtmpSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen: SocketAddr,
+    /// A second listener that serves only what viewers need (HTTP-FLV, HLS, the player page),
+    /// never `/metrics`, `/healthz` or the `/v1` APIs: the one to expose to the internet. Same
+    /// TLS settings and limits as `listen`.
+    pub public_listen: Option<SocketAddr>,
     /// PEM certificate chain and key: the HTTP endpoints (health, metrics, APIs) are served
     /// over HTTPS instead, on the same address; reloaded when the files change.
     pub tls_cert: Option<String>,
@@ -329,6 +333,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             listen: "0.0.0.0:8080".parse().expect("valid address"),
+            public_listen: None,
             tls_cert: None,
             tls_key: None,
             max_connections: 1024,
@@ -437,6 +442,7 @@ pub struct LogSettings {
 pub struct Overrides {
     pub rtmp_listen: Option<SocketAddr>,
     pub http_listen: Option<SocketAddr>,
+    pub public_http_listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
     pub redis_url: Option<String>,
     pub grpc_listen: Option<SocketAddr>,
@@ -479,6 +485,9 @@ impl Settings {
         }
         if let Some(addr) = overrides.http_listen {
             builder = builder.set_override("http.listen", addr.to_string())?;
+        }
+        if let Some(addr) = overrides.public_http_listen {
+            builder = builder.set_override("http.public_listen", addr.to_string())?;
         }
         if let Some(url) = &overrides.redis_url {
             builder = builder.set_override("redis.url", url.as_str())?;
@@ -733,6 +742,7 @@ mod tests {
         ]);
         let flags = Overrides {
             rtmp_listen: Some("127.0.0.1:2000".parse().unwrap()),
+            public_http_listen: Some("127.0.0.1:2001".parse().unwrap()),
             ..Default::default()
         };
         let s = Settings::load_from(Some(&path), vars, &flags).unwrap();
@@ -741,6 +751,11 @@ mod tests {
             "127.0.0.1:2000",
             "flag beats file"
         );
+        assert_eq!(
+            s.http.public_listen,
+            Some("127.0.0.1:2001".parse().unwrap())
+        );
+        assert_eq!(Settings::default().http.public_listen, None);
         assert_eq!(s.rtmp.chunk_size, 60000, "env beats file");
         assert_eq!(s.rtmp.max_connections, 5, "file beats default");
         assert!(!s.hub.gop_cache);

@@ -47,6 +47,10 @@ struct Common {
     /// HTTP listen address for /healthz, /readyz and the API [default: 0.0.0.0:8080].
     #[arg(long, value_name = "ADDR")]
     http_listen: Option<SocketAddr>,
+    /// Public HTTP listen address: only the playback routes (HTTP-FLV, HLS, the player page)
+    /// [default: none].
+    #[arg(long, value_name = "ADDR")]
+    public_http_listen: Option<SocketAddr>,
     /// Print the effective settings (defaults < file < environment < flags) as JSON and exit.
     #[arg(long)]
     print_config: bool,
@@ -93,6 +97,7 @@ impl Common {
         let overrides = Overrides {
             rtmp_listen: self.rtmp_listen,
             http_listen: self.http_listen,
+            public_http_listen: self.public_http_listen,
             log_format: self.log_format,
             redis_url: self.redis_url.clone(),
             grpc_listen: self.grpc_listen,

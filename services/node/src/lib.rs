@@ -27,7 +27,7 @@ use liverelay_rtmp_server::{Drain, Phase, RtmpMetrics, RtmpServer, Services};
 use liverelay_tls::{CertFiles, ReloadingCert};
 use liverelay_types::{AbortOnDrop, StreamPolicy};
 use tokio::task::JoinHandle;
-use tracing::info;
+use tracing::{info, warn};
 
 /// How long a leaving pod waits for its state to reach the registry; past it, the report's TTL
 /// still takes it out of routing.
@@ -155,19 +155,42 @@ impl Node {
         if settings.hub.audio_hold_adaptive {
             tasks.push(("load sampler", Box::pin(load::follow_load(hub.clone()))));
         }
-        let mut routes = router(ready.clone(), hub, metrics.registry);
-        for extra in [api, flv, hls, watch].into_iter().flatten() {
-            routes = routes.merge(extra);
+        // What viewers need, and nothing else: all the public listener serves.
+        let playback = [flv, hls, watch]
+            .into_iter()
+            .flatten()
+            .fold(axum::Router::new(), axum::Router::merge);
+        let mut routes = router(ready.clone(), hub, metrics.registry).merge(playback.clone());
+        if let Some(api) = api {
+            routes = routes.merge(api);
         }
         let h = &settings.http;
         let https = liverelay_tls::https_server_config(h.tls_cert.as_deref(), h.tls_key.as_deref())
             .context("HTTPS setup (http.tls_cert, http.tls_key)")?;
-        let http = HttpServer::bind(settings.http.listen, routes)
-            .await
-            .with_context(|| format!("binding HTTP listener on {}", settings.http.listen))?
-            .with_tls(https)
-            .with_limits(HttpLimits::from_settings(&settings.http))
-            .with_metrics(metrics.http);
+        let http_server = |addr, routes, what: &'static str| {
+            let (https, metrics) = (https.clone(), metrics.http.clone());
+            async move {
+                let server = HttpServer::bind(addr, routes)
+                    .await
+                    .with_context(|| format!("binding {what} on {addr}"))?;
+                anyhow::Ok(
+                    server
+                        .with_tls(https)
+                        .with_limits(HttpLimits::from_settings(h))
+                        .with_metrics(metrics),
+                )
+            }
+        };
+        let http = http_server(h.listen, routes, "HTTP listener").await?;
+        let public = match h.public_listen {
+            Some(addr) => {
+                if !serves_viewers(role, &settings) {
+                    warn!(%addr, "http.public_listen is set, but this role serves no viewers: it answers 404 to everything");
+                }
+                Some(http_server(addr, playback, "public HTTP listener").await?)
+            }
+            None => None,
+        };
         let addrs = |tls: bool| {
             rtmp.iter()
                 .filter(|(_, t)| *t == tls)
@@ -176,7 +199,11 @@ impl Node {
                 .collect::<Vec<_>>()
                 .join(",")
         };
-        info!(role = role.as_str(), rtmp = %addrs(false), rtmps = %addrs(true), http = %http.local_addr()?, "liverelay ready");
+        let public_addr = match &public {
+            Some(p) => p.local_addr()?.to_string(),
+            None => String::new(),
+        };
+        info!(role = role.as_str(), rtmp = %addrs(false), rtmps = %addrs(true), http = %http.local_addr()?, public_http = %public_addr, "liverelay ready");
         let runs: Vec<_> = rtmp
             .into_iter()
             .map(|(l, _)| l.run(drain.clone()))
@@ -186,6 +213,12 @@ impl Node {
             "HTTP server",
             Box::pin(async move { Ok(http.run().await?) }),
         ));
+        if let Some(public) = public {
+            tasks.push((
+                "public HTTP server",
+                Box::pin(async move { Ok(public.run().await?) }),
+            ));
+        }
         let names: Vec<&'static str> = tasks.iter().map(|(n, _)| *n).collect();
         // Spawned, so HTTP (readiness, metrics) and the relay keep serving while draining.
         let handles: Vec<JoinHandle<anyhow::Result<()>>> =
