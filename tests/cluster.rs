@@ -1316,3 +1316,39 @@ fn frames_over_four_mib_cross_two_edges_frame_exact() {
         assert_follows_source(&got, &pictures);
     }
 }
+
+/// A draining ingest asks the publishers that can reconnect (their `connect` announced
+/// Enhanced RTMP v2 `capsEx` Reconnect) to do so at once, so they move to another ingest before
+/// the grace period ends; the others hear nothing of it and are closed at its end.
+#[tokio::test]
+async fn a_draining_ingest_asks_enhanced_rtmp_publishers_to_reconnect() {
+    use liverelay_rtmp::command::{caps_ex, code};
+    let cluster = Cluster::new();
+    let mut ingest = cluster.node_with(
+        "ingest",
+        "ingest-d",
+        &[("LIVERELAY_RTMP__DRAIN_GRACE_SECS", "10")],
+    );
+    let mut modern = TestClient::connect_with_caps(ingest.rtmp, "live", caps_ex::RECONNECT).await;
+    assert_eq!(modern.publish("modern").await.2, code::PUBLISH_START);
+    let mut legacy = TestClient::connect(ingest.rtmp, "live").await;
+    assert_eq!(legacy.publish("legacy").await.2, code::PUBLISH_START);
+    ingest.terminate();
+    let reconnect = |e: &ClientEvent| matches!(e, ClientEvent::Status { stream_id: 0, code, .. } if code == code::CONNECT_RECONNECT_REQUEST);
+    assert!(
+        modern
+            .expect(Duration::from_secs(5), reconnect)
+            .await
+            .is_some(),
+        "the capable publisher is asked to reconnect"
+    );
+    assert!(ingest.wait_log("asked the client to reconnect", Duration::from_secs(2)));
+    assert!(
+        legacy
+            .expect(Duration::from_secs(1), reconnect)
+            .await
+            .is_none(),
+        "a client that did not announce it is not asked"
+    );
+    assert!(!legacy.is_closed(), "and stays until the grace period ends");
+}

@@ -56,6 +56,16 @@ impl TestClient {
         Self::new(client.expect("connect succeeds"))
     }
 
+    /// Connects announcing Enhanced RTMP v2 `capsEx` (e.g. reconnect requests).
+    pub async fn connect_with_caps(addr: SocketAddr, app: &str, caps_ex: u8) -> Self {
+        let options = ClientOptions {
+            caps_ex,
+            ..options()
+        };
+        let client = RtmpClient::connect(&url(addr, app), options).await;
+        Self::new(client.expect("connect succeeds"))
+    }
+
     /// Connects with a receive buffer of about `bytes` (the kernel doubles it), so a player that
     /// stops reading fills its socket quickly.
     pub async fn connect_with_receive_buffer(addr: SocketAddr, app: &str, bytes: u32) -> Self {

@@ -37,6 +37,9 @@ pub struct ClientOptions {
     /// [`RtmpClient::pings`] (one `Instant` per ping, kept for the connection's life). The
     /// session answers pings by itself either way.
     pub record_pings: bool,
+    /// Enhanced RTMP v2 `capsEx` to announce in `connect` (0: none), e.g.
+    /// `caps_ex::RECONNECT` for a client that handles reconnect requests.
+    pub caps_ex: u8,
 }
 
 impl Default for ClientOptions {
@@ -49,6 +52,7 @@ impl Default for ClientOptions {
             read_size: 16 * 1024,
             tls: None,
             record_pings: false,
+            caps_ex: 0,
         }
     }
 }
@@ -141,6 +145,12 @@ impl RtmpClient {
         let mut config = ClientConfig::new(url.app.clone(), url.tc_url());
         config.handshake = options.handshake;
         config.chunk_size = options.chunk_size;
+        if options.caps_ex != 0 {
+            config.connect_args.push((
+                "capsEx".into(),
+                liverelay_rtmp::amf::Amf0Value::Number(f64::from(options.caps_ex)),
+            ));
+        }
         let pings = options.record_pings.then(Vec::new);
         let session = ClientSession::new(config, &handshake_random(), 0);
         Ok(Self {

@@ -74,6 +74,8 @@ enum Wake {
     Withdrawn(&'static str, String),
     /// The session's timer (`connect` or publish/play deadline, ping, idle) is due.
     Timer,
+    /// The server started draining: clients that can are asked to reconnect (elsewhere).
+    Draining,
     Closing,
 }
 
@@ -126,6 +128,11 @@ impl<S: Transport> Connection<S> {
         let mut phase = self.phase.clone();
         let closing = async move { reached(&mut phase, Phase::Closing).await };
         tokio::pin!(closing);
+        let mut phase = self.phase.clone();
+        // Resolves once; after that it is never polled again (`draining_told`).
+        let draining = async move { reached(&mut phase, Phase::Draining).await };
+        tokio::pin!(draining);
+        let mut draining_told = false;
         loop {
             if let Err(reason) = self.flush().await {
                 return reason;
@@ -136,7 +143,9 @@ impl<S: Transport> Connection<S> {
             let step = if self.playing.as_ref().is_some_and(Playing::has_backlog) {
                 self.write_frames().await
             } else {
-                let wake = self.wait(&mut closing).await;
+                let draining = (!draining_told).then_some(&mut draining);
+                let wake = self.wait(&mut closing, draining).await;
+                draining_told |= matches!(wake, Wake::Draining);
                 self.on_wake(wake).await
             };
             if let Err(reason) = step {
@@ -148,7 +157,11 @@ impl<S: Transport> Connection<S> {
     }
 
     /// Waits for the socket, the play, a withdrawal, the session's timer or the drain.
-    async fn wait(&mut self, closing: &mut (impl Future<Output = ()> + Unpin)) -> Wake {
+    async fn wait(
+        &mut self,
+        closing: &mut (impl Future<Output = ()> + Unpin),
+        draining: Option<&mut (impl Future<Output = ()> + Unpin)>,
+    ) -> Wake {
         // A publisher reads in large pieces; a player only receives acks and commands, and
         // keeping its buffer small keeps thousands of players cheap.
         let room = if self.publishing.is_some() {
@@ -174,6 +187,7 @@ impl<S: Transport> Connection<S> {
         }
         tokio::select! {
             () = closing => Wake::Closing,
+            () = or_pending(draining) => Wake::Draining,
             r = self.socket.read_buf(recv) => Wake::Read(r),
             due = or_pending(due) => Wake::Play(due),
             why = or_pending(publish_withdrawn) => Wake::Withdrawn("publish", why),
@@ -204,6 +218,18 @@ impl<S: Transport> Connection<S> {
                 .handle_timeout(Instant::now())
                 .map_err(CloseReason::timer),
             Wake::Withdrawn(what, why) => Err(CloseReason::Revoked(what, why)),
+            Wake::Draining => {
+                // Enhanced RTMP v2: a client that announced it reconnects at once, to the
+                // same URL (the load balancer sends it to another pod); the others are told
+                // and closed when the grace period is over.
+                if self
+                    .session
+                    .request_reconnect(None, "server draining; connect again")
+                {
+                    tracing::info!(client = self.id, "asked the client to reconnect (draining)");
+                }
+                Ok(())
+            }
             Wake::Closing => {
                 self.say_goodbye();
                 Err(CloseReason::Shutdown)

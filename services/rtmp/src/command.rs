@@ -127,11 +127,20 @@ pub fn on_status(info: Amf0Value) -> Bytes {
     encode_command("onStatus", 0.0, &[Amf0Value::Null, info])
 }
 
+/// Enhanced RTMP v2 `capsEx` bits a `connect` may announce.
+pub mod caps_ex {
+    /// The client handles `NetConnection.Connect.ReconnectRequest`.
+    pub const RECONNECT: u8 = 0x01;
+}
+
 /// Standard status codes used in replies.
 pub mod code {
     pub const CONNECT_SUCCESS: &str = "NetConnection.Connect.Success";
     pub const CONNECT_REJECTED: &str = "NetConnection.Connect.Rejected";
     pub const CONNECT_CLOSED: &str = "NetConnection.Connect.Closed";
+    /// Enhanced RTMP v2: the server asks the client to connect again (optionally elsewhere,
+    /// `tcUrl` in the info object), for clients whose `connect` announced `capsEx` Reconnect.
+    pub const CONNECT_RECONNECT_REQUEST: &str = "NetConnection.Connect.ReconnectRequest";
     pub const CALL_FAILED: &str = "NetConnection.Call.Failed";
     pub const PUBLISH_START: &str = "NetStream.Publish.Start";
     pub const PUBLISH_BAD_NAME: &str = "NetStream.Publish.BadName";

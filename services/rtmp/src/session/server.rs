@@ -13,7 +13,9 @@ use super::connection::{ChunkConnection, Incoming};
 use super::{Media, MediaKind, SessionError};
 use crate::amf::{Amf0Decoder, Amf0Value};
 use crate::chunk::ChunkLimits;
-use crate::command::{self, Command, StatusLevel, code, encode_command, on_status, status_info};
+use crate::command::{
+    self, Command, StatusLevel, caps_ex, code, encode_command, on_status, status_info,
+};
 use crate::handshake::{HandshakeKind, ServerHandshake};
 use crate::message::{LimitType, RawMessage, UserControl, type_id};
 use crate::name::{DEFAULT_MAX_NAME_LEN, check_name};
@@ -75,6 +77,8 @@ pub struct ConnectRequest {
     pub swf_url: Option<String>,
     pub page_url: Option<String>,
     pub object_encoding: f64,
+    /// Enhanced RTMP v2 capabilities the client announced (`capsEx`; 0 when absent).
+    pub caps_ex: u8,
     pub command_object: Amf0Value,
     /// Optional user arguments after the command object.
     pub args: Vec<Amf0Value>,
@@ -226,6 +230,8 @@ pub struct ServerSession {
     /// handshake); drives pings and the idle timeout once the handshake is done.
     quiet: Option<Quiet>,
     object_encoding: f64,
+    /// `capsEx` of the accepted `connect`.
+    caps_ex: u8,
     next_stream_id: u32,
     streams: HashMap<u32, StreamSlot>,
 }
@@ -250,6 +256,7 @@ impl ServerSession {
             waiting: None,
             quiet: None,
             object_encoding: 0.0,
+            caps_ex: 0,
             next_stream_id: 1,
             streams: HashMap::new(),
         }
@@ -443,6 +450,13 @@ impl ServerSession {
             .get("objectEncoding")
             .and_then(Amf0Value::as_f64)
             .unwrap_or(0.0);
+        // A number in AMF0; only the low bits mean anything today.
+        let caps_ex = cmd
+            .command_object
+            .get("capsEx")
+            .and_then(Amf0Value::as_f64)
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .map_or(0, |c| (c as u64 & 0xFF) as u8);
         let app = app.trim_end_matches('/');
         if let Err(e) = self.check_name("app", app) {
             self.refuse(cmd.transaction_id, "bad app name");
@@ -458,6 +472,7 @@ impl ServerSession {
             swf_url: prop("swfUrl"),
             page_url: prop("pageUrl"),
             object_encoding,
+            caps_ex,
             command_object: cmd.command_object,
             args: cmd.args,
         }));
@@ -616,14 +631,20 @@ impl ServerSession {
         self.held = false;
         self.waiting = Some(Waiting::start());
         self.object_encoding = req.object_encoding;
+        self.caps_ex = req.caps_ex & caps_ex::RECONNECT;
         self.conn.send_window_ack_size(self.config.ack_window);
         self.conn
             .send_peer_bandwidth(self.config.ack_window, LimitType::Dynamic);
         self.conn.set_out_chunk_size(self.config.chunk_size);
-        let props = Amf0Value::object([
+        let mut props = vec![
             ("fmsVer", Amf0Value::String("FMS/3,0,1,123".into())),
             ("capabilities", Amf0Value::Number(31.0)),
-        ]);
+        ];
+        if req.caps_ex != 0 {
+            // Enhanced RTMP v2: what of the client's capsEx the server supports.
+            props.push(("capsEx", Amf0Value::Number(f64::from(self.caps_ex))));
+        }
+        let props = Amf0Value::object(props);
         let info = Amf0Value::object([
             ("level", Amf0Value::String("status".into())),
             ("code", Amf0Value::String(code::CONNECT_SUCCESS.into())),
@@ -634,6 +655,29 @@ impl ServerSession {
             ("objectEncoding", Amf0Value::Number(req.object_encoding)),
         ]);
         self.send_result(req.transaction_id, props, info);
+    }
+
+    /// Asks the client to connect again (Enhanced RTMP v2 Reconnect Request), to `tc_url` if
+    /// given, else where it is; `false` (and nothing sent) when its `connect` did not announce
+    /// that it can.
+    pub fn request_reconnect(&mut self, tc_url: Option<&str>, description: &str) -> bool {
+        if !self.connected || self.caps_ex & caps_ex::RECONNECT == 0 {
+            return false;
+        }
+        let mut info = vec![
+            ("level", Amf0Value::String("status".into())),
+            (
+                "code",
+                Amf0Value::String(code::CONNECT_RECONNECT_REQUEST.into()),
+            ),
+            ("description", Amf0Value::String(description.into())),
+        ];
+        if let Some(url) = tc_url {
+            info.push(("tcUrl", Amf0Value::String(url.into())));
+        }
+        self.conn
+            .send_command(0, on_status(Amf0Value::object(info)));
+        true
     }
 
     /// Refuses the connection; the driver should close it after sending the output.

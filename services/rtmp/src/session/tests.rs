@@ -1861,3 +1861,48 @@ proptest! {
         let _ = pair.client.feed(&garbage);
     }
 }
+
+/// Enhanced RTMP v2 Reconnect Request: sent only to a client whose `connect` announced
+/// `capsEx` Reconnect, on the NetConnection (stream 0), with the URL to connect to; the
+/// `connect` answer says which of the announced capabilities the server has.
+#[test]
+fn reconnect_requests_go_only_to_clients_that_announced_them() {
+    let mut caps = client_config();
+    caps.connect_args = vec![("capsEx".into(), Amf0Value::Number(3.0))];
+    for (config, announced) in [(caps, true), (client_config(), false)] {
+        let mut p = Pair::new(ServerConfig::default(), config);
+        let req = p.connect();
+        assert_eq!(req.caps_ex, if announced { 3 } else { 0 });
+        p.start_publish("cam");
+        let sent = p
+            .server
+            .request_reconnect(Some("rtmp://lb/live"), "server restarting");
+        assert_eq!(sent, announced);
+        p.pump();
+        let statuses: Vec<(u32, String)> = p
+            .take_client()
+            .into_iter()
+            .filter_map(|e| match e {
+                ClientEvent::Status {
+                    stream_id, code, ..
+                } => Some((stream_id, code)),
+                _ => None,
+            })
+            .collect();
+        let request = p.s2c.msgs.iter().rev().find_map(|m| {
+            let values = crate::amf::decode_all(&m.payload).ok()?;
+            let info = values.get(3)?;
+            (info.get("code")?.as_str()? == code::CONNECT_RECONNECT_REQUEST).then(|| {
+                info.get("tcUrl")
+                    .and_then(Amf0Value::as_str)
+                    .map(str::to_owned)
+            })
+        });
+        if announced {
+            assert_eq!(statuses, [(0, code::CONNECT_RECONNECT_REQUEST.to_owned())]);
+            assert_eq!(request, Some(Some("rtmp://lb/live".to_owned())));
+        } else {
+            assert!(statuses.is_empty() && request.is_none(), "{statuses:?}");
+        }
+    }
+}
