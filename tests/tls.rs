@@ -1035,6 +1035,84 @@ fn http_endpoints_over_https() {
     );
 }
 
+/// With `http.tls_cert`/`tls_key` both HTTP listeners (private and public) speak HTTPS, and
+/// HTTP/2 by ALPN to a client that offers it, as browsers do: an LL-HLS playlist comes over
+/// HTTP/2 from each (curl `--http2`), and over HTTP/1.1 to a client that offers only that. The
+/// public listener answers `/metrics` with 404 over HTTPS too.
+#[test]
+fn playback_over_https_speaks_http2_by_alpn() {
+    let pki = Pki::new("h2-pki");
+    let ca = pki.ca("test-ca");
+    let leaf = pki.leaf(&ca, "localhost");
+    let dir = TempDir::new("https-h2");
+    let port = || format!("127.0.0.1:{}", free_port());
+    let (rtmp, http, public) = (port(), port(), port());
+    let log = dir.path("liverelay.log");
+    let _server = spawn_logged(
+        Command::new(env!("CARGO_BIN_EXE_liverelay"))
+            .args(["standalone", "--rtmp-listen", &rtmp, "--http-listen", &http])
+            .args(["--public-http-listen", &public])
+            .env("LIVERELAY_HTTP__TLS_CERT", &leaf.cert)
+            .env("LIVERELAY_HTTP__TLS_KEY", &leaf.key),
+        &log,
+    );
+    // (status, HTTP version, body); status 0 when nothing answered.
+    let get = |addr: &str, path: &str, version: &str| {
+        let port = addr.rsplit(':').next().unwrap();
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10", "--cacert", s(&ca.cert), version])
+            .args(["-w", "\n%{http_code} %{http_version}"])
+            .arg(format!("https://localhost:{port}{path}"))
+            .output()
+            .expect("curl runs (make test-deps installs it)");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, tail) = text.rsplit_once('\n').unwrap();
+        let (status, version) = tail.split_once(' ').unwrap();
+        (
+            status.parse::<u16>().unwrap(),
+            version.to_owned(),
+            body.to_owned(),
+        )
+    };
+    let wait_for = |what: &str, path: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while get(&http, path, "--http2").0 != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "{what} never came; log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("HTTPS readiness", "/readyz");
+    let _publisher = looping_publisher(&format!("rtmp://{rtmp}/live/h2"), &dir.path("pub.log"));
+    let playlist = "/hls/live/h2/index.m3u8";
+    wait_for("the HLS playlist", playlist);
+
+    for addr in [&http, &public] {
+        let (status, version, body) = get(addr, playlist, "--http2");
+        assert_eq!(
+            (status, version.as_str()),
+            (200, "2"),
+            "HTTP/2 by ALPN on {addr}"
+        );
+        assert!(body.starts_with("#EXTM3U"), "{body}");
+        let (status, version, _) = get(addr, playlist, "--http1.1");
+        assert_eq!(
+            (status, version.as_str()),
+            (200, "1.1"),
+            "HTTP/1.1 on {addr}"
+        );
+    }
+    assert_eq!(get(&http, "/metrics", "--http2").0, 200);
+    assert_eq!(
+        get(&public, "/metrics", "--http2").0,
+        404,
+        "no metrics on the public listener"
+    );
+}
+
 /// The environment of an ingest that reaches the cluster's Redis over `rediss://`, trusting
 /// `ca` (and showing `client`, when given).
 fn redis_tls_env<'a>(

@@ -60,7 +60,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// gRPC's ALPN protocol: HTTP/2.
 pub const ALPN_H2: &[u8] = b"h2";
-/// The HTTP endpoints' ALPN protocol.
+/// HTTP/1.1's ALPN protocol.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
 
 /// A server config that presents `cert` (reloaded as its files change); with `client_ca`,
@@ -96,23 +96,24 @@ pub fn grpc_server_config(
     key: Option<&str>,
     client_ca: Option<&str>,
 ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
-    watched_server_config(cert, key, client_ca, ALPN_H2)
+    watched_server_config(cert, key, client_ca, &[ALPN_H2])
 }
 
-/// An HTTPS server's TLS (HTTP/1.1) when `cert` and `key` are given, reloaded as the files
-/// change. Needs a tokio runtime.
+/// An HTTPS server's TLS when `cert` and `key` are given, reloaded as the files change: HTTP/2
+/// by ALPN for the clients that offer it (browsers: LL-HLS's many held requests share one
+/// connection), else HTTP/1.1. Needs a tokio runtime.
 pub fn https_server_config(
     cert: Option<&str>,
     key: Option<&str>,
 ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
-    watched_server_config(cert, key, None, ALPN_HTTP1)
+    watched_server_config(cert, key, None, &[ALPN_H2, ALPN_HTTP1])
 }
 
 fn watched_server_config(
     cert: Option<&str>,
     key: Option<&str>,
     client_ca: Option<&str>,
-    alpn: &[u8],
+    alpn: &[&[u8]],
 ) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     let (Some(cert), Some(key)) = (cert, key) else {
         return Ok(None);
@@ -121,7 +122,7 @@ fn watched_server_config(
     let cert = ReloadingCert::load(CertFiles::new(cert, key))?;
     cert.watch(RELOAD_CHECK);
     let mut config = server_config(cert, client_ca)?;
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Some(Arc::new(config)))
 }
 
