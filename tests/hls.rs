@@ -603,3 +603,31 @@ fn audio_only_and_video_only_streams_play() {
         assert_decodes(&url);
     }
 }
+
+/// A republish continues the playlist: `EXT-X-DISCONTINUITY` where the new publish starts, and
+/// segment numbers that keep increasing.
+#[test]
+fn a_republish_is_a_discontinuity_with_increasing_numbers() {
+    let server = server();
+    let dir = TempDir::new("hls-republish");
+    let url = server.url("live/r");
+    let mut first = looping_publisher_of(sample_flv_1s_gop(), &url, &dir.path("first.log"));
+    server.wait_live("live", "r", Duration::from_secs(10));
+    let before = playlist_when(server.http, "r", Duration::from_secs(20), |p| {
+        p.segments.len() >= 2
+    });
+    first.kill();
+    let _second = looping_publisher_of(sample_flv_1s_gop(), &url, &dir.path("second.log"));
+    let last_before = before.segments.last().unwrap().0;
+    let after = playlist_when(server.http, "r", Duration::from_secs(30), |p| {
+        p.segments.last().is_some_and(|s| s.0 > last_before + 2)
+    });
+    let text = get(server.http, &hls_path("r", "index.m3u8")).text();
+    assert_eq!(text.matches("#EXT-X-DISCONTINUITY\n").count(), 1, "{text}");
+    let numbers: Vec<u64> = after.segments.iter().map(|s| s.0).collect();
+    assert!(numbers.windows(2).all(|w| w[1] > w[0]), "{numbers:?}");
+    assert!(
+        numbers.contains(&last_before),
+        "the first publish's segments stay listed"
+    );
+}
