@@ -149,6 +149,8 @@ pub(crate) struct Shared {
     pub(crate) dropped: AtomicUsize,
     publishers_failed: AtomicUsize,
     last_error: Mutex<Option<String>>,
+    /// The run is over: publishers leaving end HTTP players' answers, which is no failure.
+    pub(crate) stopping: AtomicBool,
 }
 
 impl Shared {
@@ -325,6 +327,7 @@ pub async fn run(plan: Plan) -> Report {
             break;
         }
     }
+    shared.stopping.store(true, Relaxed);
     let _ = stop_tx.send(true);
     // Give tasks a moment to close their sockets politely.
     sleep(Duration::from_millis(200)).await;

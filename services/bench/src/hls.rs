@@ -27,6 +27,8 @@ pub struct Playlist {
     pub segments: Vec<(u64, String, f64)>,
     /// Parts: (media sequence number, index in its segment), URI, duration, independent.
     pub parts: Vec<((u64, usize), String, f64, bool)>,
+    /// The sequence number of the segment after the last complete one (being made).
+    pub open: u64,
 }
 
 impl Playlist {
@@ -58,15 +60,15 @@ impl Playlist {
                 part = 0;
             }
         }
+        p.open = msn;
         p
     }
 
     /// The part to ask for after the last one listed (what EXT-X-PRELOAD-HINT names).
     pub fn next_part(&self) -> (u64, usize) {
-        let open = self.segments.last().map_or(0, |s| s.0 + 1);
         match self.parts.last() {
-            Some(((m, i), ..)) if *m == open => (open, i + 1),
-            _ => (open, 0),
+            Some(((m, i), ..)) if *m == self.open => (self.open, i + 1),
+            _ => (self.open, 0),
         }
     }
 
@@ -305,6 +307,11 @@ mod tests {
             .next()
             .unwrap();
         assert_eq!(Playlist::parse(cut).next_part(), (12, 0));
+        // No complete segment yet: the open one is the media sequence's.
+        let head = LL.split("#EXT-X-MAP").next().unwrap();
+        assert_eq!(Playlist::parse(head).next_part(), (10, 0));
+        let fresh = format!("{head}#EXT-X-PART:DURATION=0.2,URI=\"10.0.m4s\",INDEPENDENT=YES\n");
+        assert_eq!(Playlist::parse(&fresh).next_part(), (10, 1));
     }
 
     #[test]

@@ -45,8 +45,11 @@ impl Viewer {
         self.shared.fail(&self.shared.failed, why);
     }
 
-    /// The server ended a playing connection.
+    /// The server ended a playing connection (not counted once the run is over).
     pub fn ended(&self, why: String) {
+        if self.shared.stopping.load(Relaxed) {
+            return;
+        }
         self.slot.state.store(3, Relaxed);
         self.shared.fail(&self.shared.dropped, why);
     }
