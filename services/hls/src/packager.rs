@@ -21,6 +21,10 @@ use liverelay_rtmp::MediaKind;
 
 use crate::fmp4::{self, AudioTrack, Fragment, Sample, VideoTrack};
 
+/// A part whose driving track brought nothing for this many part targets is ended by the
+/// other track's frames.
+const STALLED_PARTS: u64 = 3;
+
 #[derive(Debug, Clone, Copy)]
 pub struct PackagerConfig {
     /// The segment duration the publishing server cuts at (`hls.segment_duration_ms`).
@@ -172,6 +176,24 @@ impl Packager {
         };
         let packaging = self.segments.back().is_some_and(|s| !s.complete);
         let driver = self.driver();
+        if packaging
+            && track != driver
+            && self
+                .open
+                .as_ref()
+                .and_then(|o| o.start_ts)
+                .is_some_and(|start| {
+                    ts.saturating_sub(start) >= STALLED_PARTS * self.config.part_ms
+                })
+        {
+            // The driving track stalled (a frozen camera with the microphone on): parts go
+            // on with what the other track brings, so that players are not held.
+            self.close_part(ts);
+            self.open = Some(OpenPart {
+                start_ts: Some(ts),
+                ..OpenPart::default()
+            });
+        }
         if packaging && track == driver {
             self.maybe_cut_part(ts);
             let open = self.open.get_or_insert_with(OpenPart::default);

@@ -393,3 +393,27 @@ fn thirty_frames_a_second_in_milliseconds_make_full_parts() {
         );
     }
 }
+
+#[test]
+fn parts_go_on_with_audio_while_the_video_stalls() {
+    let hub = Hub::new(hub_config());
+    let mut viewer = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    p.push(avc_header());
+    p.push(aac_header());
+    p.push(picture(0, true));
+    p.push(picture(40, false));
+    // Then 1.5 s of audio alone.
+    for i in 0..65u64 {
+        p.push(sound(50 + i * 23));
+    }
+    let mut packager = Packager::new(config());
+    drain(&mut viewer, &mut packager);
+    let parts = &packager.segments()[0].parts;
+    assert!(parts.len() >= 2, "{} parts", parts.len());
+    assert!(
+        parts.iter().all(|x| x.duration_ms <= 3 * 200 + 23),
+        "{:?}",
+        parts.iter().map(|x| x.duration_ms).collect::<Vec<_>>()
+    );
+}

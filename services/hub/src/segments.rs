@@ -20,6 +20,10 @@ pub struct SegmentStart {
     pub discontinuity: bool,
 }
 
+/// A segment that has run this many target durations without a frame a segment may start
+/// with is cut anyway.
+const MAX_TARGETS: u64 = 5;
+
 /// One stream's segment cutter: it outlives publishes, so that numbers keep increasing.
 #[derive(Debug)]
 pub(crate) struct SegmentCutter {
@@ -54,13 +58,18 @@ impl SegmentCutter {
     /// The publishing server's rule: a segment starts at the first keyframe at least the
     /// target duration after the open segment's start.
     pub fn cut(&mut self, frame: &Frame, has_video: bool) -> Option<SegmentStart> {
-        if !starts_segment(frame, has_video) {
+        let age = self
+            .open_since
+            .map(|since| frame.timestamp.saturating_sub(since));
+        // A stream whose keyframes stop coming (or never come again) is still cut, at any
+        // audio or video frame, so that no segment, and no server's memory, grows without end.
+        let overdue = age.is_some_and(|a| a >= MAX_TARGETS * self.target_ms)
+            && !frame.sequence_header
+            && matches!(frame.kind, MediaKind::Audio | MediaKind::Video);
+        if !overdue && !starts_segment(frame, has_video) {
             return None;
         }
-        if self
-            .open_since
-            .is_some_and(|since| frame.timestamp < since.saturating_add(self.target_ms))
-        {
+        if !overdue && age.is_some_and(|a| a < self.target_ms) {
             return None;
         }
         let wall_clock_ms = frame.received_unix_us / 1000;

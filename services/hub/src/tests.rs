@@ -558,3 +558,20 @@ fn a_follower_keeps_the_sources_segments_and_numbers_go_on_after_a_new_source() 
     let numbers: Vec<(u64, bool)> = starts.iter().map(|s| (s.1, s.2)).collect();
     assert_eq!(numbers, [(43, true), (44, false), (45, false)]);
 }
+
+#[test]
+fn a_stream_without_keyframes_is_still_cut_in_bounded_segments() {
+    let hub = Hub::new(HubConfig::default()); // 2 s segments: cut after 10 s at the latest
+    let mut v = hub.play(key()).unwrap();
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video_header());
+    p.push(video(0, true));
+    for i in 1..=250u64 {
+        p.push(video(i * 100, false));
+    }
+    let times: Vec<u64> = segment_starts(&poll_all(&mut v))
+        .iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(times, [0, 10_000, 20_000]);
+}
