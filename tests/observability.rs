@@ -145,18 +145,8 @@ async fn standalone_metrics_pass_promtool_and_follow_a_stream() {
 
 /// `curl` fetches `url` as the player `agent`: (status, body).
 fn curl_as(agent: &str, url: &str) -> (u16, Vec<u8>) {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "20", "-A", agent, "-w", "\n%{http_code}", url])
-        .output()
-        .expect("curl runs (make test-deps installs it)");
-    let mut body = out.stdout;
-    let split = body
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .expect("curl wrote its status");
-    let status = String::from_utf8_lossy(&body[split + 1..]).parse().unwrap();
-    body.truncate(split);
-    (status, body)
+    let got = support::curl::get(&["-A", agent], url);
+    (got.status, got.body)
 }
 
 /// The `URI="..."` of the first playlist line starting with `tag`.

@@ -6,37 +6,10 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
+use support::curl::get as curl;
 use support::*;
-
-/// What curl got: status, HTTP version ("1.1", "2") and body.
-struct Got {
-    status: u16,
-    version: String,
-    body: Vec<u8>,
-}
-
-/// `curl EXTRA... URL`, the answer read whole.
-fn curl(extra: &[&str], url: &str) -> Got {
-    let out = Command::new("curl")
-        .args(["-s", "-m", "20", "-w", "\n%{http_code} %{http_version}"])
-        .args(extra)
-        .arg(url)
-        .output()
-        .expect("curl runs (make test-deps installs it)");
-    let mut body = out.stdout;
-    let split = body.iter().rposition(|b| *b == b'\n').unwrap();
-    let tail = String::from_utf8_lossy(&body[split + 1..]).into_owned();
-    body.truncate(split);
-    let (status, version) = tail.split_once(' ').unwrap();
-    Got {
-        status: status.parse().unwrap(),
-        version: version.to_owned(),
-        body,
-    }
-}
 
 fn start_with_public_listener(tag: &str) -> (Server, SocketAddr, TempDir, ChildGuard) {
     let public: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -66,7 +39,7 @@ fn the_public_listener_serves_playback_and_nothing_else() {
 
     let playlist = curl(&[], &format!("http://{public}/hls/live/pub/index.m3u8"));
     assert_eq!(playlist.status, 200);
-    let text = String::from_utf8(playlist.body).unwrap();
+    let text = playlist.text();
     assert!(text.starts_with("#EXTM3U"), "{text}");
     let part = text
         .lines()

@@ -1056,23 +1056,11 @@ fn playback_over_https_speaks_http2_by_alpn() {
             .env("LIVERELAY_HTTP__TLS_KEY", &leaf.key),
         &log,
     );
-    // (status, HTTP version, body); status 0 when nothing answered.
     let get = |addr: &str, path: &str, version: &str| {
         let port = addr.rsplit(':').next().unwrap();
-        let out = Command::new("curl")
-            .args(["-s", "--max-time", "10", "--cacert", s(&ca.cert), version])
-            .args(["-w", "\n%{http_code} %{http_version}"])
-            .arg(format!("https://localhost:{port}{path}"))
-            .output()
-            .expect("curl runs (make test-deps installs it)");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, tail) = text.rsplit_once('\n').unwrap();
-        let (status, version) = tail.split_once(' ').unwrap();
-        (
-            status.parse::<u16>().unwrap(),
-            version.to_owned(),
-            body.to_owned(),
-        )
+        let url = format!("https://localhost:{port}{path}");
+        let got = support::curl::get(&["--cacert", s(&ca.cert), version], &url);
+        (got.status, got.version.clone(), got.text())
     };
     let wait_for = |what: &str, path: &str| {
         let deadline = Instant::now() + Duration::from_secs(20);

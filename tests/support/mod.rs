@@ -4,6 +4,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod curl;
 pub mod hooks;
 pub mod kube_api;
 pub mod netns;
