@@ -222,6 +222,56 @@ async fn viewers_and_bytes_out_by_protocol() {
     );
 }
 
+/// An edge's load report (what control routes new viewers by) counts its HTTP viewers: an
+/// HTTP-FLV reader, and HLS clients as sessions (two here), not the stream's packaging, which
+/// is one hub viewer however many watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_load_report_counts_http_viewers() {
+    let redis = RedisServer::start();
+    let node = |role: &str, pod: &str| {
+        let env = [
+            ("LIVERELAY_CLUSTER_TOKEN", "load-token"),
+            ("LIVERELAY_CLUSTER__REPORT_INTERVAL_SECS", "1"),
+            ("POD_NAME", pod),
+        ];
+        Server::start_role(role, &["--redis-url", &redis.url()], &env)
+    };
+    let ingest = node("ingest", "ingest-a");
+    let edge = node("edge", "edge-a");
+    let dir = TempDir::new("load-http");
+    let _publisher = looping_publisher(&ingest.url("live/load"), &dir.path("pub.log"));
+    ingest.wait_live("live", "load", Duration::from_secs(10));
+    let flv_url = format!("http://{}/flv/live/load.flv", edge.http);
+    let _flv = ffmpeg_record(&flv_url, &dir.path("flv.flv"), &dir.path("flv.log"));
+    let playlist = format!("http://{}/hls/live/load/index.m3u8", edge.http);
+    for agent in ["player-a", "player-b"] {
+        // The first request starts the edge's pull and waits for the first part.
+        let (status, _) = curl_as(agent, &playlist);
+        assert_eq!(status, 200, "{agent}; edge log:\n{}", edge.log());
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let report: Option<serde_json::Value> = redis
+            .cli(&["GET", "liverelay:node:{edge-a}"])
+            .and_then(|r| serde_json::from_str(&r).ok());
+        let counted = report.as_ref().map(|r| {
+            (
+                r["viewers"].clone(),
+                r["streams"]["live/load"]["viewers"].clone(),
+            )
+        });
+        if counted == Some((3.into(), 3.into())) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the edge's report never counted 1 HTTP-FLV and 2 HLS viewers: {report:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[tokio::test]
 async fn cluster_metrics_pass_promtool_and_show_the_relay() {
     let redis = RedisServer::start();
