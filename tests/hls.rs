@@ -631,3 +631,33 @@ fn a_republish_is_a_discontinuity_with_increasing_numbers() {
         "the first publish's segments stay listed"
     );
 }
+
+/// An HTTP/2 connection (h2c here) carries at most `http.max_streams_per_connection` requests
+/// at once: the server announces it in its first SETTINGS frame, so that one connection cannot
+/// hold more viewers or held requests than that.
+#[test]
+fn http2_connections_announce_their_stream_limit() {
+    let server = Server::start_with(&[("LIVERELAY_HTTP__MAX_STREAMS_PER_CONNECTION", "7")]);
+    let mut s = TcpStream::connect(server.http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The client preface, then an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    s.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).unwrap();
+    let mut header = [0u8; 9];
+    s.read_exact(&mut header).unwrap();
+    assert_eq!(header[3], 4, "the server speaks first with SETTINGS");
+    let len = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    s.read_exact(&mut payload).unwrap();
+    let settings: Vec<(u16, u32)> = payload
+        .chunks_exact(6)
+        .map(|c| {
+            (
+                u16::from_be_bytes([c[0], c[1]]),
+                u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+            )
+        })
+        .collect();
+    // SETTINGS_MAX_CONCURRENT_STREAMS is 0x3.
+    assert!(settings.contains(&(3, 7)), "{settings:?}");
+}

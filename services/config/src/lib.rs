@@ -321,6 +321,9 @@ pub struct HttpSettings {
     pub idle_timeout_secs: u64,
     /// Request bodies beyond this get 413, on every route.
     pub max_body_bytes: usize,
+    /// Requests one HTTP/2 connection may have open at once (each HTTP-FLV viewer is one):
+    /// `http.max_connections` bounds connections, this bounds what each carries.
+    pub max_streams_per_connection: u32,
     /// How long an HTTP-FLV viewer of a stream that is not live waits for it (on an edge, for
     /// the pull from the ingest too) before the answer is 404.
     pub flv_wait_secs: u64,
@@ -340,6 +343,7 @@ impl Default for HttpSettings {
             header_read_timeout_secs: 10,
             idle_timeout_secs: 60,
             max_body_bytes: 64 * 1024,
+            max_streams_per_connection: 64,
             flv_wait_secs: 10,
             player_dir: "player/dist".into(),
         }
@@ -557,9 +561,14 @@ impl Settings {
             return invalid("http.tls_cert and http.tls_key go together".into());
         }
         let h = &self.http;
-        if h.max_connections == 0 || h.header_read_timeout_secs == 0 || h.idle_timeout_secs == 0 {
+        if h.max_connections == 0
+            || h.header_read_timeout_secs == 0
+            || h.idle_timeout_secs == 0
+            || h.max_streams_per_connection == 0
+        {
             return invalid(
-                "http.max_connections, header_read_timeout_secs and idle_timeout_secs must be > 0"
+                "http.max_connections, header_read_timeout_secs, idle_timeout_secs and \
+                 max_streams_per_connection must be > 0"
                     .into(),
             );
         }

@@ -137,6 +137,7 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body_bytes: usize,
+    pub max_streams_per_connection: u32,
 }
 
 impl HttpLimits {
@@ -146,6 +147,7 @@ impl HttpLimits {
             header_read_timeout: Duration::from_secs(h.header_read_timeout_secs),
             idle_timeout: Duration::from_secs(h.idle_timeout_secs),
             max_body_bytes: h.max_body_bytes,
+            max_streams_per_connection: h.max_streams_per_connection,
         }
     }
 }
@@ -209,7 +211,10 @@ impl HttpServer {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(limits.max_streams_per_connection);
         let builder = Arc::new(builder);
         let mut refusals = conn::Refusals::default();
         loop {
