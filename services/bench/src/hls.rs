@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use bytes::BytesMut;
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
@@ -162,17 +163,22 @@ impl Session {
                 format!("{}{sep}_HLS_msn={m}&_HLS_part={p}", self.url.target)
             }
         };
-        let body = self.fetch(&target).await?;
+        let body = self.fetch(&target, true).await?.unwrap_or_default();
         Ok(Playlist::parse(&String::from_utf8_lossy(&body)))
     }
 
-    /// A whole answer's body; anything but 200 is an error. Blocking requests wait up to
-    /// three target durations on the server, so the limit is the connect timeout plus that.
-    async fn fetch(&mut self, target: &str) -> Result<bytes::BytesMut, String> {
+    /// A whole answer's body (`None` if `keep` is false: read and dropped, as unsampled
+    /// clients need no more than its bytes counted); anything but 200 is an error.
+    async fn fetch(&mut self, target: &str, keep: bool) -> Result<Option<BytesMut>, String> {
         let conn = &mut self.conn;
         let get = async {
             let (status, body) = conn.get(target).await.map_err(|e| e.to_string())?;
-            let bytes = conn.body(body).await.map_err(|e| e.to_string())?;
+            let bytes = if keep {
+                Some(conn.body(body).await.map_err(|e| e.to_string())?)
+            } else {
+                conn.drain(body).await.map_err(|e| e.to_string())?;
+                None
+            };
             if status != 200 {
                 return Err(format!("{target}: status {status}"));
             }
@@ -193,10 +199,10 @@ impl Session {
         independent: bool,
     ) -> Result<(), String> {
         let target = self.url.resolve(uri);
-        let data = self.fetch(&target).await?;
+        let data = self.fetch(&target, viewer.sampled).await?;
         viewer.bytes(self.conn.received);
         viewer.first_frame(independent);
-        if viewer.sampled {
+        if let Some(data) = data {
             viewer.stamps_in(&data);
         }
         if pace.arrived(Instant::now(), duration) {

@@ -253,6 +253,15 @@ impl Conn {
         Ok(all)
     }
 
+    /// Reads the body to its end without keeping it; its length.
+    pub async fn drain(&mut self, mut body: Body) -> io::Result<u64> {
+        let mut n = 0;
+        while let Some(b) = self.next(&mut body).await? {
+            n += b.len() as u64;
+        }
+        Ok(n)
+    }
+
     /// The socket for reading the rest in bulk (undecoded), and the bytes already buffered.
     pub fn into_raw(self) -> Option<(TcpStream, usize)> {
         Some((self.stream?, self.buf.len()))
