@@ -8,7 +8,8 @@ QUICK=${BENCH_QUICK:-0}
 REPORT_ONLY=${BENCH_REPORT_ONLY:-0}
 CARGO=${CARGO:-cargo}
 WORK=$(mktemp -d /tmp/liverelay-bench.XXXXXX)
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+# BENCH_BIN_DIR=DIR: the binaries there (e.g. a debug build), not built here.
+BIN=${BENCH_BIN_DIR:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
 SERVER_CORE=0
 TOOL_CORE=1
 STARTED=()   # PIDs this script started; killed on any exit
@@ -42,8 +43,10 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Debian's package may start a system nginx; ours runs from its own config and pid file.
 
-log "building release binaries"
-(cd "$ROOT" && $CARGO build --release -p liverelay -p liverelay-bench)
+if [ -z "${BENCH_BIN_DIR:-}" ]; then
+    log "building release binaries"
+    (cd "$ROOT" && $CARGO build --release -p liverelay -p liverelay-bench)
+fi
 
 NCPU=$(nproc)
 if [ "$NCPU" -lt 2 ]; then
@@ -134,6 +137,13 @@ start_server_once() {
             local part src
             # The worker runs as nobody: it must reach its HLS directory under $WORK.
             [ "$kind" = nginx-hls ] && chmod o+x "$WORK" "$dir"
+            # And liverelay's player page with its players, for the latency scenario.
+            if [ "$kind" = nginx-hls ]; then
+                mkdir -p "$dir/www/player"
+                cp "$ROOT/services/http/src/watch/page.html" "$dir/www/"
+                cp "$ROOT"/player/dist/* "$dir/www/player/" 2>/dev/null || true
+                chmod -R o+rX "$dir/www"
+            fi
             for part in app http; do
                 src=/dev/null
                 [ "$kind" = nginx-hls ] && src=$ROOT/bench/nginx-hls-$part.conf.in

@@ -10,6 +10,8 @@
 #   BENCH_REPORT_ONLY=1 only rewrite RESULTS.md and the plots from the results already there
 #   BENCH_ONLY=REGEX    only the scenarios whose name matches (e.g. `cluster|ingest`)
 #   BENCH_BASE_BIN=PATH also measure the ingest of this (older) liverelay binary
+#   BENCH_BIN_DIR=DIR   use the liverelay and liverelay-bench binaries there, build nothing
+#   BENCH_LATENCY_SECS=20 the latency scenario's measured watch per run (after 10 s of warm-up)
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -18,12 +20,13 @@ set -euo pipefail
 # Servers of the next scenario; the last is the baseline of the ratios.
 ALL_SERVERS=(liverelay liverelay-rtmps liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx
     liverelay-edge liverelay-ingest liverelay-ingest-base liverelay-httpflv liverelay-llhls liverelay-hls
-    nginx-hls)
+    nginx-hls liverelay-watch)
 SERVERS=(liverelay liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx)
 LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-fixedhold]="liverelay-fixedhold" [liverelay-nodelay]="liverelay-nodelay"
     [liverelay-coalesce]="liverelay-coalesce40" [nginx]="nginx-rtmp" [liverelay-edge]="edge"
     [liverelay-ingest]="ingest" [liverelay-ingest-base]="ingest-before" [liverelay-httpflv]="liverelay-httpflv"
-    [liverelay-llhls]="liverelay-llhls" [liverelay-hls]="liverelay-hls" [nginx-hls]="nginx-hls")
+    [liverelay-llhls]="liverelay-llhls" [liverelay-hls]="liverelay-hls" [nginx-hls]="nginx-hls"
+    [liverelay-watch]="liverelay")
 # HTTP players (PLAY: protocol and path on the server's HTTP port; the tool still publishes
 # over RTMP). liverelay's HTTP limits are raised as its RTMP one is: every client of the tool
 # comes from 127.0.0.1, which `hls.max_held_per_client` would otherwise cap.
@@ -45,6 +48,8 @@ SETTINGS=([liverelay]="" [liverelay-rtmps]="" [liverelay-fixedhold]="LIVERELAY_H
     [liverelay-coalesce]="LIVERELAY_RTMP__WRITE_COALESCE_MS=40")
 HTTP_LIMITS="LIVERELAY_HTTP__MAX_CONNECTIONS=$MAXCONN LIVERELAY_HLS__MAX_HELD_PER_CLIENT=$MAXCONN"
 SETTINGS+=([liverelay-httpflv]="$HTTP_LIMITS" [liverelay-llhls]="$HTTP_LIMITS" [liverelay-hls]="$HTTP_LIMITS")
+# The latency scenario's liverelay serves its player page with the players of `make player`.
+SETTINGS+=([liverelay-watch]="LIVERELAY_HTTP__PLAYER_DIR=$ROOT/player/dist")
 
 # --- scenarios ---------------------------------------------------------------------------------
 mkdir -p "$OUT/results"
@@ -109,6 +114,66 @@ scenario httpflv --bitrate 2.5M --fps 30 --gop 2s --ramp-at "$FANOUT_AT" --ramp-
 SERVERS=(liverelay-llhls liverelay-hls nginx-hls)
 scenario hls --bitrate 2.5M --fps 30 --gop 1s --ramp-at "$HLS_AT" --ramp-step "$HLS_STEP" \
     --ramp-max "$HLS_MAX" --ramp-interval "$HLS_INTERVAL" --settle 4s -q
+
+# 6. Glass-to-glass latency: one browser playing a stream whose picture carries its capture
+#    time (bench/latency/clock-publisher.mjs: 640x360 at 30 fps, 1 s GOP, x264 zerolatency,
+#    published over RTMP), read back from each presented frame by tests/browser/watch.mjs
+#    (WATCH_CLOCK=1) in Debian's headless chromium: liverelay's page playing LL-HLS (hls.js,
+#    200 ms parts) and HTTP-FLV (mpegts.js), and the same page served by nginx playing
+#    nginx-rtmp's HLS (1 s fragments; no parts, so hls.js plays it as regular HLS).
+LATENCY_WARMUP=10
+LATENCY_SECS=${BENCH_LATENCY_SECS:-20}
+# "KIND PROTO LABEL" of each measured player.
+LATENCY_PLAYERS=("liverelay-watch hls liverelay-llhls" "liverelay-watch flv liverelay-httpflv"
+    "nginx-hls hls nginx-hls")
+latency_scenario() {
+    local name=latency run kind proto label url ok
+    COMMANDS+=("$name: node bench/latency/clock-publisher.mjs rtmp://127.0.0.1:PORT/live/$name & WATCH_CLOCK=1 node tests/browser/watch.mjs 'http://127.0.0.1:HTTP/watch/live/$name?proto=hls|flv' OUT $((LATENCY_WARMUP + LATENCY_SECS)) (readings after the first $LATENCY_WARMUP s)")
+    [ "$REPORT_ONLY" = 1 ] && return 0
+    [ -n "${BENCH_ONLY:-}" ] && ! [[ $name =~ $BENCH_ONLY ]] && return 0
+    if [ ! -x /usr/bin/chromium ] || [ ! -d "$ROOT/tests/browser/node_modules/puppeteer-core" ] ||
+        [ ! -e "$ROOT/player/dist/hls.min.js" ]; then
+        log "$name: skipped (chromium, puppeteer-core or the players missing: make test-deps)"
+        echo "$name: skipped: chromium, puppeteer-core or the players missing (make test-deps)" >>"$OUT/results/incidents"
+        return 0
+    fi
+    for run in $(seq "$RUNS"); do
+        for entry in "${LATENCY_PLAYERS[@]}"; do
+            read -r kind proto label <<<"$entry"
+            log "$name run $run/$RUNS: $label"
+            if ! start_server "$kind"; then
+                echo "$name run $run: $label did not start; run skipped" >>"$OUT/results/incidents"
+                continue
+            fi
+            node "$ROOT/bench/latency/clock-publisher.mjs" "rtmp://127.0.0.1:$PORT/live/$name" \
+                >"$WORK/publisher.log" 2>&1 &
+            local publisher=$!
+            STARTED+=("$publisher")
+            # Until the playlist is there (nginx-rtmp writes it after its first fragment;
+            # liverelay answers once the first part is): hls.js gives up on a 404.
+            ok=0
+            for _ in $(seq 100); do
+                curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/hls/live/$name/index.m3u8" && { ok=1; break; }
+                sleep 0.2
+            done
+            [ "$ok" = 1 ] || log "$name: no playlist after 20 s"
+            url="http://127.0.0.1:$HTTP_PORT/watch/live/$name?proto=$proto"
+            rm -rf "$WORK/watch"; mkdir -p "$WORK/watch"
+            if ! WATCH_CLOCK=1 node "$ROOT/tests/browser/watch.mjs" "$url" "$WORK/watch" \
+                $((LATENCY_WARMUP + LATENCY_SECS)) >/dev/null 2>"$WORK/watch.err"; then
+                log "watch failed:"; tail -5 "$WORK/watch.err" >&2
+            fi
+            cp "$WORK/watch/samples.json" "$OUT/results/$name-$label-$run.json" 2>/dev/null ||
+                echo "$name run $run: $label: the browser run wrote nothing" >>"$OUT/results/incidents"
+            cp "$WORK/watch/console.log" "$OUT/results/$name-$label-$run.console.log" 2>/dev/null || true
+            kill -TERM "$publisher" 2>/dev/null || true
+            wait "$publisher" 2>/dev/null || true
+            stop_server
+            sleep 1
+        done
+    done
+}
+latency_scenario
 
 ELAPSED=$(( $(date +%s) - BEGIN ))
 if [ "$REPORT_ONLY" = 1 ]; then
@@ -213,15 +278,26 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo
     echo "### HTTP-FLV players against RTMP players (one 2.5 Mbit/s stream, 2 s GOP)"
     echo
-    echo "The same stream and ramp as the fan-out; the tool plays \\`GET /flv/live/NAME.flv\\` (HTTP/1.1, chunked) and accounts FLV tags as RTMP messages (latency from the same send stamps)."
+    echo "The same stream and ramp as the fan-out; the tool plays \`GET /flv/live/NAME.flv\` (HTTP/1.1, chunked) and accounts FLV tags as RTMP messages (latency from the same send stamps)."
     echo
     table httpflv --at "$COMPARE_AT"
     echo
     echo "### HLS clients (one 2.5 Mbit/s stream, 1 s GOP)"
     echo
-    echo "Each client holds one keep-alive HTTP/1.1 connection. *liverelay-llhls*: as hls.js in low-latency mode, a blocking playlist reload (\\`_HLS_msn\\`, \\`_HLS_part\\`) for the next part, then the part (200 ms parts, 2 s segments: liverelay's defaults). *liverelay-hls* and *nginx-hls*: the playlist every target duration (half of it when nothing was new), then each new segment; nginx serves the files nginx-rtmp writes (\\`hls on; hls_fragment 1s\\`, bench/nginx-hls-*.conf.in) from the same single worker. A client is *behind* when it would have stalled: it starts playing its first part or segment on arrival, in real time, and a later one arrives more than 2 part targets (LL-HLS) or 1 target duration (HLS) after the playhead reached it. Latency: send stamp → arrival of the part or segment carrying it (every stamp found in the bytes). liverelay runs with \\`http.max_connections\\` and \\`hls.max_held_per_client\\` raised to $MAXCONN (all clients come from 127.0.0.1)."
+    echo "Each client holds one keep-alive HTTP/1.1 connection. *liverelay-llhls*: as hls.js in low-latency mode, a blocking playlist reload (\`_HLS_msn\`, \`_HLS_part\`) for the next part, then the part (200 ms parts, 2 s segments: liverelay's defaults). *liverelay-hls* and *nginx-hls*: the playlist every target duration (half of it when nothing was new), then each new segment; nginx serves the files nginx-rtmp writes (\`hls on; hls_fragment 1s\`, bench/nginx-hls-*.conf.in) from the same single worker. A client is *behind* when it would have stalled: it starts playing its first part or segment on arrival, in real time, and a later one arrives more than 2 part targets (LL-HLS) or 1 target duration (HLS) after the playhead reached it. Latency: send stamp → arrival of the part or segment carrying it (every stamp found in the bytes). liverelay runs with \`http.max_connections\` and \`hls.max_held_per_client\` raised to $MAXCONN (all clients come from 127.0.0.1)."
     echo
     table hls --at "$HLS_COMPARE_AT"
+    echo
+    echo "## 6. Glass-to-glass latency: publisher to a playing browser (loopback, 1 s GOP)"
+    echo
+    echo "One viewer at a time, in Debian's headless chromium (tests/browser/watch.mjs, puppeteer-core), of a stream from bench/latency/clock-publisher.mjs: raw 640x360 frames at 30 fps and a tone, generated on one schedule and piped into ffmpeg (libx264 \`-preset veryfast -tune zerolatency\`, 1 s GOP, 1 Mbit/s; AAC 64 kbit/s), published over RTMP. Each frame carries the wall-clock millisecond at which it was generated as a row of 40 black/white blocks (marker, 32 bits of \`Date.now()\`, a 6-bit check). In the page, every frame the video element presents (\`requestVideoFrameCallback\`) is drawn to a canvas and its row decoded; latency = the browser's \`Date.now()\` then − the time in the picture (same machine, same clock). It includes encoding (x264 without lookahead or B-frames; AAC's delay, since ffmpeg interleaves audio and video), RTMP ingest, the server's packaging (LL-HLS parts, FLV tags, nginx-rtmp's fragments), HTTP delivery, the player's buffering and catch-up, decoding and the hand-off to the compositor; not a camera's exposure or a display's scan-out. *liverelay-llhls*: liverelay's page \`/watch/live/latency\` (hls.js in low-latency mode, 200 ms parts, PART-HOLD-BACK 0.6 s; liverelay's defaults otherwise); *liverelay-httpflv*: the same page with \`?proto=flv\` (mpegts.js); *nginx-hls*: the same page served by nginx with nginx-rtmp's HLS (\`hls on; hls_fragment 1s\`, files served by nginx's http module from the fragments directory, bench/nginx-hls-http.conf.in; the playlist has no parts, so hls.js plays it as regular HLS). Targets (issue 14): LL-HLS p50 ≤ 1500 ms, HTTP-FLV p50 ≤ 500 ms. Readings of the first $LATENCY_WARMUP s of each $((LATENCY_WARMUP + LATENCY_SECS)) s watch are left out (players catch up after their start). The server is pinned to core $SERVER_CORE; the publisher and the browser are not."
+    echo
+    latency_runs=()
+    for entry in "${LATENCY_PLAYERS[@]}"; do
+        read -r _ _ label <<<"$entry"
+        for f in "$OUT/results/latency-$label-"[0-9]*.json; do [ -e "$f" ] && latency_runs+=("$label=$f"); done
+    done
+    if [ ${#latency_runs[@]} -gt 0 ]; then node "$ROOT/bench/latency/summary.mjs" "$LATENCY_WARMUP" "${latency_runs[@]}"; else echo "(not run)"; fi
     echo
     if [ -e "$OUT/results/incidents" ]; then
         echo "## Incidents"
