@@ -321,6 +321,7 @@ pub fn relay_message() -> Vec<(&'static str, Vec<u8>)> {
             },
             cached,
             ingest_received_unix_us: 1_764_547_200_000_000,
+            segment: None,
         })
     };
     let avc_key = [0x17, 1, 0, 0, 0, 0, 0, 0, 5, 0x65, 0x88, 0x84, 0x00, 0x33];
