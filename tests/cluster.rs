@@ -1324,7 +1324,7 @@ fn frames_over_four_mib_cross_two_edges_frame_exact() {
 async fn a_draining_ingest_asks_enhanced_rtmp_publishers_to_reconnect() {
     use liverelay_rtmp::command::{caps_ex, code};
     let cluster = Cluster::new();
-    let mut ingest = cluster.node_with(
+    let ingest = cluster.node_with(
         "ingest",
         "ingest-d",
         &[("LIVERELAY_RTMP__DRAIN_GRACE_SECS", "10")],
