@@ -575,3 +575,19 @@ fn a_stream_without_keyframes_is_still_cut_in_bounded_segments() {
         .collect();
     assert_eq!(times, [0, 10_000, 20_000]);
 }
+
+#[test]
+fn a_viewer_that_stops_counting_keeps_the_stream_but_is_no_viewer() {
+    let hub = Hub::new(HubConfig::default());
+    let mut own = hub.play(key()).unwrap();
+    own.stop_counting();
+    own.stop_counting();
+    assert_eq!(hub.viewer_count(&key()), 0);
+    let counted = hub.play(key()).unwrap();
+    assert_eq!(hub.viewer_count(&key()), 1);
+    drop(counted);
+    assert_eq!(hub.viewer_count(&key()), 0);
+    assert_eq!(hub.streams().len(), 1, "the uncounted viewer keeps the stream");
+    drop(own);
+    assert!(hub.streams().is_empty());
+}

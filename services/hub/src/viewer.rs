@@ -37,6 +37,8 @@ pub struct Viewer {
     /// Send the stream's metadata and sequence headers before the next frame.
     needs_headers: bool,
     dropped: u64,
+    /// Counted in the stream's viewers (metrics, the API, load reports).
+    counted: bool,
 }
 
 impl Viewer {
@@ -52,6 +54,7 @@ impl Viewer {
             waiting_key: true,
             needs_headers: false,
             dropped: 0,
+            counted: true,
         };
         {
             let mut st = stream.lock();
@@ -72,6 +75,14 @@ impl Viewer {
 
     pub fn key(&self) -> &StreamId {
         &self.stream.key
+    }
+
+    /// This viewer is the server's own (an HLS packaging, which serves many clients that are
+    /// counted apart): it keeps the stream but is no viewer in its counts.
+    pub fn stop_counting(&mut self) {
+        if std::mem::take(&mut self.counted) {
+            self.stream.stats.viewers.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether a publisher is live and this viewer has been told so.
@@ -199,7 +210,9 @@ impl Viewer {
 impl Drop for Viewer {
     fn drop(&mut self) {
         self.stream.lock().viewers -= 1;
-        self.stream.stats.viewers.fetch_sub(1, Ordering::Relaxed);
+        if self.counted {
+            self.stream.stats.viewers.fetch_sub(1, Ordering::Relaxed);
+        }
         self.hub.release(&self.stream);
     }
 }

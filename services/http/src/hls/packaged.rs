@@ -78,10 +78,12 @@ impl Packagings {
             p.touch();
             return Ok(p.clone());
         }
-        let viewer = self
+        let mut viewer = self
             .gate
             .play(Asker::Local(key.clone()), PlayArgs::default())
             .await?;
+        // Its clients are counted as HLS sessions, not it.
+        viewer.stop_counting();
         let mut map = self.map();
         if let Some(p) = map.get(key) {
             // Another request started it meanwhile; this viewer goes.
@@ -112,10 +114,9 @@ impl Packagings {
                 return;
             };
             for stream in p.gate.hub().streams() {
-                // The packaging's own viewer is one of them.
-                let own = u64::from(p.is_packaging(&stream.key));
+                // The packaging's own viewer is not counted.
                 if stream.live
-                    && stream.viewers > own
+                    && stream.viewers > 0
                     && let Err(refused) = p.get_or_start(&stream.key).await
                 {
                     debug!(stream = %stream.key, "not packaged: {refused}");
