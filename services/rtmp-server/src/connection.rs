@@ -9,12 +9,13 @@ mod handshake;
 mod play;
 
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{Future, Pending};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::Either;
 use liverelay_admission::{Admitted, ClientInfo, Gate, PlayBudget};
 use liverelay_hub::{Publisher, ViewerItem};
 use liverelay_rtmp::command::{StatusLevel, code};
@@ -32,9 +33,11 @@ use crate::write::{Transport, try_write_all_vectored, write_all_vectored};
 
 /// Free receive space kept for a publisher's and a player's reads.
 const PUBLISHER_READ: usize = 64 * 1024;
-const PLAYER_READ: usize = 1024;
-/// Batch containers larger than this (in entries) are shrunk after use.
-const SHRINK_ABOVE: usize = 64;
+pub(crate) const PLAYER_READ: usize = 1024;
+/// Batch containers keep at most this many entries' room between batches: a steady player's
+/// batch is a frame or two, and a burst (the GOP at start, a catch-up) must not leave its
+/// capacity with every viewer.
+const BATCH_KEEP: usize = 8;
 
 /// The first byte of a TLS ClientHello (record type: handshake); an RTMP C0 is 3.
 pub(crate) const TLS_HANDSHAKE: u8 = 0x16;
@@ -58,7 +61,8 @@ pub struct Connection<S> {
     session: ServerSession,
     /// Set once `connect` is accepted; its app may differ from the requested one.
     client: Option<Arc<ClientInfo>>,
-    publishing: Option<Publishing>,
+    /// Boxed: few connections publish, and inline it would enlarge every player's task.
+    publishing: Option<Box<Publishing>>,
     playing: Option<Playing>,
     closing: Option<CloseReason>,
     plays: PlayBudget,
@@ -112,46 +116,52 @@ impl<S: Transport> Connection<S> {
         }
     }
 
-    pub async fn run(mut self) -> CloseReason {
-        let with_c2 = match self.handshake().await {
-            Ok(with_c2) => with_c2,
-            Err(reason) => return reason,
-        };
-        // Chunks that arrived together with C2 have been decoded already: answer them (an
-        // error in them is the connection's, not the handshake's).
-        if let Err(reason) = self.answer_input(with_c2).await {
-            let _ = self.flush().await;
-            return reason;
-        }
-        // Made once: re-creating it on every wakeup would re-register with a watch channel
-        // every connection shares.
-        let mut phase = self.phase.clone();
-        let closing = async move { reached(&mut phase, Phase::Closing).await };
-        tokio::pin!(closing);
-        let mut phase = self.phase.clone();
-        // Resolves once; after that it is never polled again (`draining_told`).
-        let draining = async move { reached(&mut phase, Phase::Draining).await };
-        tokio::pin!(draining);
-        let mut draining_told = false;
-        loop {
-            if let Err(reason) = self.flush().await {
-                return reason;
-            }
-            if let Some(reason) = self.closing.take() {
-                return reason;
-            }
-            let step = if self.playing.as_ref().is_some_and(Playing::has_backlog) {
-                self.write_frames().await
-            } else {
-                let draining = (!draining_told).then_some(&mut draining);
-                let wake = self.wait(&mut closing, draining).await;
-                draining_told |= matches!(wake, Wake::Draining);
-                self.on_wake(wake).await
+    /// The connection's whole life; its future is the task every client costs, kept small.
+    /// An async block rather than an `async fn`: that would hold `self` twice (the argument
+    /// and the moved-in local, rust-lang/rust#62958), a whole `Connection` per client.
+    #[expect(clippy::manual_async_fn, reason = "an async fn holds self twice")]
+    pub fn run(mut self) -> impl Future<Output = CloseReason> + Send {
+        async move {
+            let with_c2 = match self.handshake().await {
+                Ok(with_c2) => with_c2,
+                Err(reason) => return reason,
             };
-            if let Err(reason) = step {
-                // Whatever the session queued (an _error, a status) still goes out first.
+            // Chunks that arrived together with C2 have been decoded already: answer them (an
+            // error in them is the connection's, not the handshake's).
+            if let Err(reason) = self.answer_input(with_c2).await {
                 let _ = self.flush().await;
                 return reason;
+            }
+            // Made once: re-creating it on every wakeup would re-register with a watch channel
+            // every connection shares.
+            let mut phase = self.phase.clone();
+            let closing = async move { reached(&mut phase, Phase::Closing).await };
+            tokio::pin!(closing);
+            let mut phase = self.phase.clone();
+            // Resolves once; after that it is never polled again (`draining_told`).
+            let draining = async move { reached(&mut phase, Phase::Draining).await };
+            tokio::pin!(draining);
+            let mut draining_told = false;
+            loop {
+                if let Err(reason) = self.flush().await {
+                    return reason;
+                }
+                if let Some(reason) = self.closing.take() {
+                    return reason;
+                }
+                let step = if self.playing.as_ref().is_some_and(Playing::has_backlog) {
+                    self.write_frames().await
+                } else {
+                    let draining = (!draining_told).then_some(&mut draining);
+                    let wake = self.wait(&mut closing, draining).await;
+                    draining_told |= matches!(wake, Wake::Draining);
+                    self.on_wake(wake).await
+                };
+                if let Err(reason) = step {
+                    // Whatever the session queued (an _error, a status) still goes out first.
+                    let _ = self.flush().await;
+                    return reason;
+                }
             }
         }
     }
@@ -287,12 +297,11 @@ impl<S: Transport> Connection<S> {
         let max = self.config.max_batch_frames;
         p.next_batch(&mut self.items, &mut self.out, &mut self.session, max);
         let result = self.flush().await;
-        // A burst (the GOP at start, a catch-up) must not leave its capacity with every viewer.
-        if self.out.capacity() > SHRINK_ABOVE {
-            self.out.shrink_to(SHRINK_ABOVE / 4);
+        if self.out.capacity() > BATCH_KEEP {
+            self.out.shrink_to(BATCH_KEEP);
         }
-        if self.items.capacity() > SHRINK_ABOVE {
-            self.items.shrink_to(SHRINK_ABOVE / 4);
+        if self.items.capacity() > BATCH_KEEP {
+            self.items.shrink_to(BATCH_KEEP);
         }
         result
     }
@@ -321,10 +330,61 @@ impl<S: Transport> Connection<S> {
 }
 
 /// `future`'s output, or never when there is none: a `select!` branch with nothing to wait
-/// for.
-async fn or_pending<F: Future>(future: Option<F>) -> F::Output {
+/// for. Not an `async fn`, which would hold `future` twice (see [`Connection::run`]).
+fn or_pending<F: Future>(future: Option<F>) -> Either<F, Pending<F::Output>> {
     match future {
-        Some(future) => future.await,
-        None => std::future::pending().await,
+        Some(future) => Either::Left(future),
+        None => Either::Right(std::future::pending()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use liverelay_hub::{Hub, HubConfig};
+    use liverelay_types::OpenPolicy;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::{TcpListener, TcpStream};
+
+    /// A connection over loopback, and its client's socket.
+    pub(crate) async fn connection() -> (Connection<TcpStream>, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (socket, peer) = listener.accept().await.unwrap();
+        let gate = Gate::new(Hub::new(HubConfig::default()), Arc::new(OpenPolicy));
+        let (phase, watch) = watch::channel(Phase::Running);
+        // Not closed under the connection (it would start closing).
+        std::mem::forget(phase);
+        let conn = Connection::new(
+            socket,
+            (1, peer),
+            Arc::new(RtmpServerConfig::default()),
+            (Arc::new(gate), RtmpMetrics::default()),
+            watch,
+            Instant::now(),
+        );
+        (conn, client)
+    }
+
+    /// The handshake needs 3 KiB of input at once; a player needs a fraction of it later, and
+    /// the rest would stay with every player for as long as it plays.
+    #[tokio::test]
+    async fn a_player_keeps_a_small_receive_buffer_after_the_handshake() {
+        let (mut conn, mut client) = connection().await;
+        // C0 + a simple C1 + C2, in one write: one read takes them all.
+        let mut hello = vec![3u8];
+        hello.resize(1 + 2 * 1536, 0);
+        client.write_all(&hello).await.unwrap();
+        conn.handshake().await.unwrap().unwrap();
+        let recv = conn.session.recv_buffer();
+        assert!(recv.is_empty());
+        // Room the buffer holds: reserving reclaims all of its allocation.
+        recv.reserve(PLAYER_READ);
+        assert!(
+            recv.capacity() <= PLAYER_READ,
+            "the receive buffer keeps {} bytes",
+            recv.capacity()
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::FutureExt;
 use liverelay_hub::Hub;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
@@ -156,16 +157,12 @@ impl RtmpServer {
                 Some(acceptor) => {
                     let run = async move {
                         match accept_tls(socket, &acceptor, &config).await {
+                            // Made in place: a `Connection` in a local would stay in the
+                            // task beside the one its `run` holds.
                             Ok(stream) => {
-                                let conn = Connection::new(
-                                    stream,
-                                    (id, peer),
-                                    config,
-                                    shared,
-                                    phase,
-                                    started,
-                                );
-                                conn.run().await
+                                Connection::new(stream, (id, peer), config, shared, phase, started)
+                                    .run()
+                                    .await
                             }
                             Err(reason) => {
                                 let label = match reason {
@@ -201,15 +198,24 @@ fn spawn_connection(
     slot: Slot,
     span: tracing::Span,
 ) {
-    tokio::spawn(
-        async move {
-            let reason = run.await;
-            info!(reason = %reason, "connection closed");
-            metrics.connections_open.dec();
-            drop(slot);
-        }
-        .instrument(span),
-    );
+    tokio::spawn(connection_task(run, metrics, slot, span));
+}
+
+/// What a connection's task runs: `run`, then the bookkeeping of its end. A combinator rather
+/// than an `async` block around `run.await`: that block would hold `run` twice (the captured
+/// future and the one being awaited, rust-lang/rust#62958), doubling every client's task.
+fn connection_task(
+    run: impl Future<Output = CloseReason> + Send + 'static,
+    metrics: RtmpMetrics,
+    slot: Slot,
+    span: tracing::Span,
+) -> impl Future<Output = ()> + Send + 'static {
+    run.map(move |reason| {
+        info!(reason = %reason, "connection closed");
+        metrics.connections_open.dec();
+        drop(slot);
+    })
+    .instrument(span)
 }
 
 /// The TLS handshake of an RTMPS connection, within the RTMP handshake timeout. A client that
@@ -242,4 +248,28 @@ async fn accept_tls(
     tokio::time::timeout(config.handshake_timeout, handshake)
         .await
         .unwrap_or(Err(CloseReason::HandshakeTimeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::connection::tests::connection;
+
+    /// Every client costs one task the size of this future for as long as it is connected:
+    /// with thousands of players it was half their memory when it held the connection twice
+    /// over (9 KiB).
+    #[tokio::test]
+    async fn a_clients_task_stays_small() {
+        let (conn, _client) = connection().await;
+        let slots = Slots::new(1, 1);
+        let slot = slots.try_acquire([127, 0, 0, 1].into()).ok().unwrap();
+        let task = connection_task(
+            conn.run(),
+            RtmpMetrics::default(),
+            slot,
+            tracing::Span::none(),
+        );
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 3 * 1024, "a connection's task is {size} bytes");
+    }
 }

@@ -2,6 +2,8 @@
 //! (which decides; this only tells the client and logs), media into the hub, the client's
 //! choices into its play.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use liverelay_admission::{Asker, ClientAsk, ClientInfo, PlayArgs};
@@ -15,59 +17,74 @@ use super::play::Playing;
 use super::{CloseReason, Connection, Publishing};
 use crate::write::Transport;
 
+/// A command's answer in progress (see [`Connection::handle_event`]).
+type Command<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
 impl<S: Transport> Connection<S> {
     pub(super) async fn handle_events(&mut self) {
         // Once the connection is refused or closing, queued events are dropped: a refused
         // client causes no more callbacks.
-        while self.closing.is_none()
-            && let Some(event) = self.session.poll_event()
-        {
-            match event {
-                // Boxed: these run once per session, and inline their state would enlarge every
-                // connection's task for its whole life.
-                ServerEvent::Connect(req) => Box::pin(self.on_connect(req)).await,
-                ServerEvent::Publish(req) => Box::pin(self.on_publish(req)).await,
-                ServerEvent::Play(req) => Box::pin(self.on_play(req)).await,
-                ServerEvent::Media { stream_id, media } => {
-                    if let Some(p) = self.publishing(stream_id) {
-                        p.publisher.push(media);
-                    }
-                }
-                ServerEvent::StreamClosed { stream_id } => {
-                    if self.publishing(stream_id).is_some() {
-                        self.publishing = None;
-                        info!("unpublished");
-                    }
-                    if self.playing(stream_id).is_some() {
-                        self.playing = None;
-                        info!("play stopped");
-                    }
-                }
-                ServerEvent::Pause {
-                    stream_id, paused, ..
-                } => {
-                    if let Some(p) = self.playing(stream_id) {
-                        p.pause(paused);
-                    }
-                }
-                ServerEvent::ReceiveAudio { stream_id, enabled } => {
-                    if let Some(p) = self.playing(stream_id) {
-                        p.receive_audio(enabled);
-                    }
-                }
-                ServerEvent::ReceiveVideo { stream_id, enabled } => {
-                    if let Some(p) = self.playing(stream_id) {
-                        p.receive_video(enabled);
-                    }
-                }
-                ServerEvent::Close => self.closing = Some(CloseReason::ClientClose),
+        while self.closing.is_none() {
+            // The event is bound only until it is handed on: bound across the `await`, its
+            // room (and its request's) would stay in every connection's task.
+            let command = match self.session.poll_event() {
+                Some(event) => self.handle_event(event),
+                None => break,
+            };
+            if let Some(command) = command {
+                command.await;
             }
         }
     }
 
+    /// Acts on `event`; a `connect`, publish or play comes back as the future that answers
+    /// it. Boxed: these run once per session, and inline their state would enlarge every
+    /// connection's task for its whole life.
+    fn handle_event(&mut self, event: ServerEvent) -> Option<Command<'_>> {
+        match event {
+            ServerEvent::Connect(req) => return Some(Box::pin(self.on_connect(req))),
+            ServerEvent::Publish(req) => return Some(Box::pin(self.on_publish(req))),
+            ServerEvent::Play(req) => return Some(Box::pin(self.on_play(req))),
+            ServerEvent::Media { stream_id, media } => {
+                if let Some(p) = self.publishing(stream_id) {
+                    p.publisher.push(media);
+                }
+            }
+            ServerEvent::StreamClosed { stream_id } => {
+                if self.publishing(stream_id).is_some() {
+                    self.publishing = None;
+                    info!("unpublished");
+                }
+                if self.playing(stream_id).is_some() {
+                    self.playing = None;
+                    info!("play stopped");
+                }
+            }
+            ServerEvent::Pause {
+                stream_id, paused, ..
+            } => {
+                if let Some(p) = self.playing(stream_id) {
+                    p.pause(paused);
+                }
+            }
+            ServerEvent::ReceiveAudio { stream_id, enabled } => {
+                if let Some(p) = self.playing(stream_id) {
+                    p.receive_audio(enabled);
+                }
+            }
+            ServerEvent::ReceiveVideo { stream_id, enabled } => {
+                if let Some(p) = self.playing(stream_id) {
+                    p.receive_video(enabled);
+                }
+            }
+            ServerEvent::Close => self.closing = Some(CloseReason::ClientClose),
+        }
+        None
+    }
+
     fn publishing(&mut self, stream_id: u32) -> Option<&mut Publishing> {
         self.publishing
-            .as_mut()
+            .as_deref_mut()
             .filter(|p| p.stream_id == stream_id)
     }
 
@@ -142,10 +159,10 @@ impl<S: Transport> Connection<S> {
                 Span::current().record("stream", stream.name.as_str());
                 info!(stream = %stream, kind = req.kind.as_str(), "publish started");
                 self.session.accept_publish(&req);
-                self.publishing = Some(Publishing {
+                self.publishing = Some(Box::new(Publishing {
                     stream_id: req.stream_id,
                     publisher,
-                });
+                }));
             }
             Err(refused) => {
                 self.refuse_publish(&req, refused.stream(), refused.status(), refused.why());

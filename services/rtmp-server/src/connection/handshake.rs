@@ -4,11 +4,12 @@
 
 use std::time::Instant;
 
+use bytes::BytesMut;
 use liverelay_metrics::ReasonLabel;
 use liverelay_rtmp::SessionError;
 use tokio::io::AsyncReadExt;
 
-use super::{CloseReason, Connection, TLS_HANDSHAKE};
+use super::{CloseReason, Connection, PLAYER_READ, TLS_HANDSHAKE};
 use crate::write::Transport;
 
 impl<S: Transport> Connection<S> {
@@ -55,6 +56,7 @@ impl<S: Transport> Connection<S> {
             }
             let result = self.session.process();
             if self.session.is_handshake_done() {
+                self.shrink_recv_buffer();
                 self.flush().await?;
                 self.session.note_received(Instant::now());
                 return Ok(result);
@@ -63,5 +65,15 @@ impl<S: Transport> Connection<S> {
             self.flush().await?;
         }
         Ok(Ok(()))
+    }
+
+    /// Moves what is left of the input into a buffer of a player's size: the handshake's
+    /// buffer (C0+C1 and C2, 3 KiB and more) would otherwise stay with every player for its
+    /// whole life. A publisher's grows again on its first read.
+    fn shrink_recv_buffer(&mut self) {
+        let recv = self.session.recv_buffer();
+        let rest = recv.split();
+        *recv = BytesMut::with_capacity(rest.len().max(PLAYER_READ));
+        recv.extend_from_slice(&rest);
     }
 }

@@ -418,12 +418,29 @@ impl ServerSession {
     }
 
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        // A command's room is not kept: a player sees a handful of them in its life, and
+        // thousands of players would each hold a queue for them. Media events come in a
+        // stream; their queue is reused.
+        if self.events.is_empty() && !matches!(event, None | Some(ServerEvent::Media { .. })) {
+            self.events = VecDeque::new();
+        }
+        event
     }
 
-    /// Bytes to send, if any.
+    /// Bytes to send, if any. The buffer goes with them rather than staying for the next
+    /// output: a session sends little after its handshake (3 KiB), and keeping that room
+    /// would cost every player as much.
     pub fn poll_transmit(&mut self) -> Option<Bytes> {
-        (!self.conn.out.is_empty()).then(|| self.conn.out.split().freeze())
+        (!self.conn.out.is_empty()).then(|| std::mem::take(&mut self.conn.out).freeze())
+    }
+
+    /// Room the session holds on to between calls: its output buffer's (all of its
+    /// allocation, as the next output would reuse it) and its event queue's, in entries.
+    #[cfg(test)]
+    pub(crate) fn room_kept(&mut self) -> (usize, usize) {
+        self.conn.out.reserve(1);
+        (self.conn.out.capacity(), self.events.capacity())
     }
 
     pub fn out_chunk_size(&self) -> u32 {

@@ -764,6 +764,19 @@ fn player_flow() {
     );
 }
 
+/// Between its rare commands a player's session keeps no room for output or events: the
+/// handshake's 3 KiB of output, or a queue sized for requests, kept by each of thousands of
+/// players, would be a good part of their memory.
+#[test]
+fn a_players_session_keeps_no_room_between_commands() {
+    let mut pair = Pair::default_pair();
+    pair.connect();
+    pair.start_play("cam");
+    let (out, events) = pair.server.room_kept();
+    assert!(out < 64, "the output buffer keeps {out} bytes");
+    assert_eq!(events, 0, "the event queue keeps room for {events}");
+}
+
 #[test]
 fn play_with_explicit_arguments() {
     let mut pair = Pair::default_pair();
