@@ -34,9 +34,10 @@ use crate::write::{Transport, try_write_all_vectored, write_all_vectored};
 /// Free receive space kept for a publisher's and a player's reads.
 const PUBLISHER_READ: usize = 64 * 1024;
 pub(crate) const PLAYER_READ: usize = 1024;
-/// Batch containers keep at most this many entries' room between batches: a steady player's
-/// batch is a frame or two, and a burst (the GOP at start, a catch-up) must not leave its
-/// capacity with every viewer.
+/// Batch containers keep at most this many entries' room after a batch this small: a steady
+/// player's batch is a frame or two, and a burst (the GOP at start, a catch-up) must not
+/// leave its capacity with every viewer. A player whose batches stay large (a loaded server)
+/// keeps its room rather than reallocating on every write.
 const BATCH_KEEP: usize = 8;
 
 /// The first byte of a TLS ClientHello (record type: handshake); an RTMP C0 is 3.
@@ -296,12 +297,15 @@ impl<S: Transport> Connection<S> {
         };
         let max = self.config.max_batch_frames;
         p.next_batch(&mut self.items, &mut self.out, &mut self.session, max);
+        let batch = self.out.len();
         let result = self.flush().await;
-        if self.out.capacity() > BATCH_KEEP {
-            self.out.shrink_to(BATCH_KEEP);
-        }
-        if self.items.capacity() > BATCH_KEEP {
-            self.items.shrink_to(BATCH_KEEP);
+        if batch <= BATCH_KEEP {
+            if self.out.capacity() > BATCH_KEEP {
+                self.out.shrink_to(BATCH_KEEP);
+            }
+            if self.items.capacity() > BATCH_KEEP {
+                self.items.shrink_to(BATCH_KEEP);
+            }
         }
         result
     }
