@@ -37,7 +37,7 @@ mod watch;
 
 pub use flv::{FlvService, flv_router};
 pub use hls::{HlsService, LiveCheck, TokenCheck, hls_router};
-pub use metrics::HttpMetrics;
+pub use metrics::{HlsRequestLabel, HttpMetrics};
 pub use viewers::HlsViewers;
 pub use watch::{WatchService, watch_router};
 

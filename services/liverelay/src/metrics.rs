@@ -225,6 +225,31 @@ mod tests {
             "counter",
             "HTTP connections by kind (accepted, refused)",
         ),
+        (
+            "liverelay_hls_requests",
+            "counter",
+            "HLS requests by kind (playlist, init, segment, part) and status",
+        ),
+        (
+            "liverelay_hls_request_duration_seconds",
+            "histogram",
+            "Time to answer HLS requests by kind, held time included",
+        ),
+        (
+            "liverelay_hls_held_requests",
+            "gauge",
+            "HLS requests held open until what they ask for exists",
+        ),
+        (
+            "liverelay_viewers_by_protocol",
+            "gauge",
+            "Viewers by protocol (rtmp, flv: plays open; hls: sessions seen within a window)",
+        ),
+        (
+            "liverelay_viewer_egress_bytes",
+            "counter",
+            "Bytes sent to viewers by protocol (rtmp, flv, hls)",
+        ),
     ];
 
     /// Gives every labelled family a series, so that it is rendered.
@@ -270,6 +295,17 @@ mod tests {
         f.auth.notify_calls.get_or_create(&outcome).inc();
         f.webhooks.deliveries.get_or_create(&outcome).inc();
         f.http.connections.get_or_create(&kind).inc();
+        f.http
+            .hls_requests
+            .get_or_create(&liverelay_http::HlsRequestLabel {
+                kind: "part",
+                status: 200,
+            })
+            .inc();
+        f.http
+            .hls_request_seconds
+            .get_or_create(&KindLabel { kind: "part" })
+            .observe(0.1);
     }
 
     #[test]
