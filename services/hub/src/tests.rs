@@ -587,7 +587,11 @@ fn a_viewer_that_stops_counting_keeps_the_stream_but_is_no_viewer() {
     assert_eq!(hub.viewer_count(&key()), 1);
     drop(counted);
     assert_eq!(hub.viewer_count(&key()), 0);
-    assert_eq!(hub.streams().len(), 1, "the uncounted viewer keeps the stream");
+    assert_eq!(
+        hub.streams().len(),
+        1,
+        "the uncounted viewer keeps the stream"
+    );
     drop(own);
     assert!(hub.streams().is_empty());
 }
