@@ -18,8 +18,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 # Servers of the next scenario; the last is the baseline of the ratios.
-ALL_SERVERS=(liverelay liverelay-rtmps liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx
-    liverelay-edge liverelay-ingest liverelay-ingest-base liverelay-httpflv liverelay-llhls liverelay-hls
+# (liverelay-httpflv before liverelay: its ratio is HTTP-FLV over RTMP.)
+ALL_SERVERS=(liverelay-httpflv liverelay liverelay-rtmps liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx
+    liverelay-edge liverelay-ingest liverelay-ingest-base liverelay-llhls liverelay-hls
     nginx-hls liverelay-watch)
 SERVERS=(liverelay liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx)
 LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-fixedhold]="liverelay-fixedhold" [liverelay-nodelay]="liverelay-nodelay"
