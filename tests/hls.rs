@@ -316,8 +316,15 @@ fn blocking_reload_delta_updates_and_refusals() {
     // A part lasts 200 ms: the answer comes with it. Judged by the parts made meanwhile
     // rather than by a clock (generous for a loaded machine): an answer held well past its
     // part would list several newer ones.
-    let newer = held.parts.iter().filter(|x| (x.0, x.1) > (msn, part)).count();
-    assert!(newer <= 2, "answered {newer} parts after the one asked for: {held:?}");
+    let newer = held
+        .parts
+        .iter()
+        .filter(|x| (x.0, x.1) > (msn, part))
+        .count();
+    assert!(
+        newer <= 2,
+        "answered {newer} parts after the one asked for: {held:?}"
+    );
     assert!(waited < Duration::from_secs(3), "held for {waited:?}");
     assert_eq!(got.header("cache-control"), Some("public, max-age=6"));
     // The part after the hint, asked before it exists, comes when it does.
