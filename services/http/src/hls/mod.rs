@@ -243,7 +243,7 @@ async fn serve(
     match asked {
         Asked::Playlist => {
             let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
-            let text = playlist::render(&packager, playlist_query.skip, &query);
+            let text = packaged.playlist(&packager, playlist_query.skip, &query);
             let cache = if playlist_query.block.is_some() {
                 // The answer to a blocking request is final for its URL.
                 format!("public, max-age={}", 6 * target_secs)

@@ -7,8 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use bytes::Bytes;
 use liverelay_admission::{Admitted, Asker, Gate, PlayArgs, Refused};
-use liverelay_hls::{Packager, PackagerConfig};
+use liverelay_hls::{Packager, PackagerConfig, playlist};
 use liverelay_hub::{Viewer, ViewerItem};
 use liverelay_types::{StreamId, unix_ms};
 use tokio::sync::watch;
@@ -26,11 +27,34 @@ pub(super) struct Packaged {
     /// The packager's version: held requests wait for it to change.
     changed: watch::Sender<u64>,
     last_request_ms: AtomicU64,
+    /// The playlist last rendered (full, delta) with its packager version: when a part comes,
+    /// every held request of the stream answers with it, rendered once.
+    rendered: Mutex<[Option<(u64, Bytes)>; 2]>,
 }
 
 impl Packaged {
     pub(super) fn lock(&self) -> MutexGuard<'_, Packager> {
         self.packager.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The media playlist of `packager` (this stream's, locked by the caller). Without a query
+    /// to carry into its URIs (no play token), every request between two changes shares one
+    /// rendering.
+    pub(super) fn playlist(&self, packager: &Packager, skip: bool, query: &str) -> Bytes {
+        if !query.is_empty() {
+            return Bytes::from(playlist::render(packager, skip, query));
+        }
+        let version = packager.version();
+        let mut rendered = self.rendered.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = &mut rendered[usize::from(skip)];
+        if let Some((v, text)) = slot.as_ref()
+            && *v == version
+        {
+            return text.clone();
+        }
+        let text = Bytes::from(playlist::render(packager, skip, ""));
+        *slot = Some((version, text.clone()));
+        text
     }
 
     pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
@@ -94,6 +118,7 @@ impl Packagings {
             packager: Mutex::new(Packager::new(self.config)),
             changed: watch::channel(0).0,
             last_request_ms: AtomicU64::new(unix_ms()),
+            rendered: Mutex::default(),
         });
         map.insert(key.clone(), packaged.clone());
         drop(map);
@@ -186,5 +211,36 @@ async fn package(
     info!(reason = %why, "HLS packaging stopped");
     if let Some(p) = packagings.upgrade() {
         p.remove(&key, &packaged);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_between_two_changes_share_one_rendering() {
+        let packaged = Packaged {
+            packager: Mutex::new(Packager::new(PackagerConfig {
+                segment_ms: 2000,
+                part_ms: 200,
+                window_segments: 10,
+            })),
+            changed: watch::channel(0).0,
+            last_request_ms: AtomicU64::new(0),
+            rendered: Mutex::default(),
+        };
+        let packager = packaged.lock();
+        let a = packaged.playlist(&packager, false, "");
+        let b = packaged.playlist(&packager, false, "");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "rendered once");
+        let delta = packaged.playlist(&packager, true, "");
+        assert_ne!(delta.as_ptr(), a.as_ptr(), "the delta is its own");
+        let with_token = packaged.playlist(&packager, false, "?token=t");
+        assert_ne!(
+            with_token.as_ptr(),
+            a.as_ptr(),
+            "a query is carried into the URIs"
+        );
     }
 }
