@@ -1,9 +1,10 @@
 //! HLS clients, each on one keep-alive connection, requesting what a player would:
 //!
 //! - Low-Latency HLS, as hls.js in low-latency mode: a blocking playlist reload for the next
-//!   part (`?_HLS_msn=N&_HLS_part=P`), then that part; every part listed and not yet fetched
-//!   is fetched before the next reload. A client starts at the live edge (the part the
-//!   playlist hints at next).
+//!   part (`?_HLS_msn=N&_HLS_part=P`, with `&_HLS_skip=YES` for a delta update when the
+//!   server offers `CAN-SKIP-UNTIL`, as hls.js asks), then that part; every part listed and not
+//!   yet fetched is fetched before the next reload. A client starts at the live edge (the part
+//!   the playlist hints at next).
 //! - Regular HLS: the playlist every target duration (half of it when nothing new came, as
 //!   hls.js does), then each new complete segment. A client starts at the newest segment.
 //!
@@ -19,46 +20,68 @@ use tokio::time::{Instant, sleep_until};
 use crate::http1::{Conn, HttpUrl};
 use crate::viewer::{Pace, Viewer};
 
-/// A media playlist, as far as clients need it.
+/// A media playlist, as far as clients need it, borrowing the answer's text (thousands of
+/// clients parse one ten times a second: no allocation per entry).
 #[derive(Debug, Default, PartialEq)]
-pub struct Playlist {
+pub struct Playlist<'a> {
     pub target_duration: f64,
     pub part_target: Option<f64>,
+    /// The server takes delta updates (`CAN-SKIP-UNTIL`).
+    pub can_skip: bool,
     /// Complete segments: media sequence number, URI, duration.
-    pub segments: Vec<(u64, String, f64)>,
+    pub segments: Vec<(u64, &'a str, f64)>,
     /// Parts: (media sequence number, index in its segment), URI, duration, independent.
-    pub parts: Vec<((u64, usize), String, f64, bool)>,
+    pub parts: Vec<((u64, usize), &'a str, f64, bool)>,
     /// The sequence number of the segment after the last complete one (being made).
     pub open: u64,
 }
 
-impl Playlist {
-    pub fn parse(text: &str) -> Self {
+impl<'a> Playlist<'a> {
+    pub fn parse(text: &'a str) -> Self {
         let mut p = Playlist::default();
         let mut msn = 0u64;
         let mut part = 0usize;
         let mut extinf = None;
         for line in text.lines().map(str::trim) {
-            if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
-                p.target_duration = v.parse().unwrap_or(0.0);
-            } else if let Some(v) = line.strip_prefix("#EXT-X-MEDIA-SEQUENCE:") {
-                msn = v.parse().unwrap_or(0);
-            } else if let Some(v) = line.strip_prefix("#EXT-X-PART-INF:") {
-                p.part_target = attr(v, "PART-TARGET").and_then(|t| t.parse().ok());
-            } else if let Some(v) = line.strip_prefix("#EXT-X-PART:") {
-                if let (Some(uri), Some(d)) = (attr(v, "URI"), attr(v, "DURATION")) {
-                    let independent = attr(v, "INDEPENDENT") == Some("YES");
-                    let d = d.parse().unwrap_or(0.0);
-                    p.parts.push(((msn, part), uri.to_owned(), d, independent));
-                    part += 1;
+            let Some(tag) = line.strip_prefix('#') else {
+                if !line.is_empty() {
+                    p.segments.push((msn, line, extinf.take().unwrap_or(0.0)));
+                    msn += 1;
+                    part = 0;
                 }
-            } else if let Some(v) = line.strip_prefix("#EXTINF:") {
-                extinf = v.split(',').next().and_then(|d| d.parse::<f64>().ok());
-            } else if !line.is_empty() && !line.starts_with('#') {
-                p.segments
-                    .push((msn, line.to_owned(), extinf.take().unwrap_or(0.0)));
-                msn += 1;
-                part = 0;
+                continue;
+            };
+            let (name, v) = tag.split_once(':').unwrap_or((tag, ""));
+            match name {
+                "EXT-X-TARGETDURATION" => p.target_duration = v.parse().unwrap_or(0.0),
+                "EXT-X-MEDIA-SEQUENCE" => msn = v.parse().unwrap_or(0),
+                // A delta update: the skipped segments keep their numbers.
+                "EXT-X-SKIP" => {
+                    msn += attr(v, "SKIPPED-SEGMENTS")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                }
+                "EXT-X-SERVER-CONTROL" => p.can_skip = attr(v, "CAN-SKIP-UNTIL").is_some(),
+                "EXT-X-PART-INF" => {
+                    p.part_target = attr(v, "PART-TARGET").and_then(|t| t.parse().ok());
+                }
+                "EXT-X-PART" => {
+                    let (mut uri, mut duration, mut independent) = (None, None, false);
+                    for (key, value) in attrs(v) {
+                        match key {
+                            "URI" => uri = Some(value),
+                            "DURATION" => duration = value.parse().ok(),
+                            "INDEPENDENT" => independent = value == "YES",
+                            _ => {}
+                        }
+                    }
+                    if let (Some(uri), Some(d)) = (uri, duration) {
+                        p.parts.push(((msn, part), uri, d, independent));
+                        part += 1;
+                    }
+                }
+                "EXTINF" => extinf = v.split(',').next().and_then(|d| d.parse::<f64>().ok()),
+                _ => {}
             }
         }
         p.open = msn;
@@ -73,11 +96,11 @@ impl Playlist {
         }
     }
 
-    fn part(&self, at: (u64, usize)) -> Option<(&str, f64, bool)> {
+    fn part(&self, at: (u64, usize)) -> Option<(&'a str, f64, bool)> {
         self.parts
             .iter()
             .find(|p| p.0 == at)
-            .map(|p| (p.1.as_str(), p.2, p.3))
+            .map(|p| (p.1, p.2, p.3))
     }
 
     fn complete(&self, msn: u64) -> bool {
@@ -87,8 +110,15 @@ impl Playlist {
 
 /// `NAME=value` or `NAME="value"` from an attribute list.
 fn attr<'a>(list: &'a str, name: &str) -> Option<&'a str> {
+    attrs(list)
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value)
+}
+
+/// The attributes of a list, in one pass.
+fn attrs(list: &str) -> impl Iterator<Item = (&str, &str)> {
     let mut rest = list;
-    while !rest.is_empty() {
+    std::iter::from_fn(move || {
         let (key, after) = rest.split_once('=')?;
         let (value, next) = if let Some(q) = after.strip_prefix('"') {
             let end = q.find('"')?;
@@ -96,12 +126,9 @@ fn attr<'a>(list: &'a str, name: &str) -> Option<&'a str> {
         } else {
             after.split_once(',').unwrap_or((after, ""))
         };
-        if key.trim() == name {
-            return Some(value);
-        }
         rest = next;
-    }
-    None
+        Some((key.trim(), value))
+    })
 }
 
 pub async fn client(
@@ -121,19 +148,19 @@ pub async fn client(
         timeout,
     };
     let first = tokio::select! {
-        r = session.playlist(None) => r,
+        r = session.playlist(None, false) => r,
         _ = stop.changed() => return,
     };
-    let playlist = match first {
+    let first = match first {
         Ok(p) => p,
         Err(e) => return viewer.failed(format!("play {url}: {e}")),
     };
     viewer.playing();
     let run = async {
         if low_latency {
-            session.low_latency(&mut viewer, playlist).await
+            session.low_latency(&mut viewer, first).await
         } else {
-            session.regular(&mut viewer, playlist).await
+            session.regular(&mut viewer, first).await
         }
     };
     let why = tokio::select! {
@@ -149,22 +176,32 @@ struct Session {
     timeout: Duration,
 }
 
+/// A playlist's text, to be parsed by [`Playlist::parse`].
+struct Text(BytesMut);
+
+impl Text {
+    fn parse(&self) -> Result<Playlist<'_>, String> {
+        std::str::from_utf8(&self.0)
+            .map(Playlist::parse)
+            .map_err(|_| "playlist not UTF-8".to_owned())
+    }
+}
+
 impl Session {
-    /// The playlist, blocking until part `(msn, part)` exists if given.
-    async fn playlist(&mut self, block: Option<(u64, usize)>) -> Result<Playlist, String> {
-        let target = match block {
-            None => self.url.target.clone(),
-            Some((m, p)) => {
-                let sep = if self.url.target.contains('?') {
-                    '&'
-                } else {
-                    '?'
-                };
-                format!("{}{sep}_HLS_msn={m}&_HLS_part={p}", self.url.target)
-            }
-        };
+    /// The playlist, blocking until part `(msn, part)` exists if given; a delta update if
+    /// `skip`.
+    async fn playlist(&mut self, block: Option<(u64, usize)>, skip: bool) -> Result<Text, String> {
+        let mut target = self.url.target.clone();
+        let mut sep = if target.contains('?') { '&' } else { '?' };
+        if let Some((m, p)) = block {
+            target.push_str(&format!("{sep}_HLS_msn={m}&_HLS_part={p}"));
+            sep = '&';
+        }
+        if skip {
+            target.push_str(&format!("{sep}_HLS_skip=YES"));
+        }
         let body = self.fetch(&target, true).await?.unwrap_or_default();
-        Ok(Playlist::parse(&String::from_utf8_lossy(&body)))
+        Ok(Text(body))
     }
 
     /// A whole answer's body (`None` if `keep` is false: read and dropped, as unsampled
@@ -211,12 +248,20 @@ impl Session {
         Ok(())
     }
 
-    async fn low_latency(&mut self, viewer: &mut Viewer, first: Playlist) -> String {
-        let part_target = first.part_target.unwrap_or(0.2);
+    /// As hls.js in low-latency mode: blocking reloads, delta updates when the server takes
+    /// them (`CAN-SKIP-UNTIL`; the parts asked for are never among the skipped segments).
+    async fn low_latency(&mut self, viewer: &mut Viewer, first: Text) -> String {
+        let (part_target, skip, mut want) = match first.parse() {
+            Ok(p) => (p.part_target.unwrap_or(0.2), p.can_skip, p.next_part()),
+            Err(e) => return e,
+        };
         let mut pace = Pace::new(Duration::from_secs_f64(2.0 * part_target));
-        let mut want = first.next_part();
         loop {
-            let playlist = match self.playlist(Some(want)).await {
+            let text = match self.playlist(Some(want), skip).await {
+                Ok(t) => t,
+                Err(e) => return e,
+            };
+            let playlist = match text.parse() {
                 Ok(p) => p,
                 Err(e) => return e,
             };
@@ -224,9 +269,8 @@ impl Session {
             // wanted index continues with the next segment's first part.
             loop {
                 if let Some((uri, duration, independent)) = playlist.part(want) {
-                    let uri = uri.to_owned();
                     if let Err(e) = self
-                        .media(viewer, &mut pace, &uri, duration, independent)
+                        .media(viewer, &mut pace, uri, duration, independent)
                         .await
                     {
                         return e;
@@ -246,18 +290,25 @@ impl Session {
         }
     }
 
-    async fn regular(&mut self, viewer: &mut Viewer, first: Playlist) -> String {
-        let target = Duration::from_secs_f64(first.target_duration.max(0.1));
+    async fn regular(&mut self, viewer: &mut Viewer, first: Text) -> String {
+        let (target, mut next) = match first.parse() {
+            // Start with the newest complete segment.
+            Ok(p) => (p.target_duration, p.segments.last().map_or(0, |s| s.0)),
+            Err(e) => return e,
+        };
+        let target = Duration::from_secs_f64(target.max(0.1));
         let mut pace = Pace::new(target);
-        // Start with the newest complete segment.
-        let mut next = first.segments.last().map_or(0, |s| s.0);
-        let mut playlist = first;
+        let mut text = first;
         loop {
             let polled = Instant::now();
             let mut new = false;
-            for (msn, uri, duration) in &playlist.segments {
-                if *msn >= next {
-                    if let Err(e) = self.media(viewer, &mut pace, uri, *duration, true).await {
+            let playlist = match text.parse() {
+                Ok(p) => p,
+                Err(e) => return e,
+            };
+            for &(msn, uri, duration) in &playlist.segments {
+                if msn >= next {
+                    if let Err(e) = self.media(viewer, &mut pace, uri, duration, true).await {
                         return e;
                     }
                     next = msn + 1;
@@ -269,8 +320,8 @@ impl Session {
                 next = playlist.segments.last().map_or(next, |s| s.0);
             }
             sleep_until(polled + if new { target } else { target / 2 }).await;
-            playlist = match self.playlist(None).await {
-                Ok(p) => p,
+            text = match self.playlist(None, false).await {
+                Ok(t) => t,
                 Err(e) => return e,
             };
         }
@@ -295,13 +346,7 @@ mod tests {
         let p = Playlist::parse(LL);
         assert_eq!(p.target_duration, 2.0);
         assert_eq!(p.part_target, Some(0.2));
-        assert_eq!(
-            p.segments,
-            [
-                (10, "10.m4s".to_owned(), 2.0),
-                (11, "11.m4s".to_owned(), 0.4)
-            ]
-        );
+        assert_eq!(p.segments, [(10, "10.m4s", 2.0), (11, "11.m4s", 0.4)]);
         assert_eq!(p.part((11, 1)), Some(("11.1.m4s", 0.2, false)));
         assert_eq!(p.part((12, 0)), Some(("12.0.m4s", 0.2, true)));
         // The hint's position.
@@ -321,12 +366,28 @@ mod tests {
     }
 
     #[test]
+    fn delta_updates_keep_the_skipped_segments_numbers() {
+        let delta = LL.replace(
+            "#EXT-X-MAP:URI=\"init-ab.mp4\"\n#EXTINF:2.000,\n10.m4s\n",
+            "#EXT-X-SKIP:SKIPPED-SEGMENTS=1\n",
+        );
+        assert_ne!(delta, LL);
+        let (full, delta) = (Playlist::parse(LL), Playlist::parse(&delta));
+        assert_eq!(delta.segments, [(11, "11.m4s", 0.4)]);
+        assert_eq!(delta.parts, full.parts);
+        assert_eq!(delta.next_part(), full.next_part());
+        assert!(!full.can_skip, "no CAN-SKIP-UNTIL in this playlist");
+        let skippable = LL.replace("PART-HOLD-BACK", "CAN-SKIP-UNTIL=12,PART-HOLD-BACK");
+        assert!(Playlist::parse(&skippable).can_skip);
+    }
+
+    #[test]
     fn parses_regular_playlists_and_resolves_uris() {
         let p = Playlist::parse(
             "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:7\n#EXT-X-TARGETDURATION:1\n\
              #EXTINF:1.000,\ns-7.ts\n#EXTINF:0.960,\ns-8.ts\n",
         );
-        assert_eq!(p.segments[1], (8, "s-8.ts".to_owned(), 0.96));
+        assert_eq!(p.segments[1], (8, "s-8.ts", 0.96));
         assert_eq!((p.target_duration, p.part_target), (1.0, None));
         let u = HttpUrl::parse("http://127.0.0.1:8080/hls/live/s/index.m3u8?token=x").unwrap();
         assert_eq!(u.authority, "127.0.0.1:8080");
