@@ -336,6 +336,9 @@ fn blocking_reload_delta_updates_and_refusals() {
         part_got.header("cache-control"),
         Some("public, max-age=86400, immutable")
     );
+    // Its length is declared, so that a CDN can tell a whole part from a cut one.
+    let length = part_got.body.len().to_string();
+    assert_eq!(part_got.header("content-length"), Some(length.as_str()));
 
     for (query, status) in [
         (format!("?_HLS_msn={}", msn + 5), 400),

@@ -15,18 +15,23 @@
 mod held;
 mod packaged;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use liverelay_admission::Gate;
 use liverelay_hls::{
     Packager, PackagerConfig, PlaylistQuery, Readiness, part_ready, playlist, playlist_ready,
@@ -143,7 +148,7 @@ async fn hls_get(
     Path((app, stream, file)): Path<(String, String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    UserAgent(agent): UserAgent,
 ) -> Response {
     let asked = Asked::parse(&file);
     let kind = asked.map_or("unknown", Asked::kind);
@@ -156,10 +161,21 @@ async fn hls_get(
     hls.service
         .metrics
         .hls_request(kind, response.status(), started.elapsed());
-    let agent = headers.get(header::USER_AGENT);
     hls.service
         .viewers
-        .answered(&key, peer.ip(), agent, response)
+        .answered(&key, peer.ip(), agent.as_ref(), response)
+}
+
+/// The request's `User-Agent` (part of a session's identity), without copying every header
+/// as the `HeaderMap` extractor does.
+struct UserAgent(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserAgent {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get(header::USER_AGENT).cloned()))
+    }
 }
 
 async fn serve(
@@ -191,13 +207,17 @@ async fn serve(
         },
         _ => PlaylistQuery::default(),
     };
-    let first = !hls.packagings.is_packaging(&key);
-    if first && !(s.live)(key.clone()).await {
-        return answer(StatusCode::NOT_FOUND, "stream not live");
-    }
-    let packaged = match hls.packagings.get_or_start(&key).await {
-        Ok(p) => p,
-        Err(refused) => return refuse(peer, "HLS", &refused),
+    let (packaged, first) = match hls.packagings.get(&key) {
+        Some(p) => (p, false),
+        None => {
+            if !(s.live)(key.clone()).await {
+                return answer(StatusCode::NOT_FOUND, "stream not live");
+            }
+            match hls.packagings.get_or_start(&key).await {
+                Ok(p) => (p, true),
+                Err(refused) => return refuse(peer, "HLS", &refused),
+            }
+        }
     };
     let target_secs = playlist::Targets::of(&packaged.lock()).target_duration_secs;
     // A stream just started waits for its first part; a held request, three target
@@ -246,18 +266,19 @@ async fn serve(
             let text = packaged.playlist(&packager, playlist_query.skip, &query);
             let cache = if playlist_query.block.is_some() {
                 // The answer to a blocking request is final for its URL.
-                format!("public, max-age={}", 6 * target_secs)
+                HeaderValue::from_str(&format!("public, max-age={}", 6 * target_secs))
+                    .unwrap_or(HeaderValue::from_static("public, max-age=1"))
             } else {
-                "public, max-age=1".to_owned()
+                HeaderValue::from_static("public, max-age=1")
             };
-            media("application/vnd.apple.mpegurl", &cache, Body::from(text))
+            media("application/vnd.apple.mpegurl", cache, Body::from(text))
         }
         Asked::Init(n) => {
             let init = packager.init(n).cloned().unwrap_or_default();
-            media("video/mp4", IMMUTABLE, Body::from(init))
+            media("video/mp4", immutable(), Body::from(init))
         }
         Asked::Segment(n) => {
-            let chunks: Vec<Bytes> = packager
+            let chunks = packager
                 .segment(n)
                 .map(|s| {
                     s.parts
@@ -266,36 +287,69 @@ async fn serve(
                         .collect()
                 })
                 .unwrap_or_default();
-            media("video/iso.segment", IMMUTABLE, chunked(chunks))
+            media("video/iso.segment", immutable(), Fragments::body(chunks))
         }
         Asked::Part(n, i) => {
             let chunks = packager
                 .segment(n)
                 .and_then(|s| s.parts.get(i))
-                .map(|p| p.fragment.chunks.clone())
+                .map(|p| p.fragment.chunks.iter().cloned().collect())
                 .unwrap_or_default();
-            media("video/iso.segment", IMMUTABLE, chunked(chunks))
+            media("video/iso.segment", immutable(), Fragments::body(chunks))
         }
     }
 }
 
 /// Segments, parts and init sections never change once they exist, and their names are
 /// never reused (numbers start at the wall clock).
-const IMMUTABLE: &str = "public, max-age=86400, immutable";
-
-/// The shared buffers as the body, written vectored, never copied.
-fn chunked(chunks: Vec<Bytes>) -> Body {
-    let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
-    Body::from_stream(stream)
+fn immutable() -> HeaderValue {
+    HeaderValue::from_static("public, max-age=86400, immutable")
 }
 
-fn media(content_type: &'static str, cache: &str, body: Body) -> Response {
+/// A segment's or part's shared buffers as the body, written vectored, never copied, with
+/// its length known (`Content-Length`, not chunked: a CDN can tell a whole answer from a cut
+/// one, and the client reads no chunk framing).
+struct Fragments {
+    chunks: VecDeque<Bytes>,
+    left: u64,
+}
+
+impl Fragments {
+    fn body(chunks: VecDeque<Bytes>) -> Body {
+        let left = chunks.iter().map(|c| c.len() as u64).sum();
+        Body::new(Self { chunks, left })
+    }
+}
+
+impl HttpBody for Fragments {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        let this = self.get_mut();
+        Poll::Ready(this.chunks.pop_front().map(|chunk| {
+            this.left -= chunk.len() as u64;
+            Ok(Frame::data(chunk))
+        }))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+fn media(content_type: &'static str, cache: HeaderValue, body: Body) -> Response {
     let mut response = body.into_response();
     let h = response.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    if let Ok(v) = HeaderValue::from_str(cache) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
+    h.insert(header::CACHE_CONTROL, cache);
     h.insert(
         header::ACCESS_CONTROL_ALLOW_ORIGIN,
         HeaderValue::from_static("*"),

@@ -88,8 +88,11 @@ impl Packagings {
         self.streams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub(super) fn is_packaging(&self, key: &StreamId) -> bool {
-        self.map().contains_key(key)
+    /// The stream's packaging if it runs (a request for it keeps it running).
+    pub(super) fn get(&self, key: &StreamId) -> Option<Arc<Packaged>> {
+        let p = self.map().get(key)?.clone();
+        p.touch();
+        Some(p)
     }
 
     /// The stream's packaging, started if it was not running: admitted like a play, so that an
@@ -98,9 +101,8 @@ impl Packagings {
         self: &Arc<Self>,
         key: &StreamId,
     ) -> Result<Arc<Packaged>, Refused> {
-        if let Some(p) = self.map().get(key) {
-            p.touch();
-            return Ok(p.clone());
+        if let Some(p) = self.get(key) {
+            return Ok(p);
         }
         let mut viewer = self
             .gate
