@@ -1,10 +1,13 @@
 //! Bounds on what one HTTP client costs: an idle-connection timer under the protocol, request
-//! body limits on every route, and the log lines that say why a connection ended.
+//! body limits on every route, and the log lines that say why a connection ended. The socket
+//! wrapper also switches Nagle on for a connection that turned into one long stream.
 
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -29,16 +32,61 @@ pub(crate) struct Idle {
     timeout: Duration,
     deadline: Pin<Box<Sleep>>,
     logged: bool,
+    coalesce: Coalesce,
+    /// Whether Nagle is on now (the connection starts with TCP_NODELAY).
+    coalescing: bool,
+}
+
+/// Asks a connection's socket to let the kernel merge small writes (Nagle) while an HTTP/1.1
+/// connection carries one endless answer (an HTTP-FLV viewer), as RTMP players' sockets do:
+/// with TCP_NODELAY each frame's write became packets and a wakeup of the reader of its own,
+/// which cost HTTP-FLV viewers a third more CPU than RTMP players. Requests and answers keep
+/// TCP_NODELAY, so that no answer waits for the client's delayed ACK.
+#[derive(Clone, Default)]
+pub(crate) struct Coalesce(Arc<AtomicBool>);
+
+/// Nagle stays on while this lives.
+pub(crate) struct Coalescing(Coalesce);
+
+impl Coalesce {
+    pub(crate) fn start(&self) -> Coalescing {
+        self.0.store(true, Ordering::Relaxed);
+        Coalescing(self.clone())
+    }
+}
+
+impl Drop for Coalescing {
+    fn drop(&mut self) {
+        (self.0).0.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Idle {
-    pub(crate) fn new(io: TcpStream, peer: SocketAddr, timeout: Duration) -> Self {
+    pub(crate) fn new(
+        io: TcpStream,
+        peer: SocketAddr,
+        timeout: Duration,
+        coalesce: Coalesce,
+    ) -> Self {
         Self {
             io,
             peer,
             timeout,
             deadline: Box::pin(tokio::time::sleep(timeout)),
             logged: false,
+            coalesce,
+            coalescing: false,
+        }
+    }
+
+    /// Follows the connection's [`Coalesce`] before a write.
+    fn nagle(&mut self) {
+        let wanted = self.coalesce.0.load(Ordering::Relaxed);
+        if wanted != self.coalescing {
+            self.coalescing = wanted;
+            if let Err(e) = self.io.set_nodelay(!wanted) {
+                debug!(peer = %self.peer, error = %e, "TCP_NODELAY not changed");
+            }
         }
     }
 
@@ -119,6 +167,7 @@ impl AsyncWrite for Idle {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.nagle();
         let written = Pin::new(&mut this.io).poll_write(cx, buf);
         this.wrote(cx, written)
     }
@@ -131,6 +180,7 @@ impl AsyncWrite for Idle {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        this.nagle();
         let written = Pin::new(&mut this.io).poll_write_vectored(cx, bufs);
         this.wrote(cx, written)
     }
@@ -226,4 +276,32 @@ pub(crate) fn log_end(
         cause = e.source();
     }
     debug!(%peer, %error, "HTTP connection ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpListener;
+
+    #[tokio::test]
+    async fn nagle_is_on_only_while_a_stream_asks_for_it() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let ((server, peer), _client) = tokio::join!(
+            async { listener.accept().await.unwrap() },
+            async { client.await.unwrap() }
+        );
+        server.set_nodelay(true).unwrap();
+        let coalesce = Coalesce::default();
+        let mut io = Idle::new(server, peer, Duration::from_secs(5), coalesce.clone());
+        io.write_all(b"answer").await.unwrap();
+        assert!(io.io.nodelay().unwrap(), "answers are sent at once");
+        let streaming = coalesce.start();
+        io.write_vectored(&[io::IoSlice::new(b"tag")]).await.unwrap();
+        assert!(!io.io.nodelay().unwrap(), "a stream's writes are merged");
+        drop(streaming);
+        io.write_all(b"next answer").await.unwrap();
+        assert!(io.io.nodelay().unwrap(), "after the stream, at once again");
+    }
 }

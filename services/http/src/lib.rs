@@ -233,13 +233,18 @@ impl HttpServer {
             };
             self.metrics.count("accepted");
             let _ = tcp.set_nodelay(true);
-            let io = conn::Idle::new(tcp, peer, limits.idle_timeout);
+            let coalesce = conn::Coalesce::default();
+            let io = conn::Idle::new(tcp, peer, limits.idle_timeout, coalesce.clone());
             let (app, builder, tls) = (app.clone(), builder.clone(), tls.clone());
             tokio::spawn(async move {
                 let _slot = slot;
                 // Handlers that admit clients (HTTP-FLV) know them by address.
                 let app = app.map_request(move |mut req: axum::http::Request<Incoming>| {
                     req.extensions_mut().insert(ConnectInfo(peer));
+                    // Only an HTTP/1 answer has the connection to itself.
+                    if req.version() <= axum::http::Version::HTTP_11 {
+                        req.extensions_mut().insert(coalesce.clone());
+                    }
                     req
                 });
                 let service = TowerToHyperService::new(app);

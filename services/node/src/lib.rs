@@ -97,6 +97,7 @@ impl Node {
                 max_name_len: settings.rtmp.max_name_len,
                 wait: Duration::from_secs(settings.http.flv_wait_secs),
                 viewers: metrics.http.viewers.clone(),
+                nodelay: settings.rtmp.tcp_nodelay,
             })
         });
         // The player page and its scripts, where there is something to watch.

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -31,6 +31,7 @@ use liverelay_rtmp::name::check_name;
 use liverelay_types::unix_ms;
 use tracing::{Instrument, info, warn};
 
+use crate::conn::Coalesce;
 use crate::reply::{answer, refuse};
 use play::{FlvPlay, NotStarted};
 
@@ -44,6 +45,9 @@ pub struct FlvService {
     pub wait: Duration,
     /// Counts the viewers (`protocol="flv"`) and the bytes sent to them.
     pub viewers: ViewerMetrics,
+    /// Viewers' sockets send each write at once (`rtmp.tcp_nodelay`, as for RTMP players);
+    /// otherwise an HTTP/1 viewer's socket lets the kernel merge them (Nagle).
+    pub nodelay: bool,
 }
 
 /// `GET /flv/{app}/{stream}.flv`.
@@ -58,6 +62,7 @@ async fn flv_play(
     Path((app, file)): Path<(String, String)>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     RawQuery(query): RawQuery,
+    coalesce: Option<Extension<Coalesce>>,
     headers: HeaderMap,
 ) -> Response {
     let Some(name) = file.strip_suffix(".flv") else {
@@ -122,13 +127,16 @@ async fn flv_play(
             }
         }
         info!(%peer, "HTTP-FLV play started");
+        let coalescing = coalesce
+            .filter(|_| !s.nodelay)
+            .map(|Extension(c)| c.start());
         (
             [
                 (header::CONTENT_TYPE, "video/x-flv"),
                 (header::CACHE_CONTROL, "no-cache"),
                 (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
             ],
-            Body::from_stream(play.into_body(s.viewers.watching("flv"))),
+            Body::from_stream(play.into_body(s.viewers.watching("flv"), coalescing)),
         )
             .into_response()
     }

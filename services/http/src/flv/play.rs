@@ -13,6 +13,8 @@ use liverelay_metrics::Watching;
 use liverelay_rtmp::MediaKind;
 use tracing::info;
 
+use crate::conn::Coalescing;
+
 /// Frames read from the hub at a time: the most one viewer holds beyond the hub's ring.
 const BATCH: usize = 64;
 
@@ -76,6 +78,7 @@ impl FlvPlay {
     pub(super) fn into_body(
         self,
         watching: Watching,
+        coalescing: Option<Coalescing>,
     ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
         let has = |kind| self.held.iter().any(|f| f.kind == kind);
         let header = flv_header(has(MediaKind::Audio), has(MediaKind::Video));
@@ -88,6 +91,7 @@ impl FlvPlay {
             items: self.items,
             out,
             ended: false,
+            _coalescing: coalescing,
         };
         state.sent();
         futures::stream::unfold(state, |mut body| async move {
@@ -110,6 +114,8 @@ struct Body {
     items: Vec<ViewerItem>,
     out: VecDeque<Bytes>,
     ended: bool,
+    /// Nagle on the viewer's socket while the answer lasts.
+    _coalescing: Option<Coalescing>,
 }
 
 impl Body {
