@@ -288,17 +288,18 @@ mod tests {
     async fn nagle_is_on_only_while_a_stream_asks_for_it() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
-        let ((server, peer), _client) = tokio::join!(
-            async { listener.accept().await.unwrap() },
-            async { client.await.unwrap() }
-        );
+        let ((server, peer), _client) =
+            tokio::join!(async { listener.accept().await.unwrap() }, async {
+                client.await.unwrap()
+            });
         server.set_nodelay(true).unwrap();
         let coalesce = Coalesce::default();
         let mut io = Idle::new(server, peer, Duration::from_secs(5), coalesce.clone());
         io.write_all(b"answer").await.unwrap();
         assert!(io.io.nodelay().unwrap(), "answers are sent at once");
         let streaming = coalesce.start();
-        io.write_vectored(&[io::IoSlice::new(b"tag")]).await.unwrap();
+        let written = io.write_vectored(&[io::IoSlice::new(b"tag")]).await;
+        assert_eq!(written.unwrap(), 3);
         assert!(!io.io.nodelay().unwrap(), "a stream's writes are merged");
         drop(streaming);
         io.write_all(b"next answer").await.unwrap();
