@@ -209,6 +209,17 @@ fn fetch_mp4(
     std::fs::write(out, file).unwrap();
 }
 
+/// The sample (1 s GOP) published in a loop as `live/{name}`, once it is live.
+fn publish_live(server: &Server, dir: &TempDir, name: &str) -> ChildGuard {
+    let publisher = looping_publisher_of(
+        sample_flv_1s_gop(),
+        &server.url(&format!("live/{name}")),
+        &dir.path("pub.log"),
+    );
+    server.wait_live("live", name, Duration::from_secs(10));
+    publisher
+}
+
 fn server() -> Server {
     Server::start_with(&[
         // One-second segments: the delta update has segments to skip sooner.
@@ -222,12 +233,7 @@ fn server() -> Server {
 fn a_standalone_server_serves_ll_hls_that_ffmpeg_plays() {
     let server = server();
     let dir = TempDir::new("hls-standalone");
-    let _publisher = looping_publisher_of(
-        sample_flv_1s_gop(),
-        &server.url("live/a"),
-        &dir.path("pub.log"),
-    );
-    server.wait_live("live", "a", Duration::from_secs(10));
+    let _publisher = publish_live(&server, &dir, "a");
     let (got, p) = playlist(server.http, "a", "");
     assert_eq!(
         got.header("content-type"),
@@ -292,12 +298,7 @@ fn blocking_reload_delta_updates_and_refusals() {
         assert_eq!(get(server.http, path).status, status, "{path}");
     }
 
-    let _publisher = looping_publisher_of(
-        sample_flv_1s_gop(),
-        &server.url("live/b"),
-        &dir.path("pub.log"),
-    );
-    server.wait_live("live", "b", Duration::from_secs(10));
+    let _publisher = publish_live(&server, &dir, "b");
     let (_, p) = playlist(server.http, "b", "");
     let (msn, part) = p.preload.unwrap();
 
@@ -384,12 +385,7 @@ fn blocking_reload_delta_updates_and_refusals() {
 fn held_requests_per_client_are_bounded() {
     let server = server();
     let dir = TempDir::new("hls-held");
-    let _publisher = looping_publisher_of(
-        sample_flv_1s_gop(),
-        &server.url("live/c"),
-        &dir.path("pub.log"),
-    );
-    server.wait_live("live", "c", Duration::from_secs(10));
+    let _publisher = publish_live(&server, &dir, "c");
     let (_, p) = playlist(server.http, "c", "");
     let (msn, _) = p.preload.unwrap();
     // Two segments ahead: allowed, and held for about two seconds.
@@ -514,12 +510,7 @@ fn two_edges_serve_identical_parts_that_play_alternately() {
 fn a_watched_stream_is_packaged_before_the_first_hls_request() {
     let server = server();
     let dir = TempDir::new("hls-watched");
-    let _publisher = looping_publisher_of(
-        sample_flv_1s_gop(),
-        &server.url("live/w"),
-        &dir.path("pub.log"),
-    );
-    server.wait_live("live", "w", Duration::from_secs(10));
+    let _publisher = publish_live(&server, &dir, "w");
     let out = dir.path("view.flv");
     let _viewer = ffmpeg_record(&server.url("live/w"), &out, &dir.path("view.log"));
     assert!(
