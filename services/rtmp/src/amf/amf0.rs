@@ -803,7 +803,7 @@ mod tests {
             bytes.extend([0x0A, 0, 0, 0, 2, 0x07, 0x00, k, 0x07, 0x00, k]);
         }
         bytes.push(0x05);
-        assert_eq!(decode_one(&bytes), Err(AmfError::TooLarge));
+        assert_eq!(decode_one(&bytes), Err(AmfError::OverBudget));
     }
 
     #[test]
@@ -816,7 +816,7 @@ mod tests {
             bytes.extend([0x0A, 0, 0, 0, 2, 0x07, 0x00, k, 0x07, 0x00, k]);
         }
         assert!(bytes.len() < 256);
-        assert_eq!(decode_one(&bytes), Err(AmfError::TooLarge));
+        assert_eq!(decode_one(&bytes), Err(AmfError::OverBudget));
         // A few levels are fine.
         let mut bytes = vec![0x0A, 0x00, 0x00, 0x00, 0x05];
         bytes.extend([0x0A, 0, 0, 0, 0]);

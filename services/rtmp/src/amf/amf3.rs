@@ -971,7 +971,7 @@ pub(super) mod tests {
             bytes.extend([0x09, 0x05, 0x01, 0x0A, k << 1, 0x0A, k << 1]);
         }
         bytes.push(0x01);
-        assert_eq!(decode_one(&bytes), Err(AmfError::TooLarge));
+        assert_eq!(decode_one(&bytes), Err(AmfError::OverBudget));
     }
 
     fn arb_key() -> impl Strategy<Value = String> {

@@ -12,7 +12,7 @@
 //! peer-declared length against the input left before allocating, nest at
 //! most 64 containers deep ([`AmfError::TooDeep`]), and cap the memory that
 //! reference markers may conjure by copying earlier values at 256 KiB plus 64
-//! bytes per input byte ([`AmfError::TooLarge`]). After an error a decoder's
+//! bytes per input byte ([`AmfError::OverBudget`]). After an error a decoder's
 //! position is unspecified; discard it.
 //!
 //! Encoders never fail and never emit references. Lengths the wire format
@@ -46,10 +46,15 @@ pub enum AmfError {
     /// through references.
     #[error("AMF value nested more than 64 levels deep")]
     TooDeep,
-    /// A declared length or element count exceeds the remaining input, or
-    /// references would copy more data than the decoder's memory budget.
+    /// A declared length or element count exceeds the remaining input.
     #[error("AMF length exceeds the remaining input or the decoder's limits")]
     TooLarge,
+    /// Decoding would copy more than the decoder's memory budget into the value tree and its
+    /// reference table: references that expand a small input, or a deep tree whose every
+    /// level the table keeps a copy of. The budget follows the input's size, so the
+    /// re-encoding of a value decoded through references (encoders expand them) may exceed it.
+    #[error("AMF value would copy more than the decoder's memory budget")]
+    OverBudget,
     /// A reference index that names no earlier value, or names one that is
     /// still being decoded (a cycle, which a value tree cannot represent).
     #[error("AMF reference {0} does not name a completed earlier value")]

@@ -9,7 +9,7 @@ use super::AmfError;
 pub(super) const MAX_DEPTH: usize = 64;
 
 /// Every decoder may materialise this much memory in reference-table copies,
-/// plus `BUDGET_PER_INPUT_BYTE` per input byte, before failing with `TooLarge`.
+/// plus `BUDGET_PER_INPUT_BYTE` per input byte, before failing with `OverBudget`.
 /// A reference costs a few input bytes but clones a whole earlier value, so
 /// without a cap `[[x, x], [y, y], ...]` chains grow exponentially. The work is
 /// proportional to the message: a 1 KB `connect` may copy ~320 KB at most, not
@@ -101,7 +101,10 @@ impl<'a> Reader<'a> {
 
     /// Accounts for memory that does not correspond one-to-one to input bytes.
     pub(super) fn charge(&mut self, weight: usize) -> Result<(), AmfError> {
-        self.budget = self.budget.checked_sub(weight).ok_or(AmfError::TooLarge)?;
+        self.budget = self
+            .budget
+            .checked_sub(weight)
+            .ok_or(AmfError::OverBudget)?;
         Ok(())
     }
 }
