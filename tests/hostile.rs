@@ -319,7 +319,7 @@ async fn oversized_unfinished_and_exploding_messages_cost_only_the_connection() 
     assert_logged(
         &server,
         mark,
-        "AMF length exceeds the remaining input or the decoder's limits",
+        "AMF value would copy more than the decoder's memory budget",
     );
 
     bystander.assert_every_frame();
