@@ -264,6 +264,9 @@ pub struct RtmpSettings {
     pub drain_grace_secs: u64,
     /// Write to each player at most once per this many milliseconds (0: at every frame).
     pub write_coalesce_ms: u64,
+    /// The publisher writes each frame to the players that keep up itself, as it arrives
+    /// (plain TCP players; not with `write_coalesce_ms`).
+    pub direct_writes: bool,
 }
 
 /// The runtime configs' defaults (`RtmpServerConfig` and the session's `ServerConfig`) in the
@@ -296,6 +299,7 @@ impl Default for RtmpSettings {
             tcp_nodelay: server.tcp_nodelay,
             drain_grace_secs: 30,
             write_coalesce_ms: server.write_coalesce.as_millis() as u64,
+            direct_writes: server.direct_writes,
         }
     }
 }
@@ -645,6 +649,7 @@ impl Settings {
             max_plays_per_minute: r.max_plays_per_minute,
             tcp_nodelay: r.tcp_nodelay,
             write_coalesce: Duration::from_millis(r.write_coalesce_ms),
+            direct_writes: r.direct_writes,
             ..RtmpServerConfig::default()
         }
     }

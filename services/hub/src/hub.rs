@@ -104,6 +104,7 @@ impl HubInner {
             stream.lock().stop_publish();
             self.live.fetch_sub(1, Ordering::Relaxed);
         }
+        stream.direct.stop_all();
         stream.wake_viewers();
         self.release(stream);
     }

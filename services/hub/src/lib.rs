@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod batching;
+mod direct;
 mod frame;
 mod hub;
 mod metrics;
@@ -20,6 +21,7 @@ mod timeline;
 mod viewer;
 
 pub use batching::Batching;
+pub use direct::{DirectSink, Offer};
 pub use frame::{Codec, FanoutEncoding, Frame};
 pub use hub::{Hub, HubConfig, HubError, StreamSummary};
 pub use metrics::HubCollector;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use liverelay_rtmp::{Media, MediaKind};
 use tokio::sync::watch;
 
+use crate::direct::DirectSinks;
 use crate::frame::{FanoutEncoding, Frame};
 use crate::hub::{HubConfig, HubInner};
 use crate::rates::RateMeter;
@@ -32,6 +33,8 @@ pub(crate) struct Stream {
     pub state: Mutex<StreamState>,
     /// Bumped on every change viewers must look at (new frame, publish, unpublish).
     pub notify: watch::Sender<u64>,
+    /// Viewers the publisher writes to itself ([`crate::DirectSink`]).
+    pub direct: DirectSinks,
     pub stats: StreamStats,
 }
 
@@ -89,6 +92,7 @@ impl Stream {
                 config,
             }),
             notify: watch::channel(0).0,
+            direct: DirectSinks::default(),
             stats: StreamStats::default(),
         }
     }
@@ -252,7 +256,7 @@ impl Publisher {
         let timestamp = self.timeline.map(media.timestamp);
         let mut frame = Frame::new(media, timestamp, self.generation, self.encoding);
         let audio = frame.kind == MediaKind::Audio;
-        {
+        let (seq, frame) = {
             let mut st = self.stream.lock();
             let has_video = st.video_header.is_some();
             frame.segment = if self.follow {
@@ -260,7 +264,14 @@ impl Publisher {
             } else {
                 st.segments.cut(&frame, has_video)
             };
-            st.append(Arc::new(frame));
+            let frame = Arc::new(frame);
+            let seq = st.next_seq;
+            st.append(frame.clone());
+            (seq, frame)
+        };
+        let sent = self.stream.direct.offer(seq, &frame);
+        if sent > 0 {
+            stats.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
         }
         if !audio || self.woken.elapsed() >= self.hub.batching.audio_hold() {
             self.stream.wake_viewers();

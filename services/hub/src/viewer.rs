@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use liverelay_rtmp::MediaKind;
 use tokio::sync::watch;
 
+use crate::direct::DirectSink;
 use crate::frame::Frame;
 use crate::hub::HubInner;
 use crate::stream::{Stream, StreamState};
@@ -39,6 +40,8 @@ pub struct Viewer {
     dropped: u64,
     /// Counted in the stream's viewers (metrics, the API, load reports).
     counted: bool,
+    /// The sink the publisher writes this viewer's frames to, while it does.
+    direct: Option<Arc<dyn DirectSink>>,
 }
 
 impl Viewer {
@@ -55,6 +58,7 @@ impl Viewer {
             needs_headers: false,
             dropped: 0,
             counted: true,
+            direct: None,
         };
         {
             let mut st = stream.lock();
@@ -106,6 +110,41 @@ impl Viewer {
     /// Frames this viewer skipped so far.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Lets the publisher write this viewer's frames to a sink from now on, if nothing but
+    /// the next frame is due to it: the stream is live, the viewer was told so and sent its
+    /// headers, is not waiting for a keyframe and has sent every frame. `make` gets the
+    /// sequence number of the first frame the sink is to write. True when the viewer went
+    /// direct; it stays so until [`take_back`](Self::take_back).
+    pub fn go_direct(&mut self, make: impl FnOnce(u64) -> Arc<dyn DirectSink>) -> bool {
+        if self.direct.is_some() {
+            return true;
+        }
+        let st = self.stream.lock();
+        let due_nothing = st.live
+            && self.live
+            && self.generation == st.generation
+            && self.cursor == st.next_seq
+            && !self.waiting_key
+            && !self.needs_headers;
+        if !due_nothing {
+            return false;
+        }
+        let sink = make(self.cursor);
+        // Added under the stream lock: no frame can be appended between the check and this.
+        self.stream.direct.add(sink.clone());
+        self.direct = Some(sink);
+        true
+    }
+
+    /// Back from the direct sink, which took the frames before `next` (sent, or handed to the
+    /// caller to send first): [`poll`](Self::poll) goes on from there.
+    pub fn take_back(&mut self, next: u64) {
+        if let Some(sink) = self.direct.take() {
+            self.stream.direct.remove(&sink);
+        }
+        self.cursor = self.cursor.max(next);
     }
 
     /// Waits until something new may be there for [`poll`](Self::poll).
@@ -209,6 +248,9 @@ impl Viewer {
 
 impl Drop for Viewer {
     fn drop(&mut self) {
+        if let Some(sink) = self.direct.take() {
+            self.stream.direct.remove(&sink);
+        }
         self.stream.lock().viewers -= 1;
         if self.counted {
             self.stream.stats.viewers.fetch_sub(1, Ordering::Relaxed);

@@ -23,6 +23,9 @@ pub struct RtmpServerConfig {
     /// A viewer is written to at most once per this window (zero: at every frame): fewer
     /// wakeups and writes per player for at most this much added delivery delay.
     pub write_coalesce: Duration,
+    /// A plain-TCP player that keeps up is written to by the publisher's task as each frame
+    /// arrives ([`liverelay_hub::DirectSink`]), rather than by its own task after a wakeup.
+    pub direct_writes: bool,
 }
 
 impl Default for RtmpServerConfig {
@@ -39,6 +42,7 @@ impl Default for RtmpServerConfig {
             tcp_nodelay: false,
             max_batch_frames: 256,
             write_coalesce: Duration::ZERO,
+            direct_writes: true,
         }
     }
 }

@@ -5,12 +5,14 @@
 
 mod close;
 mod events;
+mod express;
 mod handshake;
 mod play;
 
 use std::collections::VecDeque;
 use std::future::{Future, Pending};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,6 +24,7 @@ use liverelay_rtmp::command::{StatusLevel, code};
 use liverelay_rtmp::{ServerSession, SessionError};
 use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
+use tokio::time::Sleep;
 
 pub use close::CloseReason;
 use play::{Due, Playing};
@@ -143,6 +146,9 @@ impl<S: Transport> Connection<S> {
             let draining = async move { reached(&mut phase, Phase::Draining).await };
             tokio::pin!(draining);
             let mut draining_told = false;
+            let sleep = tokio::time::sleep_until(tokio::time::Instant::now());
+            tokio::pin!(sleep);
+            let mut timer = SessionTimer { sleep, armed: None };
             loop {
                 if let Err(reason) = self.flush().await {
                     return reason;
@@ -153,8 +159,13 @@ impl<S: Transport> Connection<S> {
                 let step = if self.playing.as_ref().is_some_and(Playing::has_backlog) {
                     self.write_frames().await
                 } else {
+                    self.go_direct();
                     let draining = (!draining_told).then_some(&mut draining);
-                    let wake = self.wait(&mut closing, draining).await;
+                    let wake = self.wait(&mut closing, draining, &mut timer).await;
+                    // Whatever woke the task may make it write: the publisher stops first.
+                    if let Some(p) = self.playing.as_mut() {
+                        p.take_back(&mut self.out);
+                    }
                     draining_told |= matches!(wake, Wake::Draining);
                     self.on_wake(wake).await
                 };
@@ -167,11 +178,30 @@ impl<S: Transport> Connection<S> {
         }
     }
 
+    /// Hands the player's frames to the stream's publisher while nothing else is to be written
+    /// ([`express`]): plain TCP, `rtmp.direct_writes`, no write coalescing.
+    fn go_direct(&mut self) {
+        let (Some(p), Some(socket)) = (self.playing.as_mut(), self.socket.direct()) else {
+            return;
+        };
+        if self.config.direct_writes
+            && self.config.write_coalesce.is_zero()
+            && self.out.is_empty()
+            && self.closing.is_none()
+            && p.go_direct(socket, &self.session)
+        {
+            // A direct player's last batch may have been its start (the cached GOP); no
+            // later small batch would give that room back.
+            self.shrink_batch();
+        }
+    }
+
     /// Waits for the socket, the play, a withdrawal, the session's timer or the drain.
     async fn wait(
         &mut self,
         closing: &mut (impl Future<Output = ()> + Unpin),
         draining: Option<&mut (impl Future<Output = ()> + Unpin)>,
+        timer: &mut SessionTimer<'_>,
     ) -> Wake {
         // A publisher reads in large pieces; a player only receives acks and commands, and
         // keeping its buffer small keeps thousands of players cheap.
@@ -180,10 +210,7 @@ impl<S: Transport> Connection<S> {
         } else {
             PLAYER_READ
         };
-        let timer = self
-            .session
-            .poll_timeout()
-            .map(|t| tokio::time::sleep_until(t.into()));
+        let timer = timer.until(self.session.poll_timeout());
         let (due, play_withdrawn) = match self.playing.as_mut() {
             Some(p) => {
                 let (due, withdrawn) = p.wait();
@@ -196,13 +223,17 @@ impl<S: Transport> Connection<S> {
         if recv.capacity() - recv.len() < room / 4 {
             recv.reserve(room);
         }
+        // In order, rather than from a random branch: a player is woken by frames dozens of
+        // times a second, and the branches after `due` (the timer) are then never polled.
+        // Everything the client sends still comes first.
         tokio::select! {
+            biased;
             () = closing => Wake::Closing,
             () = or_pending(draining) => Wake::Draining,
             r = self.socket.read_buf(recv) => Wake::Read(r),
-            due = or_pending(due) => Wake::Play(due),
             why = or_pending(publish_withdrawn) => Wake::Withdrawn("publish", why),
             why = or_pending(play_withdrawn) => Wake::Withdrawn("play", why),
+            due = or_pending(due) => Wake::Play(due),
             () = or_pending(timer) => Wake::Timer,
         }
     }
@@ -300,14 +331,18 @@ impl<S: Transport> Connection<S> {
         let batch = self.out.len();
         let result = self.flush().await;
         if batch <= BATCH_KEEP {
-            if self.out.capacity() > BATCH_KEEP {
-                self.out.shrink_to(BATCH_KEEP);
-            }
-            if self.items.capacity() > BATCH_KEEP {
-                self.items.shrink_to(BATCH_KEEP);
-            }
+            self.shrink_batch();
         }
         result
+    }
+
+    fn shrink_batch(&mut self) {
+        if self.out.capacity() > BATCH_KEEP {
+            self.out.shrink_to(BATCH_KEEP);
+        }
+        if self.items.capacity() > BATCH_KEEP {
+            self.items.shrink_to(BATCH_KEEP);
+        }
     }
 
     async fn flush(&mut self) -> Result<(), CloseReason> {
@@ -333,6 +368,25 @@ impl<S: Transport> Connection<S> {
     }
 }
 
+/// The session's timer, kept from one wait to the next: a `Sleep` made for each wait would be
+/// inserted into the runtime's timer wheel and removed again on every frame of every player.
+struct SessionTimer<'a> {
+    sleep: Pin<&'a mut Sleep>,
+    armed: Option<Instant>,
+}
+
+impl SessionTimer<'_> {
+    /// Due at `deadline`, or never; re-armed only when the deadline moved.
+    fn until(&mut self, deadline: Option<Instant>) -> Option<Pin<&mut Sleep>> {
+        let deadline = deadline?;
+        if self.armed != Some(deadline) {
+            self.sleep.as_mut().reset(deadline.into());
+            self.armed = Some(deadline);
+        }
+        Some(self.sleep.as_mut())
+    }
+}
+
 /// `future`'s output, or never when there is none: a `select!` branch with nothing to wait
 /// for. Not an `async fn`, which would hold `future` twice (see [`Connection::run`]).
 fn or_pending<F: Future>(future: Option<F>) -> Either<F, Pending<F::Output>> {
@@ -350,8 +404,10 @@ pub(crate) mod tests {
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
 
+    use crate::write::SharedTcp;
+
     /// A connection over loopback, and its client's socket.
-    pub(crate) async fn connection() -> (Connection<TcpStream>, TcpStream) {
+    pub(crate) async fn connection() -> (Connection<SharedTcp>, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = TcpStream::connect(addr).await.unwrap();
@@ -361,7 +417,7 @@ pub(crate) mod tests {
         // Not closed under the connection (it would start closing).
         std::mem::forget(phase);
         let conn = Connection::new(
-            socket,
+            SharedTcp::new(socket),
             (1, peer),
             Arc::new(RtmpServerConfig::default()),
             (Arc::new(gate), RtmpMetrics::default()),

@@ -16,6 +16,7 @@ use crate::connection::{CloseReason, Connection, TLS_HANDSHAKE};
 use crate::drain::{Drain, Phase, reached};
 use crate::metrics::RtmpMetrics;
 use crate::slots::{Full, Slot, Slots};
+use crate::write::SharedTcp;
 use liverelay_admission::{Access, AdmissionMetrics, ClientInfo, Clients, Gate, Sessions};
 use liverelay_metrics::{KindLabel, ReasonLabel};
 use liverelay_types::StreamPolicy;
@@ -151,6 +152,7 @@ impl RtmpServer {
             // Two task types, so a plain connection's task is not sized for a TLS one.
             match self.tls.clone() {
                 None => {
+                    let socket = SharedTcp::new(socket);
                     let conn = Connection::new(socket, (id, peer), config, shared, phase, started);
                     spawn_connection(conn.run(), metrics, slot, span);
                 }

@@ -3,10 +3,11 @@
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -23,17 +24,98 @@ pub trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
 
     /// Sends what the transport holds back (TLS records) without waiting; true when all went.
     fn try_flush(&mut self) -> io::Result<bool>;
+
+    /// The socket a stream's publisher may write a direct player's frames to: plain TCP only.
+    fn direct(&self) -> Option<&Arc<TcpStream>> {
+        None
+    }
 }
 
-impl Transport for TcpStream {
+/// A plain TCP connection that the publisher of the stream its client plays may write to as
+/// well ([`Transport::direct`]); never both at once (`connection::express`).
+pub struct SharedTcp(Arc<TcpStream>);
+
+impl SharedTcp {
+    pub fn new(socket: TcpStream) -> Self {
+        Self(Arc::new(socket))
+    }
+}
+
+/// `sendmsg(2)` rather than tokio's `writev(2)`: the same gather write without the VFS layer's
+/// work, which on a player's many small writes is a tenth of the kernel's path.
+pub(crate) fn send_vectored(socket: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    socket.try_io(Interest::WRITABLE, || {
+        socket2::SockRef::from(socket).send_vectored(bufs)
+    })
+}
+
+impl Transport for SharedTcp {
     const ENCRYPTED: bool = false;
 
     fn try_write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        TcpStream::try_write_vectored(self, bufs)
+        send_vectored(&self.0, bufs)
     }
 
     fn try_flush(&mut self) -> io::Result<bool> {
         Ok(true)
+    }
+
+    fn direct(&self) -> Option<&Arc<TcpStream>> {
+        Some(&self.0)
+    }
+}
+
+impl AsyncRead for SharedTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            ready!(self.0.poll_read_ready(cx))?;
+            // Into the unfilled part as it is: a publisher's 64 KiB reads are not zeroed first.
+            match self.0.try_read_buf(buf) {
+                Ok(_) => return Poll::Ready(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
+    }
+}
+
+impl AsyncWrite for SharedTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.poll_write_vectored(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            ready!(self.0.poll_write_ready(cx))?;
+            match send_vectored(&self.0, bufs) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                done => return Poll::Ready(done),
+            }
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(socket2::SockRef::from(&*self.0).shutdown(std::net::Shutdown::Write))
     }
 }
 

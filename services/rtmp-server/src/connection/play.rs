@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,8 +13,11 @@ use liverelay_admission::{Admitted, Withdrawn};
 use liverelay_hub::{Viewer, ViewerItem};
 use liverelay_metrics::Watching;
 use liverelay_rtmp::{MediaKind, ServerSession};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::info;
+
+use super::express::Express;
 
 pub(super) struct Playing {
     pub(super) stream_id: u32,
@@ -21,7 +25,9 @@ pub(super) struct Playing {
     pub(super) name: String,
     viewer: Admitted<Viewer>,
     /// Counts this play among the RTMP viewers, and the bytes sent to it.
-    watching: Watching,
+    watching: Arc<Watching>,
+    /// While the publisher writes this player's frames itself.
+    express: Option<Arc<Express>>,
     paused: bool,
     audio: bool,
     video: bool,
@@ -52,7 +58,8 @@ impl Playing {
             stream_id,
             name,
             viewer,
-            watching,
+            watching: Arc::new(watching),
+            express: None,
             paused: false,
             audio: true,
             video: true,
@@ -82,22 +89,70 @@ impl Playing {
         self.video = enabled;
     }
 
+    /// Lets the stream's publisher write this player's frames to `socket` itself while the
+    /// player keeps up, if it takes every frame as it comes (not paused, audio and video on)
+    /// and nothing else is due to it. True while it does.
+    pub(super) fn go_direct(&mut self, socket: &Arc<TcpStream>, session: &ServerSession) -> bool {
+        if self.express.is_some() {
+            return true;
+        }
+        if self.paused || !self.audio || !self.video || self.held_until.is_some() {
+            return false;
+        }
+        let encoding = (session.out_chunk_size(), self.stream_id);
+        let generation = self.viewer.generation();
+        let watching = &self.watching;
+        let mut express = None;
+        let direct = self.viewer.go_direct(|next| {
+            let e = Arc::new(Express::new(
+                socket.clone(),
+                encoding,
+                generation,
+                watching.clone(),
+                next,
+            ));
+            express = Some(e.clone());
+            e
+        });
+        self.express = express.filter(|_| direct);
+        direct
+    }
+
+    /// Back from the publisher's writes: what the socket did not take of the last frame goes
+    /// out first, and the viewer goes on from the frame after it.
+    pub(super) fn take_back(&mut self, out: &mut VecDeque<Bytes>) {
+        let Some(express) = self.express.take() else {
+            return;
+        };
+        let taken = express.take_back();
+        self.viewer.take_back(taken.next);
+        out.extend(taken.rest);
+        // Frames may have come since; the next batch looks.
+        self.pending = 1;
+    }
+
     /// What the driver waits on for this play: when it is due a write, and when it is
-    /// withdrawn. Paused and not holding frames back: never due.
+    /// withdrawn. Paused and not holding frames back: never due. While the publisher writes
+    /// to the player: when it stopped.
     pub(super) fn wait(&mut self) -> (impl Future<Output = Due> + '_, Withdrawn<'_>) {
         let (held_until, paused) = (self.held_until, self.paused);
+        let express = self.express.clone();
         let (viewer, withdrawn) = self.viewer.split();
         let due = async move {
-            match held_until {
-                Some(until) => {
+            match (held_until, express) {
+                (Some(until), _) => {
                     tokio::time::sleep_until(until).await;
                     Due::Held
                 }
-                None if !paused => {
+                (None, Some(express)) => {
+                    express.closed().await;
+                    Due::Frames
+                }
+                (None, None) if !paused => {
                     viewer.changed().await;
                     Due::Frames
                 }
-                None => std::future::pending().await,
+                (None, None) => std::future::pending().await,
             }
         };
         (due, withdrawn)
