@@ -326,6 +326,52 @@ async fn write_coalescing_batches_a_players_writes_and_keeps_every_frame() {
     assert!(long >= 6, "{long} gaps of 200 ms or more between bursts");
 }
 
+/// A player that keeps up is written to by the publisher itself (`rtmp.direct_writes`, counted
+/// in `liverelay_rtmp_direct_players`) and gets every picture in order; with direct writes off
+/// its own task writes them, the same pictures.
+#[tokio::test]
+async fn a_player_that_keeps_up_is_written_by_the_publisher() {
+    const PICTURES: u64 = 300;
+    for direct in [true, false] {
+        let server = Server::start_with(&[(
+            "LIVERELAY_RTMP__DIRECT_WRITES",
+            if direct { "true" } else { "false" },
+        )]);
+        let mut player = TestClient::connect(server.rtmp, "live").await;
+        player.play("keepup").await;
+        let player = MediaLog::spawn(player);
+        let (mut publisher, id) = publisher(&server, "keepup").await;
+        let mut most_direct = 0.0f64;
+        for seq in 0..PICTURES {
+            publisher.send_media(id, &picture(seq, 50, 2000)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let now = server.metric("liverelay_rtmp_direct_players").unwrap();
+            most_direct = most_direct.max(now);
+        }
+        assert_eq!(
+            most_direct,
+            f64::from(u8::from(direct)),
+            "direct writes {direct}"
+        );
+        assert!(
+            player
+                .wait_pictures(Duration::from_secs(10), |p| p.len() >= PICTURES as usize)
+                .await,
+            "got {} of {PICTURES} pictures",
+            player.pictures().len()
+        );
+        let seqs: Vec<u64> = player.pictures().iter().map(|a| seq_of(&a.media)).collect();
+        assert_eq!(seqs, (0..PICTURES).collect::<Vec<_>>());
+        drop(publisher);
+        // The publisher leaving hands the player back to its task.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.metric("liverelay_rtmp_direct_players") != Some(0.0) {
+            assert!(Instant::now() < deadline, "still counted as direct");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 /// A player that stops reading falls behind, skips to a keyframe (with the sequence header sent
 /// again) and carries on, the skip counted in the stream's `frames_dropped`; a player reading
 /// alongside gets every picture, and the publisher is never held back.

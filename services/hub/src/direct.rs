@@ -9,7 +9,11 @@
 //! viewer then goes on from the frame after the last one the sink took, with all of the usual
 //! rules (skipping when slow, status messages, headers).
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use tokio::sync::Notify;
 
 use crate::frame::Frame;
 
@@ -33,39 +37,156 @@ pub struct Offer {
     pub keep: bool,
 }
 
-/// A stream's direct viewers.
+/// A stream's direct viewers, in shards: the publisher's task writes to the first itself, and on
+/// a runtime with more workers each further shard is written by a helper task of its own, woken
+/// once per frame, so that one stream's players still spread over every core.
+pub(crate) struct DirectSinks {
+    shards: OnceLock<Vec<Arc<Shard>>>,
+    /// The stream's egress count, which helpers add to.
+    bytes_out: Arc<AtomicU64>,
+}
+
 #[derive(Default)]
-pub(crate) struct DirectSinks(Mutex<Vec<Arc<dyn DirectSink>>>);
+struct Shard {
+    sinks: Mutex<Vec<Arc<dyn DirectSink>>>,
+    /// Sinks in `sinks`, read without the lock.
+    count: AtomicUsize,
+    /// A helper's frames not yet offered, and its wakeup; unused in the publisher's shard.
+    queue: Mutex<VecDeque<(u64, Arc<Frame>)>>,
+    wake: Notify,
+    helper: OnceLock<()>,
+    /// The stream is gone: the helper ends.
+    closed: AtomicBool,
+}
 
-impl DirectSinks {
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<dyn DirectSink>>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
+/// Frames a helper may be behind the publisher before its players go back to their tasks
+/// (which skip to a keyframe when they are that far behind): a viewer's queue.
+const HELPER_QUEUE: usize = 256;
 
-    pub(crate) fn add(&self, sink: Arc<dyn DirectSink>) {
-        self.lock().push(sink);
-    }
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    pub(crate) fn remove(&self, sink: &Arc<dyn DirectSink>) {
-        self.lock().retain(|s| !Arc::ptr_eq(s, sink));
-    }
-
-    /// Offers a new frame to every sink; returns the bytes they took.
-    pub(crate) fn offer(&self, seq: u64, frame: &Arc<Frame>) -> usize {
-        let mut sinks = self.lock();
+impl Shard {
+    fn offer(&self, seq: u64, frame: &Arc<Frame>) -> usize {
+        let mut sinks = lock(&self.sinks);
         let mut sent = 0;
         sinks.retain(|sink| {
             let offer = sink.offer(seq, frame);
             sent += offer.sent;
             offer.keep
         });
+        self.count.store(sinks.len(), Ordering::Relaxed);
         sent
+    }
+
+    fn stop_all(&self) {
+        let mut sinks = lock(&self.sinks);
+        for sink in sinks.drain(..) {
+            sink.stop();
+        }
+        self.count.store(0, Ordering::Relaxed);
+    }
+
+    /// Offers what the publisher queued, in order, until the stream is gone.
+    async fn help(self: Arc<Self>, bytes_out: Arc<AtomicU64>) {
+        while !self.closed.load(Ordering::Relaxed) {
+            let frames = std::mem::take(&mut *lock(&self.queue));
+            for (seq, frame) in frames {
+                let sent = self.offer(seq, &frame);
+                bytes_out.fetch_add(sent as u64, Ordering::Relaxed);
+            }
+            self.wake.notified().await;
+        }
+    }
+}
+
+impl DirectSinks {
+    pub(crate) fn new(bytes_out: Arc<AtomicU64>) -> Self {
+        Self {
+            shards: OnceLock::new(),
+            bytes_out,
+        }
+    }
+
+    fn shards(&self) -> &[Arc<Shard>] {
+        self.shards.get_or_init(|| {
+            let workers =
+                tokio::runtime::Handle::try_current().map_or(1, |rt| rt.metrics().num_workers());
+            (0..workers.max(1)).map(|_| Arc::default()).collect()
+        })
+    }
+
+    /// Adds a sink to the shard with the fewest, starting that shard's helper if it has one.
+    pub(crate) fn add(&self, sink: Arc<dyn DirectSink>) {
+        let shards = self.shards();
+        let (index, shard) = shards
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| s.count.load(Ordering::Relaxed))
+            .expect("at least one shard");
+        let mut sinks = lock(&shard.sinks);
+        sinks.push(sink);
+        shard.count.store(sinks.len(), Ordering::Relaxed);
+        if index > 0 {
+            shard.helper.get_or_init(|| {
+                tokio::spawn(shard.clone().help(self.bytes_out.clone()));
+            });
+        }
+    }
+
+    pub(crate) fn remove(&self, sink: &Arc<dyn DirectSink>) {
+        for shard in self.shards() {
+            let mut sinks = lock(&shard.sinks);
+            let before = sinks.len();
+            sinks.retain(|s| !Arc::ptr_eq(s, sink));
+            shard.count.store(sinks.len(), Ordering::Relaxed);
+            if sinks.len() < before {
+                return;
+            }
+        }
+    }
+
+    /// Offers a new frame to every sink: the publisher's shard now, the others through their
+    /// helpers. Returns the bytes the publisher's shard took.
+    pub(crate) fn offer(&self, seq: u64, frame: &Arc<Frame>) -> usize {
+        let Some((own, helped)) = self.shards.get().and_then(|s| s.split_first()) else {
+            return 0;
+        };
+        for shard in helped {
+            if shard.count.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let mut queue = lock(&shard.queue);
+            if queue.len() >= HELPER_QUEUE {
+                queue.clear();
+                drop(queue);
+                shard.stop_all();
+                continue;
+            }
+            queue.push_back((seq, frame.clone()));
+            drop(queue);
+            shard.wake.notify_one();
+        }
+        if own.count.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        own.offer(seq, frame)
     }
 
     /// Hands every direct viewer back to its task.
     pub(crate) fn stop_all(&self) {
-        for sink in self.lock().drain(..) {
-            sink.stop();
+        for shard in self.shards.get().into_iter().flatten() {
+            shard.stop_all();
+        }
+    }
+}
+
+impl Drop for DirectSinks {
+    fn drop(&mut self) {
+        for shard in self.shards.get().into_iter().flatten() {
+            shard.closed.store(true, Ordering::Relaxed);
+            shard.wake.notify_one();
         }
     }
 }

@@ -20,8 +20,9 @@ use liverelay_types::StreamId;
 #[derive(Debug, Default)]
 pub struct StreamStats {
     pub frames_in: AtomicU64,
-    /// Bytes written to viewers (wire bytes, as the drivers report them).
-    pub bytes_out: AtomicU64,
+    /// Bytes written to viewers (wire bytes, as the drivers report them); shared with the
+    /// helpers that write to direct viewers.
+    pub bytes_out: Arc<AtomicU64>,
     pub bytes_in: AtomicU64,
     /// Frames viewers skipped because they fell behind (or joined between keyframes).
     pub frames_dropped: AtomicU64,
@@ -68,6 +69,7 @@ pub(crate) struct StreamState {
 
 impl Stream {
     pub fn new(key: StreamId, config: HubConfig) -> Self {
+        let stats = StreamStats::default();
         Self {
             key,
             state: Mutex::new(StreamState {
@@ -92,8 +94,8 @@ impl Stream {
                 config,
             }),
             notify: watch::channel(0).0,
-            direct: DirectSinks::default(),
-            stats: StreamStats::default(),
+            direct: DirectSinks::new(stats.bytes_out.clone()),
+            stats,
         }
     }
 

@@ -595,3 +595,184 @@ fn a_viewer_that_stops_counting_keeps_the_stream_but_is_no_viewer() {
     drop(own);
     assert!(hub.streams().is_empty());
 }
+
+/// A direct sink that records the frames it is offered and takes `room` of them.
+struct Recorder {
+    next: std::sync::Mutex<(u64, Vec<u64>, usize)>,
+    stopped: std::sync::atomic::AtomicBool,
+}
+
+impl Recorder {
+    fn new(next: u64, room: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(Self {
+            next: std::sync::Mutex::new((next, Vec::new(), room)),
+            stopped: Default::default(),
+        })
+    }
+
+    /// (the next frame it did not take, the timestamps of the frames it took)
+    fn taken(&self) -> (u64, Vec<u64>) {
+        let n = self.next.lock().unwrap();
+        (n.0, n.1.clone())
+    }
+}
+
+impl DirectSink for Recorder {
+    fn offer(&self, seq: u64, frame: &std::sync::Arc<Frame>) -> Offer {
+        let mut n = self.next.lock().unwrap();
+        let (next, taken, room) = &mut *n;
+        let closed = Offer {
+            sent: 0,
+            keep: false,
+        };
+        if self.stopped.load(std::sync::atomic::Ordering::Relaxed) || seq > *next {
+            return closed;
+        }
+        if seq < *next {
+            return Offer {
+                sent: 0,
+                keep: true,
+            };
+        }
+        if *room == 0 {
+            self.stopped
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            return closed;
+        }
+        *room -= 1;
+        *next += 1;
+        taken.push(frame.timestamp);
+        Offer {
+            sent: 10,
+            keep: true,
+        }
+    }
+
+    fn stop(&self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Makes `v` direct to a new recorder with `room`.
+fn go_direct(v: &mut Viewer, room: usize) -> std::sync::Arc<Recorder> {
+    let mut made = None;
+    assert!(v.go_direct(|next| {
+        let sink = Recorder::new(next, room);
+        made = Some(sink.clone());
+        sink
+    }));
+    made.unwrap()
+}
+
+fn live_stream(hub: &Hub) -> Publisher {
+    let mut p = hub.publish(key()).unwrap();
+    p.push(video_header());
+    p.push(audio_header());
+    p.push(video(0, true));
+    p
+}
+
+#[test]
+fn a_viewer_goes_direct_only_when_nothing_but_the_next_frame_is_due() {
+    let hub = Hub::new(HubConfig::default());
+    let mut v = hub.play(key()).unwrap();
+    let none = |_| -> std::sync::Arc<dyn DirectSink> { unreachable!("not due") };
+    assert!(!v.go_direct(none), "nothing is live");
+    let mut p = live_stream(&hub);
+    assert!(!v.go_direct(none), "not told of the publish yet");
+    let items = poll_all(&mut v);
+    assert!(!frames(&items).is_empty());
+    let sink = Recorder::new(3, usize::MAX);
+    let as_sink: std::sync::Arc<dyn DirectSink> = sink.clone();
+    assert!(v.go_direct(|next| {
+        assert_eq!(next, 3, "the frame after the ones polled");
+        as_sink
+    }));
+    p.push(audio(10));
+    p.push(video(33, false));
+    assert_eq!(sink.taken(), (5, vec![10, 33]));
+    assert_eq!(
+        p.stats()
+            .bytes_out
+            .load(std::sync::atomic::Ordering::Relaxed),
+        20,
+        "what the sink took counts as the stream's egress"
+    );
+
+    assert!(v.go_direct(none), "already direct");
+    // A viewer that joins a stream without a cached GOP waits for a keyframe: not direct.
+    let no_gop = Hub::new(HubConfig {
+        gop_cache: false,
+        ..HubConfig::default()
+    });
+    let mut p2 = live_stream(&no_gop);
+    p2.push(video(33, false));
+    let mut w = no_gop.play(key()).unwrap();
+    let _ = poll_all(&mut w);
+    assert!(!w.go_direct(none), "waiting for a keyframe");
+}
+
+#[test]
+fn a_direct_viewer_taken_back_goes_on_from_the_first_frame_its_sink_did_not_take() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = live_stream(&hub);
+    let mut v = hub.play(key()).unwrap();
+    let _ = poll_all(&mut v);
+    // The sink takes two frames, then is full.
+    let sink = go_direct(&mut v, 2);
+    for i in 1..=4 {
+        p.push(video(i * 33, false));
+    }
+    let (next, taken) = sink.taken();
+    assert_eq!(taken, vec![33, 66]);
+    v.take_back(next);
+    let items = poll_all(&mut v);
+    let rest: Vec<u64> = frames(&items).iter().map(|f| f.timestamp).collect();
+    assert_eq!(rest, vec![99, 132], "every frame once, in order");
+    // Direct again; the publisher leaving hands the viewer back, and it hears of it.
+    let sink = go_direct(&mut v, usize::MAX);
+    drop(p);
+    assert!(sink.stopped.load(std::sync::atomic::Ordering::Relaxed));
+    v.take_back(sink.taken().0);
+    let items = poll_all(&mut v);
+    assert!(matches!(items.last(), Some(ViewerItem::Unpublished)));
+}
+
+/// On a runtime with two workers, direct viewers are shared between the publisher's task and
+/// a helper; every one of them gets every frame, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_viewers_spread_over_helpers_and_get_every_frame() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = live_stream(&hub);
+    let mut viewers = Vec::new();
+    let mut sinks = Vec::new();
+    for _ in 0..6 {
+        let mut v = hub.play(key()).unwrap();
+        let _ = poll_all(&mut v);
+        let sink = go_direct(&mut v, usize::MAX);
+        viewers.push(v);
+        sinks.push(sink);
+    }
+    let want: Vec<u64> = (1..=50).map(|i| i * 33).collect();
+    for &ts in &want {
+        p.push(video(ts, false));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sinks.iter().any(|s| s.taken().1.len() < want.len()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "helpers did not deliver"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for s in &sinks {
+        assert_eq!(s.taken().1, want);
+    }
+    assert_eq!(
+        p.stats()
+            .bytes_out
+            .load(std::sync::atomic::Ordering::Relaxed),
+        6 * 50 * 10
+    );
+}

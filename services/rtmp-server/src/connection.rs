@@ -188,7 +188,7 @@ impl<S: Transport> Connection<S> {
             && self.config.write_coalesce.is_zero()
             && self.out.is_empty()
             && self.closing.is_none()
-            && p.go_direct(socket, &self.session)
+            && p.go_direct(socket, &self.session, &self.metrics.direct_players)
         {
             // A direct player's last batch may have been its start (the cached GOP); no
             // later small batch would give that room back.

@@ -14,6 +14,8 @@ pub struct RtmpMetrics {
     pub connections: Family<KindLabel, Counter>,
     pub connections_open: Gauge,
     pub handshake_failures: Family<ReasonLabel, Counter>,
+    /// Players the publisher writes to itself now (`rtmp.direct_writes`).
+    pub direct_players: Gauge,
     /// RTMP players (`protocol="rtmp"`), registered by the process with the HTTP viewers'.
     pub viewers: ViewerMetrics,
 }
@@ -35,6 +37,12 @@ impl RtmpMetrics {
             "liverelay_handshake_failures",
             "RTMP handshakes that failed, by reason",
             m.handshake_failures.clone(),
+        );
+        registry.register(
+            "liverelay_rtmp_direct_players",
+            "RTMP players the stream's publisher writes to itself now: caught up, plain TCP \
+             (rtmp.direct_writes); the others are behind, paused, on RTMPS or just started",
+            m.direct_players.clone(),
         );
         m
     }

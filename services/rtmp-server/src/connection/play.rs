@@ -13,6 +13,7 @@ use liverelay_admission::{Admitted, Withdrawn};
 use liverelay_hub::{Viewer, ViewerItem};
 use liverelay_metrics::Watching;
 use liverelay_rtmp::{MediaKind, ServerSession};
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::info;
@@ -27,7 +28,7 @@ pub(super) struct Playing {
     /// Counts this play among the RTMP viewers, and the bytes sent to it.
     watching: Arc<Watching>,
     /// While the publisher writes this player's frames itself.
-    express: Option<Arc<Express>>,
+    express: Option<Direct>,
     paused: bool,
     audio: bool,
     video: bool,
@@ -37,6 +38,18 @@ pub(super) struct Playing {
     /// wait for the next write.
     last_pump: Instant,
     held_until: Option<Instant>,
+}
+
+/// A play the publisher writes to, counted as such while it lasts.
+struct Direct {
+    express: Arc<Express>,
+    counted: Gauge,
+}
+
+impl Drop for Direct {
+    fn drop(&mut self) {
+        self.counted.dec();
+    }
 }
 
 /// Why a play wants to be written to.
@@ -91,19 +104,27 @@ impl Playing {
 
     /// Lets the stream's publisher write this player's frames to `socket` itself while the
     /// player keeps up, if it takes every frame as it comes (not paused, audio and video on)
-    /// and nothing else is due to it. True while it does.
-    pub(super) fn go_direct(&mut self, socket: &Arc<TcpStream>, session: &ServerSession) -> bool {
-        if self.express.is_some() {
-            return true;
-        }
-        if self.paused || !self.audio || !self.video || self.held_until.is_some() {
+    /// and nothing else is due to it. True when it went direct now; `direct` counts it while
+    /// it is.
+    pub(super) fn go_direct(
+        &mut self,
+        socket: &Arc<TcpStream>,
+        session: &ServerSession,
+        direct: &Gauge,
+    ) -> bool {
+        if self.express.is_some()
+            || self.paused
+            || !self.audio
+            || !self.video
+            || self.held_until.is_some()
+        {
             return false;
         }
         let encoding = (session.out_chunk_size(), self.stream_id);
         let generation = self.viewer.generation();
         let watching = &self.watching;
         let mut express = None;
-        let direct = self.viewer.go_direct(|next| {
+        let went = self.viewer.go_direct(|next| {
             let e = Arc::new(Express::new(
                 socket.clone(),
                 encoding,
@@ -114,17 +135,24 @@ impl Playing {
             express = Some(e.clone());
             e
         });
-        self.express = express.filter(|_| direct);
-        direct
+        let Some(express) = express.filter(|_| went) else {
+            return false;
+        };
+        direct.inc();
+        self.express = Some(Direct {
+            express,
+            counted: direct.clone(),
+        });
+        true
     }
 
     /// Back from the publisher's writes: what the socket did not take of the last frame goes
     /// out first, and the viewer goes on from the frame after it.
     pub(super) fn take_back(&mut self, out: &mut VecDeque<Bytes>) {
-        let Some(express) = self.express.take() else {
+        let Some(direct) = self.express.take() else {
             return;
         };
-        let taken = express.take_back();
+        let taken = direct.express.take_back();
         self.viewer.take_back(taken.next);
         out.extend(taken.rest);
         // Frames may have come since; the next batch looks.
@@ -136,7 +164,7 @@ impl Playing {
     /// to the player: when it stopped.
     pub(super) fn wait(&mut self) -> (impl Future<Output = Due> + '_, Withdrawn<'_>) {
         let (held_until, paused) = (self.held_until, self.paused);
-        let express = self.express.clone();
+        let express = self.express.as_ref().map(|d| d.express.clone());
         let (viewer, withdrawn) = self.viewer.split();
         let due = async move {
             match (held_until, express) {
