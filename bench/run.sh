@@ -19,11 +19,11 @@ set -euo pipefail
 
 # Servers of the next scenario; the last is the baseline of the ratios.
 # (liverelay-httpflv before liverelay: its ratio is HTTP-FLV over RTMP.)
-ALL_SERVERS=(liverelay-httpflv liverelay liverelay-rtmps liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx
+ALL_SERVERS=(liverelay-httpflv liverelay liverelay-rtmps liverelay-taskwrites liverelay-nodelay liverelay-coalesce nginx
     liverelay-edge liverelay-ingest liverelay-ingest-base liverelay-llhls liverelay-hls
     nginx-hls liverelay-watch)
-SERVERS=(liverelay liverelay-fixedhold liverelay-nodelay liverelay-coalesce nginx)
-LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-fixedhold]="liverelay-fixedhold" [liverelay-nodelay]="liverelay-nodelay"
+SERVERS=(liverelay liverelay-taskwrites liverelay-nodelay liverelay-coalesce nginx)
+LABEL=([liverelay]="liverelay" [liverelay-rtmps]="liverelay-rtmps" [liverelay-taskwrites]="liverelay-taskwrites" [liverelay-nodelay]="liverelay-nodelay"
     [liverelay-coalesce]="liverelay-coalesce40" [nginx]="nginx-rtmp" [liverelay-edge]="edge"
     [liverelay-ingest]="ingest" [liverelay-ingest-base]="ingest-before" [liverelay-httpflv]="liverelay-httpflv"
     [liverelay-llhls]="liverelay-llhls" [liverelay-hls]="liverelay-hls" [nginx-hls]="nginx-hls"
@@ -44,7 +44,7 @@ CLUSTER_EDGES=([liverelay-ingest]=4 [liverelay-ingest-base]=4)
 SCHEME=([liverelay-rtmps]=rtmps)
 TOOL_ARGS=([liverelay-rtmps]="--ca $(bench_cert)/ca.pem")
 # Settings of each liverelay variant (environment words); the plain one runs the defaults.
-SETTINGS=([liverelay]="" [liverelay-rtmps]="" [liverelay-fixedhold]="LIVERELAY_HUB__AUDIO_HOLD_ADAPTIVE=false"
+SETTINGS=([liverelay]="" [liverelay-rtmps]="" [liverelay-taskwrites]="LIVERELAY_RTMP__DIRECT_WRITES=false"
     [liverelay-nodelay]="LIVERELAY_RTMP__TCP_NODELAY=true"
     [liverelay-coalesce]="LIVERELAY_RTMP__WRITE_COALESCE_MS=40")
 HTTP_LIMITS="LIVERELAY_HTTP__MAX_CONNECTIONS=$MAXCONN LIVERELAY_HLS__MAX_HELD_PER_CLIENT=$MAXCONN"
@@ -68,7 +68,7 @@ else
     HLS_MAX=$(( MAXCONN - 100 < 10000 ? MAXCONN - 100 : 10000 ))
     CLUSTER_DURATION=20s
     FANOUT_AT=100,500,1000,2000,3000,4000,5000,6000; FANOUT_STEP=2000; INTERVAL=6s
-    FANOUT_MAX=$(( MAXCONN - 100 < 14000 ? MAXCONN - 100 : 14000 ))
+    FANOUT_MAX=$(( MAXCONN - 100 < 18000 ? MAXCONN - 100 : 18000 ))
     PUB_STEP=100; PUB_MAX=600; TTFF_PLAYERS=200
 fi
 
@@ -218,7 +218,7 @@ plot publishers "Streams of 2.5 Mbit/s with one player each (run 1)"
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $NCPU cores; $(free -g | awk '/Mem:/{print $2}') GiB RAM"
     echo "- Kernel: $(uname -r); open-file limit per process: $FDS (caps players per process)"
     echo "- nginx: $(nginx -v 2>&1 | sed 's/.*: //') with libnginx-mod-rtmp $(dpkg-query -W -f='${Version}' libnginx-mod-rtmp 2>/dev/null || echo '?'): 1 worker, \`live on\`, chunk_size 4096 (bench/nginx.conf.in)"
-    echo "- liverelay: \`liverelay standalone\` release build, default settings (Nagle on, as nginx runs; no write coalescing), RUST_LOG=warn, max_connections $MAXCONN; fan-out scenarios also run *liverelay-fixedhold* (\`LIVERELAY_HUB__AUDIO_HOLD_ADAPTIVE=false\`: the 40 ms audio hold whatever the load, the default before the hold adapted), *liverelay-nodelay* (\`LIVERELAY_RTMP__TCP_NODELAY=true\`) and *liverelay-coalesce40* (\`LIVERELAY_RTMP__WRITE_COALESCE_MS=40\`: each player written at most every 40 ms); *liverelay-rtmps* is the default build behind its RTMPS listener (rustls, TLS 1.3, self-signed P-256 certificate), publishers and players over \`rtmps://\`"
+    echo "- liverelay: \`liverelay standalone\` release build, default settings (Nagle on, as nginx runs; no write coalescing), RUST_LOG=warn, max_connections $MAXCONN; fan-out scenarios also run *liverelay-taskwrites* (\`LIVERELAY_RTMP__DIRECT_WRITES=false\`: every player written by its own task after a wakeup, as before direct writes), *liverelay-nodelay* (\`LIVERELAY_RTMP__TCP_NODELAY=true\`) and *liverelay-coalesce40* (\`LIVERELAY_RTMP__WRITE_COALESCE_MS=40\`: each player written at most every 40 ms); *liverelay-rtmps* is the default build behind its RTMPS listener (rustls, TLS 1.3, self-signed P-256 certificate), publishers and players over \`rtmps://\`"
     echo "- Each server pinned to core $SERVER_CORE (\`taskset -c $SERVER_CORE\`), the tool to core $TOOL_CORE; loopback (127.0.0.1)."
     echo "- Source: synthetic H.264 + AAC from liverelay-bench (valid FLV tag and sequence headers, filler payloads carrying a send stamp)."
     echo "- Server CPU and RSS from /proc/PID of liverelay, of nginx's worker; *core busy* is core $SERVER_CORE's busy share from /proc/stat, which also counts softirq time (loopback TCP delivery) that /proc/PID may not. Latency: publisher send → player receive of the same message, same process, live messages only, measured by every 25th player (the rest read in bulk with SO_RCVLOWAT 32 KiB)."

@@ -271,6 +271,9 @@ impl Publisher {
             st.append(frame.clone());
             (seq, frame)
         };
+        if !self.hub.batching.direct_writes() {
+            self.stream.direct.stop_all();
+        }
         let sent = self.stream.direct.offer(seq, &frame);
         if sent > 0 {
             stats.bytes_out.fetch_add(sent as u64, Ordering::Relaxed);

@@ -776,3 +776,23 @@ async fn direct_viewers_spread_over_helpers_and_get_every_frame() {
         6 * 50 * 10
     );
 }
+
+/// Past half a core busy, the viewers' own tasks write (they batch and skip per viewer): no
+/// viewer goes direct, and direct ones are handed back at the next frame.
+#[test]
+fn a_busy_process_writes_no_viewer_directly() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = live_stream(&hub);
+    let mut v = hub.play(key()).unwrap();
+    let _ = poll_all(&mut v);
+    let sink = go_direct(&mut v, usize::MAX);
+    hub.batching().observe(0.9);
+    p.push(video(33, false));
+    assert!(sink.stopped.load(std::sync::atomic::Ordering::Relaxed));
+    assert_eq!(sink.taken().1, Vec::<u64>::new());
+    v.take_back(sink.taken().0);
+    let _ = poll_all(&mut v);
+    assert!(!v.go_direct(|_| unreachable!("busy")));
+    hub.batching().observe(0.1);
+    go_direct(&mut v, usize::MAX);
+}

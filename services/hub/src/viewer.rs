@@ -121,6 +121,9 @@ impl Viewer {
         if self.direct.is_some() {
             return true;
         }
+        if !self.hub.batching.direct_writes() {
+            return false;
+        }
         let st = self.stream.lock();
         let due_nothing = st.live
             && self.live

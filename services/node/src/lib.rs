@@ -153,9 +153,10 @@ impl Node {
             let commands = cluster::follow_commands(redis, pod, sessions, auth.stream_keys);
             tasks.push(("cluster commands", Box::pin(commands)));
         }
-        if settings.hub.audio_hold_adaptive {
-            tasks.push(("load sampler", Box::pin(load::follow_load(hub.clone()))));
+        if !settings.hub.audio_hold_adaptive {
+            hub.batching().keep_hold();
         }
+        tasks.push(("load sampler", Box::pin(load::follow_load(hub.clone()))));
         // What viewers need, and nothing else: all the public listener serves.
         let playback = [flv, hls, watch]
             .into_iter()

@@ -1,5 +1,6 @@
 //! Tells the hub how busy this process is, so that it batches viewer wakeups only when that
-//! saves CPU the process is short of ([`liverelay_hub::Batching`]).
+//! saves CPU the process is short of, and writes players directly only while it has CPU to
+//! spare ([`liverelay_hub::Batching`]).
 use std::time::{Duration, Instant};
 
 use liverelay_hub::Hub;
