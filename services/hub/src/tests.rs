@@ -777,7 +777,7 @@ async fn direct_viewers_spread_over_helpers_and_get_every_frame() {
     );
 }
 
-/// Past half a core busy, the viewers' own tasks write (they batch and skip per viewer): no
+/// Past 65 % of a core busy, the viewers' own tasks write (they batch and skip per viewer): no
 /// viewer goes direct, and direct ones are handed back at the next frame.
 #[test]
 fn a_busy_process_writes_no_viewer_directly() {
