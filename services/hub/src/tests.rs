@@ -796,3 +796,24 @@ fn a_busy_process_writes_no_viewer_directly() {
     hub.batching().observe(0.1);
     go_direct(&mut v, usize::MAX);
 }
+
+/// A shard writes each frame to all of its viewers before the publisher reads on: past 2,000
+/// of them, further viewers stay with their tasks.
+#[test]
+fn a_shard_takes_at_most_2000_direct_viewers() {
+    let hub = Hub::new(HubConfig::default());
+    let mut p = live_stream(&hub);
+    let mut viewers: Vec<Viewer> = (0..2001).map(|_| hub.play(key()).unwrap()).collect();
+    let mut sinks = Vec::new();
+    for v in &mut viewers[..2000] {
+        let _ = poll_all(v);
+        sinks.push(go_direct(v, usize::MAX));
+    }
+    let last = viewers.last_mut().unwrap();
+    let _ = poll_all(last);
+    assert!(!last.go_direct(|_| unreachable!("full")));
+    p.push(video(33, false));
+    assert!(sinks.iter().all(|s| s.taken().1 == vec![33]));
+    let items = poll_all(viewers.last_mut().unwrap());
+    assert_eq!(frames(&items).len(), 1, "the task path still serves it");
+}

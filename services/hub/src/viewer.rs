@@ -121,7 +121,7 @@ impl Viewer {
         if self.direct.is_some() {
             return true;
         }
-        if !self.hub.batching.direct_writes() {
+        if !self.hub.batching.direct_writes() || !self.stream.direct.has_room() {
             return false;
         }
         let st = self.stream.lock();
@@ -136,7 +136,9 @@ impl Viewer {
         }
         let sink = make(self.cursor);
         // Added under the stream lock: no frame can be appended between the check and this.
-        self.stream.direct.add(sink.clone());
+        if !self.stream.direct.add(sink.clone()) {
+            return false;
+        }
         self.direct = Some(sink);
         true
     }

@@ -151,6 +151,12 @@ mod tests {
             "RTMP handshakes that failed, by reason",
         ),
         (
+            "liverelay_rtmp_direct_players",
+            "gauge",
+            "RTMP players the stream's publisher writes to itself now: caught up, plain TCP \
+             (rtmp.direct_writes); the others are behind, paused, on RTMPS or just started",
+        ),
+        (
             "liverelay_relay_subscriptions",
             "gauge",
             "Relay subscriptions served by this ingest",
