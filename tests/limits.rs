@@ -42,6 +42,38 @@ fn seq_of(media: &Media) -> u64 {
     u64::from_be_bytes(media.payload[5..13].try_into().unwrap())
 }
 
+/// Waits for `count` [`picture`]s (`gop`, `len`) at `player` and checks that they are every one,
+/// in order and whole; returns them. `who` names the player in failures.
+async fn every_picture(
+    player: &MediaLog,
+    (count, gop, len): (u64, u64, usize),
+    who: &str,
+) -> Vec<support::rtmp::Arrival> {
+    assert!(
+        player
+            .wait_pictures(Duration::from_secs(10), |p| p.len() >= count as usize)
+            .await,
+        "{who} got {} of {count} pictures",
+        player.pictures().len()
+    );
+    let got = player.pictures();
+    let seqs: Vec<u64> = got.iter().map(|a| seq_of(&a.media)).collect();
+    assert_eq!(
+        seqs,
+        (0..count).collect::<Vec<_>>(),
+        "{who}: every picture, in order"
+    );
+    for a in &got {
+        assert_eq!(
+            a.media.payload,
+            picture(seq_of(&a.media), gop, len).payload,
+            "{who}: picture {} whole",
+            seq_of(&a.media)
+        );
+    }
+    got
+}
+
 /// An AVC sequence header, so the stream looks like H.264 to the hub.
 fn avc_header() -> Media {
     Media {
@@ -286,23 +318,7 @@ async fn write_coalescing_batches_a_players_writes_and_keeps_every_frame() {
         tick.tick().await;
         publisher.send_media(id, &picture(seq, 25, 2000)).await;
     }
-    assert!(
-        viewer
-            .wait_pictures(Duration::from_secs(10), |p| p.len() >= PICTURES as usize)
-            .await,
-        "{} of {PICTURES} pictures arrived",
-        viewer.pictures().len()
-    );
-    let got = viewer.pictures();
-    let seqs: Vec<u64> = got.iter().map(|a| seq_of(&a.media)).collect();
-    assert_eq!(
-        seqs,
-        (0..PICTURES).collect::<Vec<_>>(),
-        "every picture, in order"
-    );
-    for a in &got {
-        assert_eq!(a.media.payload, picture(seq_of(&a.media), 25, 2000).payload);
-    }
+    let got = every_picture(&viewer, (PICTURES, 25, 2000), "the player").await;
 
     // Bursts: pictures that arrived less than 100 ms after the previous one. Written at once,
     // the 3 s would be one long trickle; coalesced, about 12 bursts.
@@ -353,15 +369,7 @@ async fn a_player_that_keeps_up_is_written_by_the_publisher() {
             f64::from(u8::from(direct)),
             "direct writes {direct}"
         );
-        assert!(
-            player
-                .wait_pictures(Duration::from_secs(10), |p| p.len() >= PICTURES as usize)
-                .await,
-            "got {} of {PICTURES} pictures",
-            player.pictures().len()
-        );
-        let seqs: Vec<u64> = player.pictures().iter().map(|a| seq_of(&a.media)).collect();
-        assert_eq!(seqs, (0..PICTURES).collect::<Vec<_>>());
+        every_picture(&player, (PICTURES, 50, 2000), "the player").await;
         drop(publisher);
         // The publisher leaving hands the player back to its task.
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -438,18 +446,7 @@ async fn a_slow_player_skips_to_a_keyframe_while_another_gets_every_frame() {
     let _publisher = publishing.await.unwrap();
 
     // The good player: every picture, in order.
-    assert!(
-        good.wait_pictures(Duration::from_secs(10), |p| p.len() >= PICTURES as usize)
-            .await,
-        "the reading player got {} of {PICTURES} pictures",
-        good.pictures().len()
-    );
-    let seqs: Vec<u64> = good.pictures().iter().map(|a| seq_of(&a.media)).collect();
-    assert_eq!(
-        seqs,
-        (0..PICTURES).collect::<Vec<_>>(),
-        "the reading player lost nothing"
-    );
+    every_picture(&good, (PICTURES, GOP, LEN), "the reading player").await;
 
     // The slow player: a run from the start, then after each gap a sequence header and a
     // keyframe.

@@ -665,6 +665,13 @@ fn go_direct(v: &mut Viewer, room: usize) -> std::sync::Arc<Recorder> {
     made.unwrap()
 }
 
+/// A viewer of `hub`'s stream that was sent everything there is.
+fn caught_up(hub: &Hub) -> Viewer {
+    let mut v = hub.play(key()).unwrap();
+    let _ = poll_all(&mut v);
+    v
+}
+
 fn live_stream(hub: &Hub) -> Publisher {
     let mut p = hub.publish(key()).unwrap();
     p.push(video_header());
@@ -708,8 +715,7 @@ fn a_viewer_goes_direct_only_when_nothing_but_the_next_frame_is_due() {
     });
     let mut p2 = live_stream(&no_gop);
     p2.push(video(33, false));
-    let mut w = no_gop.play(key()).unwrap();
-    let _ = poll_all(&mut w);
+    let mut w = caught_up(&no_gop);
     assert!(!w.go_direct(none), "waiting for a keyframe");
 }
 
@@ -717,8 +723,7 @@ fn a_viewer_goes_direct_only_when_nothing_but_the_next_frame_is_due() {
 fn a_direct_viewer_taken_back_goes_on_from_the_first_frame_its_sink_did_not_take() {
     let hub = Hub::new(HubConfig::default());
     let mut p = live_stream(&hub);
-    let mut v = hub.play(key()).unwrap();
-    let _ = poll_all(&mut v);
+    let mut v = caught_up(&hub);
     // The sink takes two frames, then is full.
     let sink = go_direct(&mut v, 2);
     for i in 1..=4 {
@@ -748,8 +753,7 @@ async fn direct_viewers_spread_over_helpers_and_get_every_frame() {
     let mut viewers = Vec::new();
     let mut sinks = Vec::new();
     for _ in 0..6 {
-        let mut v = hub.play(key()).unwrap();
-        let _ = poll_all(&mut v);
+        let mut v = caught_up(&hub);
         let sink = go_direct(&mut v, usize::MAX);
         viewers.push(v);
         sinks.push(sink);
@@ -783,8 +787,7 @@ async fn direct_viewers_spread_over_helpers_and_get_every_frame() {
 fn a_busy_process_writes_no_viewer_directly() {
     let hub = Hub::new(HubConfig::default());
     let mut p = live_stream(&hub);
-    let mut v = hub.play(key()).unwrap();
-    let _ = poll_all(&mut v);
+    let mut v = caught_up(&hub);
     let sink = go_direct(&mut v, usize::MAX);
     hub.batching().observe(0.9);
     p.push(video(33, false));
@@ -803,17 +806,15 @@ fn a_busy_process_writes_no_viewer_directly() {
 fn a_shard_takes_at_most_2000_direct_viewers() {
     let hub = Hub::new(HubConfig::default());
     let mut p = live_stream(&hub);
-    let mut viewers: Vec<Viewer> = (0..2001).map(|_| hub.play(key()).unwrap()).collect();
-    let mut sinks = Vec::new();
-    for v in &mut viewers[..2000] {
-        let _ = poll_all(v);
-        sinks.push(go_direct(v, usize::MAX));
-    }
-    let last = viewers.last_mut().unwrap();
-    let _ = poll_all(last);
+    let mut viewers: Vec<Viewer> = (0..2000).map(|_| caught_up(&hub)).collect();
+    let sinks: Vec<_> = viewers
+        .iter_mut()
+        .map(|v| go_direct(v, usize::MAX))
+        .collect();
+    let mut last = caught_up(&hub);
     assert!(!last.go_direct(|_| unreachable!("full")));
     p.push(video(33, false));
     assert!(sinks.iter().all(|s| s.taken().1 == vec![33]));
-    let items = poll_all(viewers.last_mut().unwrap());
+    let items = poll_all(&mut last);
     assert_eq!(frames(&items).len(), 1, "the task path still serves it");
 }
